@@ -1,0 +1,181 @@
+//! The command line (SPEC §1): flags, subcommands and their help texts. Parsing only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  deploy check -i prod.toml                  verify connectivity and remote prerequisites
+  deploy push -i prod.toml --dry-run         show what a push would do on every host
+  deploy push -i prod.toml                   push the version and artifact the inventory names
+  deploy push --service api --version v2 --artifact dist/api-v2.tar.gz
+  deploy rollback -i prod.toml --hosts web3  roll one host back
+  deploy status -i prod.toml --output json   machine-readable fleet state";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deploy",
+    version,
+    about = "Ship release tarballs to a fleet of Linux hosts over SSH and switch them atomically",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Inventory file
+    #[arg(short = 'i', long, global = true, default_value = "deploy.toml")]
+    pub inventory: PathBuf,
+    /// Only these hosts: comma-separated host names and/or tags
+    #[arg(long, global = true, value_name = "SEL")]
+    pub hosts: Option<String>,
+    /// Hosts worked on at once (overrides [deploy].concurrency)
+    #[arg(short = 'j', long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Final result on stdout as text or one JSON document
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Diagnostics on stderr as text or JSON lines
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub log_format: Format,
+    /// No progress bars, even on a terminal
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// More diagnostics (repeat for more)
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Fewer diagnostics
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stage, verify and atomically switch a release on every selected host
+    #[command(
+        after_help = "Examples:\n  deploy push -i prod.toml --dry-run --diff\n  deploy push --service api --version v2 --artifact dist/api-v2.tar.gz"
+    )]
+    Push(PushArgs),
+    /// Switch hosts back to the release that was live before
+    #[command(
+        after_help = "Examples:\n  deploy rollback -i prod.toml\n  deploy rollback --hosts web3 --to v1.2.2"
+    )]
+    Rollback(RollbackArgs),
+    /// Live release, previous release, releases kept and lock holder per host
+    #[command(
+        after_help = "Examples:\n  deploy status -i prod.toml\n  deploy status --verify --output json"
+    )]
+    Status(StatusArgs),
+    /// Audit log of each selected host, newest first
+    #[command(after_help = "Example:\n  deploy history --hosts web1 --limit 5")]
+    History(HistoryArgs),
+    /// File-level difference between two releases (default: live release vs the artifact)
+    #[command(after_help = "Example:\n  deploy diff v1 v2")]
+    Diff(DiffArgs),
+    /// Remove old releases, keeping the live and previous ones
+    #[command(after_help = "Example:\n  deploy prune --keep 3 --dry-run")]
+    Prune(PruneArgs),
+    /// Remove a lock left by a run that is gone
+    #[command(after_help = "Example:\n  deploy unlock --hosts web3")]
+    Unlock(UnlockArgs),
+    /// Check the inventory, connectivity and remote prerequisites
+    #[command(after_help = "Example:\n  deploy check -i prod.toml")]
+    Check,
+    /// Print shell completions
+    #[command(after_help = "Example:\n  deploy completions bash > /etc/bash_completion.d/deploy")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Services to push (repeat or comma-separate; default: every service with a version and artifact)
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Version to push (only with a single service)
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Artifact to push: local .tar.gz path or http(s) URL (only with a single service)
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Read each host's state and print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: file-level difference between the live release and the artifact
+    #[arg(long)]
+    pub diff: bool,
+    /// Replace a version already on a host with different content
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Release to switch to (must be complete on every selected host)
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Re-hash the live release and report drift from its manifest
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// At most this many records per host
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Releases to keep (default: the service's keep_releases)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Break the lock even if its holder still runs
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,194 @@
+//! `deploy check`: per host, connect and authenticate (host key verified), then verify the
+//! remote prerequisites (SPEC §3) and that each service's `base_dir` is, or can be made,
+//! writable. Changes nothing on the hosts (a scratch directory under $TMPDIR is created and
+//! removed to prove `mv -T` renames a symlink over another).
+
+use std::time::Instant;
+
+use crate::app::{Context, InputError, Target, for_each, unix_now};
+use crate::executor::elapsed_ms;
+use crate::report::{CheckView, HostResult, Outcome, Reporter, RunResult};
+use crate::shell::quote;
+
+/// Commands every host needs (SPEC §3, plus what the lowered scripts use).
+const TOOLS: &[&str] = &[
+    "sh",
+    "tar",
+    "gzip",
+    "mkdir",
+    "mv",
+    "ln",
+    "sha256sum",
+    "tee",
+    "readlink",
+    "df",
+    "cat",
+    "rm",
+    "dirname",
+    "cp",
+];
+
+/// The probe script: one `check NAME ok|fail DETAIL` line per item.
+pub fn probe_script(base_dirs: &[(String, String)]) -> String {
+    let mut script = String::from("for tool in");
+    for tool in TOOLS {
+        script.push(' ');
+        script.push_str(tool);
+    }
+    script.push_str(
+        "; do\n  if command -v \"$tool\" >/dev/null 2>&1; then printf 'check tool:%s ok %s\\n' \"$tool\" \"$(command -v \"$tool\")\"; \
+         else printf 'check tool:%s fail not found on PATH\\n' \"$tool\"; fi\ndone\n\
+         t=\"${TMPDIR:-/tmp}/deploy-check.$$\"\n\
+         if mkdir -p \"$t/a\" \"$t/b\" && ln -s a \"$t/current\" && ln -s b \"$t/next\" && mv -Tf \"$t/next\" \"$t/current\" 2>/dev/null && [ \"$(readlink \"$t/current\")\" = b ]; then \
+         printf 'check atomic-rename ok mv -T renames a symlink over another\\n'; \
+         else printf 'check atomic-rename fail mv -T is not supported (GNU coreutils or busybox mv needed)\\n'; fi\n\
+         rm -rf \"$t\"\n\
+         if [ -e /dev/fd/1 ]; then printf 'check dev-fd ok /dev/fd present\\n'; else printf 'check dev-fd fail /dev/fd missing (needed to verify uploads while extracting)\\n'; fi\n",
+    );
+    for (service, base_dir) in base_dirs {
+        script.push_str(&format!(
+            "b={base}\np=\"$b\"\nwhile [ ! -d \"$p\" ]; do p=$(dirname -- \"$p\"); done\n\
+             if [ -w \"$p\" ]; then printf 'check base_dir:%s ok %s\\n' {service} \"$b\"; \
+             else printf 'check base_dir:%s fail %s is not writable (nearest existing directory: %s)\\n' {service} \"$b\" \"$p\"; fi\n",
+            base = quote(base_dir),
+            service = quote(service),
+        ));
+    }
+    script.push_str("exit 0\n");
+    script
+}
+
+/// Parses the probe output into check items; anything else is hostile.
+pub fn parse_probe(text: &str) -> Result<Vec<CheckView>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| {
+            let mut fields = line.splitn(4, ' ');
+            match (fields.next(), fields.next(), fields.next(), fields.next()) {
+                (Some("check"), Some(name), Some(state @ ("ok" | "fail")), detail) => {
+                    Ok(CheckView {
+                        name: name.to_string(),
+                        ok: state == "ok",
+                        detail: detail.unwrap_or("").to_string(),
+                    })
+                }
+                _ => Err(format!(
+                    "unexpected host output on line {}: {line:?}",
+                    index + 1
+                )),
+            }
+        })
+        .collect()
+}
+
+pub async fn run(context: &Context) -> Result<RunResult, InputError> {
+    let (events, reporter) = Reporter::start(context.progress, context.selected.len());
+    let now = unix_now();
+    let hosts = for_each(context.selected.clone(), context.concurrency, |host| {
+        let events = events.clone();
+        async move {
+            let started = Instant::now();
+            let name = &context.inventory.hosts[host].name;
+            let base_dirs: Vec<(String, String)> = context
+                .inventory
+                .services
+                .iter()
+                .filter(|service| service.hosts.contains(&host))
+                .map(|service| (service.name.clone(), service.base_dir.clone()))
+                .collect();
+            let mut result = HostResult::new(None, name, Outcome::Ok);
+            // Any service gives the connection its lowering values; check runs no lowered step.
+            let target = Target { service: 0, host };
+            let probe = async {
+                let run = if context.inventory.services.is_empty() {
+                    let lowering = crate::plan::Lowering {
+                        base_dir: ".",
+                        run_id: &context.run_id,
+                        shared_paths: &[],
+                        now,
+                    };
+                    crate::executor::HostRun::connect(
+                        &context.connector,
+                        &context.endpoint(host),
+                        name.clone(),
+                        lowering,
+                        events.clone(),
+                        Instant::now() + context.inventory.deploy.host_timeout,
+                        context.interrupted.clone(),
+                    )
+                    .await?
+                } else {
+                    super::connect(context, target, name.clone(), &events, now).await?
+                };
+                events.step(name, "check prerequisites");
+                let output = run.run("check", &probe_script(&base_dirs)).await;
+                run.close().await;
+                let output = output?;
+                parse_probe(&output.stdout_text())
+                    .map_err(|error| crate::executor::HostError::failed("check", error))
+            };
+            match probe.await {
+                Ok(checks) => {
+                    let failed: Vec<String> = checks
+                        .iter()
+                        .filter(|check| !check.ok)
+                        .map(|check| format!("{}: {}", check.name, check.detail))
+                        .collect();
+                    if failed.is_empty() {
+                        events.done(name, "ok");
+                    } else {
+                        result.result = Outcome::Failed;
+                        result.error = Some(failed.join("; "));
+                        events.done(name, &format!("failed: {}", failed.join("; ")));
+                    }
+                    result.checks = Some(checks);
+                }
+                Err(error) => {
+                    result.result = Outcome::Failed;
+                    result.error = Some(error.to_string());
+                    events.done(name, &format!("failed: {error}"));
+                }
+            }
+            result.duration_ms = elapsed_ms(started);
+            result
+        }
+    })
+    .await;
+    drop(events);
+    reporter.finish().await;
+    Ok(RunResult::new(&context.run_id, "check", false, hosts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_passes_on_this_machine() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let script = probe_script(&[("app".to_string(), "srv/app".to_string())]);
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(directory.path())
+            .output()
+            .expect("sh runs");
+        let checks = parse_probe(&String::from_utf8_lossy(&output.stdout)).expect("parses");
+        assert!(checks.iter().all(|check| check.ok), "{checks:?}");
+        assert!(checks.iter().any(|check| check.name == "base_dir:app"));
+        assert!(checks.iter().any(|check| check.name == "atomic-rename"));
+        assert!(
+            !directory.path().join("srv").exists(),
+            "check creates nothing"
+        );
+    }
+
+    #[test]
+    fn probe_output_is_parsed_strictly() {
+        assert!(
+            parse_probe("check tool:tar fail not found on PATH\n").expect("parses")[0].ok == false
+        );
+        assert!(parse_probe("hello\n").is_err());
+        assert!(parse_probe("check x maybe\n").is_err());
+    }
+}

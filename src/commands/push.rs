@@ -1,0 +1,677 @@
+//! `deploy push`: validate the artifact locally, stage it on every selected host under the
+//! service lock, switch only when staging succeeded everywhere (or within `max_failures`),
+//! apply `on_failure`, prune, record history, release locks.
+//!
+//! Owns the run's phases and the failure policy; the per-host decisions come from
+//! `plan::plan_push` and every remote call goes through `executor::HostRun`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::app::{Context, InputError, Target, for_each, rfc3339_now, unix_now};
+use crate::artifact::{self, Artifact};
+use crate::cli::PushArgs;
+use crate::executor::{HostError, HostRun, Payload, elapsed_ms, unlock};
+use crate::facts::LogAction;
+use crate::inventory::{ArtifactSource, OnFailure, Version};
+use crate::plan::{HistoryRecord, PushDecision, PushPlan, Release, Step, plan_push};
+use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+use crate::ssh::Held;
+
+/// What one service pushes.
+struct Shipment {
+    service: usize,
+    version: Version,
+    artifact: Arc<Artifact>,
+    manifest: Arc<String>,
+}
+
+/// The outcome of `run`: the result and whether Ctrl-C stopped it (exit 130).
+pub struct Pushed {
+    pub result: RunResult,
+    pub interrupted: bool,
+}
+
+pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Pushed, InputError> {
+    let shipments = prepare(context, arguments).await?;
+    let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
+    let targets = context.targets(&services)?;
+    let with_service = services.len() > 1;
+    let (events, reporter) = Reporter::start(context.progress, targets.len());
+
+    let hosts = if arguments.dry_run {
+        dry_run(
+            context,
+            &shipments,
+            &targets,
+            with_service,
+            arguments.force,
+            &events,
+        )
+        .await
+    } else {
+        let permits = Semaphore::new(context.concurrency);
+        let runs = shipments.iter().map(|shipment| {
+            let service_targets: Vec<Target> = targets
+                .iter()
+                .copied()
+                .filter(|target| target.service == shipment.service)
+                .collect();
+            push_service(
+                context,
+                shipment,
+                service_targets,
+                with_service,
+                arguments.force,
+                &events,
+                &permits,
+            )
+        });
+        // Each service's run returns values for all its hosts; none can abort another.
+        let mut by_service = futures::future::join_all(runs).await;
+        let mut hosts = Vec::new();
+        for target in &targets {
+            for results in by_service.iter_mut() {
+                if let Some(position) = results.iter().position(|(owner, _)| owner == target) {
+                    hosts.push(results.remove(position).1);
+                    break;
+                }
+            }
+        }
+        hosts
+    };
+    drop(events);
+    reporter.finish().await;
+    Ok(Pushed {
+        result: RunResult::new(&context.run_id, "push", arguments.dry_run, hosts),
+        interrupted: context.is_interrupted(),
+    })
+}
+
+/// Resolves services, versions and artifacts, and checks every artifact locally (one read
+/// each). Any problem is an `InputError`: no host has been contacted.
+async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Shipment>, InputError> {
+    let inventory = &context.inventory;
+    let services: Vec<usize> = if arguments.service.is_empty() {
+        let runnable: Vec<usize> = (0..inventory.services.len())
+            .filter(|&index| {
+                let service = &inventory.services[index];
+                service.artifact.is_some() && service.version.is_some()
+            })
+            .collect();
+        if runnable.is_empty() && (arguments.version.is_none() || arguments.artifact.is_none()) {
+            return Err(InputError(format!(
+                "{}: no service has both `version` and `artifact`; name one with --service and pass --version and --artifact",
+                inventory.file.display()
+            )));
+        }
+        if arguments.version.is_some() || arguments.artifact.is_some() {
+            context.services(&[])?
+        } else {
+            runnable
+        }
+    } else {
+        context.services(&arguments.service)?
+    };
+    if (arguments.version.is_some() || arguments.artifact.is_some()) && services.len() != 1 {
+        return Err(InputError(
+            "--version and --artifact apply to one service: select it with --service".to_string(),
+        ));
+    }
+    if arguments.diff && !arguments.dry_run {
+        return Err(InputError("--diff goes with --dry-run".to_string()));
+    }
+    let mut inspected: HashMap<PathBuf, (Arc<Artifact>, Arc<String>)> = HashMap::new();
+    let mut shipments = Vec::new();
+    for service_index in services {
+        let service = &inventory.services[service_index];
+        let version = match &arguments.version {
+            Some(text) => Version::parse(text)
+                .map_err(|error| InputError(format!("--version {text:?}: {error}")))?,
+            None => service.version.clone().ok_or_else(|| {
+                InputError(format!(
+                    "{}: services.{}.version is not set; pass --version",
+                    inventory.file.display(),
+                    service.name
+                ))
+            })?,
+        };
+        let path = match &arguments.artifact {
+            Some(text) if text.starts_with("http://") || text.starts_with("https://") => {
+                return Err(InputError(
+                    "--artifact: URL artifacts are not supported yet; download it and pass the file"
+                        .to_string(),
+                ));
+            }
+            Some(text) => {
+                let path = PathBuf::from(text);
+                if !path.is_file() {
+                    return Err(InputError(format!("--artifact: file not found: {text}")));
+                }
+                path
+            }
+            None => match &service.artifact {
+                Some(ArtifactSource::Path(path)) => {
+                    inventory.check_artifact_files(&[service_index])?;
+                    path.clone()
+                }
+                Some(ArtifactSource::Url(_)) => {
+                    return Err(InputError(format!(
+                        "{}:{}: services.{}.artifact: URL artifacts are not supported yet",
+                        inventory.file.display(),
+                        service.artifact_line,
+                        service.name
+                    )));
+                }
+                None => {
+                    return Err(InputError(format!(
+                        "{}: services.{}.artifact is not set; pass --artifact",
+                        inventory.file.display(),
+                        service.name
+                    )));
+                }
+            },
+        };
+        let (artifact, manifest) = match inspected.get(&path) {
+            Some(found) => found.clone(),
+            None => {
+                let owned = path.clone();
+                let artifact = tokio::task::spawn_blocking(move || artifact::inspect(&owned))
+                    .await
+                    .map_err(|error| InputError(format!("checking the artifact: {error}")))?
+                    .map_err(|error| InputError(error.to_string()))?;
+                if let Some(expected) = &service.sha256
+                    && arguments.artifact.is_none()
+                    && expected != &artifact.sha256
+                {
+                    return Err(InputError(format!(
+                        "{}: sha256 mismatch: services.{}.sha256 is {expected}, the file has {}",
+                        path.display(),
+                        service.name,
+                        artifact.sha256
+                    )));
+                }
+                let manifest = Arc::new(artifact.manifest.to_text());
+                let found = (Arc::new(artifact), manifest);
+                inspected.insert(path.clone(), found.clone());
+                found
+            }
+        };
+        shipments.push(Shipment {
+            service: service_index,
+            version,
+            artifact,
+            manifest,
+        });
+    }
+    Ok(shipments)
+}
+
+fn release_of(shipment: &Shipment) -> Release<'_> {
+    Release {
+        version: &shipment.version,
+        sha256: &shipment.artifact.sha256,
+        size: shipment.artifact.size,
+        unpacked_size: shipment.artifact.unpacked_size,
+    }
+}
+
+/// Connects, reads real state and plans; changes nothing (no lock, no directory, no history).
+async fn dry_run(
+    context: &Context,
+    shipments: &[Shipment],
+    targets: &[Target],
+    with_service: bool,
+    force: bool,
+    events: &Events,
+) -> Vec<HostResult> {
+    let now = unix_now();
+    for_each(targets.to_vec(), context.concurrency, |target| async move {
+        let started = Instant::now();
+        let shipment = shipments
+            .iter()
+            .find(|shipment| shipment.service == target.service)
+            .expect("every target comes from a shipment");
+        let service = &context.inventory.services[target.service];
+        let host = &context.inventory.hosts[target.host];
+        let label = context.label(target, with_service);
+        let mut result = HostResult::new(Some(&service.name), &host.name, Outcome::Planned);
+        result.to = Some(shipment.version.to_string());
+        let read = async {
+            let run = super::connect(context, target, label.clone(), events, now).await?;
+            let facts = run.facts().await;
+            run.close().await;
+            facts
+        };
+        match read.await {
+            Err(error) => {
+                result.result = Outcome::Failed;
+                result.error = Some(error.to_string());
+                events.done(&label, &format!("failed: {error}"));
+            }
+            Ok(facts) => {
+                result.from = facts.live().map(ToString::to_string);
+                let mut lines = vec![format!(
+                    "live: {}",
+                    facts.live().map(Version::as_str).unwrap_or("(none)")
+                )];
+                lines.push(match &facts.lock {
+                    Some(lock) => format!(
+                        "lock: {}{}",
+                        lock.describe(),
+                        if lock.alive {
+                            ""
+                        } else {
+                            " (stale: its process is gone)"
+                        }
+                    ),
+                    None => "lock: free".to_string(),
+                });
+                if let Some(free) = facts.free_bytes {
+                    lines.push(format!(
+                        "disk: {} free, {} needed to unpack",
+                        crate::report::format_bytes(free),
+                        crate::report::format_bytes(shipment.artifact.unpacked_size)
+                    ));
+                }
+                match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
+                    PushDecision::Unchanged => {
+                        lines.push(format!(
+                            "unchanged: {} is live with the same sha256",
+                            shipment.version
+                        ));
+                        result.from = Some(shipment.version.to_string());
+                    }
+                    PushDecision::Refused(reason) => {
+                        result.result = Outcome::Failed;
+                        result.error = Some(reason.clone());
+                        lines.push(format!("refused: {reason}"));
+                    }
+                    PushDecision::Deploy(plan) => {
+                        result.bytes = plan.upload_bytes;
+                        if plan.upload_bytes == 0 {
+                            lines.push(format!(
+                                "no upload: {} is already staged with the same sha256",
+                                plan.to
+                            ));
+                        }
+                        lines.extend(plan.stage.iter().map(Step::describe));
+                        lines.push(plan.switch.describe());
+                        if !plan.prune.is_empty() {
+                            lines.push(
+                                Step::Prune {
+                                    versions: plan.prune.clone(),
+                                }
+                                .describe(),
+                            );
+                        }
+                    }
+                }
+                events.done(&label, &format!("planned: {}", lines.join("; ")));
+                result.plan = Some(lines);
+            }
+        }
+        result.duration_ms = elapsed_ms(started);
+        result
+    })
+    .await
+}
+
+/// A host that holds the lock and has the release staged (or is already live on it).
+struct Staged<'a> {
+    target: Target,
+    run: HostRun<'a>,
+    lock: Held,
+    /// `None`: already live with this content (unchanged).
+    plan: Option<PushPlan>,
+    result: HostResult,
+    started: Instant,
+    switched: bool,
+}
+
+/// Runs one service's push over its targets; returns a result per target.
+async fn push_service<'a>(
+    context: &'a Context,
+    shipment: &'a Shipment,
+    targets: Vec<Target>,
+    with_service: bool,
+    force: bool,
+    events: &Events,
+    permits: &Semaphore,
+) -> Vec<(Target, HostResult)> {
+    let service = &context.inventory.services[shipment.service];
+    let total = targets.len();
+    let allowed = context.inventory.deploy.max_failures.allowed(total);
+    let policy = context.inventory.deploy.on_failure;
+    let now = unix_now();
+
+    // Phase 1: stage everywhere.
+    let staged_or_failed = for_each(targets, context.concurrency, |target| {
+        stage(
+            context,
+            shipment,
+            target,
+            with_service,
+            force,
+            events,
+            permits,
+            now,
+        )
+    })
+    .await;
+    let mut finished: Vec<(Target, HostResult)> = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
+    for outcome in staged_or_failed {
+        match outcome {
+            Ok(host) => staged.push(host),
+            Err(failure) => finished.push(failure),
+        }
+    }
+    let mut failures = finished.len();
+
+    // Phase 2: switch, in batches, only if staging failures are within max_failures.
+    let stop_reason = if context.is_interrupted() {
+        Some("interrupted before the switch".to_string())
+    } else if failures > allowed && policy != OnFailure::Continue {
+        Some(format!(
+            "not switched: {failures} of {total} hosts failed staging (max_failures allows {allowed})"
+        ))
+    } else {
+        None
+    };
+    let mut halted = stop_reason.clone();
+    if halted.is_none() {
+        let batch_size = match context.inventory.deploy.batch_size {
+            0 => staged.len().max(1),
+            size => size,
+        };
+        let mut index = 0;
+        while index < staged.len() {
+            let end = (index + batch_size).min(staged.len());
+            let batch_failures =
+                switch_batch(&mut staged[index..end], context.concurrency, permits).await;
+            failures += batch_failures;
+            index = end;
+            if context.is_interrupted() {
+                halted = Some("interrupted".to_string());
+                break;
+            }
+            if failures > allowed && policy != OnFailure::Continue {
+                halted = Some(format!(
+                    "{failures} of {total} hosts failed (max_failures allows {allowed})"
+                ));
+                break;
+            }
+        }
+        if let Some(reason) = &halted
+            && (policy == OnFailure::Rollback || context.is_interrupted())
+        {
+            roll_back_switched(&mut staged, reason).await;
+        }
+    }
+
+    // Phase 3: prune, record history, release locks, for every host that got this far.
+    let cleanups = staged
+        .into_iter()
+        .map(|host| finish(host, service.keep_releases, halted.as_deref(), shipment));
+    let cleaned = futures::future::join_all(cleanups).await;
+    finished.extend(cleaned);
+    for (target, result) in &finished {
+        let label = context.label(*target, with_service);
+        match (&result.result, &result.error) {
+            (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
+                events.done(&label, &format!("{}: {error}", result.result.as_str()))
+            }
+            (outcome, _) => events.done(
+                &label,
+                &format!(
+                    "{} {} -> {}",
+                    outcome.as_str(),
+                    result.from.as_deref().unwrap_or("(none)"),
+                    result.to.as_deref().unwrap_or("(none)")
+                ),
+            ),
+        }
+    }
+    finished
+}
+
+/// Phase 1 for one host: connect, lock, read state, plan, run the staging steps.
+#[allow(clippy::too_many_arguments)]
+async fn stage<'a>(
+    context: &'a Context,
+    shipment: &'a Shipment,
+    target: Target,
+    with_service: bool,
+    force: bool,
+    events: &Events,
+    permits: &Semaphore,
+    now: u64,
+) -> Result<Staged<'a>, (Target, HostResult)> {
+    let _permit = permits.acquire().await;
+    let started = Instant::now();
+    let service = &context.inventory.services[target.service];
+    let host = &context.inventory.hosts[target.host];
+    let label = context.label(target, with_service);
+    let mut result = HostResult::new(Some(&service.name), &host.name, Outcome::Ok);
+    result.to = Some(shipment.version.to_string());
+    let fail = |mut result: HostResult, error: HostError| {
+        result.result = Outcome::Failed;
+        result.lock_held = matches!(error, HostError::LockHeld(_));
+        result.error = Some(error.to_string());
+        result.duration_ms = elapsed_ms(started);
+        (target, result)
+    };
+    if context.is_interrupted() {
+        return Err(fail(
+            result,
+            HostError::Interrupted {
+                step: "start".to_string(),
+            },
+        ));
+    }
+    let run = match super::connect(context, target, label, events, now).await {
+        Ok(run) => run,
+        Err(error) => return Err(fail(result, error)),
+    };
+    let lock = match run.lock(&context.operator, now).await {
+        Ok(lock) => lock,
+        Err(error) => {
+            run.close().await;
+            return Err(fail(result, error));
+        }
+    };
+    let outcome: Result<Option<PushPlan>, HostError> = async {
+        let facts = run.facts().await?;
+        result.from = facts.live().map(ToString::to_string);
+        match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
+            PushDecision::Unchanged => Ok(None),
+            PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
+            PushDecision::Deploy(plan) => {
+                let payload = Payload {
+                    artifact: &shipment.artifact.path,
+                    artifact_size: shipment.artifact.size,
+                    manifest: &shipment.manifest,
+                };
+                for step in &plan.stage {
+                    result.bytes += run.execute(step, &payload).await?;
+                }
+                Ok(Some(plan))
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok(plan) => {
+            if plan.is_none() {
+                result.result = Outcome::Unchanged;
+            }
+            Ok(Staged {
+                target,
+                run,
+                lock,
+                plan,
+                result,
+                started,
+                switched: false,
+            })
+        }
+        Err(error) => {
+            run.discard_staging().await;
+            let failure = fail(result, error);
+            run.record(&history(&run, shipment, &failure.1)).await;
+            unlock(&run.label, lock).await;
+            run.close().await;
+            Err(failure)
+        }
+    }
+}
+
+/// Switches one batch; returns how many hosts failed to switch.
+async fn switch_batch(batch: &mut [Staged<'_>], concurrency: usize, permits: &Semaphore) -> usize {
+    let outcomes = for_each(
+        batch.iter().collect(),
+        concurrency,
+        |host: &Staged| async move {
+            let Some(plan) = &host.plan else {
+                return Ok(false);
+            };
+            let _permit = permits.acquire().await;
+            let payload = Payload {
+                artifact: std::path::Path::new(""),
+                artifact_size: 0,
+                manifest: "",
+            };
+            host.run.execute(&plan.switch, &payload).await.map(|_| true)
+        },
+    )
+    .await;
+    let mut failures = 0;
+    for (host, outcome) in batch.iter_mut().zip(outcomes) {
+        match outcome {
+            Ok(switched) => host.switched = switched,
+            Err(error) => {
+                failures += 1;
+                host.result.result = Outcome::Failed;
+                host.result.error = Some(error.to_string());
+            }
+        }
+    }
+    failures
+}
+
+/// Under `rollback` (or after Ctrl-C): every host this run switched goes back.
+async fn roll_back_switched(staged: &mut [Staged<'_>], reason: &str) {
+    let switched: Vec<&mut Staged> = staged.iter_mut().filter(|host| host.switched).collect();
+    let undo = switched.into_iter().map(|host| async move {
+        let Some(plan) = &host.plan else { return };
+        let step = match &plan.from {
+            Some(previous) => Step::Switch {
+                from: Some(plan.to.clone()),
+                to: previous.clone(),
+                action: LogAction::Rollback,
+            },
+            None => Step::Retract {
+                version: plan.to.clone(),
+            },
+        };
+        match host.run.execute_unbounded(&step).await {
+            Ok(()) => {
+                host.switched = false;
+                host.result.result = Outcome::RolledBack;
+                host.result.error = Some(format!("rolled back: {reason}"));
+            }
+            Err(error) => {
+                host.result.result = Outcome::Failed;
+                host.result.error = Some(format!("rolling back after `{reason}` failed: {error}"));
+            }
+        }
+    });
+    futures::future::join_all(undo).await;
+}
+
+/// Phase 3 for one host: prune (if live on the new release), history, unlock, disconnect.
+async fn finish(
+    mut host: Staged<'_>,
+    keep_releases: usize,
+    halted: Option<&str>,
+    shipment: &Shipment,
+) -> (Target, HostResult) {
+    let _ = keep_releases;
+    if let Some(plan) = &host.plan {
+        if host.switched && !plan.prune.is_empty() {
+            let prune = Step::Prune {
+                versions: plan.prune.clone(),
+            };
+            if let Err(error) = host.run.execute_unbounded(&prune).await {
+                host.run
+                    .events
+                    .note(&host.run.label, &format!("warning: prune failed: {error}"));
+            }
+        } else if !host.switched && host.result.result == Outcome::Ok {
+            // Staged but not switched because of other hosts or Ctrl-C.
+            host.result.result = Outcome::Skipped;
+            host.result.error = Some(halted.unwrap_or("not switched").to_string());
+        }
+    }
+    host.result.duration_ms = elapsed_ms(host.started);
+    let record = history(&host.run, shipment, &host.result);
+    host.run.record(&record).await;
+    unlock(&host.run.label, host.lock).await;
+    host.run.close().await;
+    (host.target, host.result)
+}
+
+/// The history record for a host's push result.
+fn history(run: &HostRun<'_>, shipment: &Shipment, result: &HostResult) -> HistoryRecord {
+    let _ = run;
+    HistoryRecord {
+        time: rfc3339_now(),
+        id: String::new(),
+        operator: String::new(),
+        action: "push".to_string(),
+        service: result.service.clone().unwrap_or_default(),
+        from: result.from.clone(),
+        to: Some(shipment.version.to_string()),
+        sha256: Some(shipment.artifact.sha256.clone()),
+        result: match result.result {
+            Outcome::Ok | Outcome::Unchanged => "ok",
+            Outcome::RolledBack => "rolled_back",
+            _ => "failed",
+        }
+        .to_string(),
+        error: result.error.clone(),
+    }
+}
+
+/// The text view of `push --dry-run`: each host's plan.
+pub fn render_plan(result: &RunResult) -> String {
+    let mut text = String::new();
+    for host in &result.hosts {
+        let service = host.service.as_deref().unwrap_or("");
+        text.push_str(&format!(
+            "{} ({service}): {}\n",
+            host.host,
+            host.result.as_str()
+        ));
+        if let Some(lines) = &host.plan {
+            for line in lines {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        if let Some(error) = &host.error
+            && host.result == Outcome::Failed
+        {
+            text.push_str(&format!("  error: {error}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "push {} (dry run): nothing was changed on any host\n",
+        result.id
+    ));
+    text
+}

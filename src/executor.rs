@@ -1,0 +1,307 @@
+//! The executor: the one module that sends planned work to a host.
+//!
+//! Owns one host's connection for one service during a run: connecting, reading facts, taking
+//! and releasing the service lock, running lowered steps (streaming the artifact or manifest
+//! where a step asks for it), appending history, and discarding staging after a failure. Every
+//! remote call is bounded by the host's deadline and stops early on Ctrl-C. It decides nothing:
+//! what to run comes from `plan`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::facts::{self, Facts};
+use crate::plan::{self, HistoryRecord, Input, Lowering, Step};
+use crate::report::Events;
+use crate::ssh::{Connector, Endpoint, Held, Output, Session, SshError};
+
+/// Why a host's work stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{step}: {message}")]
+    Failed { step: String, message: String },
+    #[error("lock: {0}; when that run is gone, `deploy unlock --hosts HOST` removes its lock")]
+    LockHeld(String),
+    #[error("{step}: host_timeout reached")]
+    TimedOut { step: String },
+    #[error("{step}: interrupted")]
+    Interrupted { step: String },
+}
+
+impl HostError {
+    pub fn failed(step: &str, message: impl Into<String>) -> Self {
+        HostError::Failed {
+            step: step.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a step streams, when it streams anything.
+pub struct Payload<'a> {
+    pub artifact: &'a Path,
+    pub artifact_size: u64,
+    pub manifest: &'a str,
+}
+
+/// One host, one service, one run.
+pub struct HostRun<'a> {
+    pub session: Session,
+    pub label: String,
+    pub lowering: Lowering<'a>,
+    pub events: Events,
+    pub deadline: Instant,
+    pub interrupted: watch::Receiver<bool>,
+}
+
+impl<'a> HostRun<'a> {
+    /// Connects under the connector's timeout (which is also bounded by the host deadline).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect(
+        connector: &Connector,
+        endpoint: &Endpoint,
+        label: String,
+        lowering: Lowering<'a>,
+        events: Events,
+        deadline: Instant,
+        interrupted: watch::Receiver<bool>,
+    ) -> Result<HostRun<'a>, HostError> {
+        events.step(&label, "connect");
+        let mut interrupt = interrupted.clone();
+        let session = tokio::select! {
+            connected = tokio::time::timeout_at(deadline.into(), connector.connect(endpoint)) => match connected {
+                Ok(Ok(session)) => session,
+                Ok(Err(error)) => return Err(HostError::failed("connect", error.to_string())),
+                Err(_) => return Err(HostError::TimedOut { step: "connect".to_string() }),
+            },
+            _ = interrupt.wait_for(|stop| *stop) => {
+                return Err(HostError::Interrupted { step: "connect".to_string() })
+            }
+        };
+        Ok(HostRun {
+            session,
+            label,
+            lowering,
+            events,
+            deadline,
+            interrupted,
+        })
+    }
+
+    /// Bounds `work` by the deadline and Ctrl-C.
+    async fn bounded<T>(
+        &self,
+        step: &str,
+        work: impl Future<Output = Result<T, SshError>>,
+    ) -> Result<T, HostError> {
+        let mut interrupt = self.interrupted.clone();
+        tokio::select! {
+            finished = tokio::time::timeout_at(self.deadline.into(), work) => match finished {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(HostError::failed(step, error.to_string())),
+                Err(_) => Err(HostError::TimedOut { step: step.to_string() }),
+            },
+            _ = interrupt.wait_for(|stop| *stop) => Err(HostError::Interrupted { step: step.to_string() }),
+        }
+    }
+
+    /// Runs a script that must succeed; returns its output.
+    pub async fn run(&self, step: &str, script: &str) -> Result<Output, HostError> {
+        let output = self.bounded(step, self.session.run(script)).await?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(HostError::failed(step, output.failure_text()))
+        }
+    }
+
+    /// Reads the service's state on the host.
+    pub async fn facts(&self) -> Result<Facts, HostError> {
+        self.events.step(&self.label, "read state");
+        let output = self
+            .run("read state", &facts::command(self.lowering.base_dir))
+            .await?;
+        facts::parse(&output.stdout_text()).map_err(|error| HostError::failed("read state", error))
+    }
+
+    /// Takes the service lock; it is held until `unlock` or until the session ends.
+    pub async fn lock(&self, operator: &str, now: u64) -> Result<Held, HostError> {
+        self.events.step(&self.label, "lock");
+        let script = plan::lock_script(self.lowering.base_dir, operator, self.lowering.run_id, now);
+        let held = self.bounded("lock", self.session.hold(&script)).await?;
+        if held.first_line == "LOCKED" {
+            return Ok(held);
+        }
+        if let Some(holder) = held.first_line.strip_prefix("HELD ") {
+            let text = describe_holder(holder);
+            let _ = held.release().await;
+            return Err(HostError::LockHeld(text));
+        }
+        let message = match held.first_line.strip_prefix("ERROR ") {
+            Some(error) => error.to_string(),
+            None => match held.release().await {
+                Ok(output) => output.failure_text(),
+                Err(error) => error.to_string(),
+            },
+        };
+        Err(HostError::failed("lock", message))
+    }
+
+    /// Runs one planned step; returns the bytes it uploaded.
+    pub async fn execute(&self, step: &Step, payload: &Payload<'_>) -> Result<u64, HostError> {
+        let name = step.name();
+        self.events.step(&self.label, name);
+        let remote = self.lowering.lower(step);
+        let (output, sent) = match remote.input {
+            Input::Nothing => (
+                self.bounded(name, self.session.run(&remote.script)).await?,
+                0,
+            ),
+            Input::Manifest => {
+                self.bounded(
+                    name,
+                    self.session.run_with_input(
+                        &remote.script,
+                        payload.manifest.as_bytes(),
+                        |_| {},
+                    ),
+                )
+                .await?
+            }
+            Input::Artifact => {
+                let file = tokio::fs::File::open(payload.artifact)
+                    .await
+                    .map_err(|error| {
+                        HostError::failed(
+                            name,
+                            format!("cannot open {}: {error}", payload.artifact.display()),
+                        )
+                    })?;
+                let events = self.events.clone();
+                let label = self.label.clone();
+                let total = payload.artifact_size;
+                self.bounded(
+                    name,
+                    self.session
+                        .run_with_input(&remote.script, file, move |sent| {
+                            events.bytes(&label, sent, total)
+                        }),
+                )
+                .await?
+            }
+        };
+        if !output.success() {
+            return Err(HostError::failed(name, output.failure_text()));
+        }
+        Ok(sent)
+    }
+
+    /// Appends one history record (best effort: a failure is logged, not fatal).
+    pub async fn record(&self, record: &HistoryRecord) {
+        let script = self.lowering.append_history(record);
+        // History is written even after a deadline or Ctrl-C, so it is not bounded by them;
+        // a short timeout of its own keeps a dead host from hanging the run.
+        let written = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.session.run(&script),
+        )
+        .await;
+        match written {
+            Ok(Ok(output)) if output.success() => {}
+            Ok(Ok(output)) => {
+                tracing::warn!(host = %self.label, "history not written: {}", output.failure_text())
+            }
+            Ok(Err(error)) => tracing::warn!(host = %self.label, "history not written: {error}"),
+            Err(_) => tracing::warn!(host = %self.label, "history not written: timed out"),
+        }
+    }
+
+    /// Removes this run's staging directory (best effort, after a failure or Ctrl-C).
+    pub async fn discard_staging(&self) {
+        let script = self.lowering.discard_staging();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.session.run(&script),
+        )
+        .await;
+    }
+
+    /// Runs `step` outside the deadline and Ctrl-C (used to undo a switch during cleanup).
+    pub async fn execute_unbounded(&self, step: &Step) -> Result<(), HostError> {
+        let name = step.name();
+        self.events.step(&self.label, name);
+        let remote = self.lowering.lower(step);
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.session.run(&remote.script),
+        )
+        .await
+        .map_err(|_| HostError::TimedOut {
+            step: name.to_string(),
+        })?
+        .map_err(|error| HostError::failed(name, error.to_string()))?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(HostError::failed(name, output.failure_text()))
+        }
+    }
+
+    pub async fn close(self) {
+        self.session.close().await;
+    }
+}
+
+/// Releases a lock (closing the holder's stdin); a failure is logged.
+pub async fn unlock(label: &str, held: Held) {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), held.release()).await {
+        Ok(Ok(output)) if output.success() => {}
+        Ok(Ok(output)) => tracing::warn!(host = %label, "unlock: {}", output.failure_text()),
+        Ok(Err(error)) => tracing::warn!(host = %label, "unlock: {error}"),
+        Err(_) => {
+            tracing::warn!(host = %label, "unlock: timed out (the lock ends with the session)")
+        }
+    }
+}
+
+/// "held by OPERATOR (run RUN) since TIME" from the lock script's `HELD` line.
+fn describe_holder(holder: &str) -> String {
+    let mut fields = holder.split(' ');
+    let _pid = fields.next();
+    let operator = fields.next().unwrap_or("unknown");
+    let run_id = fields.next().unwrap_or("unknown");
+    let since = fields
+        .next()
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(|seconds| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "an unknown time".to_string());
+    format!("held by {operator} (run {run_id}) since {since}")
+}
+
+/// Elapsed milliseconds since `started`.
+pub fn elapsed_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_holders_are_described_for_operators() {
+        assert_eq!(
+            describe_holder("42 alice@laptop 20261126T000000Z-1f 0"),
+            "held by alice@laptop (run 20261126T000000Z-1f) since 1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            describe_holder(""),
+            "held by unknown (run unknown) since an unknown time"
+        );
+    }
+}

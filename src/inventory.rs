@@ -1,0 +1,2772 @@
+//! The inventory: reading, parsing and validating the inventory file (SPEC §2), and turning a
+//! `--hosts` selection (SPEC §1) into host indexes.
+//!
+//! This module owns everything that can be checked before any connection is made. Every problem in
+//! the file is reported as an [`InventoryError`] that names the file, the 1-based line and the dotted
+//! key (`hosts[2].port`, `services.myapp.version`, `ssh.connect_timeout`; array indexes count
+//! from 0, in file order).
+//!
+//! Conventions decided here (where SPEC §2 is silent):
+//! - Paths on the controller (`identity_files`, `known_hosts`, a path `artifact`) accept a leading
+//!   `~/`, expanded with `$HOME`. A relative `artifact` path is relative to the inventory file's
+//!   directory, not to the current directory.
+//! - `base_dir` is a path on the remote host. It may be absolute, or relative, in which case it is
+//!   relative to the remote login (home) directory; a leading `~/` means the same as a relative path.
+//!   It is normalized (`//`, `/./` and trailing `/` removed) and may be neither `/` nor the login
+//!   directory itself.
+//! - `shared_paths` are relative to the release directory, normalized the same way; duplicates and
+//!   one path nested inside another are errors.
+//! - A tag may not equal a host name, so that every `--hosts` selector means exactly one thing.
+//! - `host_key` is normalized to `"<algorithm> <base64>"` (a trailing comment is dropped).
+//! - An inventory with no `[services.*]` table is valid (`deploy check` still works with it).
+//! - The `[notify].webhook` URL is a secret: no error message echoes it and `Notify`'s `Debug`
+//!   output redacts it. Artifact URLs are never echoed in error messages either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+const DEFAULT_PORT: u16 = 22;
+const DEFAULT_USER: &str = "root";
+const DEFAULT_IDENTITY_FILES: [&str; 3] = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"];
+const DEFAULT_KNOWN_HOSTS: &str = "~/.ssh/known_hosts";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONCURRENCY: usize = 10;
+const DEFAULT_HOST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_KEEP_RELEASES: usize = 5;
+const DEFAULT_HEALTH_RETRIES: u32 = 3;
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+const VERSION_MAX_LENGTH: usize = 128;
+const SHA256_HEX_LENGTH: usize = 64;
+const NAME_CHARACTERS: &str = "A-Z a-z 0-9 . _ -";
+const DURATION_EXAMPLES: &str = "for example \"10s\", \"5m\" or \"1h 30m\"";
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+/// A problem with the inventory file, located by file, line and dotted key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}:{}: {}: {}", .file.display(), .line, .key, .message)]
+pub struct InventoryError {
+    /// The inventory file, as it was given.
+    pub file: PathBuf,
+    /// 1-based line of the offending key or value; 0 when no line applies.
+    pub line: usize,
+    /// Dotted key, e.g. `hosts[2].port`; empty when the problem is the whole file.
+    pub key: String,
+    /// What is wrong. Never contains the webhook URL or an artifact URL.
+    pub message: String,
+}
+
+/// A parsed, validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it was read from (used in messages and to resolve relative artifact paths).
+    pub file: PathBuf,
+    pub ssh: SshSettings,
+    pub deploy: DeploySettings,
+    /// In inventory order; at least one.
+    pub hosts: Vec<Host>,
+    /// Sorted by name.
+    pub services: Vec<Service>,
+    pub notify: Option<Notify>,
+}
+
+/// `[ssh]`: connection settings shared by every host.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// Tilde-expanded; default `["~/.ssh/known_hosts"]`.
+    pub known_hosts: Vec<PathBuf>,
+    /// Default [`HostKeyPolicy::Strict`].
+    pub host_key_policy: HostKeyPolicy,
+    /// Default 10 s; never zero.
+    pub connect_timeout: Duration,
+}
+
+/// What to do with a host key that is not in `known_hosts`. A changed key is always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// `"strict"`: refuse unknown hosts.
+    Strict,
+    /// `"accept-new"`: trust and record unknown hosts.
+    AcceptNew,
+}
+
+/// `[deploy]`: how a run proceeds across hosts.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    /// Hosts worked on at once; default 10, at least 1.
+    pub concurrency: usize,
+    /// Deadline for all the work on one host in one run; default 5 min, never zero.
+    pub host_timeout: Duration,
+    /// Default [`OnFailure::Rollback`].
+    pub on_failure: OnFailure,
+    /// Default `Count(0)`.
+    pub max_failures: MaxFailures,
+    /// 0 (default): switch all hosts together; N: N at a time in inventory order.
+    pub batch_size: usize,
+}
+
+/// What happens when more hosts fail than `max_failures` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Rollback,
+    Halt,
+    Continue,
+}
+
+/// How many hosts may fail before `on_failure` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxFailures {
+    /// An absolute number of hosts.
+    Count(usize),
+    /// A percentage (0..=100) of the hosts in the run, rounded down.
+    Percent(u8),
+}
+
+impl MaxFailures {
+    /// The number of failed hosts that is still tolerated out of `total` hosts.
+    pub fn allowed(&self, total: usize) -> usize {
+        match *self {
+            MaxFailures::Count(count) => count,
+            MaxFailures::Percent(percent) => {
+                let percent = u128::from(percent.min(100));
+                // total * percent / 100 <= total, so the conversion back cannot fail.
+                usize::try_from((total as u128) * percent / 100).unwrap_or(total)
+            }
+        }
+    }
+}
+
+/// One `[[hosts]]` entry, with connection settings resolved against `[ssh]` and the defaults.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Tilde-expanded; tried after the ssh-agent, in order. May be empty (agent only).
+    pub identity_files: Vec<PathBuf>,
+    /// Without duplicates, in file order.
+    pub tags: Vec<String>,
+    /// Pinned key, normalized to `"<algorithm> <base64>"`.
+    pub host_key: Option<String>,
+}
+
+/// One `[services.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    /// Indexes into [`Inventory::hosts`], in inventory order, never empty.
+    pub hosts: Vec<usize>,
+    /// Remote directory: absolute, or relative to the remote login directory. Normalized.
+    pub base_dir: String,
+    pub version: Option<Version>,
+    pub artifact: Option<ArtifactSource>,
+    /// Line of the `artifact` value (0 when there is none), for [`Inventory::check_artifact_files`].
+    pub artifact_line: usize,
+    /// 64 lowercase hex digits.
+    pub sha256: Option<String>,
+    pub fetch: Fetch,
+    /// At least 1; default 5.
+    pub keep_releases: usize,
+    /// Normalized relative paths, unique.
+    pub shared_paths: Vec<String>,
+    pub hooks: Hooks,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Where a release tarball comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactSource {
+    /// A local file; a relative path in the inventory is resolved against the inventory's directory.
+    Path(PathBuf),
+    /// An `http://` or `https://` URL. May carry credentials in its query string: do not print it.
+    Url(String),
+}
+
+/// Who downloads a URL artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Download once on the controller and push it to every host (default).
+    Controller,
+    /// Every host downloads the URL itself (requires `sha256`).
+    Host,
+}
+
+/// Shell commands run by `sh` on the host, in order, in the release directory.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub before_switch: Vec<String>,
+    pub after_switch: Vec<String>,
+}
+
+/// `[services.NAME.health_check]`.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub command: String,
+    /// At least 1; default 3.
+    pub retries: u32,
+    /// Default 2 s.
+    pub interval: Duration,
+    /// Default 5 s; never zero.
+    pub timeout: Duration,
+}
+
+/// `[notify]`.
+#[derive(Clone)]
+pub struct Notify {
+    /// A secret: never print it.
+    pub webhook: String,
+}
+
+impl fmt::Debug for Notify {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Notify")
+            .field("webhook", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A release version: 1–128 characters from `A-Z a-z 0-9 . _ + -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(String);
+
+impl Version {
+    /// Checks `text` against the version rules.
+    pub fn parse(text: &str) -> Result<Version, String> {
+        let length = text.chars().count();
+        if length == 0 {
+            return Err("version must not be empty".to_string());
+        }
+        if length > VERSION_MAX_LENGTH {
+            return Err(format!(
+                "version is {length} characters long; at most {VERSION_MAX_LENGTH} are allowed"
+            ));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|character| !(character.is_ascii_alphanumeric() || "._+-".contains(*character)))
+        {
+            return Err(format!(
+                "version `{}` contains `{}`; only A-Z a-z 0-9 . _ + - are allowed",
+                shown(text),
+                bad.escape_debug()
+            ));
+        }
+        if !text.starts_with(|character: char| character.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "version `{}` must start with a letter or a digit",
+                shown(text)
+            ));
+        }
+        Ok(Version(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl FromStr for Version {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Version::parse(text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public functions
+// ---------------------------------------------------------------------------------------------
+
+/// Reads and validates the inventory file at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|error| InventoryError {
+        file: path.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read inventory: {}", io_error_text(&error)),
+    })?;
+    parse_str(&text, path)
+}
+
+/// Parses and validates inventory `text`; `file` is used in errors and to resolve relative paths.
+pub fn parse_str(text: &str, file: &Path) -> Result<Inventory, InventoryError> {
+    let parser = Parser { text, file };
+    let document = DeTable::parse(text).map_err(|error| parser.syntax_error(&error))?;
+    let raw: RawInventory =
+        toml::from_str(text).map_err(|error| parser.schema_error(&error, document.get_ref()))?;
+    parser.build(raw)
+}
+
+/// Expands a leading `~` or `~/` with `$HOME`. Other paths (and `~user/...`) are returned unchanged,
+/// as is everything when `$HOME` is not set.
+pub fn expand_tilde(path: &str) -> PathBuf {
+    expand_tilde_with(path, std::env::var_os("HOME").as_deref())
+}
+
+fn expand_tilde_with(path: &str, home: Option<&OsStr>) -> PathBuf {
+    match home {
+        Some(home) if !home.is_empty() => {
+            if path == "~" {
+                PathBuf::from(home)
+            } else if let Some(rest) = path.strip_prefix("~/") {
+                Path::new(home).join(rest.trim_start_matches('/'))
+            } else {
+                PathBuf::from(path)
+            }
+        }
+        _ => PathBuf::from(path),
+    }
+}
+
+impl Inventory {
+    /// Resolves a `--hosts` selection (comma-separated host names and/or tags) to host indexes:
+    /// the union, in inventory order. `None` selects every host.
+    pub fn select_hosts(&self, selection: Option<&str>) -> Result<Vec<usize>, String> {
+        let Some(selection) = selection else {
+            if self.hosts.is_empty() {
+                return Err(format!("{} defines no hosts", self.file.display()));
+            }
+            return Ok((0..self.hosts.len()).collect());
+        };
+        let mut selected = vec![false; self.hosts.len()];
+        for selector in selection
+            .split(',')
+            .map(str::trim)
+            .filter(|selector| !selector.is_empty())
+        {
+            let matched = hosts_matching(&self.hosts, selector).ok_or_else(|| {
+                format!(
+                    "no host or tag named `{}` in {}",
+                    shown(selector),
+                    self.file.display()
+                )
+            })?;
+            for index in matched {
+                selected[index] = true;
+            }
+        }
+        let indexes: Vec<usize> = (0..selected.len())
+            .filter(|index| selected[*index])
+            .collect();
+        if indexes.is_empty() {
+            return Err(format!(
+                "the host selection `{}` selects no hosts",
+                shown(selection)
+            ));
+        }
+        Ok(indexes)
+    }
+
+    /// Checks that every local artifact file of the given services (indexes into
+    /// [`Inventory::services`]) exists and is a regular file. URL artifacts are not checked here.
+    pub fn check_artifact_files(&self, services: &[usize]) -> Result<(), InventoryError> {
+        for &index in services {
+            let Some(service) = self.services.get(index) else {
+                return Err(InventoryError {
+                    file: self.file.clone(),
+                    line: 0,
+                    key: "services".to_string(),
+                    message: format!("no service with index {index}"),
+                });
+            };
+            let Some(ArtifactSource::Path(path)) = &service.artifact else {
+                continue;
+            };
+            let problem = match std::fs::metadata(path) {
+                Ok(metadata) if metadata.is_file() => continue,
+                Ok(_) => format!("artifact is not a regular file: {}", path.display()),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    format!("artifact file not found: {}", path.display())
+                }
+                Err(error) => format!(
+                    "cannot read artifact file {}: {}",
+                    path.display(),
+                    io_error_text(&error)
+                ),
+            };
+            return Err(InventoryError {
+                file: self.file.clone(),
+                line: service.artifact_line,
+                key: format!("services.{}.artifact", service.name),
+                message: problem,
+            });
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (file-shaped) types
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    ssh: Option<RawSsh>,
+    deploy: Option<RawDeploy>,
+    hosts: Option<Spanned<Vec<Spanned<RawHost>>>>,
+    services: Option<BTreeMap<Spanned<String>, RawService>>,
+    notify: Option<RawNotify>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    user: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    identity_files: Option<Vec<Spanned<String>>>,
+    known_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    host_key_policy: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    concurrency: Option<Spanned<i64>>,
+    host_timeout: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
+    max_failures: Option<Spanned<toml::Value>>,
+    batch_size: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    port: Option<Spanned<i64>>,
+    user: Option<Spanned<String>>,
+    identity_files: Option<Vec<Spanned<String>>>,
+    tags: Option<Vec<Spanned<String>>>,
+    host_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    base_dir: Spanned<String>,
+    version: Option<Spanned<String>>,
+    artifact: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    fetch: Option<Spanned<String>>,
+    keep_releases: Option<Spanned<i64>>,
+    shared_paths: Option<Vec<Spanned<String>>>,
+    hooks: Option<RawHooks>,
+    health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    #[serde(default)]
+    before_switch: Vec<Spanned<String>>,
+    #[serde(default)]
+    after_switch: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    command: Spanned<String>,
+    retries: Option<Spanned<i64>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook: Spanned<String>,
+}
+
+/// Connection settings from `[ssh]` that a host entry may override.
+struct ConnectionDefaults {
+    user: String,
+    port: u16,
+    identity_files: Vec<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing and validation
+// ---------------------------------------------------------------------------------------------
+
+struct Parser<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Parser<'_> {
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        1 + self.text.as_bytes()[..end]
+            .iter()
+            .filter(|byte| **byte == b'\n')
+            .count()
+    }
+
+    fn error_at(
+        &self,
+        span: &Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> InventoryError {
+        InventoryError {
+            file: self.file.to_path_buf(),
+            line: self.line(span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn error_without_line(
+        &self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> InventoryError {
+        InventoryError {
+            file: self.file.to_path_buf(),
+            line: 0,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A TOML syntax error. The key is found, when possible, in what could be parsed.
+    fn syntax_error(&self, error: &toml::de::Error) -> InventoryError {
+        let span = error.span().unwrap_or(0..0);
+        let message = first_line(error.message());
+        let (partial, _) = DeTable::parse_recoverable(self.text);
+        let key = key_path_at(partial.get_ref(), span.start).unwrap_or_else(|| {
+            // Not in the recovered tree (e.g. the second of two equal keys): name the table that
+            // holds it, plus the key itself when the error is about a key.
+            let table = enclosing_table_at(partial.get_ref(), span.start);
+            match self.text.get(span.clone()) {
+                Some(key) if message == "duplicate key" => {
+                    join_key(&table, key.trim_matches(['"', '\'']))
+                }
+                _ => table,
+            }
+        });
+        InventoryError {
+            file: self.file.to_path_buf(),
+            line: if error.span().is_some() {
+                self.line(span.start)
+            } else {
+                0
+            },
+            key,
+            message: format!("invalid TOML: {message}"),
+        }
+    }
+
+    /// An error from deserializing into the raw types: unknown keys, missing keys, wrong types.
+    fn schema_error(&self, error: &toml::de::Error, document: &DeTable<'_>) -> InventoryError {
+        let message = first_line(error.message());
+        let Some(span) = error.span() else {
+            return self.error_without_line("", message);
+        };
+        let mut key = key_path_at(document, span.start).unwrap_or_default();
+        let message = if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            key = join_key(&key, missing);
+            "required key is missing".to_string()
+        } else if let Some(rest) = message.strip_prefix("unknown field ") {
+            format!("unknown key {rest}")
+        } else {
+            plain_type_names(message)
+        };
+        self.error_at(&span, key, message)
+    }
+
+    fn build(&self, raw: RawInventory) -> Result<Inventory, InventoryError> {
+        let raw_ssh = raw.ssh.unwrap_or_default();
+        let (ssh, defaults) = self.ssh_settings(raw_ssh)?;
+        let deploy = self.deploy_settings(raw.deploy.unwrap_or_default())?;
+        let hosts = self.hosts(raw.hosts, &defaults)?;
+        let mut services = Vec::new();
+        for (name, raw_service) in raw.services.unwrap_or_default() {
+            services.push(self.service(name, raw_service, &hosts)?);
+        }
+        services.sort_by(|left, right| left.name.cmp(&right.name));
+        let notify = raw.notify.map(|notify| self.notify(notify)).transpose()?;
+        Ok(Inventory {
+            file: self.file.to_path_buf(),
+            ssh,
+            deploy,
+            hosts,
+            services,
+            notify,
+        })
+    }
+
+    fn ssh_settings(
+        &self,
+        raw: RawSsh,
+    ) -> Result<(SshSettings, ConnectionDefaults), InventoryError> {
+        let user = match &raw.user {
+            Some(user) => self.user(user, "ssh.user")?,
+            None => default_user(std::env::var("USER").ok()),
+        };
+        let port = match &raw.port {
+            Some(port) => self.port(port, "ssh.port")?,
+            None => DEFAULT_PORT,
+        };
+        let identity_files = match &raw.identity_files {
+            Some(files) => self.local_paths(files, "ssh.identity_files")?,
+            None => DEFAULT_IDENTITY_FILES
+                .iter()
+                .map(|path| expand_tilde(path))
+                .collect(),
+        };
+        let known_hosts = match &raw.known_hosts {
+            Some(files) => {
+                if files.get_ref().is_empty() {
+                    return Err(self.error_at(
+                        &files.span(),
+                        "ssh.known_hosts",
+                        "at least one known_hosts file is required",
+                    ));
+                }
+                self.local_paths(files.get_ref(), "ssh.known_hosts")?
+            }
+            None => vec![expand_tilde(DEFAULT_KNOWN_HOSTS)],
+        };
+        let host_key_policy = match &raw.host_key_policy {
+            Some(policy) => match policy.get_ref().as_str() {
+                "strict" => HostKeyPolicy::Strict,
+                "accept-new" => HostKeyPolicy::AcceptNew,
+                other => {
+                    return Err(self.error_at(
+                        &policy.span(),
+                        "ssh.host_key_policy",
+                        format!(
+                            "unknown host_key_policy `{}`; expected \"strict\" or \"accept-new\"",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            None => HostKeyPolicy::Strict,
+        };
+        let connect_timeout = match &raw.connect_timeout {
+            Some(timeout) => self.duration(timeout, "ssh.connect_timeout", false)?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        Ok((
+            SshSettings {
+                known_hosts,
+                host_key_policy,
+                connect_timeout,
+            },
+            ConnectionDefaults {
+                user,
+                port,
+                identity_files,
+            },
+        ))
+    }
+
+    fn deploy_settings(&self, raw: RawDeploy) -> Result<DeploySettings, InventoryError> {
+        let concurrency = match &raw.concurrency {
+            Some(concurrency) => self.count(concurrency, "deploy.concurrency", 1)?,
+            None => DEFAULT_CONCURRENCY,
+        };
+        let host_timeout = match &raw.host_timeout {
+            Some(timeout) => self.duration(timeout, "deploy.host_timeout", false)?,
+            None => DEFAULT_HOST_TIMEOUT,
+        };
+        let on_failure = match &raw.on_failure {
+            Some(value) => match value.get_ref().as_str() {
+                "rollback" => OnFailure::Rollback,
+                "halt" => OnFailure::Halt,
+                "continue" => OnFailure::Continue,
+                other => {
+                    return Err(self.error_at(
+                        &value.span(),
+                        "deploy.on_failure",
+                        format!(
+                            "unknown on_failure `{}`; expected \"rollback\", \"halt\" or \"continue\"",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            None => OnFailure::Rollback,
+        };
+        let max_failures = match &raw.max_failures {
+            Some(value) => parse_max_failures(value.get_ref()).ok_or_else(|| {
+                self.error_at(
+                    &value.span(),
+                    "deploy.max_failures",
+                    "max_failures must be a non-negative integer or a percentage such as \"10%\" (0% to 100%)",
+                )
+            })?,
+            None => MaxFailures::Count(0),
+        };
+        let batch_size = match &raw.batch_size {
+            Some(size) => self.count(size, "deploy.batch_size", 0)?,
+            None => 0,
+        };
+        Ok(DeploySettings {
+            concurrency,
+            host_timeout,
+            on_failure,
+            max_failures,
+            batch_size,
+        })
+    }
+
+    fn hosts(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<RawHost>>>>,
+        defaults: &ConnectionDefaults,
+    ) -> Result<Vec<Host>, InventoryError> {
+        const NO_HOSTS: &str = "at least one [[hosts]] entry is required";
+        let Some(raw) = raw else {
+            return Err(self.error_without_line("hosts", NO_HOSTS));
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if raw.is_empty() {
+            return Err(self.error_at(&span, "hosts", NO_HOSTS));
+        }
+        let mut hosts = Vec::with_capacity(raw.len());
+        let mut tag_spans = Vec::with_capacity(raw.len());
+        let mut first_line_of_name: HashMap<String, usize> = HashMap::new();
+        for (index, entry) in raw.into_iter().enumerate() {
+            let key = format!("hosts[{index}]");
+            let entry = entry.into_inner();
+            let name = self.name(&entry.name, &format!("{key}.name"), "host name")?;
+            if let Some(first) = first_line_of_name.get(&name) {
+                return Err(self.error_at(
+                    &entry.name.span(),
+                    format!("{key}.name"),
+                    format!("duplicate host name `{name}` (first defined on line {first})"),
+                ));
+            }
+            first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
+
+            let address = entry.address.get_ref();
+            if address.is_empty()
+                || address
+                    .chars()
+                    .any(|character| character.is_whitespace() || character.is_control())
+            {
+                return Err(self.error_at(
+                    &entry.address.span(),
+                    format!("{key}.address"),
+                    "address must be a non-empty host name or IP address without whitespace",
+                ));
+            }
+            let port = match &entry.port {
+                Some(port) => self.port(port, &format!("{key}.port"))?,
+                None => defaults.port,
+            };
+            let user = match &entry.user {
+                Some(user) => self.user(user, &format!("{key}.user"))?,
+                None => defaults.user.clone(),
+            };
+            let identity_files = match &entry.identity_files {
+                Some(files) => self.local_paths(files, &format!("{key}.identity_files"))?,
+                None => defaults.identity_files.clone(),
+            };
+            let mut tags: Vec<String> = Vec::new();
+            let mut spans = Vec::new();
+            for (tag_index, tag) in entry.tags.iter().flatten().enumerate() {
+                let tag_key = format!("{key}.tags[{tag_index}]");
+                let value = self.name(tag, &tag_key, "tag")?;
+                if !tags.contains(&value) {
+                    tags.push(value.clone());
+                }
+                spans.push((value, tag.span(), tag_key));
+            }
+            let host_key = match &entry.host_key {
+                Some(host_key) => {
+                    Some(normalize_host_key(host_key.get_ref()).map_err(|message| {
+                        self.error_at(&host_key.span(), format!("{key}.host_key"), message)
+                    })?)
+                }
+                None => None,
+            };
+            tag_spans.push(spans);
+            hosts.push(Host {
+                name,
+                address: address.clone(),
+                port,
+                user,
+                identity_files,
+                tags,
+                host_key,
+            });
+        }
+        for spans in &tag_spans {
+            for (tag, span, key) in spans {
+                if first_line_of_name.contains_key(tag) {
+                    return Err(self.error_at(
+                        span,
+                        key.clone(),
+                        format!(
+                            "tag `{tag}` is also the name of a host; a --hosts selector would be ambiguous"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
+    fn service(
+        &self,
+        raw_name: Spanned<String>,
+        raw: RawService,
+        hosts: &[Host],
+    ) -> Result<Service, InventoryError> {
+        let name = self.name(
+            &raw_name,
+            &format!("services.{}", shown(raw_name.get_ref())),
+            "service name",
+        )?;
+        let key = format!("services.{name}");
+
+        let host_indexes = match &raw.hosts {
+            None => (0..hosts.len()).collect(),
+            Some(selectors) => {
+                let mut selected = vec![false; hosts.len()];
+                for (index, selector) in selectors.get_ref().iter().enumerate() {
+                    let matched = hosts_matching(hosts, selector.get_ref()).ok_or_else(|| {
+                        self.error_at(
+                            &selector.span(),
+                            format!("{key}.hosts[{index}]"),
+                            format!("no host or tag named `{}`", shown(selector.get_ref())),
+                        )
+                    })?;
+                    for host in matched {
+                        selected[host] = true;
+                    }
+                }
+                let indexes: Vec<usize> = (0..selected.len())
+                    .filter(|index| selected[*index])
+                    .collect();
+                if indexes.is_empty() {
+                    return Err(self.error_at(
+                        &selectors.span(),
+                        format!("{key}.hosts"),
+                        "the service selects no hosts (omit `hosts` to use every host)",
+                    ));
+                }
+                indexes
+            }
+        };
+
+        let base_dir = normalize_base_dir(raw.base_dir.get_ref()).map_err(|message| {
+            self.error_at(&raw.base_dir.span(), format!("{key}.base_dir"), message)
+        })?;
+
+        let version = match &raw.version {
+            Some(version) => Some(Version::parse(version.get_ref()).map_err(|message| {
+                self.error_at(&version.span(), format!("{key}.version"), message)
+            })?),
+            None => None,
+        };
+
+        let (artifact, artifact_line) = match &raw.artifact {
+            Some(artifact) => {
+                let source = self
+                    .artifact_source(artifact.get_ref())
+                    .map_err(|message| {
+                        self.error_at(&artifact.span(), format!("{key}.artifact"), message)
+                    })?;
+                (Some(source), self.line(artifact.span().start))
+            }
+            None => (None, 0),
+        };
+
+        let sha256 = match &raw.sha256 {
+            Some(sha256) => {
+                let value = sha256.get_ref();
+                if value.len() != SHA256_HEX_LENGTH
+                    || !value.chars().all(|character| character.is_ascii_hexdigit())
+                {
+                    return Err(self.error_at(
+                        &sha256.span(),
+                        format!("{key}.sha256"),
+                        "sha256 must be exactly 64 hexadecimal digits",
+                    ));
+                }
+                Some(value.to_ascii_lowercase())
+            }
+            None => None,
+        };
+
+        let fetch = match &raw.fetch {
+            Some(fetch) => {
+                let value = match fetch.get_ref().as_str() {
+                    "controller" => Fetch::Controller,
+                    "host" => Fetch::Host,
+                    other => {
+                        return Err(self.error_at(
+                            &fetch.span(),
+                            format!("{key}.fetch"),
+                            format!(
+                                "unknown fetch `{}`; expected \"controller\" or \"host\"",
+                                shown(other)
+                            ),
+                        ));
+                    }
+                };
+                if value == Fetch::Host {
+                    if !matches!(artifact, Some(ArtifactSource::Url(_))) {
+                        return Err(self.error_at(
+                            &fetch.span(),
+                            format!("{key}.fetch"),
+                            "fetch = \"host\" requires the artifact to be an http(s) URL",
+                        ));
+                    }
+                    if sha256.is_none() {
+                        return Err(self.error_at(
+                            &fetch.span(),
+                            format!("{key}.fetch"),
+                            "fetch = \"host\" requires sha256, so that each host can verify its download",
+                        ));
+                    }
+                }
+                value
+            }
+            None => Fetch::Controller,
+        };
+
+        let keep_releases = match &raw.keep_releases {
+            Some(keep) => self.count(keep, &format!("{key}.keep_releases"), 1)?,
+            None => DEFAULT_KEEP_RELEASES,
+        };
+
+        let mut shared_paths: Vec<String> = Vec::new();
+        for (index, path) in raw.shared_paths.iter().flatten().enumerate() {
+            let path_key = format!("{key}.shared_paths[{index}]");
+            let normalized = normalize_shared_path(path.get_ref())
+                .map_err(|message| self.error_at(&path.span(), path_key.clone(), message))?;
+            for existing in &shared_paths {
+                let problem = if *existing == normalized {
+                    Some(format!("duplicate shared path `{normalized}`"))
+                } else if is_inside(&normalized, existing) {
+                    Some(format!(
+                        "shared path `{normalized}` is inside shared path `{existing}`"
+                    ))
+                } else if is_inside(existing, &normalized) {
+                    Some(format!(
+                        "shared path `{normalized}` contains shared path `{existing}`"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(self.error_at(&path.span(), path_key, problem));
+                }
+            }
+            shared_paths.push(normalized);
+        }
+
+        let hooks = match &raw.hooks {
+            Some(hooks) => Hooks {
+                before_switch: self
+                    .commands(&hooks.before_switch, &format!("{key}.hooks.before_switch"))?,
+                after_switch: self
+                    .commands(&hooks.after_switch, &format!("{key}.hooks.after_switch"))?,
+            },
+            None => Hooks::default(),
+        };
+
+        let health_check = match &raw.health_check {
+            Some(check) => Some(self.health_check(check, &format!("{key}.health_check"))?),
+            None => None,
+        };
+
+        Ok(Service {
+            name,
+            hosts: host_indexes,
+            base_dir,
+            version,
+            artifact,
+            artifact_line,
+            sha256,
+            fetch,
+            keep_releases,
+            shared_paths,
+            hooks,
+            health_check,
+        })
+    }
+
+    fn health_check(&self, raw: &RawHealthCheck, key: &str) -> Result<HealthCheck, InventoryError> {
+        let command = self.command(&raw.command, &format!("{key}.command"))?;
+        let retries = match &raw.retries {
+            Some(retries) => {
+                let value = self.count(retries, &format!("{key}.retries"), 1)?;
+                u32::try_from(value).map_err(|_| {
+                    self.error_at(
+                        &retries.span(),
+                        format!("{key}.retries"),
+                        format!("retries must be at most {}", u32::MAX),
+                    )
+                })?
+            }
+            None => DEFAULT_HEALTH_RETRIES,
+        };
+        let interval = match &raw.interval {
+            Some(interval) => self.duration(interval, &format!("{key}.interval"), true)?,
+            None => DEFAULT_HEALTH_INTERVAL,
+        };
+        let timeout = match &raw.timeout {
+            Some(timeout) => self.duration(timeout, &format!("{key}.timeout"), false)?,
+            None => DEFAULT_HEALTH_TIMEOUT,
+        };
+        Ok(HealthCheck {
+            command,
+            retries,
+            interval,
+            timeout,
+        })
+    }
+
+    fn notify(&self, raw: RawNotify) -> Result<Notify, InventoryError> {
+        // The webhook is a secret: the message must not contain it.
+        if check_http_url(raw.webhook.get_ref()).is_err() {
+            return Err(self.error_at(
+                &raw.webhook.span(),
+                "notify.webhook",
+                "webhook must be an http(s) URL",
+            ));
+        }
+        Ok(Notify {
+            webhook: raw.webhook.into_inner(),
+        })
+    }
+
+    fn artifact_source(&self, value: &str) -> Result<ArtifactSource, String> {
+        if has_http_scheme(value) {
+            // The URL may carry credentials: the messages do not echo it.
+            check_http_url(value).map_err(|problem| format!("invalid artifact URL: {problem}"))?;
+            return Ok(ArtifactSource::Url(value.to_string()));
+        }
+        if value.contains("://") {
+            return Err(
+                "artifact URLs must use http:// or https:// (otherwise give a local file path)"
+                    .to_string(),
+            );
+        }
+        if value.trim().is_empty() {
+            return Err("artifact must not be empty".to_string());
+        }
+        if value.chars().any(char::is_control) {
+            return Err("artifact path must not contain control characters".to_string());
+        }
+        let path = expand_tilde(value);
+        let directory = self.file.parent().unwrap_or(Path::new(""));
+        Ok(ArtifactSource::Path(if path.is_absolute() {
+            path
+        } else {
+            directory.join(path)
+        }))
+    }
+
+    fn name(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<String, InventoryError> {
+        let text = value.get_ref();
+        if text.is_empty() {
+            return Err(self.error_at(&value.span(), key, format!("{what} must not be empty")));
+        }
+        if !is_name(text) {
+            return Err(self.error_at(
+                &value.span(),
+                key,
+                format!(
+                    "{what} `{}` may only contain {NAME_CHARACTERS}",
+                    shown(text)
+                ),
+            ));
+        }
+        Ok(text.clone())
+    }
+
+    fn port(&self, value: &Spanned<i64>, key: &str) -> Result<u16, InventoryError> {
+        let port = *value.get_ref();
+        u16::try_from(port)
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| {
+                self.error_at(
+                    &value.span(),
+                    key,
+                    format!("port {port} is out of range (1 to 65535)"),
+                )
+            })
+    }
+
+    fn user(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+        let user = value.get_ref();
+        if user.is_empty()
+            || user
+                .chars()
+                .any(|character| character.is_whitespace() || character.is_control())
+        {
+            return Err(self.error_at(
+                &value.span(),
+                key,
+                "user must be a non-empty login name without whitespace",
+            ));
+        }
+        Ok(user.clone())
+    }
+
+    /// A non-negative integer that must be at least `minimum`.
+    fn count(
+        &self,
+        value: &Spanned<i64>,
+        key: &str,
+        minimum: usize,
+    ) -> Result<usize, InventoryError> {
+        let number = *value.get_ref();
+        usize::try_from(number)
+            .ok()
+            .filter(|count| *count >= minimum)
+            .ok_or_else(|| {
+                let field = key.rsplit('.').next().unwrap_or(key);
+                self.error_at(
+                    &value.span(),
+                    key,
+                    format!("{field} must be at least {minimum}, not {number}"),
+                )
+            })
+    }
+
+    fn duration(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        allow_zero: bool,
+    ) -> Result<Duration, InventoryError> {
+        let duration = humantime::parse_duration(value.get_ref().trim()).map_err(|error| {
+            self.error_at(
+                &value.span(),
+                key,
+                format!(
+                    "invalid duration `{}`: {error} ({DURATION_EXAMPLES})",
+                    shown(value.get_ref())
+                ),
+            )
+        })?;
+        if !allow_zero && duration.is_zero() {
+            return Err(self.error_at(&value.span(), key, "duration must be greater than zero"));
+        }
+        Ok(duration)
+    }
+
+    /// Controller-side paths, tilde-expanded.
+    fn local_paths(
+        &self,
+        values: &[Spanned<String>],
+        key: &str,
+    ) -> Result<Vec<PathBuf>, InventoryError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                let text = value.get_ref();
+                if text.trim().is_empty() || text.chars().any(char::is_control) {
+                    Err(self.error_at(
+                        &value.span(),
+                        format!("{key}[{index}]"),
+                        "path must be non-empty and free of control characters",
+                    ))
+                } else {
+                    Ok(expand_tilde(text))
+                }
+            })
+            .collect()
+    }
+
+    fn commands(
+        &self,
+        values: &[Spanned<String>],
+        key: &str,
+    ) -> Result<Vec<String>, InventoryError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| self.command(value, &format!("{key}[{index}]")))
+            .collect()
+    }
+
+    fn command(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+        let command = value.get_ref();
+        if command.trim().is_empty() {
+            return Err(self.error_at(&value.span(), key, "command must not be empty"));
+        }
+        if command.contains('\0') {
+            return Err(self.error_at(&value.span(), key, "command must not contain NUL"));
+        }
+        Ok(command.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Host indexes matched by one selector (a host name or a tag), or `None` if it names neither.
+fn hosts_matching(hosts: &[Host], selector: &str) -> Option<Vec<usize>> {
+    let matched: Vec<usize> = hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, host)| host.name == selector || host.tags.iter().any(|tag| tag == selector))
+        .map(|(index, _)| index)
+        .collect();
+    (!matched.is_empty()).then_some(matched)
+}
+
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "._-".contains(character))
+}
+
+fn default_user(environment_user: Option<String>) -> String {
+    environment_user
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| DEFAULT_USER.to_string())
+}
+
+fn parse_max_failures(value: &toml::Value) -> Option<MaxFailures> {
+    match value {
+        toml::Value::Integer(count) => usize::try_from(*count).ok().map(MaxFailures::Count),
+        toml::Value::String(text) => {
+            let digits = text.strip_suffix('%')?;
+            if digits.is_empty() || !digits.chars().all(|character| character.is_ascii_digit()) {
+                return None;
+            }
+            let percent: u8 = digits.parse().ok()?;
+            (percent <= 100).then_some(MaxFailures::Percent(percent))
+        }
+        _ => None,
+    }
+}
+
+/// `"<algorithm> <base64> [comment]"` → `"<algorithm> <base64>"`.
+fn normalize_host_key(text: &str) -> Result<String, String> {
+    const SHAPE: &str =
+        "host_key must look like \"<algorithm> <base64>\", e.g. \"ssh-ed25519 AAAAC3Nz...\"";
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [algorithm, key, ..] = fields.as_slice() else {
+        return Err(SHAPE.to_string());
+    };
+    if fields.len() > 3 {
+        return Err(SHAPE.to_string());
+    }
+    if !["ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|prefix| algorithm.starts_with(prefix))
+    {
+        return Err(format!(
+            "{SHAPE}; the algorithm must start with \"ssh-\", \"ecdsa-\" or \"sk-\""
+        ));
+    }
+    let unpadded = key.trim_end_matches('=');
+    let valid_base64 = key.len() % 4 == 0
+        && key.len() - unpadded.len() <= 2
+        && !unpadded.is_empty()
+        && unpadded.chars().all(|character| {
+            character.is_ascii_alphanumeric() || character == '+' || character == '/'
+        });
+    if !valid_base64 {
+        return Err(format!("{SHAPE}; the key is not valid base64"));
+    }
+    Ok(format!("{algorithm} {key}"))
+}
+
+fn has_http_scheme(text: &str) -> bool {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Checks an http(s) URL. The messages never contain the URL.
+fn check_http_url(text: &str) -> Result<(), &'static str> {
+    if !has_http_scheme(text) {
+        return Err("the URL must start with http:// or https://");
+    }
+    if text
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        return Err("the URL must not contain whitespace");
+    }
+    let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("the URL has no host");
+    }
+    Ok(())
+}
+
+/// Splits a `/`-separated path into its components, dropping empty and `.` components.
+fn path_components(path: &str) -> Result<Vec<&str>, &'static str> {
+    let mut components = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => return Err("must not contain a `..` component"),
+            other => components.push(other),
+        }
+    }
+    Ok(components)
+}
+
+fn check_path_characters(path: &str, what: &str) -> Result<(), String> {
+    if path.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} must not contain control characters (NUL, newline, ...)"
+        ));
+    }
+    if path.trim() != path {
+        return Err(format!("{what} must not start or end with whitespace"));
+    }
+    Ok(())
+}
+
+/// Normalizes a remote base directory (absolute, or relative to the login directory).
+fn normalize_base_dir(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Err("base_dir must not be empty".to_string());
+    }
+    check_path_characters(raw, "base_dir")?;
+    let relative_to_home = if raw == "~" {
+        Some("")
+    } else {
+        raw.strip_prefix("~/")
+    };
+    let path = match relative_to_home {
+        Some(rest) => rest,
+        None if raw.starts_with('~') => {
+            return Err(
+                "base_dir may only start with `~/` (meaning the login directory)".to_string(),
+            );
+        }
+        None => raw,
+    };
+    let absolute = relative_to_home.is_none() && path.starts_with('/');
+    let components = path_components(path).map_err(|problem| format!("base_dir {problem}"))?;
+    if components.is_empty() {
+        return Err(if absolute {
+            "base_dir must not be `/`".to_string()
+        } else {
+            "base_dir must name a directory, not the login directory itself".to_string()
+        });
+    }
+    let joined = components.join("/");
+    Ok(if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    })
+}
+
+/// Normalizes a shared path (relative to the release directory).
+fn normalize_shared_path(raw: &str) -> Result<String, String> {
+    check_path_characters(raw, "shared path")?;
+    if raw.starts_with('/') {
+        return Err(
+            "shared path must be relative (to the release directory), not absolute".to_string(),
+        );
+    }
+    let components = path_components(raw).map_err(|problem| format!("shared path {problem}"))?;
+    if components.is_empty() {
+        return Err("shared path must not be empty".to_string());
+    }
+    Ok(components.join("/"))
+}
+
+/// Whether normalized relative path `inner` lies strictly inside `outer`.
+fn is_inside(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Text for messages: control characters escaped so that a value cannot forge output lines.
+fn shown(text: &str) -> String {
+    text.escape_debug().to_string()
+}
+
+/// serde's messages name Rust types ("expected i64", "expected struct RawSsh"); use TOML's words.
+fn plain_type_names(message: &str) -> String {
+    let message = match message.find("expected struct ") {
+        Some(position) => format!("{}expected a table", &message[..position]),
+        None => message.to_string(),
+    };
+    message
+        .replace(" as i128", "")
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected an array")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("invalid type: sequence", "invalid type: array")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim_end()
+}
+
+/// `"No such file or directory (os error 2)"` → `"No such file or directory"`.
+fn io_error_text(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(position) if text.ends_with(')') => text[..position].to_string(),
+        _ => text,
+    }
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The dotted key of the smallest key or value in `document` whose span contains `offset`.
+fn key_path_at(document: &DeTable<'_>, offset: usize) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    search_table(document, "", offset, &mut best);
+    best.map(|(_, path)| path)
+}
+
+/// The dotted key of the table whose header most closely precedes `offset` (a table that comes
+/// from a `[header]` line has that header as its span); empty for the root table.
+fn enclosing_table_at(document: &DeTable<'_>, offset: usize) -> String {
+    fn search(table: &DeTable<'_>, path: &str, offset: usize, best: &mut (usize, String)) {
+        for (key, value) in table.iter() {
+            let child = join_key(path, key.get_ref());
+            search_item(value, &child, offset, best);
+        }
+    }
+    fn search_item(
+        value: &Spanned<DeValue<'_>>,
+        path: &str,
+        offset: usize,
+        best: &mut (usize, String),
+    ) {
+        match value.get_ref() {
+            DeValue::Table(table) => {
+                // `[a.b]` gives `a` the span of `a` and `b` the span of the whole header, so
+                // the header that ends last before `offset` is the innermost one.
+                let span = value.span();
+                if span.start <= offset && span.end >= best.0 {
+                    *best = (span.end, path.to_string());
+                }
+                search(table, path, offset, best);
+            }
+            DeValue::Array(array) => {
+                for (index, item) in array.iter().enumerate() {
+                    search_item(item, &format!("{path}[{index}]"), offset, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut best = (0, String::new());
+    search(document, "", offset, &mut best);
+    best.1
+}
+
+fn span_contains(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && (offset < span.end || span.start == span.end)
+}
+
+fn consider(best: &mut Option<(usize, String)>, span: &Range<usize>, offset: usize, path: &str) {
+    if path.is_empty() || !span_contains(span, offset) {
+        return;
+    }
+    let length = span.end - span.start;
+    // On a tie, the later (deeper) candidate wins.
+    if best
+        .as_ref()
+        .is_none_or(|(best_length, _)| length <= *best_length)
+    {
+        *best = Some((length, path.to_string()));
+    }
+}
+
+fn search_table(
+    table: &DeTable<'_>,
+    path: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    for (key, value) in table.iter() {
+        let child = join_key(path, key.get_ref());
+        consider(best, &key.span(), offset, &child);
+        search_value(value, &child, offset, best);
+    }
+}
+
+fn search_value(
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    consider(best, &value.span(), offset, path);
+    match value.get_ref() {
+        DeValue::Table(table) => search_table(table, path, offset, best),
+        DeValue::Array(array) => {
+            for (index, item) in array.iter().enumerate() {
+                search_value(item, &format!("{path}[{index}]"), offset, best);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/deploy/prod.toml";
+
+    fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        parse_str(text, Path::new(FILE))
+    }
+
+    fn parsed(text: &str) -> Inventory {
+        match parse(text) {
+            Ok(inventory) => inventory,
+            Err(error) => panic!("expected a valid inventory, got: {error}"),
+        }
+    }
+
+    /// Asserts that `text` fails with `key` on `line`; returns the message.
+    #[track_caller]
+    fn error(text: &str, key: &str, line: usize) -> String {
+        match parse(text) {
+            Ok(_) => panic!("expected an error at {key} on line {line}, but it parsed"),
+            Err(error) => {
+                assert_eq!(
+                    (error.key.as_str(), error.line),
+                    (key, line),
+                    "wrong location for: {error}"
+                );
+                assert_eq!(error.file, Path::new(FILE));
+                error.message
+            }
+        }
+    }
+
+    const ONE_HOST: &str = "[[hosts]]\nname = \"web1\"\naddress = \"10.0.0.11\"\n";
+
+    const TWO_HOSTS: &str = r#"
+[[hosts]]
+name = "web1"
+address = "10.0.0.11"
+tags = ["web", "eu"]
+
+[[hosts]]
+name = "db1"
+address = "10.0.0.21"
+tags = ["db", "eu"]
+
+"#;
+
+    /// TWO_HOSTS (lines 1–11) followed by `service`, whose first line is line 12.
+    fn with_service(service: &str) -> String {
+        format!("{TWO_HOSTS}{service}")
+    }
+
+    fn expected_identity_files() -> Vec<PathBuf> {
+        DEFAULT_IDENTITY_FILES
+            .iter()
+            .map(|path| expand_tilde(path))
+            .collect()
+    }
+
+    // ----- valid inventories and defaults -----
+
+    #[test]
+    fn minimal_inventory_has_every_default() {
+        let inventory = parsed(&format!(
+            "{ONE_HOST}[services.app]\nbase_dir = \"/opt/app\"\n"
+        ));
+        assert_eq!(inventory.file, Path::new(FILE));
+        assert_eq!(
+            inventory.ssh.known_hosts,
+            vec![expand_tilde("~/.ssh/known_hosts")]
+        );
+        assert_eq!(inventory.ssh.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(inventory.ssh.connect_timeout, Duration::from_secs(10));
+        assert_eq!(inventory.deploy.concurrency, 10);
+        assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(300));
+        assert_eq!(inventory.deploy.on_failure, OnFailure::Rollback);
+        assert_eq!(inventory.deploy.max_failures, MaxFailures::Count(0));
+        assert_eq!(inventory.deploy.batch_size, 0);
+        assert!(inventory.notify.is_none());
+
+        let [host] = inventory.hosts.as_slice() else {
+            panic!("expected one host");
+        };
+        assert_eq!(host.name, "web1");
+        assert_eq!(host.address, "10.0.0.11");
+        assert_eq!(host.port, 22);
+        assert_eq!(host.user, default_user(std::env::var("USER").ok()));
+        assert_eq!(host.identity_files, expected_identity_files());
+        assert!(host.tags.is_empty());
+        assert_eq!(host.host_key, None);
+
+        let [service] = inventory.services.as_slice() else {
+            panic!("expected one service");
+        };
+        assert_eq!(service.name, "app");
+        assert_eq!(service.hosts, vec![0]);
+        assert_eq!(service.base_dir, "/opt/app");
+        assert_eq!(service.version, None);
+        assert_eq!(service.artifact, None);
+        assert_eq!(service.artifact_line, 0);
+        assert_eq!(service.sha256, None);
+        assert_eq!(service.fetch, Fetch::Controller);
+        assert_eq!(service.keep_releases, 5);
+        assert!(service.shared_paths.is_empty());
+        assert!(service.hooks.before_switch.is_empty());
+        assert!(service.hooks.after_switch.is_empty());
+        assert!(service.health_check.is_none());
+    }
+
+    #[test]
+    fn inventory_without_services_is_valid() {
+        let inventory = parsed(ONE_HOST);
+        assert!(inventory.services.is_empty());
+    }
+
+    #[test]
+    fn full_inventory_parses_every_key() {
+        let text = r#"
+[ssh]
+user = "deploy"
+port = 2222
+identity_files = ["~/.ssh/deploy_key", "/etc/deploy/key"]
+known_hosts = ["/etc/deploy/known_hosts", "~/.ssh/known_hosts"]
+host_key_policy = "accept-new"
+connect_timeout = "1m 30s"
+
+[deploy]
+concurrency = 4
+host_timeout = "1h"
+on_failure = "halt"
+max_failures = "25%"
+batch_size = 2
+
+[[hosts]]
+name = "web1"
+address = "web1.example.com"
+tags = ["web", "eu", "web"]
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl  root@web1"
+
+[[hosts]]
+name = "web2"
+address = "2001:db8::2"
+port = 22
+user = "admin"
+identity_files = []
+tags = ["web"]
+
+[services.zeta]
+hosts = ["web2"]
+base_dir = "apps/zeta/"
+artifact = "https://example.com/zeta.tar.gz?token=abc"
+sha256 = "ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789"
+fetch = "host"
+
+[services.alpha]
+hosts = ["web"]
+base_dir = "/opt//alpha/./"
+version = "v1.2.3+build_4"
+artifact = "dist/alpha.tar.gz"
+keep_releases = 3
+shared_paths = ["log/", "./config/app.env", "data//cache"]
+
+[services.alpha.hooks]
+before_switch = ["./migrate"]
+after_switch = ["systemctl restart alpha", "echo done"]
+
+[services.alpha.health_check]
+command = "curl -fsS http://127.0.0.1:8080/healthz"
+retries = 5
+interval = "500ms"
+timeout = "3s"
+
+[notify]
+webhook = "https://chat.example.com/hooks/secret-token"
+"#;
+        let inventory = parsed(text);
+        assert_eq!(
+            inventory.ssh.known_hosts,
+            vec![
+                PathBuf::from("/etc/deploy/known_hosts"),
+                expand_tilde("~/.ssh/known_hosts")
+            ]
+        );
+        assert_eq!(inventory.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(inventory.ssh.connect_timeout, Duration::from_secs(90));
+        assert_eq!(inventory.deploy.concurrency, 4);
+        assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(3600));
+        assert_eq!(inventory.deploy.on_failure, OnFailure::Halt);
+        assert_eq!(inventory.deploy.max_failures, MaxFailures::Percent(25));
+        assert_eq!(inventory.deploy.batch_size, 2);
+
+        let web1 = &inventory.hosts[0];
+        assert_eq!(web1.port, 2222);
+        assert_eq!(web1.user, "deploy");
+        assert_eq!(
+            web1.identity_files,
+            vec![
+                expand_tilde("~/.ssh/deploy_key"),
+                PathBuf::from("/etc/deploy/key")
+            ]
+        );
+        assert_eq!(web1.tags, vec!["web", "eu"]);
+        assert_eq!(
+            web1.host_key.as_deref(),
+            Some(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+            )
+        );
+        let web2 = &inventory.hosts[1];
+        assert_eq!(web2.address, "2001:db8::2");
+        assert_eq!(web2.port, 22);
+        assert_eq!(web2.user, "admin");
+        assert!(web2.identity_files.is_empty());
+
+        let names: Vec<&str> = inventory
+            .services
+            .iter()
+            .map(|service| service.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["alpha", "zeta"], "services are sorted by name");
+
+        let alpha = &inventory.services[0];
+        assert_eq!(alpha.hosts, vec![0, 1]);
+        assert_eq!(alpha.base_dir, "/opt/alpha");
+        assert_eq!(
+            alpha.version.as_ref().map(Version::as_str),
+            Some("v1.2.3+build_4")
+        );
+        assert_eq!(
+            alpha.artifact,
+            Some(ArtifactSource::Path(PathBuf::from(
+                "/etc/deploy/dist/alpha.tar.gz"
+            )))
+        );
+        assert_eq!(alpha.artifact_line, 42);
+        assert_eq!(alpha.keep_releases, 3);
+        assert_eq!(
+            alpha.shared_paths,
+            vec!["log", "config/app.env", "data/cache"]
+        );
+        assert_eq!(alpha.hooks.before_switch, vec!["./migrate"]);
+        assert_eq!(
+            alpha.hooks.after_switch,
+            vec!["systemctl restart alpha", "echo done"]
+        );
+        let check = alpha.health_check.as_ref().map(|check| {
+            (
+                check.command.as_str(),
+                check.retries,
+                check.interval,
+                check.timeout,
+            )
+        });
+        assert_eq!(
+            check,
+            Some((
+                "curl -fsS http://127.0.0.1:8080/healthz",
+                5,
+                Duration::from_millis(500),
+                Duration::from_secs(3)
+            ))
+        );
+
+        let zeta = &inventory.services[1];
+        assert_eq!(zeta.hosts, vec![1]);
+        assert_eq!(zeta.base_dir, "apps/zeta");
+        assert_eq!(
+            zeta.artifact,
+            Some(ArtifactSource::Url(
+                "https://example.com/zeta.tar.gz?token=abc".to_string()
+            ))
+        );
+        assert_eq!(
+            zeta.sha256.as_deref(),
+            Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+        );
+        assert_eq!(zeta.fetch, Fetch::Host);
+
+        let notify = inventory
+            .notify
+            .as_ref()
+            .map(|notify| notify.webhook.as_str());
+        assert_eq!(notify, Some("https://chat.example.com/hooks/secret-token"));
+        assert!(
+            !format!("{inventory:?}").contains("secret-token"),
+            "Debug redacts the webhook"
+        );
+    }
+
+    #[test]
+    fn example_inventory_parses() {
+        let text = include_str!("../inventory.example.toml");
+        let inventory = match parse_str(text, Path::new("inventory.example.toml")) {
+            Ok(inventory) => inventory,
+            Err(error) => panic!("inventory.example.toml is invalid: {error}"),
+        };
+        assert_eq!(inventory.hosts.len(), 2);
+        assert_eq!(inventory.services.len(), 1);
+        let service = &inventory.services[0];
+        assert_eq!(
+            service.artifact,
+            Some(ArtifactSource::Path(PathBuf::from(
+                "dist/myapp-v1.2.3.tar.gz"
+            )))
+        );
+        assert!(service.version.is_some());
+        assert!(service.health_check.is_some());
+        assert!(inventory.notify.is_some());
+    }
+
+    // ----- file and syntax errors -----
+
+    #[test]
+    fn load_reports_a_missing_file() {
+        let path = Path::new("/nonexistent/deploy-inventory-test/deploy.toml");
+        let Err(error) = load(path) else {
+            panic!("loading a missing file must fail");
+        };
+        assert_eq!(error.line, 0);
+        assert_eq!(error.key, "");
+        assert_eq!(
+            error.message,
+            "cannot read inventory: No such file or directory"
+        );
+        assert_eq!(
+            error.to_string(),
+            "/nonexistent/deploy-inventory-test/deploy.toml:0: : cannot read inventory: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let directory = std::env::temp_dir().join(format!("inventory-test-{}", std::process::id()));
+        let result = std::fs::create_dir_all(&directory)
+            .and_then(|()| std::fs::write(directory.join("deploy.toml"), ONE_HOST));
+        assert!(result.is_ok(), "cannot write the test file: {result:?}");
+        let loaded = load(&directory.join("deploy.toml"));
+        let _ = std::fs::remove_dir_all(&directory);
+        assert_eq!(loaded.map(|inventory| inventory.hosts.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let message = error("[ssh]\nuser = \"deploy\"\nport = \n", "ssh.port", 3);
+        assert!(message.starts_with("invalid TOML"), "{message}");
+        error(
+            "[[hosts]]\nname = \"web1\"\nname = \"web2\"\n",
+            "hosts[0].name",
+            3,
+        );
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nbase_dir = \"/b\"\n"),
+            "services.app.base_dir",
+            14,
+        );
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.hooks]\nafter_switch = []\nafter_switch = []\n",
+            ),
+            "services.app.hooks.after_switch",
+            16,
+        );
+        error(&format!("{ONE_HOST}tags = [\"a\",\n"), "hosts[0]", 4);
+    }
+
+    #[test]
+    fn error_display_format() {
+        let Err(error) = parse(&format!("{ONE_HOST}port = 0\n")) else {
+            panic!("port 0 must be rejected");
+        };
+        assert_eq!(
+            error.to_string(),
+            "/etc/deploy/prod.toml:4: hosts[0].port: port 0 is out of range (1 to 65535)"
+        );
+    }
+
+    // ----- unknown keys and wrong types -----
+
+    #[test]
+    fn unknown_top_level_key() {
+        let message = error(&format!("{ONE_HOST}\n[sshh]\nuser = \"x\"\n"), "sshh", 5);
+        assert!(message.starts_with("unknown key `sshh`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_in_each_section() {
+        error("[ssh]\nusr = \"x\"\n", "ssh.usr", 2);
+        error("[deploy]\nparallel = 3\n", "deploy.parallel", 2);
+        error(&format!("{TWO_HOSTS}prot = 22\n"), "hosts[1].prot", 12);
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nkeep = 3\n"),
+            "services.app.keep",
+            14,
+        );
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\n[services.app.hooks]\nbefore = []\n"),
+            "services.app.hooks.before",
+            15,
+        );
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.health_check]\ncommand = \"true\"\ntries = 2\n",
+            ),
+            "services.app.health_check.tries",
+            16,
+        );
+        error(
+            &format!("{ONE_HOST}[notify]\nwebhook = \"https://x\"\nchannel = \"ops\"\n"),
+            "notify.channel",
+            6,
+        );
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        error("[[hosts]]\nname = \"web1\"\n", "hosts[0].address", 1);
+        error(
+            &with_service("[services.app]\nversion = \"1\"\n"),
+            "services.app.base_dir",
+            12,
+        );
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.health_check]\nretries = 2\n",
+            ),
+            "services.app.health_check.command",
+            14,
+        );
+    }
+
+    #[test]
+    fn wrong_value_type() {
+        let message = error(&format!("{ONE_HOST}port = \"22\"\n"), "hosts[0].port", 4);
+        assert_eq!(message, "invalid type: string \"22\", expected an integer");
+        error("[deploy]\nconcurrency = 2.5\n", "deploy.concurrency", 2);
+        let message = error("ssh = 5\n", "ssh", 1);
+        assert_eq!(message, "invalid type: integer `5`, expected a table");
+        let message = error("[hosts]\nname = \"a\"\n", "hosts", 1);
+        assert_eq!(message, "invalid type: table, expected an array");
+        error(&format!("{ONE_HOST}tags = \"web\"\n"), "hosts[0].tags", 4);
+    }
+
+    // ----- hosts -----
+
+    #[test]
+    fn at_least_one_host() {
+        let message = error("[ssh]\nuser = \"deploy\"\n", "hosts", 0);
+        assert!(message.contains("at least one"), "{message}");
+        error("hosts = []\n", "hosts", 1);
+    }
+
+    #[test]
+    fn host_name_rules() {
+        error(
+            "[[hosts]]\nname = \"\"\naddress = \"a\"\n",
+            "hosts[0].name",
+            2,
+        );
+        let message = error(
+            "[[hosts]]\nname = \"web 1\"\naddress = \"a\"\n",
+            "hosts[0].name",
+            2,
+        );
+        assert!(message.contains("A-Z a-z 0-9 . _ -"), "{message}");
+        error(
+            "[[hosts]]\nname = \"web/1\"\naddress = \"a\"\n",
+            "hosts[0].name",
+            2,
+        );
+        parsed("[[hosts]]\nname = \"Web-1.eu_west\"\naddress = \"a\"\n");
+    }
+
+    #[test]
+    fn duplicate_host_name_points_at_the_second() {
+        let text = format!("{ONE_HOST}\n[[hosts]]\nname = \"web1\"\naddress = \"10.0.0.12\"\n");
+        let message = error(&text, "hosts[1].name", 6);
+        assert!(message.contains("duplicate host name `web1`"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn host_address_rules() {
+        error(
+            "[[hosts]]\nname = \"a\"\naddress = \"\"\n",
+            "hosts[0].address",
+            3,
+        );
+        error(
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1 \"\n",
+            "hosts[0].address",
+            3,
+        );
+    }
+
+    #[test]
+    fn port_range() {
+        error(&format!("{ONE_HOST}port = 0\n"), "hosts[0].port", 4);
+        let message = error(&format!("{ONE_HOST}port = 70000\n"), "hosts[0].port", 4);
+        assert!(message.contains("70000"), "{message}");
+        error(&format!("{ONE_HOST}port = -1\n"), "hosts[0].port", 4);
+        error(&format!("[ssh]\nport = 65536\n{ONE_HOST}"), "ssh.port", 2);
+        assert_eq!(
+            parsed(&format!("{ONE_HOST}port = 65535\n")).hosts[0].port,
+            65535
+        );
+        assert_eq!(parsed(&format!("{ONE_HOST}port = 1\n")).hosts[0].port, 1);
+    }
+
+    #[test]
+    fn user_rules() {
+        error(&format!("{ONE_HOST}user = \"\"\n"), "hosts[0].user", 4);
+        error(
+            &format!("[ssh]\nuser = \"de ploy\"\n{ONE_HOST}"),
+            "ssh.user",
+            2,
+        );
+    }
+
+    #[test]
+    fn host_settings_override_ssh_settings() {
+        let text = format!(
+            "[ssh]\nuser = \"deploy\"\nport = 2200\nidentity_files = [\"/keys/a\"]\n{TWO_HOSTS}user = \"admin\"\nport = 2222\nidentity_files = [\"/keys/b\"]\n"
+        );
+        let inventory = parsed(&text);
+        let web1 = &inventory.hosts[0];
+        assert_eq!((web1.user.as_str(), web1.port), ("deploy", 2200));
+        assert_eq!(web1.identity_files, vec![PathBuf::from("/keys/a")]);
+        let db1 = &inventory.hosts[1];
+        assert_eq!((db1.user.as_str(), db1.port), ("admin", 2222));
+        assert_eq!(db1.identity_files, vec![PathBuf::from("/keys/b")]);
+    }
+
+    #[test]
+    fn local_path_lists_reject_empty_entries() {
+        error(
+            &format!("[ssh]\nidentity_files = [\"\"]\n{ONE_HOST}"),
+            "ssh.identity_files[0]",
+            2,
+        );
+        error(
+            &format!("[ssh]\nknown_hosts = []\n{ONE_HOST}"),
+            "ssh.known_hosts",
+            2,
+        );
+        error(
+            &format!("{ONE_HOST}identity_files = [\"/a\", \" \"]\n"),
+            "hosts[0].identity_files[1]",
+            4,
+        );
+    }
+
+    #[test]
+    fn tag_rules() {
+        error(
+            &format!("{ONE_HOST}tags = [\"web\", \"e u\"]\n"),
+            "hosts[0].tags[1]",
+            4,
+        );
+        error(&format!("{ONE_HOST}tags = [\"\"]\n"), "hosts[0].tags[0]", 4);
+    }
+
+    #[test]
+    fn tag_equal_to_a_host_name_is_ambiguous() {
+        let text =
+            format!("{TWO_HOSTS}\n[[hosts]]\nname = \"web2\"\naddress = \"b\"\ntags = [\"db1\"]\n");
+        let message = error(&text, "hosts[2].tags[0]", 16);
+        assert!(message.contains("ambiguous"), "{message}");
+    }
+
+    #[test]
+    fn host_key_rules() {
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        for valid in [
+            format!("ssh-ed25519 {key}"),
+            format!("ecdsa-sha2-nistp256 {key} comment"),
+            format!("sk-ssh-ed25519@openssh.com {key}"),
+        ] {
+            parsed(&format!("{ONE_HOST}host_key = \"{valid}\"\n"));
+        }
+        for invalid in [
+            key.to_string(),
+            format!("rsa {key}"),
+            format!("ssh-ed25519 {key} two words"),
+            "ssh-ed25519 not*base64".to_string(),
+            "ssh-ed25519 AAA".to_string(),
+            String::new(),
+        ] {
+            error(
+                &format!("{ONE_HOST}host_key = \"{invalid}\"\n"),
+                "hosts[0].host_key",
+                4,
+            );
+        }
+    }
+
+    // ----- [ssh] and [deploy] -----
+
+    #[test]
+    fn host_key_policy_values() {
+        error(
+            &format!("[ssh]\nhost_key_policy = \"yes\"\n{ONE_HOST}"),
+            "ssh.host_key_policy",
+            2,
+        );
+        error(
+            &format!("[ssh]\nhost_key_policy = \"Strict\"\n{ONE_HOST}"),
+            "ssh.host_key_policy",
+            2,
+        );
+        let inventory = parsed(&format!("[ssh]\nhost_key_policy = \"strict\"\n{ONE_HOST}"));
+        assert_eq!(inventory.ssh.host_key_policy, HostKeyPolicy::Strict);
+    }
+
+    #[test]
+    fn on_failure_values() {
+        error(
+            &format!("[deploy]\non_failure = \"abort\"\n{ONE_HOST}"),
+            "deploy.on_failure",
+            2,
+        );
+        for (text, expected) in [
+            ("rollback", OnFailure::Rollback),
+            ("halt", OnFailure::Halt),
+            ("continue", OnFailure::Continue),
+        ] {
+            let inventory = parsed(&format!("[deploy]\non_failure = \"{text}\"\n{ONE_HOST}"));
+            assert_eq!(inventory.deploy.on_failure, expected);
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let message = error(
+            &format!("[ssh]\nconnect_timeout = \"10 parsecs\"\n{ONE_HOST}"),
+            "ssh.connect_timeout",
+            2,
+        );
+        assert!(message.contains("invalid duration"), "{message}");
+        error(
+            &format!("[ssh]\nconnect_timeout = \"0s\"\n{ONE_HOST}"),
+            "ssh.connect_timeout",
+            2,
+        );
+        error(
+            &format!("[deploy]\nhost_timeout = \"0m\"\n{ONE_HOST}"),
+            "deploy.host_timeout",
+            2,
+        );
+        error(
+            &format!("[deploy]\nhost_timeout = \"5\"\n{ONE_HOST}"),
+            "deploy.host_timeout",
+            2,
+        );
+        let inventory = parsed(&format!("[deploy]\nhost_timeout = \"1h 30m\"\n{ONE_HOST}"));
+        assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn max_failures_values() {
+        for (value, expected) in [
+            ("0", MaxFailures::Count(0)),
+            ("3", MaxFailures::Count(3)),
+            ("\"0%\"", MaxFailures::Percent(0)),
+            ("\"10%\"", MaxFailures::Percent(10)),
+            ("\"100%\"", MaxFailures::Percent(100)),
+        ] {
+            let inventory = parsed(&format!("[deploy]\nmax_failures = {value}\n{ONE_HOST}"));
+            assert_eq!(inventory.deploy.max_failures, expected, "{value}");
+        }
+        for value in [
+            "-1", "\"101%\"", "\"10\"", "\"%\"", "\"-5%\"", "\"1.5%\"", "\" 5%\"", "1.5", "true",
+        ] {
+            error(
+                &format!("[deploy]\nmax_failures = {value}\n{ONE_HOST}"),
+                "deploy.max_failures",
+                2,
+            );
+        }
+    }
+
+    #[test]
+    fn max_failures_allowed() {
+        assert_eq!(MaxFailures::Count(2).allowed(10), 2);
+        assert_eq!(MaxFailures::Count(0).allowed(10), 0);
+        assert_eq!(MaxFailures::Percent(10).allowed(10), 1);
+        assert_eq!(MaxFailures::Percent(10).allowed(19), 1);
+        assert_eq!(MaxFailures::Percent(10).allowed(20), 2);
+        assert_eq!(MaxFailures::Percent(50).allowed(3), 1);
+        assert_eq!(MaxFailures::Percent(100).allowed(7), 7);
+        assert_eq!(MaxFailures::Percent(0).allowed(7), 0);
+        assert_eq!(MaxFailures::Percent(100).allowed(usize::MAX), usize::MAX);
+        assert_eq!(MaxFailures::Percent(250).allowed(4), 4, "clamped to 100%");
+    }
+
+    #[test]
+    fn concurrency_and_batch_size() {
+        error(
+            &format!("[deploy]\nconcurrency = 0\n{ONE_HOST}"),
+            "deploy.concurrency",
+            2,
+        );
+        error(
+            &format!("[deploy]\nbatch_size = -1\n{ONE_HOST}"),
+            "deploy.batch_size",
+            2,
+        );
+        let inventory = parsed(&format!(
+            "[deploy]\nconcurrency = 1\nbatch_size = 0\n{ONE_HOST}"
+        ));
+        assert_eq!(
+            (inventory.deploy.concurrency, inventory.deploy.batch_size),
+            (1, 0)
+        );
+    }
+
+    // ----- services -----
+
+    #[test]
+    fn service_name_rules() {
+        error(
+            &with_service("[services.\"my app\"]\nbase_dir = \"/a\"\n"),
+            "services.my app",
+            12,
+        );
+        parsed(&with_service(
+            "[services.\"my-app_2.0\"]\nbase_dir = \"/a\"\n",
+        ));
+    }
+
+    #[test]
+    fn service_host_selectors() {
+        let inventory = parsed(&with_service(
+            "[services.a]\nhosts = [\"db\"]\nbase_dir = \"/a\"\n[services.b]\nhosts = [\"db1\", \"web1\"]\nbase_dir = \"/b\"\n[services.c]\nhosts = [\"eu\"]\nbase_dir = \"/c\"\n",
+        ));
+        let selections: Vec<&[usize]> = inventory
+            .services
+            .iter()
+            .map(|service| service.hosts.as_slice())
+            .collect();
+        assert_eq!(selections, vec![&[1][..], &[0, 1][..], &[0, 1][..]]);
+
+        let message = error(
+            &with_service("[services.app]\nhosts = [\"web\", \"asia\"]\nbase_dir = \"/a\"\n"),
+            "services.app.hosts[1]",
+            13,
+        );
+        assert!(message.contains("no host or tag named `asia`"), "{message}");
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nhosts = []\n"),
+            "services.app.hosts",
+            14,
+        );
+    }
+
+    #[test]
+    fn base_dir_rules() {
+        let service =
+            |base_dir: &str| with_service(&format!("[services.app]\nbase_dir = \"{base_dir}\"\n"));
+        for invalid in [
+            "",
+            "/",
+            "//",
+            "/opt/../etc",
+            "../app",
+            "/opt/a\\nb",
+            "/opt/a\\u0000b",
+            "~",
+            "~bob/app",
+            ".",
+            " /opt/a",
+        ] {
+            error(&service(invalid), "services.app.base_dir", 13);
+        }
+        for (valid, normalized) in [
+            ("/opt/app", "/opt/app"),
+            ("/opt/app/", "/opt/app"),
+            ("apps/app", "apps/app"),
+            ("./apps//app/.", "apps/app"),
+            ("~/apps/app", "apps/app"),
+            ("/srv/my app", "/srv/my app"),
+        ] {
+            assert_eq!(
+                parsed(&service(valid)).services[0].base_dir,
+                normalized,
+                "{valid}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_in_inventory() {
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nversion = \".1\"\n"),
+            "services.app.version",
+            14,
+        );
+        let inventory = parsed(&with_service(
+            "[services.app]\nbase_dir = \"/a\"\nversion = \"2024.01.02-rc1\"\n",
+        ));
+        assert_eq!(
+            inventory.services[0]
+                .version
+                .as_ref()
+                .map(|version| version.to_string()),
+            Some("2024.01.02-rc1".to_string())
+        );
+    }
+
+    #[test]
+    fn artifact_sources() {
+        let service = |artifact: &str| {
+            with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\nartifact = \"{artifact}\"\n"
+            ))
+        };
+        let artifact = |text: &str| parsed(&service(text)).services[0].artifact.clone();
+        assert_eq!(
+            artifact("https://example.com/a.tar.gz"),
+            Some(ArtifactSource::Url(
+                "https://example.com/a.tar.gz".to_string()
+            ))
+        );
+        assert_eq!(
+            artifact("http://10.0.0.1:8080/a.tar.gz"),
+            Some(ArtifactSource::Url(
+                "http://10.0.0.1:8080/a.tar.gz".to_string()
+            ))
+        );
+        assert_eq!(
+            artifact("/srv/a.tar.gz"),
+            Some(ArtifactSource::Path(PathBuf::from("/srv/a.tar.gz")))
+        );
+        assert_eq!(
+            artifact("dist/a.tar.gz"),
+            Some(ArtifactSource::Path(PathBuf::from(
+                "/etc/deploy/dist/a.tar.gz"
+            )))
+        );
+        assert_eq!(
+            artifact("~/a.tar.gz"),
+            Some(ArtifactSource::Path(expand_tilde("~/a.tar.gz")))
+        );
+        assert_eq!(parsed(&service("a.tar.gz")).services[0].artifact_line, 14);
+
+        let relative = parse_str(&service("dist/a.tar.gz"), Path::new("deploy.toml"));
+        assert_eq!(
+            relative
+                .ok()
+                .and_then(|inventory| inventory.services[0].artifact.clone()),
+            Some(ArtifactSource::Path(PathBuf::from("dist/a.tar.gz")))
+        );
+
+        for invalid in [
+            "",
+            "ftp://example.com/a.tar.gz",
+            "https://",
+            "https:///a.tar.gz",
+            "https://exa mple.com/a?token=s3cr3t",
+        ] {
+            let message = error(&service(invalid), "services.app.artifact", 14);
+            assert!(!message.contains("s3cr3t"), "URL echoed: {message}");
+        }
+    }
+
+    #[test]
+    fn artifact_url_query_is_never_echoed() {
+        let text = with_service(
+            "[services.app]\nbase_dir = \"/a\"\nartifact = \"https://x.example.com/a.tar.gz?sig=s3cr3t\"\nfetch = \"host\"\n",
+        );
+        let Err(error) = parse(&text) else {
+            panic!("fetch = host without sha256 must fail");
+        };
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    }
+
+    #[test]
+    fn sha256_rules() {
+        let service = |sha256: &str| {
+            with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\nsha256 = \"{sha256}\"\n"
+            ))
+        };
+        let valid = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parsed(&service(valid)).services[0].sha256.as_deref(),
+            Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        );
+        error(&service(&valid[1..]), "services.app.sha256", 14);
+        error(&service(&format!("{valid}0")), "services.app.sha256", 14);
+        error(
+            &service(&valid.replace('A', "g")),
+            "services.app.sha256",
+            14,
+        );
+    }
+
+    #[test]
+    fn fetch_rules() {
+        let sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let service =
+            |body: &str| with_service(&format!("[services.app]\nbase_dir = \"/a\"\n{body}"));
+        error(&service("fetch = \"ssh\"\n"), "services.app.fetch", 14);
+        let message = error(
+            &service(&format!(
+                "artifact = \"dist/a.tar.gz\"\nsha256 = \"{sha256}\"\nfetch = \"host\"\n"
+            )),
+            "services.app.fetch",
+            16,
+        );
+        assert!(message.contains("URL"), "{message}");
+        error(
+            &service(&format!("sha256 = \"{sha256}\"\nfetch = \"host\"\n")),
+            "services.app.fetch",
+            15,
+        );
+        let message = error(
+            &service("artifact = \"https://example.com/a.tar.gz\"\nfetch = \"host\"\n"),
+            "services.app.fetch",
+            15,
+        );
+        assert!(message.contains("sha256"), "{message}");
+        let inventory = parsed(&service(
+            "artifact = \"https://example.com/a.tar.gz\"\nfetch = \"controller\"\n",
+        ));
+        assert_eq!(inventory.services[0].fetch, Fetch::Controller);
+    }
+
+    #[test]
+    fn keep_releases_at_least_one() {
+        error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nkeep_releases = 0\n"),
+            "services.app.keep_releases",
+            14,
+        );
+        let inventory = parsed(&with_service(
+            "[services.app]\nbase_dir = \"/a\"\nkeep_releases = 1\n",
+        ));
+        assert_eq!(inventory.services[0].keep_releases, 1);
+    }
+
+    #[test]
+    fn shared_path_rules() {
+        let service = |paths: &str| {
+            with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\nshared_paths = [\n  \"log\",\n  {paths}\n]\n"
+            ))
+        };
+        for invalid in [
+            "\"\"",
+            "\"./\"",
+            "\"/etc/app.env\"",
+            "\"../secrets\"",
+            "\"config/../../x\"",
+            "\"a\\nb\"",
+            "\"a\\u0000b\"",
+        ] {
+            error(&service(invalid), "services.app.shared_paths[1]", 16);
+        }
+        let message = error(&service("\"./log/\""), "services.app.shared_paths[1]", 16);
+        assert!(message.contains("duplicate shared path `log`"), "{message}");
+        let message = error(&service("\"log/app\""), "services.app.shared_paths[1]", 16);
+        assert!(message.contains("inside"), "{message}");
+        let inventory = parsed(&service("\"logs\""));
+        assert_eq!(inventory.services[0].shared_paths, vec!["log", "logs"]);
+    }
+
+    #[test]
+    fn hook_and_health_check_commands_must_not_be_empty() {
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.hooks]\nafter_switch = [\"true\", \"  \"]\n",
+            ),
+            "services.app.hooks.after_switch[1]",
+            15,
+        );
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.hooks]\nbefore_switch = [\"\"]\n",
+            ),
+            "services.app.hooks.before_switch[0]",
+            15,
+        );
+        error(
+            &with_service(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.health_check]\ncommand = \"\"\n",
+            ),
+            "services.app.health_check.command",
+            15,
+        );
+    }
+
+    #[test]
+    fn health_check_settings() {
+        let service = |body: &str| {
+            with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\n[services.app.health_check]\ncommand = \"true\"\n{body}"
+            ))
+        };
+        error(
+            &service("retries = 0\n"),
+            "services.app.health_check.retries",
+            16,
+        );
+        error(
+            &service("retries = 5000000000\n"),
+            "services.app.health_check.retries",
+            16,
+        );
+        error(
+            &service("interval = \"soon\"\n"),
+            "services.app.health_check.interval",
+            16,
+        );
+        error(
+            &service("timeout = \"0s\"\n"),
+            "services.app.health_check.timeout",
+            16,
+        );
+        let inventory = parsed(&service("interval = \"0s\"\n"));
+        let check = inventory.services[0]
+            .health_check
+            .as_ref()
+            .map(|check| (check.retries, check.interval, check.timeout));
+        assert_eq!(check, Some((3, Duration::ZERO, Duration::from_secs(5))));
+    }
+
+    // ----- [notify] -----
+
+    #[test]
+    fn webhook_must_be_http_and_is_never_echoed() {
+        for invalid in [
+            "ftp://chat.example.com/hooks/T0KEN",
+            "chat.example.com/hooks/T0KEN",
+            "https://",
+            "https://chat example/T0KEN",
+        ] {
+            let text = format!("{ONE_HOST}[notify]\nwebhook = \"{invalid}\"\n");
+            let Err(error) = parse(&text) else {
+                panic!("webhook {invalid} must be rejected");
+            };
+            assert_eq!((error.key.as_str(), error.line), ("notify.webhook", 5));
+            assert_eq!(error.message, "webhook must be an http(s) URL");
+            assert!(!error.to_string().contains("T0KEN"), "{error}");
+        }
+        let inventory = parsed(&format!(
+            "{ONE_HOST}[notify]\nwebhook = \"http://chat.example.com/hooks/T0KEN\"\n"
+        ));
+        assert!(!format!("{:?}", inventory.notify).contains("T0KEN"));
+    }
+
+    // ----- selection -----
+
+    #[test]
+    fn select_hosts_by_names_and_tags() {
+        let text = format!(
+            "{TWO_HOSTS}\n[[hosts]]\nname = \"web2\"\naddress = \"10.0.0.12\"\ntags = [\"web\", \"us\"]\n"
+        );
+        let inventory = parsed(&text);
+        assert_eq!(inventory.select_hosts(None), Ok(vec![0, 1, 2]));
+        assert_eq!(inventory.select_hosts(Some("web")), Ok(vec![0, 2]));
+        assert_eq!(
+            inventory.select_hosts(Some("web2,db1")),
+            Ok(vec![1, 2]),
+            "inventory order"
+        );
+        assert_eq!(inventory.select_hosts(Some("eu, us")), Ok(vec![0, 1, 2]));
+        assert_eq!(
+            inventory.select_hosts(Some("web1,web,web1")),
+            Ok(vec![0, 2]),
+            "union"
+        );
+
+        let Err(message) = inventory.select_hosts(Some("web1,asia")) else {
+            panic!("unknown selector must fail");
+        };
+        assert_eq!(
+            message,
+            "no host or tag named `asia` in /etc/deploy/prod.toml"
+        );
+        assert!(inventory.select_hosts(Some("")).is_err());
+        assert!(inventory.select_hosts(Some(" , ")).is_err());
+        assert!(
+            inventory.select_hosts(Some("WEB1")).is_err(),
+            "names are case-sensitive"
+        );
+    }
+
+    // ----- artifact files -----
+
+    #[test]
+    fn check_artifact_files_reports_a_missing_file() {
+        let text = with_service(
+            "[services.app]\nbase_dir = \"/a\"\nartifact = \"missing/app.tar.gz\"\n[services.web]\nbase_dir = \"/w\"\nartifact = \"https://example.com/w.tar.gz\"\n",
+        );
+        let inventory = match parse_str(&text, Path::new("/nonexistent/deploy-test/deploy.toml")) {
+            Ok(inventory) => inventory,
+            Err(error) => panic!("{error}"),
+        };
+        assert_eq!(
+            inventory
+                .check_artifact_files(&[1])
+                .map_err(|error| error.to_string()),
+            Ok(())
+        );
+        assert_eq!(
+            inventory
+                .check_artifact_files(&[])
+                .map_err(|error| error.to_string()),
+            Ok(())
+        );
+        let Err(error) = inventory.check_artifact_files(&[0, 1]) else {
+            panic!("a missing artifact must be reported");
+        };
+        assert_eq!(error.line, 14);
+        assert_eq!(error.key, "services.app.artifact");
+        assert_eq!(
+            error.file,
+            Path::new("/nonexistent/deploy-test/deploy.toml")
+        );
+        assert_eq!(
+            error.message,
+            "artifact file not found: /nonexistent/deploy-test/missing/app.tar.gz"
+        );
+        assert!(inventory.check_artifact_files(&[7]).is_err());
+    }
+
+    #[test]
+    fn check_artifact_files_accepts_an_existing_file_and_rejects_a_directory() {
+        let directory =
+            std::env::temp_dir().join(format!("inventory-artifact-{}", std::process::id()));
+        let written = std::fs::create_dir_all(directory.join("dist"))
+            .and_then(|()| std::fs::write(directory.join("dist/app.tar.gz"), b"x"));
+        assert!(written.is_ok(), "{written:?}");
+        let text = with_service(
+            "[services.app]\nbase_dir = \"/a\"\nartifact = \"dist/app.tar.gz\"\n[services.dir]\nbase_dir = \"/d\"\nartifact = \"dist\"\n",
+        );
+        let result = parse_str(&text, &directory.join("deploy.toml")).map(|inventory| {
+            (
+                inventory
+                    .check_artifact_files(&[0])
+                    .map_err(|error| error.message),
+                inventory
+                    .check_artifact_files(&[1])
+                    .map_err(|error| error.message),
+            )
+        });
+        let _ = std::fs::remove_dir_all(&directory);
+        let Ok((file, folder)) = result else {
+            panic!("inventory must parse: {result:?}");
+        };
+        assert_eq!(file, Ok(()));
+        assert!(folder.is_err_and(|message| message.starts_with("artifact is not a regular file")));
+    }
+
+    // ----- versions -----
+
+    #[test]
+    fn version_parse_edge_cases() {
+        assert_eq!(
+            Version::parse("v1.2.3+build_4").map(|version| version.as_str().to_string()),
+            Ok("v1.2.3+build_4".to_string())
+        );
+        assert!(Version::parse("1").is_ok());
+        assert!(Version::parse(&"a".repeat(128)).is_ok());
+        assert!(Version::parse(&"a".repeat(129)).is_err());
+        assert!(Version::parse("").is_err());
+        assert!(Version::parse(".1").is_err());
+        assert!(Version::parse("-1").is_err());
+        assert!(Version::parse("+1").is_err());
+        assert!(Version::parse("_1").is_err());
+        assert!(Version::parse("1/2").is_err());
+        assert!(Version::parse("1 2").is_err());
+        assert!(Version::parse("1.2\n").is_err());
+        assert!(Version::parse("é1").is_err());
+        assert!(Version::parse("1.é").is_err());
+        assert_eq!(
+            "v2".parse::<Version>().map(|version| version.to_string()),
+            Ok("v2".to_string())
+        );
+        assert!(Version::parse("v1") < Version::parse("v2"));
+    }
+
+    // ----- helpers -----
+
+    #[test]
+    fn tilde_expansion() {
+        let home = Some(OsStr::new("/home/deploy"));
+        assert_eq!(expand_tilde_with("~", home), PathBuf::from("/home/deploy"));
+        assert_eq!(
+            expand_tilde_with("~/.ssh/id_rsa", home),
+            PathBuf::from("/home/deploy/.ssh/id_rsa")
+        );
+        assert_eq!(expand_tilde_with("~bob/x", home), PathBuf::from("~bob/x"));
+        assert_eq!(expand_tilde_with("/a/~/b", home), PathBuf::from("/a/~/b"));
+        assert_eq!(expand_tilde_with("~/x", None), PathBuf::from("~/x"));
+        assert_eq!(
+            expand_tilde_with("~/x", Some(OsStr::new(""))),
+            PathBuf::from("~/x")
+        );
+    }
+
+    #[test]
+    fn default_user_falls_back_to_root() {
+        assert_eq!(default_user(Some("alice".to_string())), "alice");
+        assert_eq!(default_user(None), "root");
+        assert_eq!(default_user(Some(String::new())), "root");
+    }
+}

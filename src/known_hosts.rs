@@ -1,0 +1,1403 @@
+//! OpenSSH `known_hosts` handling for `deploy`.
+//!
+//! This module owns reading, matching and appending OpenSSH `known_hosts` entries, and the
+//! trust decision for a host key presented by a server. It is deliberately independent of
+//! russh: the SSH layer passes the server key in as its OpenSSH algorithm name and base64 blob,
+//! and acts on the returned [`Verdict`].
+//!
+//! We parse the files ourselves because russh's helper ignores `@revoked` and
+//! `@cert-authority` markers, wildcards, negation, tab separators and upper-case names.
+//! Supported, following sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT":
+//!
+//! - fields separated by any run of spaces and tabs; blank lines and `#` comments skipped;
+//! - optional `@revoked` / `@cert-authority` marker (any other `@…` marker makes the line invalid);
+//! - comma-separated host patterns with `*` / `?` wildcards and `!` negation, matched
+//!   case-insensitively (ASCII, like OpenSSH) against [`lookup_name`];
+//! - hashed host names `|1|base64(salt)|base64(HMAC-SHA1(salt, lookup name))`.
+//!
+//! Safety rules:
+//!
+//! - A line that cannot be parsed (unknown marker, missing fields, key that is not valid base64,
+//!   key blob whose embedded type disagrees with the key type field, malformed hashed name) is
+//!   skipped, so it can never lead to [`Verdict::Trusted`].
+//! - `@cert-authority` lines never trust anything (host certificates are not accepted).
+//! - A presented key found on a matching `@revoked` line in any file is [`Verdict::Revoked`],
+//!   whatever the other lines say. Revocation compares the decoded key blob only.
+//! - Keys are compared as decoded blobs, and the RSA algorithm names (`ssh-rsa`,
+//!   `rsa-sha2-256`, `rsa-sha2-512`) are treated as one key type.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// A host key as presented by the server during key exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedKey<'a> {
+    /// OpenSSH algorithm name, e.g. `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`,
+    /// `rsa-sha2-512`.
+    pub algorithm: &'a str,
+    /// The public key blob, base64-encoded exactly as in a `known_hosts` line.
+    pub base64: &'a str,
+}
+
+/// The trust decision for a presented host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A matching line carries the same algorithm and key.
+    Trusted { file: PathBuf, line: usize },
+    /// No line matches this host at all.
+    Unknown,
+    /// A matching line carries the same algorithm but a different key (possible MITM).
+    Changed { file: PathBuf, line: usize },
+    /// The host is known only with keys of other algorithms.
+    OtherType {
+        file: PathBuf,
+        line: usize,
+        algorithm: String,
+    },
+    /// The presented key appears on a matching `@revoked` line.
+    Revoked { file: PathBuf, line: usize },
+}
+
+/// Errors from reading or writing `known_hosts` files.
+#[derive(Debug, thiserror::Error)]
+pub enum KnownHostsError {
+    #[error("cannot read known_hosts file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write known_hosts file {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Decides whether `key`, presented by `host:port`, is trusted according to `files`
+/// (searched in order; missing files count as empty).
+pub fn check(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+    key: &PresentedKey,
+) -> Result<Verdict, KnownHostsError> {
+    let entries = matching_entries(files, host, port)?;
+    // A presented key that is not valid base64 can match nothing, so it can never be trusted.
+    let presented_blob = STANDARD.decode(key.base64).ok();
+    let presented_family = algorithm_family(key.algorithm);
+    let carries_presented_key =
+        |entry: &Entry| presented_blob.as_deref() == Some(entry.blob.as_slice());
+
+    // Revocation wins over everything, across all files.
+    if let Some(entry) = entries
+        .iter()
+        .find(|entry| entry.marker == Marker::Revoked && carries_presented_key(entry))
+    {
+        return Ok(Verdict::Revoked {
+            file: entry.file.to_path_buf(),
+            line: entry.line,
+        });
+    }
+
+    let plain: Vec<&Entry> = entries
+        .iter()
+        .filter(|entry| entry.marker == Marker::None && entry.consistent)
+        .collect();
+    let same_family = |entry: &&&Entry| algorithm_family(&entry.algorithm) == presented_family;
+
+    if let Some(entry) = plain
+        .iter()
+        .filter(same_family)
+        .find(|entry| carries_presented_key(entry))
+    {
+        return Ok(Verdict::Trusted {
+            file: entry.file.to_path_buf(),
+            line: entry.line,
+        });
+    }
+    if let Some(entry) = plain.iter().find(same_family) {
+        return Ok(Verdict::Changed {
+            file: entry.file.to_path_buf(),
+            line: entry.line,
+        });
+    }
+    if let Some(entry) = plain.first() {
+        return Ok(Verdict::OtherType {
+            file: entry.file.to_path_buf(),
+            line: entry.line,
+            algorithm: entry.algorithm.clone(),
+        });
+    }
+    Ok(Verdict::Unknown)
+}
+
+/// Distinct key algorithms recorded for `host:port` on non-marker lines, in file order.
+/// Names are returned as written in the files (e.g. `ssh-rsa`).
+pub fn recorded_algorithms(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+) -> Result<Vec<String>, KnownHostsError> {
+    let mut algorithms: Vec<String> = Vec::new();
+    for entry in matching_entries(files, host, port)? {
+        if entry.marker == Marker::None
+            && entry.consistent
+            && !algorithms.contains(&entry.algorithm)
+        {
+            algorithms.push(entry.algorithm);
+        }
+    }
+    Ok(algorithms)
+}
+
+/// Appends a plain (unhashed) entry for `host:port` to `file`, creating missing parent
+/// directories (mode 0700) and the file (mode 0600). RSA keys are recorded as `ssh-rsa`, the
+/// key type OpenSSH writes, whatever signature algorithm was negotiated.
+///
+/// The line is written with one `write` on a file opened in append mode, so concurrent appends
+/// from several tasks do not interleave.
+pub fn append(
+    file: &Path,
+    host: &str,
+    port: u16,
+    key: &PresentedKey,
+) -> Result<(), KnownHostsError> {
+    let write_error = |source: io::Error| KnownHostsError::Write {
+        path: file.to_path_buf(),
+        source,
+    };
+    validate_new_entry(host, key).map_err(write_error)?;
+    if let Some(parent) = file
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        create_private_directories(parent).map_err(write_error)?;
+    }
+    let mut handle = open_for_append(file).map_err(write_error)?;
+    let mut text = String::new();
+    if !ends_with_newline_or_empty(&mut handle).map_err(write_error)? {
+        text.push('\n');
+    }
+    let algorithm = if algorithm_family(key.algorithm) == RSA_KEY_TYPE {
+        RSA_KEY_TYPE
+    } else {
+        key.algorithm
+    };
+    text.push_str(&format!(
+        "{} {} {}\n",
+        lookup_name(host, port),
+        algorithm,
+        key.base64
+    ));
+    handle.write_all(text.as_bytes()).map_err(write_error)?;
+    handle.sync_all().map_err(write_error)
+}
+
+/// `SHA256:` followed by unpadded standard base64 of the SHA-256 of the decoded key blob, as
+/// printed by `ssh-keygen -l`. Returns `SHA256:(invalid key)` if the blob is not valid base64.
+pub fn fingerprint(base64_blob: &str) -> String {
+    match STANDARD.decode(base64_blob) {
+        Ok(blob) => format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&blob))),
+        Err(_) => "SHA256:(invalid key)".to_string(),
+    }
+}
+
+/// The name OpenSSH looks up for `host:port`: the lowercased host for port 22, otherwise
+/// `[host]:port`.
+pub fn lookup_name(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
+    if port == 22 {
+        host
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+const RSA_KEY_TYPE: &str = "ssh-rsa";
+const HASH_PREFIX: &str = "|1|";
+const SHA1_LENGTH: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum HostField {
+    /// Comma-separated patterns, already lowercased.
+    Patterns(String),
+    Hashed {
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct ParsedLine {
+    marker: Marker,
+    hosts: HostField,
+    algorithm: String,
+    blob: Vec<u8>,
+    /// Whether the type name embedded in the blob agrees with the key type field.
+    consistent: bool,
+}
+
+#[derive(Debug)]
+struct Entry<'a> {
+    file: &'a Path,
+    line: usize,
+    marker: Marker,
+    algorithm: String,
+    blob: Vec<u8>,
+    consistent: bool,
+}
+
+/// All parseable lines of `files` whose host field matches `host:port`, in file order.
+fn matching_entries<'a>(
+    files: &'a [PathBuf],
+    host: &str,
+    port: u16,
+) -> Result<Vec<Entry<'a>>, KnownHostsError> {
+    let name = lookup_name(host, port);
+    let mut entries = Vec::new();
+    for file in files {
+        let Some(contents) = read_if_exists(file)? else {
+            continue;
+        };
+        for (index, raw_line) in contents.split(|&byte| byte == b'\n').enumerate() {
+            let text = String::from_utf8_lossy(raw_line);
+            let Some(parsed) = parse_line(&text) else {
+                continue;
+            };
+            if host_field_matches(&parsed.hosts, &name) {
+                entries.push(Entry {
+                    file,
+                    line: index + 1,
+                    marker: parsed.marker,
+                    algorithm: parsed.algorithm,
+                    blob: parsed.blob,
+                    consistent: parsed.consistent,
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn read_if_exists(file: &Path) -> Result<Option<Vec<u8>>, KnownHostsError> {
+    match fs::read(file) {
+        Ok(contents) => Ok(Some(contents)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KnownHostsError::Read {
+            path: file.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Parses one physical line; `None` for blank lines, comments and anything malformed.
+fn parse_line(line: &str) -> Option<ParsedLine> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut fields = line.split([' ', '\t']).filter(|field| !field.is_empty());
+    let first = fields.next()?;
+    if first.starts_with('#') {
+        return None;
+    }
+    let (marker, hosts) = if first.starts_with('@') {
+        let marker = match first {
+            "@revoked" => Marker::Revoked,
+            "@cert-authority" => Marker::CertAuthority,
+            _ => return None,
+        };
+        (marker, fields.next()?)
+    } else {
+        (Marker::None, first)
+    };
+    let algorithm = fields.next()?;
+    let blob = STANDARD.decode(fields.next()?).ok()?;
+    if blob.is_empty() {
+        return None;
+    }
+    let hosts = parse_host_field(hosts)?;
+    let consistent = embedded_algorithm(&blob)
+        .is_some_and(|embedded| algorithm_family(embedded) == algorithm_family(algorithm));
+    Some(ParsedLine {
+        marker,
+        hosts,
+        algorithm: algorithm.to_string(),
+        blob,
+        consistent,
+    })
+}
+
+fn parse_host_field(field: &str) -> Option<HostField> {
+    if !field.starts_with('|') {
+        return Some(HostField::Patterns(field.to_ascii_lowercase()));
+    }
+    let (salt, hash) = field.strip_prefix(HASH_PREFIX)?.split_once('|')?;
+    let salt = STANDARD.decode(salt).ok()?;
+    let hash = STANDARD.decode(hash).ok()?;
+    (salt.len() == SHA1_LENGTH && hash.len() == SHA1_LENGTH)
+        .then_some(HostField::Hashed { salt, hash })
+}
+
+fn host_field_matches(field: &HostField, name: &str) -> bool {
+    match field {
+        HostField::Patterns(patterns) => pattern_list_matches(patterns, name),
+        HostField::Hashed { salt, hash } => match Hmac::<Sha1>::new_from_slice(salt) {
+            Ok(mut mac) => {
+                mac.update(name.as_bytes());
+                mac.verify_slice(hash).is_ok()
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+/// OpenSSH `match_pattern_list`: at least one positive pattern matches and no negated one does.
+fn pattern_list_matches(patterns: &str, name: &str) -> bool {
+    let mut positive = false;
+    for pattern in patterns.split(',') {
+        match pattern.strip_prefix('!') {
+            Some(negated) => {
+                if glob_matches(negated.as_bytes(), name.as_bytes()) {
+                    return false;
+                }
+            }
+            None => positive |= glob_matches(pattern.as_bytes(), name.as_bytes()),
+        }
+    }
+    positive
+}
+
+/// Glob with `*` (any run, including empty) and `?` (exactly one byte); everything else literal.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut pattern_index, mut text_index) = (0, 0);
+    // Position after the last `*` seen, and the text position it is currently matched up to.
+    let mut backtrack: Option<(usize, usize)> = None;
+    while text_index < text.len() {
+        match pattern.get(pattern_index) {
+            Some(b'*') => {
+                pattern_index += 1;
+                backtrack = Some((pattern_index, text_index));
+            }
+            Some(&byte) if byte == b'?' || byte == text[text_index] => {
+                pattern_index += 1;
+                text_index += 1;
+            }
+            _ => match backtrack {
+                Some((star_pattern, star_text)) => {
+                    pattern_index = star_pattern;
+                    text_index = star_text + 1;
+                    backtrack = Some((star_pattern, star_text + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[pattern_index..].iter().all(|&byte| byte == b'*')
+}
+
+/// The key type name at the start of an SSH public key blob (a `string`: u32 length + bytes).
+fn embedded_algorithm(blob: &[u8]) -> Option<&str> {
+    let length_bytes: [u8; 4] = blob.get(..4)?.try_into().ok()?;
+    let length = usize::try_from(u32::from_be_bytes(length_bytes)).ok()?;
+    let name = blob.get(4..4usize.checked_add(length)?)?;
+    std::str::from_utf8(name).ok()
+}
+
+/// Maps the RSA signature algorithm names onto the `ssh-rsa` key type.
+fn algorithm_family(algorithm: &str) -> &str {
+    match algorithm {
+        "rsa-sha2-256" | "rsa-sha2-512" => RSA_KEY_TYPE,
+        other => other,
+    }
+}
+
+fn invalid_input(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// Refuses anything that would write a malformed line or a line broader than the host
+/// (patterns, lists, negation, hashed or marker syntax, whitespace or control characters).
+fn validate_new_entry(host: &str, key: &PresentedKey) -> io::Result<()> {
+    let forbidden_in_host = |character: char| {
+        character.is_whitespace() || character.is_control() || ",*?!|#".contains(character)
+    };
+    if host.is_empty() || host.starts_with('@') || host.chars().any(forbidden_in_host) {
+        return Err(invalid_input(format!(
+            "refusing to record host name {host:?}"
+        )));
+    }
+    let valid_algorithm = !key.algorithm.is_empty()
+        && key
+            .algorithm
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "@._-".contains(character));
+    if !valid_algorithm {
+        return Err(invalid_input(format!(
+            "refusing to record key algorithm {:?}",
+            key.algorithm
+        )));
+    }
+    let blob = STANDARD.decode(key.base64).map_err(|error| {
+        invalid_input(format!(
+            "refusing to record key that is not valid base64: {error}"
+        ))
+    })?;
+    let embedded = embedded_algorithm(&blob)
+        .ok_or_else(|| invalid_input("refusing to record malformed key blob".to_string()))?;
+    if algorithm_family(embedded) != algorithm_family(key.algorithm) {
+        return Err(invalid_input(format!(
+            "refusing to record {} key whose blob says {embedded:?}",
+            key.algorithm
+        )));
+    }
+    Ok(())
+}
+
+fn create_private_directories(directory: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(directory)
+}
+
+fn open_for_append(file: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(file)
+}
+
+fn ends_with_newline_or_empty(handle: &mut File) -> io::Result<bool> {
+    if handle.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    handle.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    handle.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use tempfile::TempDir;
+
+    /// A well-formed (but not cryptographically valid) key blob: string(type) + string(payload).
+    fn fake_key(algorithm: &str, seed: u8) -> String {
+        let mut blob = Vec::new();
+        for part in [algorithm_family(algorithm).as_bytes(), &[seed; 32][..]] {
+            blob.extend_from_slice(&u32::try_from(part.len()).unwrap().to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        STANDARD.encode(blob)
+    }
+
+    fn presented<'a>(algorithm: &'a str, base64: &'a str) -> PresentedKey<'a> {
+        PresentedKey { algorithm, base64 }
+    }
+
+    fn write(directory: &TempDir, name: &str, contents: &str) -> PathBuf {
+        let path = directory.path().join(name);
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn trusted(file: &Path, line: usize) -> Verdict {
+        Verdict::Trusted {
+            file: file.to_path_buf(),
+            line,
+        }
+    }
+
+    /// Generates a key pair with ssh-keygen; `None` (test skipped) if ssh-keygen is missing.
+    fn generate_key(directory: &TempDir, key_type: &str) -> Option<(PathBuf, String, String)> {
+        let private = directory.path().join(format!("id_{key_type}"));
+        let status = match Command::new("ssh-keygen")
+            .args(["-q", "-t", key_type, "-N", "", "-C", "test", "-f"])
+            .arg(&private)
+            .status()
+        {
+            Ok(status) => status,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                eprintln!("ssh-keygen not on PATH, skipping");
+                return None;
+            }
+            Err(error) => panic!("running ssh-keygen: {error}"),
+        };
+        assert!(status.success());
+        let public = private.with_extension("pub");
+        let text = fs::read_to_string(&public).unwrap();
+        let mut fields = text.split_whitespace();
+        let algorithm = fields.next().unwrap().to_string();
+        let base64 = fields.next().unwrap().to_string();
+        Some((public, algorithm, base64))
+    }
+
+    #[test]
+    fn plain_entry_is_trusted() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 1);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1.example.com ssh-ed25519 {key} comment here\n"),
+        );
+        let files = [file.clone()];
+        let verdict = check(
+            &files,
+            "web1.example.com",
+            22,
+            &presented("ssh-ed25519", &key),
+        );
+        assert_eq!(verdict.unwrap(), trusted(&file, 1));
+        let other = check(
+            &files,
+            "web2.example.com",
+            22,
+            &presented("ssh-ed25519", &key),
+        );
+        assert_eq!(other.unwrap(), Verdict::Unknown);
+    }
+
+    #[test]
+    fn comma_list_matches_every_name() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 2);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1,10.0.0.5,[web1]:2222 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(check(&files, "web1", 22, &key).unwrap(), trusted(&file, 1));
+        assert_eq!(
+            check(&files, "10.0.0.5", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "web1", 2222, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "10.0.0.6", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn hashed_entry_written_by_ssh_keygen() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 3);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("db.example.com ssh-ed25519 {key}\n[db.example.com]:2200 ssh-ed25519 {key}\n"),
+        );
+        let status = match Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&file)
+            .output()
+        {
+            Ok(output) => output.status,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                eprintln!("ssh-keygen not on PATH, skipping");
+                return;
+            }
+            Err(error) => panic!("running ssh-keygen: {error}"),
+        };
+        assert!(status.success());
+        let hashed = fs::read_to_string(&file).unwrap();
+        assert!(
+            hashed.lines().all(|line| line.starts_with(HASH_PREFIX)),
+            "{hashed}"
+        );
+        assert!(!hashed.contains("db.example.com"));
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "db.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "DB.example.com", 2200, &key).unwrap(),
+            trusted(&file, 2)
+        );
+        assert_eq!(
+            check(&files, "db.example.org", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "db.example.com", 2201, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn hashed_entry_computed_by_hand() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 4);
+        let salt = [0x5au8; 20];
+        let mut mac = Hmac::<Sha1>::new_from_slice(&salt).unwrap();
+        mac.update(b"[cache.example.com]:2222");
+        let hash = mac.finalize().into_bytes();
+        let line = format!(
+            "|1|{}|{} ssh-ed25519 {key}\n",
+            STANDARD.encode(salt),
+            STANDARD.encode(hash)
+        );
+        let file = write(&directory, "known_hosts", &line);
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "cache.example.com", 2222, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "cache.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn hashed_entry_fixed_vector_from_openssh() {
+        // Produced once by OpenSSH 9.2 `ssh-keygen -H` for build-07.example.com (port 22 and 2222).
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIHAwlHmFgkxwFs5oLgZVQd02ia3trmEgBnByMxlvViRL";
+        let directory = TempDir::new().unwrap();
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "|1|K6E64bX2jtKxi+8iJLVo9rDRDdE=|dTabeCglDnF+H9tDlA7BqfMroNs= ssh-ed25519 {key}\n\
+                 |1|9sM1q/vrXA09sIG07hA2dNiNEdQ=|//KlpVqBEeDa9clceAbXpdFhbYo= ssh-ed25519 {key}\n"
+            ),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", key);
+        assert_eq!(
+            check(&files, "build-07.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "build-07.example.com", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+        assert_eq!(
+            check(&files, "build-08.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn malformed_hashed_entries_are_skipped() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 5);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "|1|not*base64|dTabeCglDnF+H9tDlA7BqfMroNs= ssh-ed25519 {key}\n\
+                 |1|K6E64bX2jtKxi+8iJLVo9rDRDdE= ssh-ed25519 {key}\n\
+                 |2|K6E64bX2jtKxi+8iJLVo9rDRDdE=|dTabeCglDnF+H9tDlA7BqfMroNs= ssh-ed25519 {key}\n\
+                 |1|AAAA|dTabeCglDnF+H9tDlA7BqfMroNs= ssh-ed25519 {key}\n"
+            ),
+        );
+        let files = [file];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "build-07.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn bracketed_port_entry() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 6);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("[app.example.com]:2222 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "app.example.com", 2222, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "app.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "app.example.com", 2223, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn port_22_uses_the_bare_name() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 7);
+        let bare = write(
+            &directory,
+            "bare",
+            &format!("app.example.com ssh-ed25519 {key}\n"),
+        );
+        let bracketed = write(
+            &directory,
+            "bracketed",
+            &format!("[app.example.com]:22 ssh-ed25519 {key}\n"),
+        );
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(std::slice::from_ref(&bare), "app.example.com", 22, &key).unwrap(),
+            trusted(&bare, 1)
+        );
+        // OpenSSH never looks up "[host]:22".
+        assert_eq!(
+            check(&[bracketed], "app.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn bare_name_does_not_match_another_port() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 8);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("app.example.com ssh-ed25519 {key}\n"),
+        );
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&[file], "app.example.com", 2222, &key).unwrap(),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 9);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "*.example.com ssh-ed25519 {key}\n[127.0.0.*]:2222 ssh-ed25519 {key}\nweb-?? ssh-ed25519 {key}\n"
+            ),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "a.b.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "a.example.com", 2222, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "127.0.0.1", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+        assert_eq!(
+            check(&files, "127.0.0.1", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "127.0.1.1", 2222, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "web-01", 22, &key).unwrap(),
+            trusted(&file, 3)
+        );
+        assert_eq!(check(&files, "web-1", 22, &key).unwrap(), Verdict::Unknown);
+    }
+
+    #[test]
+    fn glob_edge_cases() {
+        assert!(glob_matches(b"*", b""));
+        assert!(glob_matches(b"*", b"anything"));
+        assert!(glob_matches(b"a*b*c", b"axxbyyc"));
+        assert!(glob_matches(b"*.example.com", b"x.example.com"));
+        assert!(!glob_matches(b"*.example.com", b"x.example.com.evil"));
+        assert!(glob_matches(b"a**", b"a"));
+        assert!(!glob_matches(b"a?", b"a"));
+        assert!(!glob_matches(b"", b"a"));
+        assert!(glob_matches(b"", b""));
+        assert!(glob_matches(b"*ab", b"aab"));
+    }
+
+    #[test]
+    fn negation_excludes_a_host() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 10);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("!bad.example.com,*.example.com ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "good.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "bad.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, "BAD.example.com", 22, &key).unwrap(),
+            Verdict::Unknown
+        );
+        // A line with only negated patterns matches nothing.
+        assert!(!pattern_list_matches(
+            "!bad.example.com",
+            "good.example.com"
+        ));
+    }
+
+    #[test]
+    fn matching_is_case_insensitive() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 11);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("WEB1.Example.COM ssh-ed25519 {key}\n[LOCALHOST]:2222 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(
+            check(&files, "web1.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "Web1.Example.Com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "localhost", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+    }
+
+    #[test]
+    fn tabs_and_runs_of_blanks_separate_fields() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 12);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("\t web1\t\tssh-ed25519 \t{key}\tcomment\r\n"),
+        );
+        let files = [file.clone()];
+        let key = presented("ssh-ed25519", &key);
+        assert_eq!(check(&files, "web1", 22, &key).unwrap(), trusted(&file, 1));
+    }
+
+    #[test]
+    fn revoked_beats_a_trusted_line() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 13);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {key}\n@revoked web1 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let verdict = check(&files, "web1", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(verdict, Verdict::Revoked { file, line: 2 });
+    }
+
+    #[test]
+    fn revoked_in_a_second_file_with_star() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 14);
+        let other = fake_key("ssh-ed25519", 15);
+        let user = write(
+            &directory,
+            "user",
+            &format!("web1 ssh-ed25519 {key}\nweb2 ssh-ed25519 {other}\n"),
+        );
+        let global = write(
+            &directory,
+            "global",
+            &format!("# revocations\n@revoked * ssh-ed25519 {key}\n"),
+        );
+        let files = [user.clone(), global.clone()];
+        let verdict = check(&files, "web1", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(
+            verdict,
+            Verdict::Revoked {
+                file: global,
+                line: 2
+            }
+        );
+        // Revocation concerns the key only: another host with another key is unaffected.
+        let verdict = check(&files, "web2", 22, &presented("ssh-ed25519", &other)).unwrap();
+        assert_eq!(verdict, trusted(&user, 2));
+        // A revoked line whose patterns do not match the host does not apply.
+        let scoped = write(
+            &directory,
+            "scoped",
+            &format!("@revoked web9 ssh-ed25519 {key}\n"),
+        );
+        let verdict = check(
+            &[user.clone(), scoped],
+            "web1",
+            22,
+            &presented("ssh-ed25519", &key),
+        );
+        assert_eq!(verdict.unwrap(), trusted(&user, 1));
+    }
+
+    #[test]
+    fn cert_authority_never_trusts() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 16);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "@cert-authority *.example.com ssh-ed25519 {key}\n@cert-authority web1.example.com ssh-ed25519 {key}\n"
+            ),
+        );
+        let files = [file];
+        let verdict = check(
+            &files,
+            "web1.example.com",
+            22,
+            &presented("ssh-ed25519", &key),
+        )
+        .unwrap();
+        assert_eq!(verdict, Verdict::Unknown);
+        assert!(
+            recorded_algorithms(&files, "web1.example.com", 22)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn unknown_marker_is_skipped() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 17);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("@trusted web1 ssh-ed25519 {key}\n"),
+        );
+        let verdict = check(&[file], "web1", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn changed_reports_file_and_line() {
+        let directory = TempDir::new().unwrap();
+        let recorded = fake_key("ssh-ed25519", 18);
+        let presented_key = fake_key("ssh-ed25519", 19);
+        let first = write(
+            &directory,
+            "first",
+            &format!("other ssh-ed25519 {recorded}\n"),
+        );
+        let second = write(
+            &directory,
+            "second",
+            &format!(
+                "# header\n\n  # indented comment\nweb1 ecdsa-sha2-nistp256 {}\nweb1 ssh-ed25519 {recorded}\nweb1 ssh-ed25519 {recorded}\n",
+                fake_key("ecdsa-sha2-nistp256", 1)
+            ),
+        );
+        let files = [first, second.clone()];
+        let verdict = check(
+            &files,
+            "web1",
+            22,
+            &presented("ssh-ed25519", &presented_key),
+        )
+        .unwrap();
+        assert_eq!(
+            verdict,
+            Verdict::Changed {
+                file: second,
+                line: 5
+            }
+        );
+    }
+
+    #[test]
+    fn trusted_beats_an_earlier_changed_line() {
+        let directory = TempDir::new().unwrap();
+        let old = fake_key("ssh-ed25519", 20);
+        let new = fake_key("ssh-ed25519", 21);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {old}\nweb1 ssh-ed25519 {new}\n"),
+        );
+        let verdict = check(
+            std::slice::from_ref(&file),
+            "web1",
+            22,
+            &presented("ssh-ed25519", &new),
+        )
+        .unwrap();
+        assert_eq!(verdict, trusted(&file, 2));
+    }
+
+    #[test]
+    fn other_type_when_only_other_algorithms_are_known() {
+        let directory = TempDir::new().unwrap();
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "# comment\nweb1 ecdsa-sha2-nistp256 {}\nweb1 ssh-rsa {}\n",
+                fake_key("ecdsa-sha2-nistp256", 22),
+                fake_key("ssh-rsa", 23)
+            ),
+        );
+        let key = fake_key("ssh-ed25519", 24);
+        let verdict = check(
+            std::slice::from_ref(&file),
+            "web1",
+            22,
+            &presented("ssh-ed25519", &key),
+        )
+        .unwrap();
+        assert_eq!(
+            verdict,
+            Verdict::OtherType {
+                file,
+                line: 2,
+                algorithm: "ecdsa-sha2-nistp256".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_ignored() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 25);
+        let corrupted = format!("{}!{}", &key[..10], &key[11..]);
+        let rsa_blob = fake_key("ssh-rsa", 25);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!(
+                "web1\nweb1 ssh-ed25519\n@revoked\n@revoked web1 ssh-ed25519\n\
+                 web1 ssh-ed25519 {corrupted}\n\
+                 web1 ssh-ed25519 {key}garbage\n\
+                 web1 ssh-ed25519 {rsa_blob}\n\
+                 web1 ssh-ed25519 AAAA\n\
+                 web2 ssh-ed25519 {key}\n"
+            ),
+        );
+        let files = [file.clone()];
+        // Nothing valid matches web1 (the type/blob mismatch line is skipped too).
+        let verdict = check(&files, "web1", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(verdict, Verdict::Unknown);
+        // The corrupted key string itself, presented as-is, is never trusted either.
+        let verdict = check(&files, "web1", 22, &presented("ssh-ed25519", &corrupted)).unwrap();
+        assert_eq!(verdict, Verdict::Unknown);
+        // Parsing continues after malformed lines, with physical line numbers.
+        let verdict = check(&files, "web2", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(verdict, trusted(&file, 9));
+    }
+
+    #[test]
+    fn invalid_utf8_does_not_stop_parsing() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 26);
+        let path = directory.path().join("known_hosts");
+        let mut contents = b"web\xff1 ssh-ed25519 ".to_vec();
+        contents.extend_from_slice(key.as_bytes());
+        contents.extend_from_slice(format!("\nweb1 ssh-ed25519 {key} comment ").as_bytes());
+        contents.extend_from_slice(b"\xe2\n");
+        fs::write(&path, contents).unwrap();
+        let verdict = check(
+            std::slice::from_ref(&path),
+            "web1",
+            22,
+            &presented("ssh-ed25519", &key),
+        )
+        .unwrap();
+        assert_eq!(verdict, trusted(&path, 2));
+    }
+
+    #[test]
+    fn missing_file_is_unknown() {
+        let directory = TempDir::new().unwrap();
+        let files = [
+            directory.path().join("absent"),
+            directory.path().join("no/such/dir/file"),
+        ];
+        let key = fake_key("ssh-ed25519", 27);
+        let verdict = check(&files, "web1", 22, &presented("ssh-ed25519", &key)).unwrap();
+        assert_eq!(verdict, Verdict::Unknown);
+        assert!(recorded_algorithms(&files, "web1", 22).unwrap().is_empty());
+    }
+
+    #[test]
+    fn directory_is_a_read_error() {
+        let directory = TempDir::new().unwrap();
+        let files = [directory.path().to_path_buf()];
+        let key = fake_key("ssh-ed25519", 28);
+        let error = check(&files, "web1", 22, &presented("ssh-ed25519", &key)).unwrap_err();
+        assert!(matches!(&error, KnownHostsError::Read { path, .. } if path == directory.path()));
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read known_hosts file ")
+        );
+        assert!(recorded_algorithms(&files, "web1", 22).is_err());
+    }
+
+    #[test]
+    fn append_creates_directory_and_file_then_trusts() {
+        let directory = TempDir::new().unwrap();
+        let file = directory.path().join("new/.ssh/known_hosts");
+        let key = fake_key("ssh-ed25519", 29);
+        let key = presented("ssh-ed25519", &key);
+        append(&file, "Web1.Example.com", 22, &key).unwrap();
+        append(&file, "web1.example.com", 2222, &key).unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "web1.example.com ssh-ed25519 {0}\n[web1.example.com]:2222 ssh-ed25519 {0}\n",
+                key.base64
+            )
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let files = [file.clone()];
+        assert_eq!(
+            check(&files, "web1.example.com", 22, &key).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "web1.example.com", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+    }
+
+    #[test]
+    fn append_adds_missing_trailing_newline() {
+        let directory = TempDir::new().unwrap();
+        let old = fake_key("ssh-ed25519", 30);
+        let new = fake_key("ssh-ed25519", 31);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {old}"),
+        );
+        append(&file, "web2", 22, &presented("ssh-ed25519", &new)).unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            format!("web1 ssh-ed25519 {old}\nweb2 ssh-ed25519 {new}\n")
+        );
+        let files = [file.clone()];
+        assert_eq!(
+            check(&files, "web1", 22, &presented("ssh-ed25519", &old)).unwrap(),
+            trusted(&file, 1)
+        );
+        assert_eq!(
+            check(&files, "web2", 22, &presented("ssh-ed25519", &new)).unwrap(),
+            trusted(&file, 2)
+        );
+    }
+
+    #[test]
+    fn append_records_rsa_as_ssh_rsa() {
+        let directory = TempDir::new().unwrap();
+        let file = directory.path().join("known_hosts");
+        let key = fake_key("ssh-rsa", 32);
+        append(&file, "web1", 22, &presented("rsa-sha2-512", &key)).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("web1 ssh-rsa {key}\n")
+        );
+    }
+
+    #[test]
+    fn append_refuses_unsafe_input() {
+        let directory = TempDir::new().unwrap();
+        let file = directory.path().join("known_hosts");
+        let key = fake_key("ssh-ed25519", 33);
+        for host in [
+            "", "*", "web?", "a,b", "!web", "web 1", "web\n1", "|1|x|y", "@revoked", "#web",
+        ] {
+            let result = append(&file, host, 22, &presented("ssh-ed25519", &key));
+            assert!(
+                matches!(result, Err(KnownHostsError::Write { .. })),
+                "{host:?}"
+            );
+        }
+        for (algorithm, base64) in [
+            ("ssh-ed25519\n*", key.as_str()),
+            ("", key.as_str()),
+            ("ssh-ed25519", "not base64!"),
+            ("ssh-ed25519", "AAAA"),
+            ("ecdsa-sha2-nistp256", key.as_str()),
+        ] {
+            let result = append(&file, "web1", 22, &presented(algorithm, base64));
+            assert!(
+                matches!(result, Err(KnownHostsError::Write { .. })),
+                "{algorithm:?} {base64:?}"
+            );
+        }
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn append_into_a_directory_is_a_write_error() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 34);
+        let error = append(
+            directory.path(),
+            "web1",
+            22,
+            &presented("ssh-ed25519", &key),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot write known_hosts file ")
+        );
+    }
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        // Fixed vector (OpenSSH 9.2 `ssh-keygen -l`), independent of the tool being installed.
+        assert_eq!(
+            fingerprint("AAAAC3NzaC1lZDI1NTE5AAAAIHAwlHmFgkxwFs5oLgZVQd02ia3trmEgBnByMxlvViRL"),
+            "SHA256:wYzJdZ0rA/GVV0mAGxzn4WUHhjeVv46yEBBWdpUeMhM"
+        );
+        assert_eq!(fingerprint("not base64!"), "SHA256:(invalid key)");
+        let directory = TempDir::new().unwrap();
+        for key_type in ["ed25519", "ecdsa"] {
+            let Some((public, _, base64)) = generate_key(&directory, key_type) else {
+                return;
+            };
+            let output = Command::new("ssh-keygen")
+                .arg("-l")
+                .arg("-f")
+                .arg(&public)
+                .output()
+                .unwrap();
+            assert!(output.status.success());
+            let listing = String::from_utf8(output.stdout).unwrap();
+            let expected = listing.split_whitespace().nth(1).unwrap();
+            assert_eq!(fingerprint(&base64), expected);
+        }
+    }
+
+    #[test]
+    fn generated_key_round_trip() {
+        let directory = TempDir::new().unwrap();
+        let Some((_, algorithm, base64)) = generate_key(&directory, "ecdsa") else {
+            return;
+        };
+        let file = directory.path().join("known_hosts");
+        let key = presented(&algorithm, &base64);
+        append(&file, "10.1.2.3", 2222, &key).unwrap();
+        assert_eq!(
+            check(std::slice::from_ref(&file), "10.1.2.3", 2222, &key).unwrap(),
+            trusted(&file, 1)
+        );
+    }
+
+    #[test]
+    fn rsa_algorithm_names_are_one_key_type() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-rsa", 35);
+        let other = fake_key("ssh-rsa", 36);
+        let file = write(&directory, "known_hosts", &format!("web1 ssh-rsa {key}\n"));
+        let files = [file.clone()];
+        for algorithm in ["ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"] {
+            assert_eq!(
+                check(&files, "web1", 22, &presented(algorithm, &key)).unwrap(),
+                trusted(&file, 1)
+            );
+            assert_eq!(
+                check(&files, "web1", 22, &presented(algorithm, &other)).unwrap(),
+                Verdict::Changed {
+                    file: file.clone(),
+                    line: 1
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn recorded_algorithms_in_file_order() {
+        let directory = TempDir::new().unwrap();
+        let first = write(
+            &directory,
+            "first",
+            &format!(
+                "web1 ecdsa-sha2-nistp256 {}\n@revoked web1 ssh-ed25519 {}\nweb1 ssh-rsa {}\n",
+                fake_key("ecdsa-sha2-nistp256", 37),
+                fake_key("ssh-ed25519", 38),
+                fake_key("ssh-rsa", 39)
+            ),
+        );
+        let second = write(
+            &directory,
+            "second",
+            &format!(
+                "*.other ssh-ed25519 {}\nweb1 ssh-ed25519 {}\nweb1 ecdsa-sha2-nistp256 {}\nweb1 ssh-dss broken\n",
+                fake_key("ssh-ed25519", 40),
+                fake_key("ssh-ed25519", 41),
+                fake_key("ecdsa-sha2-nistp256", 42)
+            ),
+        );
+        let algorithms = recorded_algorithms(&[first, second], "WEB1", 22).unwrap();
+        assert_eq!(
+            algorithms,
+            ["ecdsa-sha2-nistp256", "ssh-rsa", "ssh-ed25519"]
+        );
+    }
+
+    #[test]
+    fn lookup_names() {
+        assert_eq!(lookup_name("Web1.Example.COM", 22), "web1.example.com");
+        assert_eq!(lookup_name("Web1", 2222), "[web1]:2222");
+        assert_eq!(lookup_name("::1", 2200), "[::1]:2200");
+    }
+}

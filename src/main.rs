@@ -1,0 +1,117 @@
+//! `deploy`: ship release tarballs to a fleet of Linux hosts over SSH and switch them
+//! atomically. This file only parses the command line, sets up logging and the runtime, and
+//! maps outcomes to exit codes (SPEC §6); the work lives in `commands`.
+
+mod app;
+mod artifact;
+mod cli;
+mod commands;
+mod executor;
+mod facts;
+mod inventory;
+mod known_hosts;
+mod logging;
+mod plan;
+mod report;
+mod shell;
+mod ssh;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::app::{Context, InputError};
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "deploy",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    logging::init(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Sessions still closing in the background must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> u8 {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(input) = error.downcast_ref::<InputError>() {
+                tracing::error!("{input}");
+                eprintln!("error: {input}");
+                2
+            } else {
+                tracing::error!("{error:#}");
+                eprintln!("error: {error:#}");
+                1
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let interrupted = app::watch_interrupts();
+    let context = Context::new(&cli.global, interrupted)?;
+    let (result, interrupted, text) = match &cli.command {
+        Command::Check => {
+            let result = commands::check::run(&context).await?;
+            let text = report::render_table(&result);
+            (result, false, text)
+        }
+        Command::Status(arguments) => {
+            let result = commands::status::run(&context, arguments).await?;
+            let text = commands::status::render(&result);
+            (result, false, text)
+        }
+        Command::Push(arguments) => {
+            let pushed = commands::push::run(&context, arguments).await?;
+            let text = if arguments.dry_run {
+                commands::push::render_plan(&pushed.result)
+            } else {
+                report::render_table(&pushed.result)
+            };
+            (pushed.result, pushed.interrupted, text)
+        }
+        Command::Rollback(_)
+        | Command::History(_)
+        | Command::Diff(_)
+        | Command::Prune(_)
+        | Command::Unlock(_) => {
+            return Err(
+                InputError("this command is not available yet in this build".to_string()).into(),
+            );
+        }
+        Command::Completions { .. } => return Ok(0),
+    };
+    if context.json {
+        report::print_result(&result, true)?;
+    } else {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+    }
+    if interrupted {
+        return Ok(130);
+    }
+    Ok(result.exit_code())
+}

@@ -1,0 +1,842 @@
+//! The plan: what will be done on one host for one service, as data.
+//!
+//! Owns the steps of every remote change (lock, clean staging, upload, finalize, switch, prune,
+//! record history), the decisions that pick them from a host's `Facts` (pure functions, no I/O),
+//! and their lowering to the exact `sh` scripts the executor sends. Dry-run prints these same
+//! steps; the real run executes them. Nothing here talks to a host.
+//!
+//! Remote layout under `<base_dir>`: `releases/<version>/` (complete releases only, entered by
+//! rename from `.deploy/staging/<run>/tree`), `current` (relative symlink, replaced only by
+//! renaming a new link over it), `shared/`, `.deploy/{lock,staging,digests,manifests}`,
+//! `.deploy/releases.log` and `.deploy/history.jsonl` (both append-only).
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::{Facts, LogAction, LogEntry, RELEASE_LOG, log_line};
+use crate::inventory::Version;
+use crate::shell::{join, quote};
+
+/// One remote change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create the layout and remove staging leftovers of earlier runs (under the lock).
+    Prepare,
+    /// Stream the artifact into staging, extracting it and verifying its sha256 on the host.
+    Upload {
+        version: Version,
+        sha256: String,
+        bytes: u64,
+    },
+    /// Link shared paths, record manifest and digest, rename staging into `releases/<version>`.
+    Finalize {
+        version: Version,
+        sha256: String,
+        replace: bool,
+    },
+    /// Point `current` at `releases/<to>` by renaming a new symlink over it.
+    Switch {
+        from: Option<Version>,
+        to: Version,
+        action: LogAction,
+    },
+    /// Remove these releases (never the live one: the script re-checks).
+    Prune { versions: Vec<Version> },
+    /// Undo a first deploy: move `current` (pointing at `version`) aside by rename, leaving
+    /// the host as it was before it had any live release.
+    Retract { version: Version },
+}
+
+impl Step {
+    /// The step's name as shown in progress lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::Upload { .. } => "upload",
+            Step::Finalize { .. } => "finalize",
+            Step::Switch { .. } => "switch",
+            Step::Prune { .. } => "prune",
+            Step::Retract { .. } => "rollback",
+        }
+    }
+
+    /// One line describing the step for dry-run output.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Prepare => "prepare layout and remove staging leftovers".to_string(),
+            Step::Upload { version, bytes, .. } => format!(
+                "upload {} and extract {version} into staging, verifying its sha256",
+                crate::report::format_bytes(*bytes)
+            ),
+            Step::Finalize {
+                version, replace, ..
+            } => {
+                if *replace {
+                    format!("replace release {version} (--force) with the staged one")
+                } else {
+                    format!("link shared paths and rename staging into releases/{version}")
+                }
+            }
+            Step::Switch { from, to, .. } => format!(
+                "switch current: {} -> {to}",
+                from.as_ref().map(Version::as_str).unwrap_or("(none)")
+            ),
+            Step::Prune { versions } => format!(
+                "prune {}",
+                versions
+                    .iter()
+                    .map(Version::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::Retract { version } => {
+                format!("retract current ({version}): the host had no live release before")
+            }
+        }
+    }
+}
+
+/// What a lowered step feeds to the remote command's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Nothing,
+    /// The artifact's bytes.
+    Artifact,
+    /// The artifact's manifest text.
+    Manifest,
+}
+
+/// A step lowered to what is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub script: String,
+    pub input: Input,
+}
+
+/// Values fixed for a whole run on one service, needed to lower steps.
+#[derive(Debug, Clone)]
+pub struct Lowering<'a> {
+    pub base_dir: &'a str,
+    pub run_id: &'a str,
+    pub shared_paths: &'a [String],
+    /// Unix seconds, recorded in the release log.
+    pub now: u64,
+}
+
+impl Lowering<'_> {
+    fn staging(&self) -> String {
+        format!(".deploy/staging/{}", self.run_id)
+    }
+
+    /// The exact script (and input) for `step`.
+    pub fn lower(&self, step: &Step) -> Remote {
+        let base = quote(self.base_dir);
+        let staging = quote(&self.staging());
+        let enter =
+            format!("b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n");
+        match step {
+            Step::Prepare => Remote {
+                script: format!(
+                    "set -u\numask 022\nb={base}\nmkdir -p -- \"$b\" || exit 1\n{enter}\
+                     mkdir -p .deploy/staging .deploy/digests .deploy/manifests releases shared || exit 1\n\
+                     rm -rf .deploy/staging/* .deploy/current.tmp.* || exit 1\n"
+                ),
+                input: Input::Nothing,
+            },
+            Step::Upload {
+                sha256, version, ..
+            } => Remote {
+                script: format!(
+                    "set -u\numask 022\n{enter}s={staging}\n\
+                     rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
+                     {{ tee /dev/fd/3 | tar -xzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
+                     read -r status < \"$s/tar.status\" || status=unknown\n\
+                     [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
+                     read -r digest rest < \"$s/digest\" || digest=\n\
+                     [ \"$digest\" = {sha256} ] || {{ echo \"sha256 mismatch on the host: expected {sha256}, got ${{digest:-nothing}}\" >&2; exit 1; }}\n\
+                     rm -f -- \"$s/digest\" \"$s/tar.status\"\n",
+                    sha256 = quote(sha256),
+                ),
+                input: Input::Artifact,
+            },
+            Step::Finalize {
+                version,
+                sha256,
+                replace,
+            } => {
+                let release = quote(&format!("releases/{version}"));
+                let mut script = format!(
+                    "set -u\numask 022\n{enter}s={staging}\n\
+                     [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n\
+                     cat > \"$s/manifest\" || exit 1\n"
+                );
+                for path in self.shared_paths {
+                    script.push_str(&link_shared(path));
+                }
+                if *replace {
+                    script.push_str(&format!(
+                        "if [ -e {release} ]; then mv -- {release} \"$s/replaced\" || exit 1; fi\n\
+                         rm -f -- {digest}\n",
+                        digest = quote(&format!(".deploy/digests/{version}")),
+                    ));
+                } else {
+                    script.push_str(&format!(
+                        "[ ! -e {release} ] || {{ echo 'release {version} already exists' >&2; exit 1; }}\n"
+                    ));
+                }
+                script.push_str(&format!(
+                    "mv -f -- \"$s/manifest\" {manifest} || exit 1\n\
+                     printf '%s\\n' {sha256} > {digest} || exit 1\n\
+                     mv -- \"$s/tree\" {release} || exit 1\n\
+                     printf '%s\\n' {log} >> {log_file} || exit 1\n\
+                     rm -rf -- \"$s\"\n",
+                    manifest = quote(&format!(".deploy/manifests/{version}")),
+                    digest = quote(&format!(".deploy/digests/{version}")),
+                    sha256 = quote(sha256),
+                    log = quote(&log_line(&LogEntry {
+                        time: self.now,
+                        action: LogAction::Stage,
+                        from: None,
+                        to: version.clone(),
+                    })),
+                    log_file = quote(RELEASE_LOG),
+                ));
+                Remote {
+                    script,
+                    input: Input::Manifest,
+                }
+            }
+            Step::Switch { from, to, action } => {
+                let temporary = quote(&format!(".deploy/current.tmp.{}", self.run_id));
+                Remote {
+                    script: format!(
+                        "set -u\n{enter}\
+                         [ -d {release} ] && [ -f {digest} ] || {{ echo 'release {to} is not complete on this host' >&2; exit 1; }}\n\
+                         rm -f -- {temporary}\n\
+                         ln -s -- {release} {temporary} || exit 1\n\
+                         mv -Tf -- {temporary} current || {{ rm -f -- {temporary}; exit 1; }}\n\
+                         printf '%s\\n' {log} >> {log_file} || exit 1\n",
+                        release = quote(&format!("releases/{to}")),
+                        digest = quote(&format!(".deploy/digests/{to}")),
+                        log = quote(&log_line(&LogEntry {
+                            time: self.now,
+                            action: *action,
+                            from: from.clone(),
+                            to: to.clone(),
+                        })),
+                        log_file = quote(RELEASE_LOG),
+                    ),
+                    input: Input::Nothing,
+                }
+            }
+            Step::Retract { version } => Remote {
+                script: format!(
+                    "set -u\n{enter}\
+                     [ \"$(readlink current 2>/dev/null)\" = {release} ] || {{ echo 'current does not point at {version}' >&2; exit 1; }}\n\
+                     mv -Tf -- current {aside} || exit 1\n\
+                     rm -f -- {aside}\n",
+                    release = quote(&format!("releases/{version}")),
+                    aside = quote(&format!(".deploy/current.retracted.{}", self.run_id)),
+                ),
+                input: Input::Nothing,
+            },
+            Step::Prune { versions } => {
+                let mut script = format!(
+                    "set -u\n{enter}t={trash}\nmkdir -p -- \"$t\" || exit 1\nlive=$(readlink current 2>/dev/null || true)\n",
+                    trash = quote(&format!("{}-prune", self.staging())),
+                );
+                for version in versions {
+                    script.push_str(&format!(
+                        "[ \"$live\" != {release} ] || {{ echo 'refusing to prune the live release {version}' >&2; exit 1; }}\n\
+                         if [ -e {release} ]; then mv -- {release} \"$t/\" || exit 1; fi\n\
+                         rm -f -- {digest} {manifest}\n",
+                        release = quote(&format!("releases/{version}")),
+                        digest = quote(&format!(".deploy/digests/{version}")),
+                        manifest = quote(&format!(".deploy/manifests/{version}")),
+                    ));
+                }
+                script.push_str("rm -rf -- \"$t\"\n");
+                Remote {
+                    script,
+                    input: Input::Nothing,
+                }
+            }
+        }
+    }
+
+    /// Removes this run's staging directory (best effort after a failure).
+    pub fn discard_staging(&self) -> String {
+        format!(
+            "b={base}\ncd -- \"$b\" 2>/dev/null && rm -rf -- {staging}\nexit 0\n",
+            base = quote(self.base_dir),
+            staging = quote(&self.staging()),
+        )
+    }
+
+    /// Appends one audit record to `.deploy/history.jsonl`.
+    pub fn append_history(&self, record: &HistoryRecord) -> String {
+        let line = serde_json::to_string(record).unwrap_or_else(|_| "{}".to_string());
+        format!(
+            "b={base}\nmkdir -p -- \"$b/.deploy\" && printf '%s\\n' {line} >> \"$b/.deploy/history.jsonl\"\n",
+            base = quote(self.base_dir),
+            line = quote(&line),
+        )
+    }
+}
+
+/// The script that takes the service lock and keeps it while its stdin stays open.
+///
+/// It prints `LOCKED` once the lock is ours, or `HELD <pid> <operator> <run> <since>` and exits 3.
+/// The lock is a directory (mkdir is atomic) with a holder file naming this shell's PID; the
+/// shell then waits on stdin. Closing stdin (release) or losing the SSH connection (controller
+/// killed) ends `cat`, and the shell removes the lock. A lock whose holder PID is gone (host
+/// rebooted, shell killed) is stale and broken, under a second mkdir so two runs never both
+/// break and take it.
+pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
+    format!(
+        r#"b={base}
+mkdir -p -- "$b/.deploy" || {{ echo "ERROR cannot create $b/.deploy"; exit 1; }}
+cd -- "$b/.deploy" || {{ echo "ERROR cannot enter $b/.deploy"; exit 1; }}
+me="$$ {operator} {run_id} {now}"
+take() {{ mkdir lock 2>/dev/null || return 1; printf '%s\n' "$me" > lock/holder; }}
+if ! take; then
+  holder=
+  [ -f lock/holder ] && IFS= read -r holder < lock/holder
+  if [ -z "$holder" ]; then sleep 1; [ -f lock/holder ] && IFS= read -r holder < lock/holder; fi
+  pid=${{holder%% *}}
+  stale=no
+  case $pid in ''|*[!0-9]*) stale=yes;; *) kill -0 "$pid" 2>/dev/null || stale=yes;; esac
+  if [ "$stale" = yes ] && mkdir lock.break 2>/dev/null; then
+    again=
+    [ -f lock/holder ] && IFS= read -r again < lock/holder
+    [ "$again" = "$holder" ] && rm -rf lock
+    rmdir lock.break
+    take && holder=
+  fi
+  if [ -n "$holder" ] || [ ! -f lock/holder ] || [ "$(cat lock/holder)" != "$me" ]; then
+    IFS= read -r holder < lock/holder 2>/dev/null
+    printf 'HELD %s\n' "$holder"
+    exit 3
+  fi
+fi
+printf 'LOCKED\n'
+cat >/dev/null
+rm -rf lock
+"#,
+        base = quote(base_dir),
+        operator = quote(operator),
+        run_id = quote(run_id),
+    )
+}
+
+/// One record of `.deploy/history.jsonl` (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub time: String,
+    pub id: String,
+    pub operator: String,
+    pub action: String,
+    pub service: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub sha256: Option<String>,
+    pub result: String,
+    pub error: Option<String>,
+}
+
+/// Relative link from `releases/<v>/<path>` to `shared/<path>`, seeding `shared/<path>` from
+/// the release (or as an empty directory) the first time.
+fn link_shared(path: &str) -> String {
+    let depth = path.split('/').count();
+    let target = format!("{}shared/{path}", "../".repeat(depth + 1));
+    let shared = quote(&join("shared", path));
+    let staged = format!("\"$s/tree/\"{}", quote(path));
+    format!(
+        "if [ ! -e {shared} ] && [ ! -L {shared} ]; then\n\
+         \x20 mkdir -p -- \"$(dirname -- {shared})\" || exit 1\n\
+         \x20 if [ -e {staged} ]; then cp -R -- {staged} {shared} || exit 1; else mkdir -p -- {shared} || exit 1; fi\n\
+         fi\n\
+         rm -rf -- {staged}\n\
+         mkdir -p -- \"$(dirname -- {staged})\" || exit 1\n\
+         ln -s -- {target} {staged} || exit 1\n",
+        target = quote(&target),
+    )
+}
+
+/// What a push will do on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushDecision {
+    /// Already live with the same content: nothing to do.
+    Unchanged,
+    /// This host must not take the release; the reason says why.
+    Refused(String),
+    Deploy(PushPlan),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPlan {
+    pub from: Option<Version>,
+    pub to: Version,
+    /// Steps before the switch (under the lock).
+    pub stage: Vec<Step>,
+    pub switch: Step,
+    /// Releases to remove after a successful switch.
+    pub prune: Vec<Version>,
+    /// Bytes that will be uploaded (0 when already staged).
+    pub upload_bytes: u64,
+}
+
+/// The artifact as the planner needs it.
+#[derive(Debug, Clone)]
+pub struct Release<'a> {
+    pub version: &'a Version,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub unpacked_size: u64,
+}
+
+/// Decides a push from a host's facts. Pure.
+pub fn plan_push(
+    facts: &Facts,
+    release: &Release,
+    keep_releases: usize,
+    force: bool,
+) -> PushDecision {
+    let version = release.version;
+    let live = facts.live().cloned();
+    let existing = facts.releases.get(version);
+    if live.as_ref() == Some(version) && existing.map(String::as_str) == Some(release.sha256) {
+        return PushDecision::Unchanged;
+    }
+    let mut replace = false;
+    if let Some(existing) = existing
+        && existing != release.sha256
+    {
+        if !force {
+            return PushDecision::Refused(format!(
+                "version {version} is already on this host with different content (sha256 {existing}); \
+                 versions are immutable: push a new version, or use --force to replace it"
+            ));
+        }
+        if live.as_ref() == Some(version) {
+            return PushDecision::Refused(format!(
+                "version {version} is live on this host with different content; --force cannot replace \
+                 the live release: switch away first (deploy rollback) or push a new version"
+            ));
+        }
+        replace = true;
+    }
+    let upload = existing.map(String::as_str) != Some(release.sha256);
+    if upload && let Some(free) = facts.free_bytes {
+        let needed = release.unpacked_size;
+        if free < needed {
+            return PushDecision::Refused(format!(
+                "not enough disk space: {} free, {} needed to unpack the release",
+                crate::report::format_bytes(free),
+                crate::report::format_bytes(needed)
+            ));
+        }
+    }
+    let mut stage = vec![Step::Prepare];
+    if upload {
+        stage.push(Step::Upload {
+            version: version.clone(),
+            sha256: release.sha256.to_string(),
+            bytes: release.size,
+        });
+        stage.push(Step::Finalize {
+            version: version.clone(),
+            sha256: release.sha256.to_string(),
+            replace,
+        });
+    }
+    let switch = Step::Switch {
+        from: live.clone(),
+        to: version.clone(),
+        action: LogAction::Push,
+    };
+    let prune = prune_after(facts, version, live.as_ref(), keep_releases);
+    PushDecision::Deploy(PushPlan {
+        from: live,
+        to: version.clone(),
+        stage,
+        switch,
+        prune,
+        upload_bytes: if upload { release.size } else { 0 },
+    })
+}
+
+/// Releases to remove so that `keep` remain once `live` is live and `previous` is the one it
+/// replaced; neither of those two is ever removed. Order comes from the recorded log.
+pub fn prune_after(
+    facts: &Facts,
+    live: &Version,
+    previous: Option<&Version>,
+    keep: usize,
+) -> Vec<Version> {
+    let mut order: Vec<Version> = vec![live.clone()];
+    order.extend(
+        facts
+            .releases_newest_first()
+            .into_iter()
+            .filter(|version| version != live),
+    );
+    let mut kept = 0;
+    let mut remove = Vec::new();
+    for version in order {
+        let protected = &version == live || Some(&version) == previous;
+        if protected || kept < keep {
+            kept += 1;
+        } else {
+            remove.push(version);
+        }
+    }
+    remove
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts;
+
+    fn version(text: &str) -> Version {
+        Version::parse(text).expect("valid version")
+    }
+
+    const SHA_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const SHA_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn host(live: Option<&str>, releases: &[(&str, &str)], log: &[&str]) -> Facts {
+        let mut text = String::from("df h\ndf /dev/x 1 1 1000000 1% /\nbase present\n");
+        if let Some(live) = live {
+            text.push_str(&format!("current releases/{live}\n"));
+        }
+        for (name, digest) in releases {
+            text.push_str(&format!("release {name} {digest}\n"));
+        }
+        for line in log {
+            text.push_str(&format!("log {line}\n"));
+        }
+        facts::parse(&text).expect("facts parse")
+    }
+
+    fn release<'a>(version: &'a Version, sha256: &'a str) -> Release<'a> {
+        Release {
+            version,
+            sha256,
+            size: 100,
+            unpacked_size: 1000,
+        }
+    }
+
+    #[test]
+    fn fresh_host_uploads_and_switches() {
+        let facts = facts::parse("base absent\n").expect("parse");
+        let v1 = version("v1");
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v1, SHA_A), 5, false) else {
+            panic!("expected a deploy");
+        };
+        assert_eq!(plan.from, None);
+        assert_eq!(plan.upload_bytes, 100);
+        let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+        assert_eq!(names, ["prepare", "upload", "finalize"]);
+        assert!(plan.prune.is_empty());
+    }
+
+    #[test]
+    fn live_with_same_digest_is_unchanged() {
+        let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v1 = version("v1");
+        assert_eq!(
+            plan_push(&facts, &release(&v1, SHA_A), 5, false),
+            PushDecision::Unchanged
+        );
+    }
+
+    #[test]
+    fn staged_with_same_digest_skips_the_upload() {
+        let facts = host(
+            Some("v1"),
+            &[("v1", SHA_A), ("v2", SHA_B)],
+            &["1 push - v1", "2 stage - v2"],
+        );
+        let v2 = version("v2");
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, SHA_B), 5, false) else {
+            panic!("expected a deploy");
+        };
+        assert_eq!(plan.upload_bytes, 0);
+        assert_eq!(plan.stage, vec![Step::Prepare]);
+        assert_eq!(plan.from, Some(version("v1")));
+    }
+
+    #[test]
+    fn same_version_other_content_is_refused_unless_forced() {
+        let facts = host(
+            Some("v1"),
+            &[("v1", SHA_A), ("v2", SHA_A)],
+            &["1 push - v1"],
+        );
+        let v2 = version("v2");
+        assert!(matches!(
+            plan_push(&facts, &release(&v2, SHA_B), 5, false),
+            PushDecision::Refused(reason) if reason.contains("immutable")
+        ));
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, SHA_B), 5, true) else {
+            panic!("expected a forced deploy");
+        };
+        assert!(matches!(
+            plan.stage[2],
+            Step::Finalize { replace: true, .. }
+        ));
+        let v1 = version("v1");
+        assert!(matches!(
+            plan_push(&facts, &release(&v1, SHA_B), 5, true),
+            PushDecision::Refused(reason) if reason.contains("live")
+        ));
+    }
+
+    #[test]
+    fn too_little_disk_is_refused_before_upload() {
+        let mut facts = host(None, &[], &[]);
+        facts.free_bytes = Some(10);
+        let v1 = version("v1");
+        assert!(matches!(
+            plan_push(&facts, &release(&v1, SHA_A), 5, false),
+            PushDecision::Refused(reason) if reason.contains("disk space")
+        ));
+    }
+
+    #[test]
+    fn prune_keeps_live_previous_and_the_newest() {
+        let names = ["r1", "r2", "r3", "r4", "r5", "r6"];
+        let releases: Vec<(&str, &str)> = names.iter().map(|name| (*name, SHA_A)).collect();
+        let log = [
+            "1 push - r1",
+            "2 push r1 r2",
+            "3 push r2 r3",
+            "4 push r3 r4",
+            "5 push r4 r5",
+            "6 push r5 r6",
+        ];
+        let facts = host(Some("r6"), &releases, &log);
+        let r7 = version("r7");
+        let pruned = prune_after(&facts, &r7, Some(&version("r6")), 3);
+        assert_eq!(
+            pruned,
+            vec![version("r4"), version("r3"), version("r2"), version("r1")]
+        );
+        // keep = 1 still keeps the previous release.
+        let pruned = prune_after(&facts, &r7, Some(&version("r6")), 1);
+        assert!(!pruned.contains(&version("r6")));
+        assert_eq!(pruned.len(), 5);
+    }
+
+    #[test]
+    fn lowered_scripts_quote_every_value() {
+        let shared = vec!["config/app.env".to_string()];
+        let lowering = Lowering {
+            base_dir: "/srv/it's here",
+            run_id: "run-1",
+            shared_paths: &shared,
+            now: 7,
+        };
+        let script = lowering
+            .lower(&Step::Switch {
+                from: None,
+                to: version("v1"),
+                action: LogAction::Push,
+            })
+            .script;
+        assert!(script.contains("b='/srv/it'\\''s here'"), "{script}");
+        assert!(
+            script.contains("mv -Tf -- '.deploy/current.tmp.run-1' current"),
+            "{script}"
+        );
+        assert!(!script.contains("ln -sfn"));
+        let finalize = lowering.lower(&Step::Finalize {
+            version: version("v1"),
+            sha256: SHA_A.to_string(),
+            replace: false,
+        });
+        assert_eq!(finalize.input, Input::Manifest);
+        assert!(
+            finalize.script.contains("'../../../shared/config/app.env'"),
+            "{}",
+            finalize.script
+        );
+    }
+
+    /// Runs the lowered scripts with a local `sh` in a temp dir: the layout they produce is the
+    /// one the facts script reads back.
+    #[test]
+    fn lowered_scripts_build_the_layout_locally() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let run = |script: &str, input: &[u8]| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(directory.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh runs");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input)
+                .expect("write stdin");
+            let output = child.wait_with_output().expect("sh finishes");
+            assert!(
+                output.status.success(),
+                "script failed: {}\n{script}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        // A tiny release tarball made by the system tar.
+        let source = directory.path().join("source");
+        std::fs::create_dir_all(source.join("log")).expect("mkdir");
+        std::fs::write(source.join("index.html"), "hello").expect("write");
+        let tarball = std::process::Command::new("tar")
+            .args(["-czf", "-", "-C"])
+            .arg(&source)
+            .arg(".")
+            .output()
+            .expect("tar runs")
+            .stdout;
+        use sha2::Digest;
+        let sha256 = format!("{:x}", sha2::Sha256::digest(&tarball));
+
+        let shared = vec!["log".to_string()];
+        let lowering = Lowering {
+            base_dir: "app",
+            run_id: "run-1",
+            shared_paths: &shared,
+            now: 5,
+        };
+        let v1 = version("v1");
+        run(&lowering.lower(&Step::Prepare).script, b"");
+        run(
+            &lowering
+                .lower(&Step::Upload {
+                    version: v1.clone(),
+                    sha256: sha256.clone(),
+                    bytes: 0,
+                })
+                .script,
+            &tarball,
+        );
+        run(
+            &lowering
+                .lower(&Step::Finalize {
+                    version: v1.clone(),
+                    sha256: sha256.clone(),
+                    replace: false,
+                })
+                .script,
+            b"deploy-manifest 1\n",
+        );
+        run(
+            &lowering
+                .lower(&Step::Switch {
+                    from: None,
+                    to: v1.clone(),
+                    action: LogAction::Push,
+                })
+                .script,
+            b"",
+        );
+        let facts = facts::parse(&run(&facts::command("app"), b"")).expect("facts");
+        assert_eq!(facts.live(), Some(&v1));
+        assert_eq!(facts.releases[&v1], sha256);
+        let app = directory.path().join("app");
+        assert_eq!(
+            std::fs::read_link(app.join("current")).expect("current link"),
+            std::path::PathBuf::from("releases/v1")
+        );
+        assert_eq!(
+            std::fs::read_to_string(app.join("current/index.html")).expect("release file"),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_link(app.join("releases/v1/log")).expect("shared link"),
+            std::path::PathBuf::from("../../shared/log")
+        );
+        assert!(app.join("current/log").is_dir(), "the shared link resolves");
+        // A corrupted upload is refused by the digest check and leaves no release behind.
+        let bad = lowering.lower(&Step::Upload {
+            version: version("v2"),
+            sha256: "0".repeat(64),
+            bytes: 0,
+        });
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&bad.script)
+            .current_dir(directory.path())
+            .stdin(
+                std::fs::File::open(directory.path().join("app/releases/v1/index.html"))
+                    .expect("open"),
+            )
+            .output()
+            .expect("sh runs");
+        assert!(!output.status.success());
+        assert!(!app.join("releases/v2").exists());
+    }
+
+    #[test]
+    fn the_lock_script_excludes_a_second_holder_and_breaks_a_dead_one() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        // A dead holder: PID that cannot exist.
+        std::fs::create_dir_all(directory.path().join("app/.deploy/lock")).expect("mkdir");
+        std::fs::write(
+            directory.path().join("app/.deploy/lock/holder"),
+            "999999999 ghost@nowhere old-run 1\n",
+        )
+        .expect("write");
+        let script = lock_script("app", "alice@laptop", "run-2", 10);
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout,
+            "LOCKED\n",
+            "stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !directory.path().join("app/.deploy/lock").exists(),
+            "released at stdin EOF"
+        );
+
+        // A live holder: this test process's own PID.
+        std::fs::create_dir_all(directory.path().join("app/.deploy/lock")).expect("mkdir");
+        std::fs::write(
+            directory.path().join("app/.deploy/lock/holder"),
+            format!("{} bob@desk run-1 1700000000\n", std::process::id()),
+        )
+        .expect("write");
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh runs");
+        assert_eq!(output.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("HELD {} bob@desk run-1 1700000000\n", std::process::id())
+        );
+        assert!(
+            directory.path().join("app/.deploy/lock/holder").exists(),
+            "not broken"
+        );
+    }
+}

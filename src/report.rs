@@ -1,0 +1,511 @@
+//! The operator's view: the one owner of the terminal.
+//!
+//! Owns the events that host workers send (step started, bytes uploaded, host finished), the
+//! reporter task that turns them into progress bars on a terminal or plain `HOST: step` lines
+//! otherwise (always on stderr), and the final result on stdout: a summary table or one JSON
+//! document (SPEC §5). Workers never print.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Per-host result values of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Unchanged,
+    Failed,
+    RolledBack,
+    Skipped,
+    Planned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Skipped => "skipped",
+            Outcome::Planned => "planned",
+        }
+    }
+}
+
+/// Lock state as shown by `status` and dry-runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockView {
+    pub operator: String,
+    pub run_id: String,
+    pub since: String,
+    pub alive: bool,
+}
+
+/// One host's line of the result (SPEC §5 `hosts[]`), with the per-command extras.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    pub service: Option<String>,
+    pub host: String,
+    pub result: Outcome,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    /// Set when the failure was a lock held by another run (exit code 3).
+    #[serde(skip)]
+    pub lock_held: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<CheckView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<String>>,
+}
+
+impl HostResult {
+    pub fn new(service: Option<&str>, host: &str, result: Outcome) -> Self {
+        HostResult {
+            service: service.map(str::to_string),
+            host: host.to_string(),
+            result,
+            from: None,
+            to: None,
+            bytes: 0,
+            duration_ms: 0,
+            error: None,
+            lock_held: false,
+            status: None,
+            checks: None,
+            plan: None,
+        }
+    }
+
+    pub fn failed(service: Option<&str>, host: &str, error: impl Into<String>) -> Self {
+        let mut result = HostResult::new(service, host, Outcome::Failed);
+        result.error = Some(error.into());
+        result
+    }
+}
+
+/// `status` fields (SPEC §5).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    pub reachable: bool,
+    pub live: Option<String>,
+    pub previous: Option<String>,
+    pub releases: Vec<String>,
+    pub lock: Option<LockView>,
+}
+
+/// One `check` item.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The whole result document (SPEC §5).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub id: String,
+    pub action: String,
+    pub dry_run: bool,
+    pub result: Outcome,
+    pub hosts: Vec<HostResult>,
+}
+
+impl RunResult {
+    /// Overall result: failed if any host failed, rolled_back if the run rolled hosts back.
+    pub fn new(id: &str, action: &str, dry_run: bool, hosts: Vec<HostResult>) -> Self {
+        let result = if hosts.iter().any(|host| host.result == Outcome::Failed) {
+            Outcome::Failed
+        } else if hosts.iter().any(|host| host.result == Outcome::RolledBack) {
+            Outcome::RolledBack
+        } else {
+            Outcome::Ok
+        };
+        RunResult {
+            id: id.to_string(),
+            action: action.to_string(),
+            dry_run,
+            result,
+            hosts,
+        }
+    }
+
+    /// Exit code of SPEC §6 (130 is decided by the caller).
+    pub fn exit_code(&self) -> u8 {
+        let failed: Vec<&HostResult> = self
+            .hosts
+            .iter()
+            .filter(|host| matches!(host.result, Outcome::Failed | Outcome::RolledBack))
+            .collect();
+        if failed.is_empty() {
+            0
+        } else if failed.iter().all(|host| host.lock_held) {
+            3
+        } else {
+            1
+        }
+    }
+}
+
+/// What workers tell the reporter.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A host started a step.
+    Step { label: String, step: String },
+    /// Upload progress: bytes sent so far of `total`.
+    Bytes {
+        label: String,
+        sent: u64,
+        total: u64,
+    },
+    /// A diagnostic line about a host.
+    Note { label: String, message: String },
+    /// The host finished (one line result).
+    Done { label: String, summary: String },
+}
+
+/// Cheap handle that workers clone to send events.
+#[derive(Clone)]
+pub struct Events {
+    sender: mpsc::UnboundedSender<Event>,
+}
+
+impl Events {
+    pub fn step(&self, label: &str, step: &str) {
+        tracing::debug!(host = label, step, "step");
+        let _ = self.sender.send(Event::Step {
+            label: label.to_string(),
+            step: step.to_string(),
+        });
+    }
+
+    pub fn bytes(&self, label: &str, sent: u64, total: u64) {
+        let _ = self.sender.send(Event::Bytes {
+            label: label.to_string(),
+            sent,
+            total,
+        });
+    }
+
+    pub fn note(&self, label: &str, message: &str) {
+        let _ = self.sender.send(Event::Note {
+            label: label.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    pub fn done(&self, label: &str, summary: &str) {
+        let _ = self.sender.send(Event::Done {
+            label: label.to_string(),
+            summary: summary.to_string(),
+        });
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// indicatif bars on the terminal (stderr).
+    Bars,
+    /// One plain line per event.
+    Lines,
+    /// Nothing (quiet).
+    Silent,
+}
+
+impl ProgressMode {
+    pub fn choose(no_progress: bool, verbose: u8, quiet: bool) -> Self {
+        if quiet {
+            ProgressMode::Silent
+        } else if no_progress || verbose > 0 || !std::io::stderr().is_terminal() {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Bars
+        }
+    }
+}
+
+/// The reporter task: the only code that writes progress to the terminal.
+pub struct Reporter {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reporter {
+    pub fn start(mode: ProgressMode, total_hosts: usize) -> (Events, Reporter) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(draw(mode, total_hosts, receiver));
+        (Events { sender }, Reporter { task })
+    }
+
+    /// Waits until every event sent before the last `Events` handle was dropped is drawn.
+    pub async fn finish(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn draw(
+    mode: ProgressMode,
+    total_hosts: usize,
+    mut receiver: mpsc::UnboundedReceiver<Event>,
+) {
+    match mode {
+        ProgressMode::Silent => while receiver.recv().await.is_some() {},
+        ProgressMode::Lines => {
+            // Last reported quarter of each upload, so plain output stays short.
+            let mut quarters: HashMap<String, u64> = HashMap::new();
+            while let Some(event) = receiver.recv().await {
+                let line = match event {
+                    Event::Step { label, step } => Some(format!("{label}: {step}")),
+                    Event::Bytes { label, sent, total } => {
+                        let quarter = if total == 0 { 4 } else { sent * 4 / total };
+                        let last = quarters.entry(label.clone()).or_insert(0);
+                        if quarter > *last {
+                            *last = quarter;
+                            Some(format!(
+                                "{label}: upload {} / {}",
+                                format_bytes(sent),
+                                format_bytes(total)
+                            ))
+                        } else {
+                            None
+                        }
+                    }
+                    Event::Note { label, message } => Some(format!("{label}: {message}")),
+                    Event::Done { label, summary } => Some(format!("{label}: {summary}")),
+                };
+                if let Some(line) = line {
+                    // One write per line: lines never interleave.
+                    let mut stderr = std::io::stderr().lock();
+                    let _ = writeln!(stderr, "{line}");
+                }
+            }
+        }
+        ProgressMode::Bars => {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(total_hosts as u64));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30}] {pos}/{len} hosts  {elapsed}  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            overall.set_prefix("deploy");
+            overall.enable_steady_tick(Duration::from_millis(200));
+            let host_style = ProgressStyle::with_template("  {prefix:20} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+            let mut failed = 0u64;
+            while let Some(event) = receiver.recv().await {
+                match event {
+                    Event::Step { label, step } => {
+                        let bar = bars.entry(label.clone()).or_insert_with(|| {
+                            let bar = multi.add(ProgressBar::new_spinner());
+                            bar.set_style(host_style.clone());
+                            bar.set_prefix(label.clone());
+                            bar
+                        });
+                        bar.set_message(step);
+                    }
+                    Event::Bytes { label, sent, total } => {
+                        if let Some(bar) = bars.get(&label) {
+                            let elapsed = bar.elapsed().as_secs_f64().max(0.001);
+                            bar.set_message(format!(
+                                "upload {} / {} ({}/s)",
+                                format_bytes(sent),
+                                format_bytes(total),
+                                format_bytes((sent as f64 / elapsed) as u64)
+                            ));
+                        }
+                    }
+                    Event::Note { label, message } => {
+                        multi.suspend(|| eprintln!("{label}: {message}"));
+                    }
+                    Event::Done { label, summary } => {
+                        if let Some(bar) = bars.remove(&label) {
+                            bar.finish_and_clear();
+                            multi.remove(&bar);
+                        }
+                        if summary.starts_with("failed") {
+                            failed += 1;
+                        }
+                        multi.suspend(|| eprintln!("{label}: {summary}"));
+                        overall.inc(1);
+                        overall.set_message(if failed > 0 {
+                            format!("{failed} failed")
+                        } else {
+                            String::new()
+                        });
+                    }
+                }
+            }
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+}
+
+/// Human-readable byte counts (binary units).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Prints the final result on stdout: the JSON document, or a text table.
+pub fn print_result(result: &RunResult, json: bool) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(result).map_err(std::io::Error::other)?;
+        writeln!(stdout, "{text}")?;
+    } else {
+        write!(stdout, "{}", render_table(result))?;
+    }
+    stdout.flush()
+}
+
+/// The summary table (plain text, no escape codes).
+pub fn render_table(result: &RunResult) -> String {
+    let with_service = result.hosts.iter().any(|host| host.service.is_some());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["HOST".to_string()];
+    if with_service {
+        header.push("SERVICE".to_string());
+    }
+    header.extend(["RESULT", "CHANGE", "BYTES", "TIME", "ERROR"].map(str::to_string));
+    rows.push(header);
+    for host in &result.hosts {
+        let mut row = vec![host.host.clone()];
+        if with_service {
+            row.push(host.service.clone().unwrap_or_default());
+        }
+        let change = match (&host.from, &host.to) {
+            (None, None) => "-".to_string(),
+            (from, to) => format!(
+                "{} -> {}",
+                from.as_deref().unwrap_or("(none)"),
+                to.as_deref().unwrap_or("(none)")
+            ),
+        };
+        row.push(host.result.as_str().to_string());
+        row.push(change);
+        row.push(format_bytes(host.bytes));
+        row.push(format!("{:.1}s", host.duration_ms as f64 / 1000.0));
+        row.push(
+            host.error
+                .as_deref()
+                .map(|error| error.lines().next().unwrap_or("").to_string())
+                .unwrap_or_default(),
+        );
+        rows.push(row);
+    }
+    let mut text = table(&rows);
+    let failed = result
+        .hosts
+        .iter()
+        .filter(|host| host.result == Outcome::Failed)
+        .count();
+    text.push_str(&format!(
+        "{} {}: {} ({} hosts, {} failed)\n",
+        result.action,
+        result.id,
+        result.result.as_str(),
+        result.hosts.len(),
+        failed
+    ));
+    text
+}
+
+/// Left-aligned columns separated by two spaces; trailing spaces trimmed.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (index, cell) in row.iter().enumerate() {
+            widths[index] = widths[index].max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if index + 1 < row.len() {
+                let padding = widths[index] - cell.chars().count() + 2;
+                line.push_str(&" ".repeat(padding));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(50 * 1024 * 1024), "50.0 MiB");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        let ok = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        let mut held = HostResult::failed(Some("app"), "web2", "lock held");
+        held.lock_held = true;
+        let failed = HostResult::failed(Some("app"), "web3", "boom");
+        assert_eq!(
+            RunResult::new("r", "push", false, vec![ok.clone()]).exit_code(),
+            0
+        );
+        assert_eq!(
+            RunResult::new("r", "push", false, vec![ok.clone(), held.clone()]).exit_code(),
+            3
+        );
+        assert_eq!(
+            RunResult::new("r", "push", false, vec![held, failed.clone()]).exit_code(),
+            1
+        );
+        let result = RunResult::new("r", "push", false, vec![ok, failed]);
+        assert_eq!(result.result, Outcome::Failed);
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        host.to = Some("v1".to_string());
+        host.bytes = 2048;
+        host.duration_ms = 1500;
+        let result = RunResult::new("run-1", "push", false, vec![host]);
+        insta::assert_snapshot!(render_table(&result), @r"
+        HOST  SERVICE  RESULT  CHANGE          BYTES    TIME  ERROR
+        web1  app      ok      (none) -> v1  2.0 KiB  1.5s
+        push run-1: ok (1 hosts, 0 failed)
+        ");
+    }
+}

@@ -1,0 +1,664 @@
+//! SSH transport. The only module that names russh types.
+//!
+//! Owns: connecting to one host under a deadline (TCP connect, handshake and authentication),
+//! the host-key decision (known_hosts files plus an optional pin, delegated to `known_hosts`),
+//! authentication (ssh-agent first, then identity files, passphrases from the environment or a
+//! terminal prompt), and running remote commands: plain, with stdin streamed from a reader with
+//! backpressure, and "held" (a command kept running until we close its stdin, used for locks).
+//! Callers get plain Rust types back (`Output`, `SshError`), never russh ones.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::inventory::HostKeyPolicy;
+use crate::known_hosts::{self, PresentedKey, Verdict};
+
+/// The most stdout one remote command may return before it is treated as hostile.
+const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
+/// Stderr beyond this is cut (the head is kept: that is where the error usually is).
+const STDERR_LIMIT: usize = 256 * 1024;
+/// Size of the buffer the upload reads from its source (never `channel.data(reader)`: 8 KiB packets).
+const UPLOAD_CHUNK: usize = 1024 * 1024;
+
+/// Everything that identifies and authenticates one host.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub host_key_pin: Option<String>,
+}
+
+/// How host keys are trusted, shared by every connection of a run.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub known_hosts: Vec<PathBuf>,
+    pub policy: HostKeyPolicy,
+}
+
+/// Errors a caller may branch on. Display texts are the operator-facing messages.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("timed out after {} while {what}", humantime::format_duration(*after))]
+    Timeout { what: String, after: Duration },
+    #[error("{0}")]
+    HostKey(String),
+    #[error(
+        "authentication as `{user}` failed; tried: {}",
+        if tried.is_empty() { "nothing (no ssh-agent, no identity file)".to_string() } else { tried.join(", ") }
+    )]
+    Auth { user: String, tried: Vec<String> },
+    #[error("ssh: {0}")]
+    Protocol(String),
+    #[error("remote command: {0}")]
+    Command(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<russh::Error> for SshError {
+    fn from(error: russh::Error) -> Self {
+        SshError::Protocol(error.to_string())
+    }
+}
+
+/// What a finished remote command produced.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub status: Option<u32>,
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// A one-paragraph description of a failure: exit status and the trimmed stderr.
+    pub fn failure_text(&self) -> String {
+        let stderr = String::from_utf8_lossy(&self.stderr);
+        let stderr = stderr.trim();
+        let status = match (&self.status, &self.signal) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "no exit status".to_string(),
+        };
+        if stderr.is_empty() {
+            status
+        } else {
+            format!("{status}: {stderr}")
+        }
+    }
+}
+
+/// Connection factory shared by all hosts of a run: one config, one cache of decrypted keys.
+pub struct Connector {
+    trust: Trust,
+    connect_timeout: Duration,
+    keys: KeyCache,
+}
+
+impl Connector {
+    pub fn new(trust: Trust, connect_timeout: Duration) -> Self {
+        Connector {
+            trust,
+            connect_timeout,
+            keys: KeyCache::default(),
+        }
+    }
+
+    /// Connects, verifies the host key and authenticates, all under `connect_timeout`.
+    pub async fn connect(&self, endpoint: &Endpoint) -> Result<Session, SshError> {
+        let timeout = self.connect_timeout;
+        match tokio::time::timeout(timeout, self.connect_inner(endpoint)).await {
+            Ok(result) => result,
+            Err(_) => Err(SshError::Timeout {
+                what: format!(
+                    "connecting to {}:{} (TCP, handshake and authentication)",
+                    endpoint.address, endpoint.port
+                ),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(&self, endpoint: &Endpoint) -> Result<Session, SshError> {
+        let address = format!("{}:{}", endpoint.address, endpoint.port);
+        let config = Arc::new(self.config_for(endpoint));
+        let stream = tokio::net::TcpStream::connect((endpoint.address.as_str(), endpoint.port))
+            .await
+            .map_err(|error| SshError::Connect {
+                address: address.clone(),
+                message: error.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let verifier = Verifier {
+            endpoint: endpoint.clone(),
+            trust: self.trust.clone(),
+        };
+        let mut handle = client::connect_stream(config, stream, verifier).await?;
+        self.authenticate(&mut handle, endpoint).await?;
+        Ok(Session { handle })
+    }
+
+    fn config_for(&self, endpoint: &Endpoint) -> client::Config {
+        let mut config = client::Config {
+            nodelay: true,
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            ..Default::default()
+        };
+        // AES-GCM first: measured ~20% faster than chacha20 on this class of machine.
+        config.preferred.cipher = Cow::Owned(vec![
+            russh::cipher::AES_256_GCM,
+            russh::cipher::AES_128_GCM,
+            russh::cipher::CHACHA20_POLY1305,
+            russh::cipher::AES_256_CTR,
+        ]);
+        // The key-exchange list stays russh's default (it carries strict-kex, Terrapin protection).
+        // Host-key algorithms: the types recorded for this host first, like OpenSSH, so a host
+        // known by its RSA key is not asked for an ed25519 key we would then have to refuse.
+        let recorded = known_hosts::recorded_algorithms(
+            &self.trust.known_hosts,
+            &endpoint.address,
+            endpoint.port,
+        )
+        .unwrap_or_default();
+        if !recorded.is_empty() {
+            let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
+            preferred.sort_by_key(|algorithm| {
+                let family = key_family(algorithm.as_str());
+                !recorded.iter().any(|known| key_family(known) == family)
+            });
+            config.preferred.key = Cow::Owned(preferred);
+        }
+        config
+    }
+
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<Verifier>,
+        endpoint: &Endpoint,
+    ) -> Result<(), SshError> {
+        let mut tried = Vec::new();
+        let user = endpoint.user.as_str();
+
+        if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+            match russh::keys::agent::client::AgentClient::connect_env().await {
+                Ok(mut agent) => match agent.request_identities().await {
+                    Ok(identities) => {
+                        for identity in identities {
+                            let public = identity.public_key().into_owned();
+                            let hash = rsa_hash(handle, public.algorithm()).await?;
+                            tried
+                                .push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
+                            match handle
+                                .authenticate_publickey_with(user, public, hash, &mut agent)
+                                .await
+                            {
+                                Ok(result) if result.success() => return Ok(()),
+                                Ok(_) => {}
+                                Err(error) => {
+                                    tracing::debug!(host = %endpoint.name, "agent signing failed: {error}")
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tried.push(format!("ssh-agent (unusable: {error})")),
+                },
+                Err(error) => tried.push(format!("ssh-agent (cannot connect: {error})")),
+            }
+        }
+
+        for path in &endpoint.identity_files {
+            let label = path.display().to_string();
+            match self.keys.load(path).await {
+                LoadedKey::Missing => tried.push(format!("{label} (missing)")),
+                LoadedKey::Unusable(reason) => tried.push(format!("{label} ({reason})")),
+                LoadedKey::Key(key) => {
+                    let hash = rsa_hash(handle, key.algorithm()).await?;
+                    tried.push(label);
+                    let result = handle
+                        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                        .await?;
+                    if result.success() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(SshError::Auth {
+            user: user.to_string(),
+            tried,
+        })
+    }
+}
+
+/// Same family for the RSA signature variants: the key blob is always `ssh-rsa`.
+fn key_family(name: &str) -> &str {
+    match name {
+        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
+        other => other,
+    }
+}
+
+async fn rsa_hash(
+    handle: &Handle<Verifier>,
+    algorithm: Algorithm,
+) -> Result<Option<HashAlg>, SshError> {
+    if !algorithm.is_rsa() {
+        return Ok(None);
+    }
+    // None (no server-sig-algs) is answered with SHA-512: SHA-1 signatures are refused by
+    // every current OpenSSH, and we never fall back to them.
+    Ok(match handle.best_supported_rsa_hash().await? {
+        Some(hash) => hash.or(Some(HashAlg::Sha512)),
+        None => Some(HashAlg::Sha512),
+    })
+}
+
+enum LoadedKey {
+    Key(Arc<PrivateKey>),
+    Missing,
+    Unusable(String),
+}
+
+impl Clone for LoadedKey {
+    fn clone(&self) -> Self {
+        match self {
+            LoadedKey::Key(key) => LoadedKey::Key(key.clone()),
+            LoadedKey::Missing => LoadedKey::Missing,
+            LoadedKey::Unusable(reason) => LoadedKey::Unusable(reason.clone()),
+        }
+    }
+}
+
+/// Identity files are read (and decrypted, prompting at most once per file) once per run.
+#[derive(Default)]
+struct KeyCache {
+    loaded: tokio::sync::Mutex<HashMap<PathBuf, LoadedKey>>,
+}
+
+impl KeyCache {
+    async fn load(&self, path: &Path) -> LoadedKey {
+        // Holding the lock while loading serializes passphrase prompts.
+        let mut loaded = self.loaded.lock().await;
+        if let Some(key) = loaded.get(path) {
+            return key.clone();
+        }
+        let key = load_identity(path.to_path_buf()).await;
+        loaded.insert(path.to_path_buf(), key.clone());
+        key
+    }
+}
+
+async fn load_identity(path: PathBuf) -> LoadedKey {
+    if !path.exists() {
+        return LoadedKey::Missing;
+    }
+    let result =
+        tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&path, None) {
+            Ok(key) => LoadedKey::Key(Arc::new(key)),
+            Err(russh::keys::Error::KeyIsEncrypted) => {
+                let passphrase = match std::env::var("DEPLOY_KEY_PASSPHRASE") {
+                    Ok(passphrase) => Some(passphrase),
+                    Err(_) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                        rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                            .ok()
+                    }
+                    Err(_) => None,
+                };
+                match passphrase {
+                    None => LoadedKey::Unusable(
+                        "encrypted; set DEPLOY_KEY_PASSPHRASE or run on a terminal".to_string(),
+                    ),
+                    Some(passphrase) => {
+                        match russh::keys::load_secret_key(&path, Some(&passphrase)) {
+                            Ok(key) => LoadedKey::Key(Arc::new(key)),
+                            Err(_) => LoadedKey::Unusable("wrong passphrase".to_string()),
+                        }
+                    }
+                }
+            }
+            Err(error) => LoadedKey::Unusable(format!("unreadable key: {error}")),
+        })
+        .await;
+    result.unwrap_or_else(|_| LoadedKey::Unusable("key loading task failed".to_string()))
+}
+
+/// The russh handler: decides whether the presented host key is trusted.
+struct Verifier {
+    endpoint: Endpoint,
+    trust: Trust,
+}
+
+impl client::Handler for Verifier {
+    type Error = SshError;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, SshError> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return Err(SshError::HostKey(format!(
+                    "host key of {} is a certificate; host certificates are not accepted",
+                    self.endpoint.name
+                )));
+            }
+        };
+        let openssh = key
+            .to_openssh()
+            .map_err(|error| SshError::HostKey(format!("unreadable host key: {error}")))?;
+        let mut fields = openssh.split_whitespace();
+        let (Some(algorithm), Some(blob)) = (fields.next(), fields.next()) else {
+            return Err(SshError::HostKey("unreadable host key".to_string()));
+        };
+        decide_host_key(&self.endpoint, &self.trust, algorithm, blob).map(|()| true)
+    }
+}
+
+/// The trust decision, separated from russh so it reads as policy.
+fn decide_host_key(
+    endpoint: &Endpoint,
+    trust: &Trust,
+    algorithm: &str,
+    blob: &str,
+) -> Result<(), SshError> {
+    let presented = PresentedKey {
+        algorithm,
+        base64: blob,
+    };
+    let fingerprint = known_hosts::fingerprint(blob);
+    let host = &endpoint.name;
+    let lookup = known_hosts::lookup_name(&endpoint.address, endpoint.port);
+
+    if let Some(pin) = &endpoint.host_key_pin {
+        let mut pinned = pin.split_whitespace();
+        let matches = matches!(
+            (pinned.next(), pinned.next()),
+            (Some(pin_algorithm), Some(pin_blob))
+                if key_family(pin_algorithm) == key_family(algorithm) && pin_blob == blob
+        );
+        if !matches {
+            return Err(SshError::HostKey(format!(
+                "host key of {host} ({lookup}) does not match its `host_key` pin in the inventory: \
+                 the server presented {algorithm} {fingerprint}. Refusing to connect."
+            )));
+        }
+    }
+
+    let verdict = known_hosts::check(
+        &trust.known_hosts,
+        &endpoint.address,
+        endpoint.port,
+        &presented,
+    )
+    .map_err(|error| SshError::HostKey(error.to_string()))?;
+    match verdict {
+        Verdict::Trusted { .. } => Ok(()),
+        Verdict::Revoked { file, line } => Err(SshError::HostKey(format!(
+            "host key of {host} ({lookup}, {algorithm} {fingerprint}) is REVOKED in {}:{line}. Refusing to connect.",
+            file.display()
+        ))),
+        Verdict::Changed { file, line } => Err(SshError::HostKey(format!(
+            "HOST KEY CHANGED for {host} ({lookup}): the server presented {algorithm} {fingerprint}, \
+             which differs from the key recorded in {}:{line}. This may be an attack. If the host was \
+             really reinstalled, remove that line and verify the new key out of band.",
+            file.display()
+        ))),
+        Verdict::OtherType {
+            file,
+            line,
+            algorithm: known,
+        } => Err(SshError::HostKey(format!(
+            "host key of {host} ({lookup}) is recorded as {known} in {}:{line}, but the server \
+             presented {algorithm} {fingerprint}. Refusing to connect; add the host's {algorithm} \
+             key after verifying it.",
+            file.display()
+        ))),
+        Verdict::Unknown => match trust.policy {
+            HostKeyPolicy::AcceptNew => {
+                let Some(file) = trust.known_hosts.first() else {
+                    return Err(SshError::HostKey(format!(
+                        "host {host} ({lookup}) is unknown and no known_hosts file is configured to record it"
+                    )));
+                };
+                known_hosts::append(file, &endpoint.address, endpoint.port, &presented)
+                    .map_err(|error| SshError::HostKey(error.to_string()))?;
+                tracing::warn!(host = %host, "trusted new host key {algorithm} {fingerprint} and recorded it in {}", file.display());
+                Ok(())
+            }
+            HostKeyPolicy::Strict => Err(SshError::HostKey(format!(
+                "host {host} ({lookup}) is not in any known_hosts file ({}); it presented {algorithm} {fingerprint}. \
+                 Verify the fingerprint, then add it with `ssh-keyscan -p {} {} >> {}` or set \
+                 host_key_policy = \"accept-new\".",
+                trust
+                    .known_hosts
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                endpoint.port,
+                endpoint.address,
+                trust
+                    .known_hosts
+                    .first()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_else(|| "~/.ssh/known_hosts".to_string()),
+            ))),
+        },
+    }
+}
+
+/// An authenticated connection to one host.
+pub struct Session {
+    handle: Handle<Verifier>,
+}
+
+impl Session {
+    /// Runs `command` with no input; returns once the channel is closed.
+    pub async fn run(&self, command: &str) -> Result<Output, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let (mut reader, writer) = channel.split();
+        // No input: EOF at once, so a command that reads stdin does not wait for us.
+        writer.eof().await?;
+        collect_output(&mut reader).await
+    }
+
+    /// Runs `command` with `input` streamed to its stdin, in 1 MiB reads, while its output is
+    /// drained concurrently. If the command exits before consuming its input, the upload stops at
+    /// once. `progress` is called with the running total of bytes sent.
+    pub async fn run_with_input<R>(
+        &self,
+        command: &str,
+        mut input: R,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<(Output, u64), SshError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let (mut reader, writer) = channel.split();
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        let upload = async {
+            let mut sink = writer.make_writer();
+            let mut buffer = vec![0u8; UPLOAD_CHUNK];
+            loop {
+                let count = input
+                    .read(&mut buffer)
+                    .await
+                    .map_err(|error| SshError::Local(format!("reading the artifact: {error}")))?;
+                if count == 0 {
+                    break;
+                }
+                sink.write_all(&buffer[..count])
+                    .await
+                    .map_err(|error| SshError::Protocol(format!("sending data: {error}")))?;
+                let total = sent.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed)
+                    + count as u64;
+                progress(total);
+            }
+            sink.flush()
+                .await
+                .map_err(|error| SshError::Protocol(format!("sending data: {error}")))?;
+            drop(sink);
+            writer.eof().await?;
+            Ok::<(), SshError>(())
+        };
+        let drain = collect_output(&mut reader);
+        tokio::pin!(upload, drain);
+        let output = tokio::select! {
+            uploaded = &mut upload => {
+                uploaded?;
+                drain.await?
+            }
+            // The remote side closed first (tar failed, disk full): stop uploading now.
+            finished = &mut drain => finished?,
+        };
+        Ok((output, sent.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Starts `command` and reads its first line of stdout. The command keeps running until the
+    /// returned `Held` is released (its stdin is closed) or the session ends.
+    pub async fn hold(&self, command: &str) -> Result<Held, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let (mut reader, writer) = channel.split();
+        let mut line = Vec::new();
+        let mut output = Output::default();
+        while !line.contains(&b'\n') {
+            match reader.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    line.extend_from_slice(&data);
+                    if line.len() > STDERR_LIMIT {
+                        return Err(SshError::Command(
+                            "lock command printed too much".to_string(),
+                        ));
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    append_limited(&mut output.stderr, &data, STDERR_LIMIT)
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => output.status = Some(exit_status),
+                Some(ChannelMsg::Failure) => {
+                    return Err(SshError::Command(
+                        "the server refused to run the command".to_string(),
+                    ));
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let first_line = match line.iter().position(|byte| *byte == b'\n') {
+            Some(end) => String::from_utf8_lossy(&line[..end]).into_owned(),
+            None => {
+                // Closed before printing a full line: the command ended.
+                output.stdout = line;
+                return Ok(Held {
+                    first_line: String::new(),
+                    finished: Some(output),
+                    reader,
+                    writer,
+                });
+            }
+        };
+        Ok(Held {
+            first_line,
+            finished: None,
+            reader,
+            writer,
+        })
+    }
+
+    /// Ends the session politely. Dropping a `Session` ends it too.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+/// A remote command kept running (see `Session::hold`).
+pub struct Held {
+    pub first_line: String,
+    /// Set when the command already ended before printing a full first line.
+    pub finished: Option<Output>,
+    reader: russh::ChannelReadHalf,
+    writer: russh::ChannelWriteHalf<client::Msg>,
+}
+
+impl Held {
+    /// Closes the command's stdin and waits for it to exit.
+    pub async fn release(mut self) -> Result<Output, SshError> {
+        if let Some(output) = self.finished.take() {
+            return Ok(output);
+        }
+        self.writer.eof().await?;
+        collect_output(&mut self.reader).await
+    }
+}
+
+fn append_limited(buffer: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let room = limit.saturating_sub(buffer.len());
+    buffer.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Reads a channel until it closes: stdout, stderr, exit status. Never stops at the exit status
+/// or EOF (OpenSSH may send them before the last data).
+async fn collect_output(reader: &mut russh::ChannelReadHalf) -> Result<Output, SshError> {
+    let mut output = Output::default();
+    while let Some(message) = reader.wait().await {
+        match message {
+            ChannelMsg::Data { data } => {
+                if output.stdout.len() + data.len() > STDOUT_LIMIT {
+                    return Err(SshError::Command(format!(
+                        "remote output exceeds {} MiB",
+                        STDOUT_LIMIT / 1024 / 1024
+                    )));
+                }
+                output.stdout.extend_from_slice(&data);
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                append_limited(&mut output.stderr, &data, STDERR_LIMIT)
+            }
+            ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                output.signal = Some(format!("{signal_name:?}"))
+            }
+            ChannelMsg::Failure => {
+                return Err(SshError::Command(
+                    "the server refused to run the command".to_string(),
+                ));
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    if output.status.is_none() && output.signal.is_none() {
+        return Err(SshError::Command(
+            "the connection closed before the command reported an exit status".to_string(),
+        ));
+    }
+    Ok(output)
+}

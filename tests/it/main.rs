@@ -1,0 +1,125 @@
+//! The one integration-test binary: drives the real `deploy` binary against real OpenSSH
+//! `sshd` processes started by `support::Fleet` on 127.0.0.1.
+
+mod support;
+
+mod check;
+mod host_keys;
+mod inventory_errors;
+mod push;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What one `deploy` invocation did.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
+            panic!(
+                "stdout is not one JSON document ({error}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The `hosts[]` entry of `host` (and `service` when given).
+    pub fn host(&self, host: &str) -> serde_json::Value {
+        let document = self.json();
+        document["hosts"]
+            .as_array()
+            .and_then(|hosts| hosts.iter().find(|entry| entry["host"] == host).cloned())
+            .unwrap_or_else(|| panic!("no host {host} in {document:#}"))
+    }
+}
+
+/// Runs `deploy ARGS` and captures everything.
+pub fn deploy(args: &[&str]) -> Ran {
+    run(support::deploy().args(args))
+}
+
+pub fn run(command: &mut Command) -> Ran {
+    let output = command.output().expect("the deploy binary runs");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Builds `<dir>/<name>.tar.gz` from `files` (path, content) with the system tar.
+pub fn tarball(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let source = dir.join(format!("{name}.src"));
+    let _ = std::fs::remove_dir_all(&source);
+    for (path, content) in files {
+        let file = source.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, content).expect("write file");
+    }
+    let archive = dir.join(format!("{name}.tar.gz"));
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&source)
+        .arg(".")
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar failed");
+    archive
+}
+
+/// Replaces run-dependent values (ports, temp paths, run ids, durations) for whole-output checks.
+pub fn normalize(text: &str, fleet: &support::Fleet) -> String {
+    let mut text = text.replace(&fleet.dir().display().to_string(), "[DIR]");
+    for host in fleet.hosts() {
+        text = text.replace(&format!(":{}", host.port), ":[PORT]");
+        text = text.replace(&format!(" {} ", host.port), " [PORT] ");
+    }
+    let run_id = regex_like_run_id(&text);
+    for id in run_id {
+        text = text.replace(&id, "[RUN]");
+    }
+    text.lines()
+        .map(|line| {
+            line.split(' ')
+                .map(|word| {
+                    let trimmed = word.trim_end_matches('s');
+                    if word.ends_with('s')
+                        && !trimmed.is_empty()
+                        && trimmed.parse::<f64>().is_ok()
+                        && trimmed.contains('.')
+                    {
+                        "[TIME]".to_string()
+                    } else {
+                        word.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
+/// Run ids look like `20261126T170102Z-1a2b`.
+fn regex_like_run_id(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| {
+            word.len() > 18
+                && word.as_bytes().get(8) == Some(&b'T')
+                && word.as_bytes().get(15) == Some(&b'Z')
+                && word.as_bytes().get(16) == Some(&b'-')
+                && word[..8].bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_string)
+        .collect()
+}
