@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use crate::inventory::Version;
 use crate::shell::quote;
 
-/// Where the tool keeps its own state under `<base_dir>`.
-pub const STATE_DIR: &str = ".deploy";
 /// Release log: one line per event, `TIME ACTION FROM TO` (`-` for none).
 pub const RELEASE_LOG: &str = ".deploy/releases.log";
 
@@ -120,6 +118,30 @@ exit 0
 "#,
         log = quote(RELEASE_LOG),
     )
+}
+
+/// Reads `.deploy/history.jsonl` (the last `limit` records when given).
+pub fn history_command(base_dir: &str, limit: Option<usize>) -> String {
+    let file = quote(&crate::shell::join(base_dir, ".deploy/history.jsonl"));
+    match limit {
+        Some(limit) => format!("[ -f {file} ] || exit 0\ntail -n {limit} {file}\n"),
+        None => format!("[ -f {file} ] || exit 0\ncat {file}\n"),
+    }
+}
+
+/// Parses history lines, newest first. A line that is not a record is an error naming it.
+pub fn parse_history(text: &str) -> Result<Vec<crate::plan::HistoryRecord>, String> {
+    let mut records = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line)
+                .map_err(|error| format!("history record {} is not valid: {error}", index + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    records.reverse();
+    Ok(records)
 }
 
 /// Parses the script's output. Every line must be one the script prints.

@@ -68,6 +68,15 @@ async fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Text result of a changing command: the plan for a dry run, the summary table otherwise.
+fn changes_text(result: &report::RunResult) -> String {
+    if result.dry_run {
+        report::render_plan(result)
+    } else {
+        report::render_table(result)
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
@@ -83,22 +92,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             (result, false, text)
         }
         Command::Push(arguments) => {
-            let pushed = commands::push::run(&context, arguments).await?;
-            let text = if arguments.dry_run {
-                commands::push::render_plan(&pushed.result)
-            } else {
-                report::render_table(&pushed.result)
-            };
-            (pushed.result, pushed.interrupted, text)
+            let completed = commands::push::run(&context, arguments).await?;
+            let text = changes_text(&completed.result);
+            (completed.result, completed.interrupted, text)
         }
-        Command::Rollback(_)
-        | Command::History(_)
-        | Command::Diff(_)
-        | Command::Prune(_)
-        | Command::Unlock(_) => {
-            return Err(
-                InputError("this command is not available yet in this build".to_string()).into(),
-            );
+        Command::Rollback(arguments) => {
+            let completed = commands::rollback::run(&context, arguments).await?;
+            let text = changes_text(&completed.result);
+            (completed.result, completed.interrupted, text)
+        }
+        Command::History(arguments) => {
+            let result = commands::history::run(&context, arguments).await?;
+            let text = commands::history::render(&result);
+            (result, false, text)
+        }
+        Command::Prune(arguments) => {
+            let result = commands::prune::run(&context, arguments).await?;
+            let text = report::render_plan(&result);
+            (result, false, text)
+        }
+        Command::Unlock(arguments) => {
+            if cli.global.hosts.is_none() {
+                return Err(InputError(
+                    "unlock needs --hosts: name the hosts whose lock to remove".to_string(),
+                )
+                .into());
+            }
+            let result = commands::unlock::run(&context, arguments).await?;
+            let text = report::render_plan(&result);
+            (result, false, text)
+        }
+        Command::Diff(_) => {
+            return Err(InputError("diff is not available yet in this build".to_string()).into());
         }
         Command::Completions { .. } => return Ok(0),
     };

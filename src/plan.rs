@@ -44,6 +44,12 @@ pub enum Step {
     /// Undo a first deploy: move `current` (pointing at `version`) aside by rename, leaving
     /// the host as it was before it had any live release.
     Retract { version: Version },
+    /// Break the lock whose holder line is `holder` (only if it is still that one); with
+    /// `kill`, first stop the holder's process (its run then cannot remove a newer lock).
+    Unlock {
+        holder: String,
+        kill: Option<String>,
+    },
 }
 
 impl Step {
@@ -56,6 +62,7 @@ impl Step {
             Step::Switch { .. } => "switch",
             Step::Prune { .. } => "prune",
             Step::Retract { .. } => "rollback",
+            Step::Unlock { .. } => "unlock",
         }
     }
 
@@ -91,6 +98,42 @@ impl Step {
             Step::Retract { version } => {
                 format!("retract current ({version}): the host had no live release before")
             }
+            Step::Unlock { kill, .. } => match kill {
+                Some(pid) => format!("stop the lock holder (pid {pid}) and remove its lock"),
+                None => "remove the stale lock".to_string(),
+            },
+        }
+    }
+}
+
+/// A change of `current` on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub from: Option<Version>,
+    pub to: Version,
+    pub action: LogAction,
+}
+
+impl Switch {
+    pub fn step(&self) -> Step {
+        Step::Switch {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            action: self.action,
+        }
+    }
+
+    /// The step that puts the host back where it was before `step`.
+    pub fn undo(&self) -> Step {
+        match &self.from {
+            Some(previous) => Step::Switch {
+                from: Some(self.to.clone()),
+                to: previous.clone(),
+                action: LogAction::Rollback,
+            },
+            None => Step::Retract {
+                version: self.to.clone(),
+            },
         }
     }
 }
@@ -239,6 +282,21 @@ impl Lowering<'_> {
                 ),
                 input: Input::Nothing,
             },
+            Step::Unlock { holder, kill } => Remote {
+                script: format!(
+                    "set -u\n{enter}cd .deploy || exit 1\n\
+                     [ -d lock ] || {{ echo 'there is no lock' >&2; exit 1; }}\n\
+                     current_holder=\n[ -f lock/holder ] && IFS= read -r current_holder < lock/holder\n\
+                     [ \"$current_holder\" = {holder} ] || {{ echo \"the lock changed hands while unlocking (now: $current_holder)\" >&2; exit 1; }}\n\
+                     {kill}rm -rf lock || exit 1\n",
+                    holder = quote(holder),
+                    kill = match kill {
+                        Some(pid) => format!("kill {} 2>/dev/null\n", quote(pid)),
+                        None => String::new(),
+                    },
+                ),
+                input: Input::Nothing,
+            },
             Step::Prune { versions } => {
                 let mut script = format!(
                     "set -u\n{enter}t={trash}\nmkdir -p -- \"$t\" || exit 1\nlive=$(readlink current 2>/dev/null || true)\n",
@@ -320,7 +378,9 @@ if ! take; then
 fi
 printf 'LOCKED\n'
 cat >/dev/null
-rm -rf lock
+# Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
+if [ "$(cat lock/holder 2>/dev/null)" = "$me" ]; then rm -rf lock; fi
+exit 0
 "#,
         base = quote(base_dir),
         operator = quote(operator),
@@ -491,6 +551,62 @@ pub fn prune_after(
         }
     }
     remove
+}
+
+/// What a rollback will do on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackDecision {
+    Switch(Switch),
+    /// Already live on the requested release.
+    Unchanged,
+    /// Nothing to roll back to (the reason says why); not an error for other hosts.
+    Nothing(String),
+    /// `--to` names a release that is not complete on this host.
+    Missing,
+}
+
+/// Decides a rollback from a host's facts. Pure.
+pub fn plan_rollback(facts: &Facts, to: Option<&Version>) -> RollbackDecision {
+    let live = facts.live().cloned();
+    let target = match to {
+        Some(version) => {
+            if !facts.releases.contains_key(version) {
+                return RollbackDecision::Missing;
+            }
+            if live.as_ref() == Some(version) {
+                return RollbackDecision::Unchanged;
+            }
+            version.clone()
+        }
+        None => match facts.rollback_target() {
+            Some(version) => version,
+            None => {
+                return RollbackDecision::Nothing(match &live {
+                    None => "nothing to roll back: no live release on this host".to_string(),
+                    Some(live) => format!(
+                        "nothing to roll back to: no release went live before {live} on this host (or it was rolled back from)"
+                    ),
+                });
+            }
+        },
+    };
+    RollbackDecision::Switch(Switch {
+        from: live,
+        to: target,
+        action: LogAction::Rollback,
+    })
+}
+
+/// Releases `deploy prune --keep N` removes: never the live or the previous one. Pure.
+pub fn plan_prune(facts: &Facts, keep: usize) -> Vec<Version> {
+    match facts.live() {
+        Some(live) => prune_after(facts, live, facts.previous(), keep),
+        None => facts
+            .releases_newest_first()
+            .into_iter()
+            .skip(keep)
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -837,6 +953,88 @@ mod tests {
         assert!(
             directory.path().join("app/.deploy/lock/holder").exists(),
             "not broken"
+        );
+    }
+
+    #[test]
+    fn rollback_decisions() {
+        let facts = host(
+            Some("v3"),
+            &[("v1", SHA_A), ("v2", SHA_A), ("v3", SHA_A)],
+            &["1 push - v1", "2 push v1 v2", "3 push v2 v3"],
+        );
+        assert_eq!(
+            plan_rollback(&facts, None),
+            RollbackDecision::Switch(Switch {
+                from: Some(version("v3")),
+                to: version("v2"),
+                action: LogAction::Rollback
+            })
+        );
+        assert_eq!(
+            plan_rollback(&facts, Some(&version("v3"))),
+            RollbackDecision::Unchanged
+        );
+        assert_eq!(
+            plan_rollback(&facts, Some(&version("v9"))),
+            RollbackDecision::Missing
+        );
+        assert!(matches!(
+            plan_rollback(&facts, Some(&version("v1"))),
+            RollbackDecision::Switch(Switch { to, .. }) if to == version("v1")
+        ));
+        let fresh = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        assert!(matches!(
+            plan_rollback(&fresh, None),
+            RollbackDecision::Nothing(_)
+        ));
+    }
+
+    #[test]
+    fn prune_without_a_live_release_keeps_the_newest() {
+        let facts = host(
+            None,
+            &[("v1", SHA_A), ("v2", SHA_A), ("v3", SHA_A)],
+            &["1 stage - v1", "2 stage - v2", "3 stage - v3"],
+        );
+        assert_eq!(plan_prune(&facts, 2), vec![version("v1")]);
+        let live = host(
+            Some("v3"),
+            &[("v1", SHA_A), ("v2", SHA_A), ("v3", SHA_A)],
+            &["1 push - v1", "2 push v1 v2", "3 push v2 v3"],
+        );
+        assert_eq!(
+            plan_prune(&live, 1),
+            vec![version("v1")],
+            "previous (v2) is kept"
+        );
+    }
+
+    #[test]
+    fn undo_goes_back_to_the_previous_release_or_retracts_a_first_deploy() {
+        let switch = Switch {
+            from: Some(version("v1")),
+            to: version("v2"),
+            action: LogAction::Push,
+        };
+        assert_eq!(
+            switch.undo(),
+            Step::Switch {
+                from: Some(version("v2")),
+                to: version("v1"),
+                action: LogAction::Rollback
+            }
+        );
+        let first = Switch {
+            from: None,
+            to: version("v1"),
+            action: LogAction::Push,
+        };
+        assert_eq!(
+            first.undo(),
+            Step::Retract {
+                version: version("v1")
+            }
         );
     }
 }

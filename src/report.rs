@@ -67,6 +67,12 @@ pub struct HostResult {
     pub checks: Option<Vec<CheckView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<String>>,
+    /// `prune`: releases removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Vec<String>>,
+    /// `history`: the host's records, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<crate::plan::HistoryRecord>>,
 }
 
 impl HostResult {
@@ -84,13 +90,9 @@ impl HostResult {
             status: None,
             checks: None,
             plan: None,
+            pruned: None,
+            entries: None,
         }
-    }
-
-    pub fn failed(service: Option<&str>, host: &str, error: impl Into<String>) -> Self {
-        let mut result = HostResult::new(service, host, Outcome::Failed);
-        result.error = Some(error.into());
-        result
     }
 }
 
@@ -268,7 +270,7 @@ async fn draw(
                 let line = match event {
                     Event::Step { label, step } => Some(format!("{label}: {step}")),
                     Event::Bytes { label, sent, total } => {
-                        let quarter = if total == 0 { 4 } else { sent * 4 / total };
+                        let quarter = (sent * 4).checked_div(total).unwrap_or(4);
                         let last = quarters.entry(label.clone()).or_insert(0);
                         if quarter > *last {
                             *last = quarter;
@@ -436,6 +438,36 @@ pub fn render_table(result: &RunResult) -> String {
     text
 }
 
+/// The text view of a dry run (or of per-host messages): each host's plan lines.
+pub fn render_plan(result: &RunResult) -> String {
+    let mut text = String::new();
+    for host in &result.hosts {
+        let service = host.service.as_deref().unwrap_or("");
+        text.push_str(&format!(
+            "{} ({service}): {}\n",
+            host.host,
+            host.result.as_str()
+        ));
+        if let Some(lines) = &host.plan {
+            for line in lines {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        if let Some(error) = &host.error
+            && host.result == Outcome::Failed
+        {
+            text.push_str(&format!("  error: {error}\n"));
+        }
+    }
+    if result.dry_run {
+        text.push_str(&format!(
+            "{} {} (dry run): nothing was changed on any host\n",
+            result.action, result.id
+        ));
+    }
+    text
+}
+
 /// Left-aligned columns separated by two spaces; trailing spaces trimmed.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -476,9 +508,9 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_spec() {
         let ok = HostResult::new(Some("app"), "web1", Outcome::Ok);
-        let mut held = HostResult::failed(Some("app"), "web2", "lock held");
+        let mut held = HostResult::new(Some("app"), "web2", Outcome::Failed);
         held.lock_held = true;
-        let failed = HostResult::failed(Some("app"), "web3", "boom");
+        let failed = HostResult::new(Some("app"), "web3", Outcome::Failed);
         assert_eq!(
             RunResult::new("r", "push", false, vec![ok.clone()]).exit_code(),
             0

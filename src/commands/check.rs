@@ -185,9 +185,9 @@ mod tests {
 
     #[test]
     fn probe_output_is_parsed_strictly() {
-        assert!(
-            parse_probe("check tool:tar fail not found on PATH\n").expect("parses")[0].ok == false
-        );
+        let checks = parse_probe("check tool:tar fail not found on PATH\n").expect("parses");
+        assert!(!checks[0].ok);
+        assert_eq!(checks[0].detail, "not found on PATH");
         assert!(parse_probe("hello\n").is_err());
         assert!(parse_probe("check x maybe\n").is_err());
     }

@@ -2,15 +2,26 @@
 //! them prints (the reporter and `report::print_result` do) or names russh types.
 
 pub mod check;
+pub mod history;
+pub mod prune;
 pub mod push;
+pub mod rollback;
 pub mod status;
+pub mod switching;
+pub mod unlock;
 
 use std::time::Instant;
 
 use crate::app::{Context, Target};
 use crate::executor::{HostError, HostRun};
 use crate::plan::Lowering;
-use crate::report::Events;
+use crate::report::{Events, RunResult};
+
+/// What a changing command ends with: its result, and whether Ctrl-C stopped it (exit 130).
+pub struct Completed {
+    pub result: RunResult,
+    pub interrupted: bool,
+}
 
 /// Connects to one target with its service's lowering values and the host deadline.
 pub async fn connect<'a>(

@@ -15,12 +15,13 @@ use tokio::sync::Semaphore;
 use crate::app::{Context, InputError, Target, for_each, rfc3339_now, unix_now};
 use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
-use crate::executor::{HostError, HostRun, Payload, elapsed_ms, unlock};
+use crate::commands::Completed;
+use crate::commands::switching::{Locked, Switch, announce, finish, history_result, switch_all};
+use crate::executor::{HostError, Payload, elapsed_ms, unlock};
 use crate::facts::LogAction;
-use crate::inventory::{ArtifactSource, OnFailure, Version};
+use crate::inventory::{ArtifactSource, Version};
 use crate::plan::{HistoryRecord, PushDecision, PushPlan, Release, Step, plan_push};
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
-use crate::ssh::Held;
 
 /// What one service pushes.
 struct Shipment {
@@ -30,13 +31,7 @@ struct Shipment {
     manifest: Arc<String>,
 }
 
-/// The outcome of `run`: the result and whether Ctrl-C stopped it (exit 130).
-pub struct Pushed {
-    pub result: RunResult,
-    pub interrupted: bool,
-}
-
-pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Pushed, InputError> {
+pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, InputError> {
     let shipments = prepare(context, arguments).await?;
     let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
     let targets = context.targets(&services)?;
@@ -86,7 +81,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Pushed, Inpu
     };
     drop(events);
     reporter.finish().await;
-    Ok(Pushed {
+    Ok(Completed {
         result: RunResult::new(&context.run_id, "push", arguments.dry_run, hosts),
         interrupted: context.is_interrupted(),
     })
@@ -321,18 +316,6 @@ async fn dry_run(
     .await
 }
 
-/// A host that holds the lock and has the release staged (or is already live on it).
-struct Staged<'a> {
-    target: Target,
-    run: HostRun<'a>,
-    lock: Held,
-    /// `None`: already live with this content (unchanged).
-    plan: Option<PushPlan>,
-    result: HostResult,
-    started: Instant,
-    switched: bool,
-}
-
 /// Runs one service's push over its targets; returns a result per target.
 async fn push_service<'a>(
     context: &'a Context,
@@ -343,10 +326,7 @@ async fn push_service<'a>(
     events: &Events,
     permits: &Semaphore,
 ) -> Vec<(Target, HostResult)> {
-    let service = &context.inventory.services[shipment.service];
     let total = targets.len();
-    let allowed = context.inventory.deploy.max_failures.allowed(total);
-    let policy = context.inventory.deploy.on_failure;
     let now = unix_now();
 
     // Phase 1: stage everywhere.
@@ -364,79 +344,25 @@ async fn push_service<'a>(
     })
     .await;
     let mut finished: Vec<(Target, HostResult)> = Vec::new();
-    let mut staged: Vec<Staged> = Vec::new();
+    let mut staged: Vec<Locked> = Vec::new();
     for outcome in staged_or_failed {
         match outcome {
             Ok(host) => staged.push(host),
             Err(failure) => finished.push(failure),
         }
     }
-    let mut failures = finished.len();
 
     // Phase 2: switch, in batches, only if staging failures are within max_failures.
-    let stop_reason = if context.is_interrupted() {
-        Some("interrupted before the switch".to_string())
-    } else if failures > allowed && policy != OnFailure::Continue {
-        Some(format!(
-            "not switched: {failures} of {total} hosts failed staging (max_failures allows {allowed})"
-        ))
-    } else {
-        None
-    };
-    let mut halted = stop_reason.clone();
-    if halted.is_none() {
-        let batch_size = match context.inventory.deploy.batch_size {
-            0 => staged.len().max(1),
-            size => size,
-        };
-        let mut index = 0;
-        while index < staged.len() {
-            let end = (index + batch_size).min(staged.len());
-            let batch_failures =
-                switch_batch(&mut staged[index..end], context.concurrency, permits).await;
-            failures += batch_failures;
-            index = end;
-            if context.is_interrupted() {
-                halted = Some("interrupted".to_string());
-                break;
-            }
-            if failures > allowed && policy != OnFailure::Continue {
-                halted = Some(format!(
-                    "{failures} of {total} hosts failed (max_failures allows {allowed})"
-                ));
-                break;
-            }
-        }
-        if let Some(reason) = &halted
-            && (policy == OnFailure::Rollback || context.is_interrupted())
-        {
-            roll_back_switched(&mut staged, reason).await;
-        }
-    }
+    let halted = switch_all(context, &mut staged, finished.len(), total, permits).await;
 
     // Phase 3: prune, record history, release locks, for every host that got this far.
-    let cleanups = staged
-        .into_iter()
-        .map(|host| finish(host, service.keep_releases, halted.as_deref(), shipment));
-    let cleaned = futures::future::join_all(cleanups).await;
-    finished.extend(cleaned);
-    for (target, result) in &finished {
-        let label = context.label(*target, with_service);
-        match (&result.result, &result.error) {
-            (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
-                events.done(&label, &format!("{}: {error}", result.result.as_str()))
-            }
-            (outcome, _) => events.done(
-                &label,
-                &format!(
-                    "{} {} -> {}",
-                    outcome.as_str(),
-                    result.from.as_deref().unwrap_or("(none)"),
-                    result.to.as_deref().unwrap_or("(none)")
-                ),
-            ),
-        }
-    }
+    let cleanups = staged.into_iter().map(|host| {
+        finish(host, halted.as_deref(), |result| {
+            history(context, shipment, result)
+        })
+    });
+    finished.extend(futures::future::join_all(cleanups).await);
+    announce(context, events, &finished, with_service);
     finished
 }
 
@@ -451,7 +377,7 @@ async fn stage<'a>(
     events: &Events,
     permits: &Semaphore,
     now: u64,
-) -> Result<Staged<'a>, (Target, HostResult)> {
+) -> Result<Locked<'a>, (Target, HostResult)> {
     let _permit = permits.acquire().await;
     let started = Instant::now();
     let service = &context.inventory.services[target.service];
@@ -510,20 +436,32 @@ async fn stage<'a>(
             if plan.is_none() {
                 result.result = Outcome::Unchanged;
             }
-            Ok(Staged {
+            let (switch, prune) = match plan {
+                Some(plan) => (
+                    Some(Switch {
+                        from: plan.from,
+                        to: plan.to,
+                        action: LogAction::Push,
+                    }),
+                    plan.prune,
+                ),
+                None => (None, Vec::new()),
+            };
+            Ok(Locked {
                 target,
                 run,
                 lock,
-                plan,
                 result,
                 started,
+                switch,
                 switched: false,
+                prune,
             })
         }
         Err(error) => {
             run.discard_staging().await;
             let failure = fail(result, error);
-            run.record(&history(&run, shipment, &failure.1)).await;
+            run.record(&history(context, shipment, &failure.1)).await;
             unlock(&run.label, lock).await;
             run.close().await;
             Err(failure)
@@ -531,147 +469,18 @@ async fn stage<'a>(
     }
 }
 
-/// Switches one batch; returns how many hosts failed to switch.
-async fn switch_batch(batch: &mut [Staged<'_>], concurrency: usize, permits: &Semaphore) -> usize {
-    let outcomes = for_each(
-        batch.iter().collect(),
-        concurrency,
-        |host: &Staged| async move {
-            let Some(plan) = &host.plan else {
-                return Ok(false);
-            };
-            let _permit = permits.acquire().await;
-            let payload = Payload {
-                artifact: std::path::Path::new(""),
-                artifact_size: 0,
-                manifest: "",
-            };
-            host.run.execute(&plan.switch, &payload).await.map(|_| true)
-        },
-    )
-    .await;
-    let mut failures = 0;
-    for (host, outcome) in batch.iter_mut().zip(outcomes) {
-        match outcome {
-            Ok(switched) => host.switched = switched,
-            Err(error) => {
-                failures += 1;
-                host.result.result = Outcome::Failed;
-                host.result.error = Some(error.to_string());
-            }
-        }
-    }
-    failures
-}
-
-/// Under `rollback` (or after Ctrl-C): every host this run switched goes back.
-async fn roll_back_switched(staged: &mut [Staged<'_>], reason: &str) {
-    let switched: Vec<&mut Staged> = staged.iter_mut().filter(|host| host.switched).collect();
-    let undo = switched.into_iter().map(|host| async move {
-        let Some(plan) = &host.plan else { return };
-        let step = match &plan.from {
-            Some(previous) => Step::Switch {
-                from: Some(plan.to.clone()),
-                to: previous.clone(),
-                action: LogAction::Rollback,
-            },
-            None => Step::Retract {
-                version: plan.to.clone(),
-            },
-        };
-        match host.run.execute_unbounded(&step).await {
-            Ok(()) => {
-                host.switched = false;
-                host.result.result = Outcome::RolledBack;
-                host.result.error = Some(format!("rolled back: {reason}"));
-            }
-            Err(error) => {
-                host.result.result = Outcome::Failed;
-                host.result.error = Some(format!("rolling back after `{reason}` failed: {error}"));
-            }
-        }
-    });
-    futures::future::join_all(undo).await;
-}
-
-/// Phase 3 for one host: prune (if live on the new release), history, unlock, disconnect.
-async fn finish(
-    mut host: Staged<'_>,
-    keep_releases: usize,
-    halted: Option<&str>,
-    shipment: &Shipment,
-) -> (Target, HostResult) {
-    let _ = keep_releases;
-    if let Some(plan) = &host.plan {
-        if host.switched && !plan.prune.is_empty() {
-            let prune = Step::Prune {
-                versions: plan.prune.clone(),
-            };
-            if let Err(error) = host.run.execute_unbounded(&prune).await {
-                host.run
-                    .events
-                    .note(&host.run.label, &format!("warning: prune failed: {error}"));
-            }
-        } else if !host.switched && host.result.result == Outcome::Ok {
-            // Staged but not switched because of other hosts or Ctrl-C.
-            host.result.result = Outcome::Skipped;
-            host.result.error = Some(halted.unwrap_or("not switched").to_string());
-        }
-    }
-    host.result.duration_ms = elapsed_ms(host.started);
-    let record = history(&host.run, shipment, &host.result);
-    host.run.record(&record).await;
-    unlock(&host.run.label, host.lock).await;
-    host.run.close().await;
-    (host.target, host.result)
-}
-
 /// The history record for a host's push result.
-fn history(run: &HostRun<'_>, shipment: &Shipment, result: &HostResult) -> HistoryRecord {
-    let _ = run;
+fn history(context: &Context, shipment: &Shipment, result: &HostResult) -> HistoryRecord {
     HistoryRecord {
         time: rfc3339_now(),
-        id: String::new(),
-        operator: String::new(),
+        id: context.run_id.clone(),
+        operator: context.operator.clone(),
         action: "push".to_string(),
         service: result.service.clone().unwrap_or_default(),
         from: result.from.clone(),
         to: Some(shipment.version.to_string()),
         sha256: Some(shipment.artifact.sha256.clone()),
-        result: match result.result {
-            Outcome::Ok | Outcome::Unchanged => "ok",
-            Outcome::RolledBack => "rolled_back",
-            _ => "failed",
-        }
-        .to_string(),
+        result: history_result(result.result).to_string(),
         error: result.error.clone(),
     }
-}
-
-/// The text view of `push --dry-run`: each host's plan.
-pub fn render_plan(result: &RunResult) -> String {
-    let mut text = String::new();
-    for host in &result.hosts {
-        let service = host.service.as_deref().unwrap_or("");
-        text.push_str(&format!(
-            "{} ({service}): {}\n",
-            host.host,
-            host.result.as_str()
-        ));
-        if let Some(lines) = &host.plan {
-            for line in lines {
-                text.push_str(&format!("  {line}\n"));
-            }
-        }
-        if let Some(error) = &host.error
-            && host.result == Outcome::Failed
-        {
-            text.push_str(&format!("  error: {error}\n"));
-        }
-    }
-    text.push_str(&format!(
-        "push {} (dry run): nothing was changed on any host\n",
-        result.id
-    ));
-    text
 }

@@ -7,6 +7,8 @@ mod check;
 mod host_keys;
 mod inventory_errors;
 mod push;
+mod push_failures;
+mod rollback;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -122,4 +124,40 @@ fn regex_like_run_id(text: &str) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+/// Every path under `root` with its type, link target or content digest: compare two of them
+/// to prove a tree is unchanged bit for bit.
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest;
+    let mut entries = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let path = entry.path();
+            let name = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+            let value = if metadata.file_type().is_symlink() {
+                format!(
+                    "link {}",
+                    std::fs::read_link(&path).expect("link").display()
+                )
+            } else if metadata.is_dir() {
+                pending.push(path);
+                "dir".to_string()
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                format!("file {:x}", sha2::Sha256::digest(&bytes))
+            };
+            entries.insert(name, value);
+        }
+    }
+    entries
 }

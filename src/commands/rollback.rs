@@ -1,0 +1,272 @@
+//! `deploy rollback`: switch each selected host back to the release that went live before the
+//! live one (as recorded on the host), or to `--to V`, which must be complete on every selected
+//! host — checked on all of them, under their locks, before any is switched. Uses the same
+//! switch phase and failure policy as push.
+
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::app::{Context, InputError, Target, for_each, rfc3339_now, unix_now};
+use crate::cli::RollbackArgs;
+use crate::commands::Completed;
+use crate::commands::switching::{Locked, announce, finish, history_result, switch_all};
+use crate::executor::{HostError, elapsed_ms, unlock};
+use crate::inventory::Version;
+use crate::plan::{HistoryRecord, RollbackDecision, plan_rollback};
+use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+
+pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Completed, InputError> {
+    let to = match &arguments.to {
+        Some(text) => Some(
+            Version::parse(text).map_err(|error| InputError(format!("--to {text:?}: {error}")))?,
+        ),
+        None => None,
+    };
+    let services = context.services(&arguments.service)?;
+    let targets = context.targets(&services)?;
+    let with_service = services.len() > 1;
+    let (events, reporter) = Reporter::start(context.progress, targets.len());
+    let hosts = if arguments.dry_run {
+        dry_run(context, &targets, to.as_ref(), with_service, &events).await
+    } else {
+        let permits = Semaphore::new(context.concurrency);
+        let runs = services.iter().map(|&service| {
+            let service_targets: Vec<Target> = targets
+                .iter()
+                .copied()
+                .filter(|target| target.service == service)
+                .collect();
+            roll_back_service(
+                context,
+                service_targets,
+                to.as_ref(),
+                with_service,
+                &events,
+                &permits,
+            )
+        });
+        let by_service = futures::future::join_all(runs).await;
+        let mut all: Vec<(Target, HostResult)> = by_service.into_iter().flatten().collect();
+        all.sort_by_key(|(target, _)| targets.iter().position(|other| other == target));
+        all.into_iter().map(|(_, result)| result).collect()
+    };
+    drop(events);
+    reporter.finish().await;
+    Ok(Completed {
+        result: RunResult::new(&context.run_id, "rollback", arguments.dry_run, hosts),
+        interrupted: context.is_interrupted(),
+    })
+}
+
+fn new_result(context: &Context, target: Target) -> HostResult {
+    HostResult::new(
+        Some(&context.inventory.services[target.service].name),
+        &context.inventory.hosts[target.host].name,
+        Outcome::Ok,
+    )
+}
+
+async fn dry_run(
+    context: &Context,
+    targets: &[Target],
+    to: Option<&Version>,
+    with_service: bool,
+    events: &Events,
+) -> Vec<HostResult> {
+    let now = unix_now();
+    for_each(targets.to_vec(), context.concurrency, |target| async move {
+        let started = Instant::now();
+        let label = context.label(target, with_service);
+        let mut result = new_result(context, target);
+        result.result = Outcome::Planned;
+        let read = async {
+            let run = super::connect(context, target, label.clone(), events, now).await?;
+            let facts = run.facts().await;
+            run.close().await;
+            facts
+        };
+        match read.await {
+            Err(error) => {
+                result.result = Outcome::Failed;
+                result.error = Some(error.to_string());
+            }
+            Ok(facts) => {
+                result.from = facts.live().map(ToString::to_string);
+                let mut lines = vec![match &facts.lock {
+                    Some(lock) => format!("lock: {}", lock.describe()),
+                    None => "lock: free".to_string(),
+                }];
+                match plan_rollback(&facts, to) {
+                    RollbackDecision::Switch(switch) => {
+                        result.to = Some(switch.to.to_string());
+                        lines.push(switch.step().describe());
+                    }
+                    RollbackDecision::Unchanged => {
+                        result.to = result.from.clone();
+                        lines.push("unchanged: already live".to_string());
+                    }
+                    RollbackDecision::Nothing(reason) => lines.push(reason),
+                    RollbackDecision::Missing => {
+                        result.result = Outcome::Failed;
+                        let message = format!(
+                            "{} is not complete on this host",
+                            to.map(Version::as_str).unwrap_or("")
+                        );
+                        lines.push(message.clone());
+                        result.error = Some(message);
+                    }
+                }
+                events.done(&label, &format!("planned: {}", lines.join("; ")));
+                result.plan = Some(lines);
+            }
+        }
+        result.duration_ms = elapsed_ms(started);
+        result
+    })
+    .await
+}
+
+async fn roll_back_service<'a>(
+    context: &'a Context,
+    targets: Vec<Target>,
+    to: Option<&'a Version>,
+    with_service: bool,
+    events: &Events,
+    permits: &Semaphore,
+) -> Vec<(Target, HostResult)> {
+    let total = targets.len();
+    let now = unix_now();
+    let prepared = for_each(targets, context.concurrency, |target| async move {
+        let _permit = permits.acquire().await;
+        let started = Instant::now();
+        let mut result = new_result(context, target);
+        let fail = |mut result: HostResult, error: HostError| {
+            result.result = Outcome::Failed;
+            result.lock_held = matches!(error, HostError::LockHeld(_));
+            result.error = Some(error.to_string());
+            result.duration_ms = elapsed_ms(started);
+            Err((target, result, false))
+        };
+        let label = context.label(target, with_service);
+        let run = match super::connect(context, target, label, events, now).await {
+            Ok(run) => run,
+            Err(error) => return fail(result, error),
+        };
+        let lock = match run.lock(&context.operator, now).await {
+            Ok(lock) => lock,
+            Err(error) => {
+                run.close().await;
+                return fail(result, error);
+            }
+        };
+        let facts = match run.facts().await {
+            Ok(facts) => facts,
+            Err(error) => {
+                unlock(&run.label, lock).await;
+                run.close().await;
+                return fail(result, error);
+            }
+        };
+        result.from = facts.live().map(ToString::to_string);
+        let mut missing = false;
+        let switch = match plan_rollback(&facts, to) {
+            RollbackDecision::Switch(switch) => {
+                result.to = Some(switch.to.to_string());
+                Some(switch)
+            }
+            RollbackDecision::Unchanged => {
+                result.result = Outcome::Unchanged;
+                result.to = result.from.clone();
+                None
+            }
+            RollbackDecision::Nothing(reason) => {
+                result.result = Outcome::Skipped;
+                result.error = Some(reason);
+                None
+            }
+            RollbackDecision::Missing => {
+                missing = true;
+                None
+            }
+        };
+        if missing {
+            unlock(&run.label, lock).await;
+            run.close().await;
+            let version = to.map(Version::as_str).unwrap_or("");
+            let error =
+                HostError::failed("plan", format!("{version} is not complete on this host"));
+            return fail(result, error).map_err(|(target, result, _)| (target, result, true));
+        }
+        Ok(Locked {
+            target,
+            run,
+            lock,
+            result,
+            started,
+            switch,
+            switched: false,
+            prune: Vec::new(),
+        })
+    })
+    .await;
+
+    let mut finished: Vec<(Target, HostResult)> = Vec::new();
+    let mut locked: Vec<Locked> = Vec::new();
+    let mut lacking: Vec<String> = Vec::new();
+    for outcome in prepared {
+        match outcome {
+            Ok(host) => locked.push(host),
+            Err((target, result, missing)) => {
+                if missing {
+                    lacking.push(result.host.clone());
+                }
+                finished.push((target, result));
+            }
+        }
+    }
+
+    if !lacking.is_empty() {
+        // `--to V` must be complete everywhere before anything switches: change nothing.
+        let reason = format!(
+            "not switched: {} is missing on {}",
+            to.map(Version::as_str).unwrap_or(""),
+            lacking.join(", ")
+        );
+        let releases = locked.into_iter().map(|mut host| {
+            let reason = reason.clone();
+            async move {
+                unlock(&host.run.label, host.lock).await;
+                host.run.close().await;
+                if host.result.result == Outcome::Ok {
+                    host.result.result = Outcome::Skipped;
+                    host.result.error = Some(reason);
+                }
+                host.result.duration_ms = elapsed_ms(host.started);
+                (host.target, host.result)
+            }
+        });
+        finished.extend(futures::future::join_all(releases).await);
+        announce(context, events, &finished, with_service);
+        return finished;
+    }
+
+    let halted = switch_all(context, &mut locked, finished.len(), total, permits).await;
+    let cleanups = locked.into_iter().map(|host| {
+        finish(host, halted.as_deref(), |result| HistoryRecord {
+            time: rfc3339_now(),
+            id: context.run_id.clone(),
+            operator: context.operator.clone(),
+            action: "rollback".to_string(),
+            service: result.service.clone().unwrap_or_default(),
+            from: result.from.clone(),
+            to: result.to.clone(),
+            sha256: None,
+            result: history_result(result.result).to_string(),
+            error: result.error.clone(),
+        })
+    });
+    finished.extend(futures::future::join_all(cleanups).await);
+    announce(context, events, &finished, with_service);
+    finished
+}

@@ -1,0 +1,206 @@
+//! The switch phase, shared by `push` and `rollback` (one switch code path).
+//!
+//! Owns: hosts that hold their service lock and are ready to switch (`Locked`), switching them
+//! in batches of `batch_size` while applying `max_failures` and `on_failure`, undoing the
+//! switches this run made (under `rollback`, or after Ctrl-C), and the last phase of every
+//! changing command: prune, history record, unlock, disconnect.
+
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::app::{Context, Target, for_each};
+use crate::executor::{HostRun, Payload, elapsed_ms, unlock};
+use crate::inventory::{OnFailure, Version};
+pub use crate::plan::Switch;
+use crate::plan::{HistoryRecord, Step};
+use crate::report::{Events, HostResult, Outcome};
+use crate::ssh::Held;
+
+/// A host holding its service lock, ready to switch.
+pub struct Locked<'a> {
+    pub target: Target,
+    pub run: HostRun<'a>,
+    pub lock: Held,
+    pub result: HostResult,
+    pub started: Instant,
+    /// `None`: nothing to switch on this host (already there).
+    pub switch: Option<Switch>,
+    pub switched: bool,
+    /// Releases to remove once the switch succeeded.
+    pub prune: Vec<Version>,
+}
+
+/// Switches every host that has a switch, in batches. `failures` counts the hosts of this
+/// service that already failed (and `total` all of them) for `max_failures`. Returns why the
+/// run stopped switching, if it did; under `rollback` (or after Ctrl-C) the hosts switched by
+/// this run are already switched back when it returns.
+pub async fn switch_all(
+    context: &Context,
+    hosts: &mut [Locked<'_>],
+    mut failures: usize,
+    total: usize,
+    permits: &Semaphore,
+) -> Option<String> {
+    let allowed = context.inventory.deploy.max_failures.allowed(total);
+    let policy = context.inventory.deploy.on_failure;
+    if context.is_interrupted() {
+        return Some("interrupted before the switch".to_string());
+    }
+    if failures > allowed && policy != OnFailure::Continue {
+        return Some(format!(
+            "not switched: {failures} of {total} hosts failed before the switch (max_failures allows {allowed})"
+        ));
+    }
+    let batch_size = match context.inventory.deploy.batch_size {
+        0 => hosts.len().max(1),
+        size => size,
+    };
+    let mut halted = None;
+    let mut start = 0;
+    while start < hosts.len() {
+        let end = (start + batch_size).min(hosts.len());
+        failures += switch_batch(&mut hosts[start..end], context.concurrency, permits).await;
+        start = end;
+        if context.is_interrupted() {
+            halted = Some("interrupted".to_string());
+            break;
+        }
+        if failures > allowed && policy != OnFailure::Continue {
+            halted = Some(format!(
+                "{failures} of {total} hosts failed (max_failures allows {allowed})"
+            ));
+            break;
+        }
+    }
+    if let Some(reason) = &halted
+        && (policy == OnFailure::Rollback || context.is_interrupted())
+    {
+        undo_switched(hosts, reason).await;
+    }
+    halted
+}
+
+/// Switches one batch; returns how many hosts failed to switch.
+async fn switch_batch(batch: &mut [Locked<'_>], concurrency: usize, permits: &Semaphore) -> usize {
+    let outcomes = for_each(
+        batch.iter().collect(),
+        concurrency,
+        |host: &Locked| async move {
+            let Some(switch) = &host.switch else {
+                return Ok(false);
+            };
+            let _permit = permits.acquire().await;
+            let nothing = Payload {
+                artifact: std::path::Path::new(""),
+                artifact_size: 0,
+                manifest: "",
+            };
+            host.run
+                .execute(&switch.step(), &nothing)
+                .await
+                .map(|_| true)
+        },
+    )
+    .await;
+    let mut failures = 0;
+    for (host, outcome) in batch.iter_mut().zip(outcomes) {
+        match outcome {
+            Ok(switched) => host.switched = switched,
+            Err(error) => {
+                failures += 1;
+                host.result.result = Outcome::Failed;
+                host.result.error = Some(error.to_string());
+            }
+        }
+    }
+    failures
+}
+
+/// Every host this run switched goes back to where it was.
+async fn undo_switched(hosts: &mut [Locked<'_>], reason: &str) {
+    let undo = hosts
+        .iter_mut()
+        .filter(|host| host.switched)
+        .map(|host| async move {
+            let Some(switch) = &host.switch else { return };
+            match host.run.execute_unbounded(&switch.undo()).await {
+                Ok(()) => {
+                    host.switched = false;
+                    host.result.result = Outcome::RolledBack;
+                    host.result.error = Some(format!("switched back: {reason}"));
+                }
+                Err(error) => {
+                    host.result.result = Outcome::Failed;
+                    host.result.error =
+                        Some(format!("switching back after `{reason}` failed: {error}"));
+                }
+            }
+        });
+    futures::future::join_all(undo).await;
+}
+
+/// Last phase for one host: prune (if it switched), history, unlock, disconnect.
+pub async fn finish(
+    host: Locked<'_>,
+    halted: Option<&str>,
+    record: impl FnOnce(&HostResult) -> HistoryRecord,
+) -> (Target, HostResult) {
+    let mut host = host;
+    if host.switch.is_some() {
+        if host.switched && !host.prune.is_empty() {
+            let prune = Step::Prune {
+                versions: host.prune.clone(),
+            };
+            if let Err(error) = host.run.execute_unbounded(&prune).await {
+                host.run
+                    .events
+                    .note(&host.run.label, &format!("warning: prune failed: {error}"));
+            }
+        } else if !host.switched && host.result.result == Outcome::Ok {
+            // Ready but not switched: other hosts failed, or Ctrl-C.
+            host.result.result = Outcome::Skipped;
+            host.result.error = Some(halted.unwrap_or("not switched").to_string());
+        }
+    }
+    host.result.duration_ms = elapsed_ms(host.started);
+    host.run.record(&record(&host.result)).await;
+    unlock(&host.run.label, host.lock).await;
+    host.run.close().await;
+    (host.target, host.result)
+}
+
+/// One line per finished host for the reporter.
+pub fn announce(
+    context: &Context,
+    events: &Events,
+    finished: &[(Target, HostResult)],
+    with_service: bool,
+) {
+    for (target, result) in finished {
+        let label = context.label(*target, with_service);
+        match (&result.result, &result.error) {
+            (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
+                events.done(&label, &format!("{}: {error}", result.result.as_str()))
+            }
+            (outcome, _) => events.done(
+                &label,
+                &format!(
+                    "{} {} -> {}",
+                    outcome.as_str(),
+                    result.from.as_deref().unwrap_or("(none)"),
+                    result.to.as_deref().unwrap_or("(none)")
+                ),
+            ),
+        }
+    }
+}
+
+/// The history `result` word for a host result.
+pub fn history_result(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok | Outcome::Unchanged | Outcome::Planned => "ok",
+        Outcome::RolledBack => "rolled_back",
+        Outcome::Failed | Outcome::Skipped => "failed",
+    }
+}
