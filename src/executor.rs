@@ -45,6 +45,17 @@ pub struct Payload<'a> {
     pub manifest: &'a str,
 }
 
+impl Payload<'static> {
+    /// For steps that stream nothing.
+    pub fn none() -> Self {
+        Payload {
+            artifact: Path::new(""),
+            artifact_size: 0,
+            manifest: "",
+        }
+    }
+}
+
 /// One host, one service, one run.
 pub struct HostRun<'a> {
     pub session: Session,
@@ -53,6 +64,8 @@ pub struct HostRun<'a> {
     pub events: Events,
     pub deadline: Instant,
     pub interrupted: watch::Receiver<bool>,
+    /// Descriptions of the planned steps that completed, in order (compared with dry-runs).
+    executed: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'a> HostRun<'a> {
@@ -86,6 +99,7 @@ impl<'a> HostRun<'a> {
             events,
             deadline,
             interrupted,
+            executed: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -192,9 +206,76 @@ impl<'a> HostRun<'a> {
             }
         };
         if !output.success() {
-            return Err(HostError::failed(name, output.failure_text()));
+            return Err(HostError::failed(name, failure_of(step, &output)));
         }
+        self.completed(step);
         Ok(sent)
+    }
+
+    fn completed(&self, step: &Step) {
+        if let Ok(mut executed) = self.executed.lock() {
+            executed.push(step.describe());
+        }
+    }
+
+    /// The planned steps that completed so far, described as in a dry run.
+    pub fn executed(&self) -> Vec<String> {
+        self.executed
+            .lock()
+            .map(|executed| executed.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs a `Step::Health` up to its attempt count, `interval` apart; each attempt is bounded
+    /// on the host (`timeout`) and here (the same plus a margin).
+    pub async fn health(
+        &self,
+        step: &Step,
+        interval: std::time::Duration,
+    ) -> Result<(), HostError> {
+        let Step::Health {
+            attempts,
+            timeout_seconds,
+            ..
+        } = step
+        else {
+            return Err(HostError::failed("health", "not a health check step"));
+        };
+        self.events.step(&self.label, "health");
+        let remote = self.lowering.lower(step);
+        let limit = std::time::Duration::from_secs(timeout_seconds + 5);
+        let mut last = String::new();
+        for attempt in 1..=*attempts {
+            let outcome = self
+                .bounded("health", async {
+                    match tokio::time::timeout(limit, self.session.run(&remote.script)).await {
+                        Ok(result) => result,
+                        Err(_) => Ok(Output {
+                            status: None,
+                            signal: Some(format!("timed out after {timeout_seconds}s")),
+                            ..Output::default()
+                        }),
+                    }
+                })
+                .await?;
+            if outcome.success() {
+                self.completed(step);
+                return Ok(());
+            }
+            last = failure_of(step, &outcome);
+            tracing::info!(host = %self.label, step = "health", "attempt {attempt} of {attempts} failed: {last}");
+            if attempt < *attempts {
+                self.bounded("health", async {
+                    tokio::time::sleep(interval).await;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Err(HostError::failed(
+            "health",
+            format!("failed {attempts} of {attempts} attempts; last: {last}"),
+        ))
     }
 
     /// Appends one history record (best effort: a failure is logged, not fatal).
@@ -242,15 +323,31 @@ impl<'a> HostRun<'a> {
         })?
         .map_err(|error| HostError::failed(name, error.to_string()))?;
         if output.success() {
+            self.completed(step);
             Ok(())
         } else {
-            Err(HostError::failed(name, output.failure_text()))
+            Err(HostError::failed(name, failure_of(step, &output)))
         }
     }
 
     pub async fn close(self) {
         self.session.close().await;
     }
+}
+
+/// The error text of a failed step: exit status and stderr, plus the output's tail for hooks
+/// and health checks (their output is what explains the failure).
+fn failure_of(step: &Step, output: &Output) -> String {
+    let mut text = output.failure_text();
+    if matches!(step, Step::Hook { .. } | Step::Health { .. }) {
+        let stdout = output.stdout_text();
+        let lines: Vec<&str> = stdout.lines().collect();
+        let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+        if !tail.trim().is_empty() {
+            text.push_str(&format!("; output: {}", tail.trim()));
+        }
+    }
+    text
 }
 
 /// Releases a lock (closing the holder's stdin); a failure is logged.

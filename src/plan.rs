@@ -50,6 +50,96 @@ pub enum Step {
         holder: String,
         kill: Option<String>,
     },
+    /// Run one hook command with `sh` in the release directory, with the DEPLOY_* environment.
+    Hook {
+        phase: HookPhase,
+        command: String,
+        environment: HookEnvironment,
+    },
+    /// Run the health check command once (the executor retries it), bounded by `timeout`.
+    Health {
+        command: String,
+        timeout_seconds: u64,
+        attempts: u32,
+        environment: HookEnvironment,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    BeforeSwitch,
+    AfterSwitch,
+}
+
+impl HookPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::BeforeSwitch => "before_switch",
+            HookPhase::AfterSwitch => "after_switch",
+        }
+    }
+}
+
+/// The DEPLOY_* values of SPEC §2 (base dir and run id come from the lowering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEnvironment {
+    pub service: String,
+    pub host: String,
+    /// The release going live (hooks and health run in its directory).
+    pub version: Version,
+    /// The release it replaces, if any.
+    pub previous: Option<Version>,
+}
+
+/// Everything a switch runs on one host, in order: `before_switch` hooks, the switch,
+/// `after_switch` hooks, the health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchSequence {
+    pub before: Vec<Step>,
+    pub switch: Step,
+    pub after: Vec<Step>,
+    pub health: Option<Step>,
+}
+
+impl SwitchSequence {
+    pub fn new(service: &crate::inventory::Service, host: &str, switch: &Switch) -> SwitchSequence {
+        let environment = HookEnvironment {
+            service: service.name.clone(),
+            host: host.to_string(),
+            version: switch.to.clone(),
+            previous: switch.from.clone(),
+        };
+        let hooks = |phase: HookPhase, commands: &[String]| -> Vec<Step> {
+            commands
+                .iter()
+                .map(|command| Step::Hook {
+                    phase,
+                    command: command.clone(),
+                    environment: environment.clone(),
+                })
+                .collect()
+        };
+        SwitchSequence {
+            before: hooks(HookPhase::BeforeSwitch, &service.hooks.before_switch),
+            switch: switch.step(),
+            after: hooks(HookPhase::AfterSwitch, &service.hooks.after_switch),
+            health: service.health_check.as_ref().map(|check| Step::Health {
+                command: check.command.clone(),
+                timeout_seconds: check.timeout.as_secs().max(1),
+                attempts: check.retries,
+                environment: environment.clone(),
+            }),
+        }
+    }
+
+    /// The steps in the order they run (for dry-run listings).
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = self.before.clone();
+        steps.push(self.switch.clone());
+        steps.extend(self.after.iter().cloned());
+        steps.extend(self.health.iter().cloned());
+        steps
+    }
 }
 
 impl Step {
@@ -63,6 +153,8 @@ impl Step {
             Step::Prune { .. } => "prune",
             Step::Retract { .. } => "rollback",
             Step::Unlock { .. } => "unlock",
+            Step::Hook { phase, .. } => phase.as_str(),
+            Step::Health { .. } => "health",
         }
     }
 
@@ -102,6 +194,18 @@ impl Step {
                 Some(pid) => format!("stop the lock holder (pid {pid}) and remove its lock"),
                 None => "remove the stale lock".to_string(),
             },
+            Step::Hook {
+                phase,
+                command,
+                environment,
+            } => format!(
+                "{} hook in releases/{}: {command}",
+                phase.as_str(),
+                environment.version
+            ),
+            Step::Health {
+                command, attempts, ..
+            } => format!("health check (up to {attempts} attempts): {command}"),
         }
     }
 }
@@ -297,6 +401,29 @@ impl Lowering<'_> {
                 ),
                 input: Input::Nothing,
             },
+            Step::Hook {
+                command,
+                environment,
+                ..
+            } => Remote {
+                script: self.in_release(environment, &format!("exec sh -c {}\n", quote(command))),
+                input: Input::Nothing,
+            },
+            Step::Health {
+                command,
+                timeout_seconds,
+                environment,
+                ..
+            } => Remote {
+                script: self.in_release(
+                    environment,
+                    &format!(
+                        "if command -v timeout >/dev/null 2>&1; then exec timeout {timeout_seconds} sh -c {command}; fi\nexec sh -c {command}\n",
+                        command = quote(command),
+                    ),
+                ),
+                input: Input::Nothing,
+            },
             Step::Prune { versions } => {
                 let mut script = format!(
                     "set -u\n{enter}t={trash}\nmkdir -p -- \"$t\" || exit 1\nlive=$(readlink current 2>/dev/null || true)\n",
@@ -319,6 +446,32 @@ impl Lowering<'_> {
                 }
             }
         }
+    }
+
+    /// Prefix that exports the DEPLOY_* environment and enters the release directory.
+    fn in_release(&self, environment: &HookEnvironment, body: &str) -> String {
+        format!(
+            "set -u\nb={base}\ncd -- \"$b\" || exit 1\n\
+             DEPLOY_BASE_DIR=$(pwd -P)\n\
+             DEPLOY_RELEASE_DIR=\"$DEPLOY_BASE_DIR\"/{release}\n\
+             DEPLOY_SERVICE={service}\nDEPLOY_HOST={host}\nDEPLOY_VERSION={version}\n\
+             DEPLOY_PREVIOUS={previous}\nDEPLOY_RUN_ID={run_id}\n\
+             export DEPLOY_BASE_DIR DEPLOY_RELEASE_DIR DEPLOY_SERVICE DEPLOY_HOST DEPLOY_VERSION DEPLOY_PREVIOUS DEPLOY_RUN_ID\n\
+             cd -- \"$DEPLOY_RELEASE_DIR\" || exit 1\n{body}",
+            base = quote(self.base_dir),
+            release = quote(&format!("releases/{}", environment.version)),
+            service = quote(&environment.service),
+            host = quote(&environment.host),
+            version = quote(environment.version.as_str()),
+            previous = quote(
+                environment
+                    .previous
+                    .as_ref()
+                    .map(Version::as_str)
+                    .unwrap_or("")
+            ),
+            run_id = quote(self.run_id),
+        )
     }
 
     /// Removes this run's staging directory (best effort after a failure).

@@ -65,8 +65,12 @@ pub struct HostResult {
     pub status: Option<StatusView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<CheckView>>,
+    /// Planned steps (dry run) or the steps that completed (real run), one line each.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Vec<String>>,
+    pub steps: Option<Vec<String>>,
+    /// Facts and decisions worth showing (live release, lock, disk, why nothing changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<Vec<String>>,
     /// `prune`: releases removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pruned: Option<Vec<String>>,
@@ -89,7 +93,8 @@ impl HostResult {
             lock_held: false,
             status: None,
             checks: None,
-            plan: None,
+            steps: None,
+            notes: None,
             pruned: None,
             entries: None,
         }
@@ -448,10 +453,11 @@ pub fn render_plan(result: &RunResult) -> String {
             host.host,
             host.result.as_str()
         ));
-        if let Some(lines) = &host.plan {
-            for line in lines {
-                text.push_str(&format!("  {line}\n"));
-            }
+        for line in host.notes.iter().flatten() {
+            text.push_str(&format!("  {line}\n"));
+        }
+        for line in host.steps.iter().flatten() {
+            text.push_str(&format!("  - {line}\n"));
         }
         if let Some(error) = &host.error
             && host.result == Outcome::Failed

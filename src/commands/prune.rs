@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::app::{Context, InputError, for_each, rfc3339_now, unix_now};
 use crate::cli::PruneArgs;
-use crate::executor::{HostError, Payload, elapsed_ms, unlock};
+use crate::executor::{HostError, elapsed_ms, unlock};
 use crate::inventory::Version;
 use crate::plan::{HistoryRecord, Step, plan_prune};
 use crate::report::{HostResult, Outcome, Reporter, RunResult};
@@ -53,16 +53,11 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                 let outcome: Result<Vec<Version>, HostError> = async {
                     let versions = plan_prune(&run.facts().await?, keep);
                     if !versions.is_empty() {
-                        let nothing = Payload {
-                            artifact: std::path::Path::new(""),
-                            artifact_size: 0,
-                            manifest: "",
-                        };
                         run.execute(
                             &Step::Prune {
                                 versions: versions.clone(),
                             },
-                            &nothing,
+                            &crate::executor::Payload::none(),
                         )
                         .await?;
                     }
@@ -100,7 +95,7 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                         result.result = Outcome::Unchanged;
                     }
                     events.done(&label, &message);
-                    result.plan = Some(vec![message]);
+                    result.notes = Some(vec![message]);
                     result.pruned = Some(names);
                 }
                 Err(error) => {

@@ -20,7 +20,9 @@ use crate::commands::switching::{Locked, Switch, announce, finish, history_resul
 use crate::executor::{HostError, Payload, elapsed_ms, unlock};
 use crate::facts::LogAction;
 use crate::inventory::{ArtifactSource, Version};
-use crate::plan::{HistoryRecord, PushDecision, PushPlan, Release, Step, plan_push};
+use crate::plan::{
+    HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
+};
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 /// What one service pushes.
@@ -250,6 +252,7 @@ async fn dry_run(
             }
             Ok(facts) => {
                 result.from = facts.live().map(ToString::to_string);
+                let mut steps: Vec<String> = Vec::new();
                 let mut lines = vec![format!(
                     "live: {}",
                     facts.live().map(Version::as_str).unwrap_or("(none)")
@@ -294,10 +297,20 @@ async fn dry_run(
                                 plan.to
                             ));
                         }
-                        lines.extend(plan.stage.iter().map(Step::describe));
-                        lines.push(plan.switch.describe());
+                        steps.extend(plan.stage.iter().map(Step::describe));
+                        let switch = Switch {
+                            from: plan.from.clone(),
+                            to: plan.to.clone(),
+                            action: LogAction::Push,
+                        };
+                        steps.extend(
+                            SwitchSequence::new(service, &host.name, &switch)
+                                .steps()
+                                .iter()
+                                .map(Step::describe),
+                        );
                         if !plan.prune.is_empty() {
-                            lines.push(
+                            steps.push(
                                 Step::Prune {
                                     versions: plan.prune.clone(),
                                 }
@@ -306,8 +319,9 @@ async fn dry_run(
                         }
                     }
                 }
-                events.done(&label, &format!("planned: {}", lines.join("; ")));
-                result.plan = Some(lines);
+                events.done(&label, &format!("planned: {} steps", steps.len()));
+                result.notes = Some(lines);
+                result.steps = Some(steps);
             }
         }
         result.duration_ms = elapsed_ms(started);
@@ -460,6 +474,7 @@ async fn stage<'a>(
         }
         Err(error) => {
             run.discard_staging().await;
+            result.steps = Some(run.executed());
             let failure = fail(result, error);
             run.record(&history(context, shipment, &failure.1)).await;
             unlock(&run.label, lock).await;

@@ -13,7 +13,7 @@ use crate::commands::Completed;
 use crate::commands::switching::{Locked, announce, finish, history_result, switch_all};
 use crate::executor::{HostError, elapsed_ms, unlock};
 use crate::inventory::Version;
-use crate::plan::{HistoryRecord, RollbackDecision, plan_rollback};
+use crate::plan::{HistoryRecord, RollbackDecision, SwitchSequence, plan_rollback};
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Completed, InputError> {
@@ -100,7 +100,15 @@ async fn dry_run(
                 match plan_rollback(&facts, to) {
                     RollbackDecision::Switch(switch) => {
                         result.to = Some(switch.to.to_string());
-                        lines.push(switch.step().describe());
+                        let service = &context.inventory.services[target.service];
+                        let host = &context.inventory.hosts[target.host].name;
+                        result.steps = Some(
+                            SwitchSequence::new(service, host, &switch)
+                                .steps()
+                                .iter()
+                                .map(crate::plan::Step::describe)
+                                .collect(),
+                        );
                     }
                     RollbackDecision::Unchanged => {
                         result.to = result.from.clone();
@@ -118,7 +126,7 @@ async fn dry_run(
                     }
                 }
                 events.done(&label, &format!("planned: {}", lines.join("; ")));
-                result.plan = Some(lines);
+                result.notes = Some(lines);
             }
         }
         result.duration_ms = elapsed_ms(started);

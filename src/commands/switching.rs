@@ -10,10 +10,12 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::app::{Context, Target, for_each};
+use crate::executor::HostError;
 use crate::executor::{HostRun, Payload, elapsed_ms, unlock};
+use crate::facts::LogAction;
 use crate::inventory::{OnFailure, Version};
 pub use crate::plan::Switch;
-use crate::plan::{HistoryRecord, Step};
+use crate::plan::{HistoryRecord, Step, SwitchSequence};
 use crate::report::{Events, HostResult, Outcome};
 use crate::ssh::Held;
 
@@ -60,7 +62,7 @@ pub async fn switch_all(
     let mut start = 0;
     while start < hosts.len() {
         let end = (start + batch_size).min(hosts.len());
-        failures += switch_batch(&mut hosts[start..end], context.concurrency, permits).await;
+        failures += switch_batch(context, &mut hosts[start..end], permits).await;
         start = end;
         if context.is_interrupted() {
             halted = Some("interrupted".to_string());
@@ -76,55 +78,115 @@ pub async fn switch_all(
     if let Some(reason) = &halted
         && (policy == OnFailure::Rollback || context.is_interrupted())
     {
-        undo_switched(hosts, reason).await;
+        undo_switched(context, hosts, reason).await;
     }
     halted
 }
 
-/// Switches one batch; returns how many hosts failed to switch.
-async fn switch_batch(batch: &mut [Locked<'_>], concurrency: usize, permits: &Semaphore) -> usize {
+/// Switches one batch; returns how many hosts failed (a host whose hook or health check
+/// failed is switched back at once and counts as failed).
+async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Semaphore) -> usize {
     let outcomes = for_each(
         batch.iter().collect(),
-        concurrency,
+        context.concurrency,
         |host: &Locked| async move {
             let Some(switch) = &host.switch else {
-                return Ok(false);
+                return (false, None);
             };
             let _permit = permits.acquire().await;
-            let nothing = Payload {
-                artifact: std::path::Path::new(""),
-                artifact_size: 0,
-                manifest: "",
-            };
-            host.run
-                .execute(&switch.step(), &nothing)
-                .await
-                .map(|_| true)
+            switch_one(context, host, switch).await
         },
     )
     .await;
     let mut failures = 0;
-    for (host, outcome) in batch.iter_mut().zip(outcomes) {
-        match outcome {
-            Ok(switched) => host.switched = switched,
-            Err(error) => {
-                failures += 1;
-                host.result.result = Outcome::Failed;
-                host.result.error = Some(error.to_string());
-            }
+    for (host, (switched, error)) in batch.iter_mut().zip(outcomes) {
+        host.switched = switched;
+        if let Some(error) = error {
+            failures += 1;
+            host.result.result = Outcome::Failed;
+            host.result.error = Some(error);
         }
     }
     failures
 }
 
+/// `before_switch` hooks, switch, `after_switch` hooks, health check. Returns whether the host
+/// is left switched, and the failure if any.
+async fn switch_one(
+    context: &Context,
+    host: &Locked<'_>,
+    switch: &Switch,
+) -> (bool, Option<String>) {
+    let service = &context.inventory.services[host.target.service];
+    let host_name = &context.inventory.hosts[host.target.host].name;
+    let sequence = SwitchSequence::new(service, host_name, switch);
+    for step in &sequence.before {
+        if let Err(error) = host.run.execute(step, &Payload::none()).await {
+            return (false, Some(error.to_string()));
+        }
+    }
+    if let Err(error) = host.run.execute(&sequence.switch, &Payload::none()).await {
+        return (false, Some(error.to_string()));
+    }
+    let mut failure = None;
+    for step in &sequence.after {
+        if let Err(error) = host.run.execute(step, &Payload::none()).await {
+            failure = Some(error);
+            break;
+        }
+    }
+    if failure.is_none()
+        && let (Some(step), Some(check)) = (&sequence.health, &service.health_check)
+        && let Err(error) = host.run.health(step, check.interval).await
+    {
+        failure = Some(error);
+    }
+    let Some(error) = failure else {
+        return (true, None);
+    };
+    let back_to = switch
+        .from
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "no live release".to_string());
+    match revert(context, host, switch).await {
+        Ok(()) => (false, Some(format!("{error}; switched back to {back_to}"))),
+        Err(undo) => (
+            true,
+            Some(format!("{error}; switching back failed: {undo}")),
+        ),
+    }
+}
+
+/// Puts a switched host back: the reverse switch, then `after_switch` hooks for the release
+/// it returns to. Not bounded by the deadline or Ctrl-C (it is what they call for).
+async fn revert(context: &Context, host: &Locked<'_>, switch: &Switch) -> Result<(), HostError> {
+    host.run.execute_unbounded(&switch.undo()).await?;
+    if let Some(previous) = &switch.from {
+        let service = &context.inventory.services[host.target.service];
+        let host_name = &context.inventory.hosts[host.target.host].name;
+        let back = Switch {
+            from: Some(switch.to.clone()),
+            to: previous.clone(),
+            action: LogAction::Rollback,
+        };
+        for step in SwitchSequence::new(service, host_name, &back).after {
+            host.run.execute_unbounded(&step).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Every host this run switched goes back to where it was.
-async fn undo_switched(hosts: &mut [Locked<'_>], reason: &str) {
+async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str) {
     let undo = hosts
         .iter_mut()
         .filter(|host| host.switched)
         .map(|host| async move {
-            let Some(switch) = &host.switch else { return };
-            match host.run.execute_unbounded(&switch.undo()).await {
+            let Some(switch) = host.switch.clone() else {
+                return;
+            };
+            match revert(context, host, &switch).await {
                 Ok(()) => {
                     host.switched = false;
                     host.result.result = Outcome::RolledBack;
@@ -164,6 +226,7 @@ pub async fn finish(
         }
     }
     host.result.duration_ms = elapsed_ms(host.started);
+    host.result.steps = Some(host.run.executed());
     host.run.record(&record(&host.result)).await;
     unlock(&host.run.label, host.lock).await;
     host.run.close().await;

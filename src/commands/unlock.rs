@@ -54,12 +54,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
                     holder: format!("{} {} {} {}", lock.pid, lock.operator, lock.run_id, lock.since),
                     kill: lock.alive.then(|| lock.pid.clone()),
                 };
-                let nothing = crate::executor::Payload {
-                    artifact: std::path::Path::new(""),
-                    artifact_size: 0,
-                    manifest: "",
-                };
-                let outcome = run.execute(&step, &nothing).await;
+                let outcome = run.execute(&step, &crate::executor::Payload::none()).await;
                 if outcome.is_ok() {
                     run.record(&HistoryRecord {
                         time: rfc3339_now(),
@@ -82,7 +77,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
                 Ok((outcome, message)) => {
                     result.result = outcome;
                     events.done(&label, &message);
-                    result.plan = Some(vec![message]);
+                    result.notes = Some(vec![message]);
                 }
                 Err(error) => {
                     result.result = Outcome::Failed;

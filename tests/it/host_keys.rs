@@ -55,13 +55,6 @@ fn with_host_line(text: &str, host: &str, line: &str) -> String {
     text.replacen(&entry, &format!("{entry}{line}\n"), 1)
 }
 
-fn result_of(ran: &Ran, host: &str) -> String {
-    ran.host(host)["result"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no result for {host}: {ran:?}"))
-        .to_string()
-}
-
 /// The `error` of `host`, with the fleet dir replaced by `[DIR]` and `host`'s port by `[PORT]`.
 fn error_of(ran: &Ran, fleet: &Fleet, index: usize) -> String {
     let host = fleet.host(index);
