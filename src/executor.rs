@@ -66,6 +66,8 @@ pub struct HostRun<'a> {
     pub interrupted: watch::Receiver<bool>,
     /// Descriptions of the planned steps that completed, in order (compared with dry-runs).
     executed: std::sync::Mutex<Vec<String>>,
+    /// Artifact bytes sent to this host, including an upload that failed part way.
+    uploaded: std::sync::atomic::AtomicU64,
 }
 
 impl<'a> HostRun<'a> {
@@ -100,6 +102,7 @@ impl<'a> HostRun<'a> {
             deadline,
             interrupted,
             executed: std::sync::Mutex::new(Vec::new()),
+            uploaded: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -195,10 +198,13 @@ impl<'a> HostRun<'a> {
                 let events = self.events.clone();
                 let label = self.label.clone();
                 let total = payload.artifact_size;
+                let uploaded = &self.uploaded;
+                let before = uploaded.load(std::sync::atomic::Ordering::Relaxed);
                 self.bounded(
                     name,
                     self.session
                         .run_with_input(&remote.script, file, move |sent| {
+                            uploaded.store(before + sent, std::sync::atomic::Ordering::Relaxed);
                             events.bytes(&label, sent, total)
                         }),
                 )
@@ -216,6 +222,11 @@ impl<'a> HostRun<'a> {
         if let Ok(mut executed) = self.executed.lock() {
             executed.push(step.describe());
         }
+    }
+
+    /// Artifact bytes sent to this host so far.
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The planned steps that completed so far, described as in a dry run.

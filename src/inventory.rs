@@ -57,7 +57,7 @@ const DURATION_EXAMPLES: &str = "for example \"10s\", \"5m\" or \"1h 30m\"";
 
 /// A problem with the inventory file, located by file, line and dotted key.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}:{}: {}: {}", .file.display(), .line, .key, .message)]
+#[error("{}", self.render())]
 pub struct InventoryError {
     /// The inventory file, as it was given.
     pub file: PathBuf,
@@ -67,6 +67,21 @@ pub struct InventoryError {
     pub key: String,
     /// What is wrong. Never contains the webhook URL or an artifact URL.
     pub message: String,
+}
+
+impl InventoryError {
+    /// `FILE:LINE: KEY: message`, leaving out the line when none applies (0) and the key when
+    /// the problem is the whole file.
+    fn render(&self) -> String {
+        let mut text = self.file.display().to_string();
+        if self.line > 0 {
+            text.push_str(&format!(":{}", self.line));
+        }
+        if !self.key.is_empty() {
+            text.push_str(&format!(": {}", self.key));
+        }
+        format!("{text}: {}", self.message)
+    }
 }
 
 /// A parsed, validated inventory.
@@ -560,17 +575,39 @@ impl Parser<'_> {
         let span = error.span().unwrap_or(0..0);
         let message = first_line(error.message());
         let (partial, _) = DeTable::parse_recoverable(self.text);
-        let key = key_path_at(partial.get_ref(), span.start).unwrap_or_else(|| {
-            // Not in the recovered tree (e.g. the second of two equal keys): name the table that
-            // holds it, plus the key itself when the error is about a key.
-            let table = enclosing_table_at(partial.get_ref(), span.start);
-            match self.text.get(span.clone()) {
-                Some(key) if message == "duplicate key" => {
-                    join_key(&table, key.trim_matches(['"', '\'']))
+        // A broken table header (`[ssh`, `[[hosts]`): the recovered tree gives its span to the
+        // next table, so name the table from the header text itself.
+        let header = self
+            .text
+            .get(..span.start.min(self.text.len()))
+            .map(|before| before.rfind('\n').map(|index| index + 1).unwrap_or(0))
+            .and_then(|line_start| self.text.get(line_start..))
+            .and_then(|rest| rest.lines().next())
+            .map(str::trim)
+            .filter(|line| line.starts_with('['))
+            .map(|line| {
+                line.split('#')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(|character: char| {
+                        character == '[' || character == ']' || character.is_whitespace()
+                    })
+                    .to_string()
+            });
+        let key = header
+            .filter(|name| !name.is_empty())
+            .or_else(|| key_path_at(partial.get_ref(), span.start))
+            .unwrap_or_else(|| {
+                // Not in the recovered tree (e.g. the second of two equal keys): name the table that
+                // holds it, plus the key itself when the error is about a key.
+                let table = enclosing_table_at(partial.get_ref(), span.start);
+                match self.text.get(span.clone()) {
+                    Some(key) if message == "duplicate key" => {
+                        join_key(&table, key.trim_matches(['"', '\'']))
+                    }
+                    _ => table,
                 }
-                _ => table,
-            }
-        });
+            });
         InventoryError {
             file: self.file.to_path_buf(),
             line: if error.span().is_some() {
@@ -1888,7 +1925,7 @@ webhook = "https://chat.example.com/hooks/secret-token"
         );
         assert_eq!(
             error.to_string(),
-            "/nonexistent/deploy-inventory-test/deploy.toml:0: : cannot read inventory: No such file or directory"
+            "/nonexistent/deploy-inventory-test/deploy.toml: cannot read inventory: No such file or directory"
         );
     }
 

@@ -45,25 +45,30 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let json_logs = logging::json(&cli.global);
+    let code = runtime.block_on(run(cli, json_logs));
     // Sessions still closing in the background must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::from(code)
 }
 
-async fn run(cli: Cli) -> u8 {
+/// Runs the command; a fatal error is reported once: as a JSON line with `--log-format json`,
+/// as `error: ...` otherwise.
+async fn run(cli: Cli, json_logs: bool) -> u8 {
     match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
-            if let Some(input) = error.downcast_ref::<InputError>() {
-                tracing::error!("{input}");
-                eprintln!("error: {input}");
+            let code = if error.downcast_ref::<InputError>().is_some() {
                 2
             } else {
-                tracing::error!("{error:#}");
-                eprintln!("error: {error:#}");
                 1
+            };
+            if json_logs {
+                tracing::error!("{error:#}");
+            } else {
+                eprintln!("error: {error:#}");
             }
+            code
         }
     }
 }

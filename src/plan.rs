@@ -507,7 +507,9 @@ pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> St
         r#"b={base}
 mkdir -p -- "$b/.deploy" || {{ echo "ERROR cannot create $b/.deploy"; exit 1; }}
 cd -- "$b/.deploy" || {{ echo "ERROR cannot enter $b/.deploy"; exit 1; }}
-me="$$ {operator} {run_id} {now}"
+operator={operator}
+run_id={run_id}
+me="$$ $operator $run_id {now}"
 take() {{ mkdir lock 2>/dev/null || return 1; printf '%s\n' "$me" > lock/holder; }}
 if ! take; then
   holder=
@@ -1065,6 +1067,26 @@ mod tests {
         )
         .expect("write");
         let script = lock_script("app", "alice@laptop", "run-2", 10);
+        // While held, the holder line carries the plain operator and run id.
+        let mut holding = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(lock_script("held", "alice@laptop", "run-1", 7))
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let holder_file = directory.path().join("held/.deploy/lock/holder");
+        let mut waited = 0;
+        while !holder_file.exists() && waited < 500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+        }
+        let holder = std::fs::read_to_string(&holder_file).expect("holder written");
+        assert!(holder.ends_with(" alice@laptop run-1 7\n"), "{holder:?}");
+        drop(holding.stdin.take());
+        assert!(holding.wait().expect("exits").success());
+        assert!(!holder_file.exists(), "released when stdin closes");
         let output = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)

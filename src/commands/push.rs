@@ -438,7 +438,7 @@ async fn stage<'a>(
                     manifest: &shipment.manifest,
                 };
                 for step in &plan.stage {
-                    result.bytes += run.execute(step, &payload).await?;
+                    run.execute(step, &payload).await?;
                 }
                 Ok(Some(plan))
             }
@@ -447,6 +447,7 @@ async fn stage<'a>(
     .await;
     match outcome {
         Ok(plan) => {
+            result.bytes = run.uploaded();
             if plan.is_none() {
                 result.result = Outcome::Unchanged;
             }
@@ -475,6 +476,7 @@ async fn stage<'a>(
         Err(error) => {
             run.discard_staging().await;
             result.steps = Some(run.executed());
+            result.bytes = run.uploaded();
             let failure = fail(result, error);
             run.record(&history(context, shipment, &failure.1)).await;
             unlock(&run.label, lock).await;

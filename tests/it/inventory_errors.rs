@@ -524,7 +524,10 @@ fn inventory_error_with_json_log_format_is_json_lines_only() {
                 problems.push(format!("no `{field}`: {line}"));
             }
         }
-        if object["level"] == "ERROR" {
+        if object["level"]
+            .as_str()
+            .is_some_and(|level| level.eq_ignore_ascii_case("error"))
+        {
             errors.push(
                 object["message"]
                     .as_str()
