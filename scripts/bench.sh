@@ -34,14 +34,15 @@ bench_tmp=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
-  # Background ssh pipelines of an interrupted round: by PID.
-  if [ ${#ssh_pids[@]} -gt 0 ]; then fleet_kill_tree "${ssh_pids[@]}"; fi
+  set +e # clean up everything, whatever fails on the way
+  # A timed run (deploy, or the ssh pipelines) still going: by PID, with everything below it.
+  if [ ${#child_pids[@]} -gt 0 ]; then fleet_kill_tree "${child_pids[@]}"; fi
   if [ ${#gen_pids[@]} -gt 0 ]; then fleet_kill_tree "${gen_pids[@]}"; fi
   fleet_cleanup
   [ -z "$bench_tmp" ] || rm -rf -- "$bench_tmp" 2>/dev/null || true
   exit "$status"
 }
-ssh_pids=()
+child_pids=()
 gen_pids=()
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT
@@ -120,9 +121,13 @@ run_deploy_push() {
   local out=$label.json err=$label.stderr tv=$label.time
   sync # nobody pays for the previous run's dirty pages
   t0=$(now)
+  # In the background and waited for, so that a signal reaches the traps at once.
   /usr/bin/time -v -o "$tv" env -u SSH_AUTH_SOCK -u RUST_LOG NO_COLOR=1 "$deploy_bin" \
     -i deploy.toml push --version "$version" --artifact "$artifact" \
-    --no-progress -q --output json >"$out" 2>"$err" || rc=$?
+    --no-progress -q --output json >"$out" 2>"$err" &
+  child_pids=($!)
+  wait "${child_pids[0]}" || rc=$?
+  child_pids=()
   t1=$(now)
   if [ "$rc" != 0 ]; then
     log "deploy push $version failed (exit $rc):"
@@ -171,9 +176,9 @@ run_ssh_round() {
   t0=$(now)
   env -u SSH_AUTH_SOCK /usr/bin/time -v -o ssh.time ./ssh_round.sh "$artifact" "$release" \
     "$FLEET_CLIENT_KEY" "$FLEET_KNOWN_HOSTS" "$FLEET_USER" "${FLEET_PORTS[@]}" 2>ssh.stderr &
-  ssh_pids=($!)
-  wait "${ssh_pids[0]}" || rc=$?
-  ssh_pids=()
+  child_pids=($!)
+  wait "${child_pids[0]}" || rc=$?
+  child_pids=()
   t1=$(now)
   if [ "$rc" != 0 ]; then
     log "the plain ssh pipeline failed (exit $rc):"
@@ -233,7 +238,7 @@ log "  200 MiB: $(awk -v k="$rss200" 'BEGIN { printf "%.1f", k / 1024 }') MiB pe
 # ---------------------------------------------------------------------------------------------
 # Report
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }

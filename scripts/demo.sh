@@ -22,6 +22,7 @@ demo_tmp=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
+  set +e # clean up everything, whatever fails on the way
   fleet_cleanup
   [ -z "$demo_tmp" ] || rm -rf -- "$demo_tmp" 2>/dev/null || true
   exit "$status"

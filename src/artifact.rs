@@ -108,7 +108,7 @@ pub enum EntryKind {
 }
 
 /// File-level difference between two manifests; every list is sorted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Diff {
     pub added: Vec<String>,
     pub modified: Vec<String>,
@@ -304,6 +304,37 @@ impl Manifest {
     /// A copy without the entries equal to or under any of `prefixes` (the service's
     /// `shared_paths`, which hosts replace by links). Prefixes are normalized (`./`, repeated and
     /// trailing `/` ignored); a prefix that normalizes to nothing is ignored.
+    /// The manifest as it can be compared with a host's files: hardlinks become the files they
+    /// share content with, and symlink modes (meaningless on Linux) are ignored.
+    pub fn comparable(&self) -> Manifest {
+        let files: BTreeMap<&str, (&EntryKind, u32, u64)> = self
+            .entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), (&entry.kind, entry.mode, entry.size)))
+            .collect();
+        let entries = self
+            .entries
+            .iter()
+            .map(|entry| match &entry.kind {
+                EntryKind::Hardlink { target } => match files.get(target.as_str()) {
+                    Some((kind @ EntryKind::File { .. }, mode, size)) => Entry {
+                        path: entry.path.clone(),
+                        kind: (*kind).clone(),
+                        mode: *mode,
+                        size: *size,
+                    },
+                    _ => entry.clone(),
+                },
+                EntryKind::Symlink { .. } => Entry {
+                    mode: 0o777,
+                    ..entry.clone()
+                },
+                _ => entry.clone(),
+            })
+            .collect();
+        Manifest { entries }
+    }
+
     pub fn without_paths(&self, prefixes: &[String]) -> Manifest {
         let prefixes: Vec<String> = prefixes
             .iter()

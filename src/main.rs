@@ -127,8 +127,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let text = report::render_plan(&result);
             (result, false, text)
         }
-        Command::Diff(_) => {
-            return Err(InputError("diff is not available yet in this build".to_string()).into());
+        Command::Diff(arguments) => {
+            let result = commands::diff::run(&context, arguments).await?;
+            let text = commands::diff::render(&result);
+            (result, false, text)
         }
         Command::Completions { .. } => return Ok(0),
     };

@@ -295,7 +295,7 @@ impl Lowering<'_> {
                 script: format!(
                     "set -u\numask 022\n{enter}s={staging}\n\
                      rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
-                     {{ tee /dev/fd/3 | tar -xzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
+                     {{ tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
                      read -r status < \"$s/tar.status\" || status=unknown\n\
                      [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
                      read -r digest rest < \"$s/digest\" || digest=\n\

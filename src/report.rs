@@ -74,6 +74,12 @@ pub struct HostResult {
     /// `prune`: releases removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pruned: Option<Vec<String>>,
+    /// `diff` and `push --dry-run --diff`: file-level difference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::artifact::Diff>,
+    /// `status --verify`: files changed on the host since the push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::artifact::Diff>,
     /// `history`: the host's records, newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<crate::plan::HistoryRecord>>,
@@ -96,6 +102,8 @@ impl HostResult {
             steps: None,
             notes: None,
             pruned: None,
+            diff: None,
+            drift: None,
             entries: None,
         }
     }
@@ -153,7 +161,10 @@ impl RunResult {
         let failed: Vec<&HostResult> = self
             .hosts
             .iter()
-            .filter(|host| matches!(host.result, Outcome::Failed | Outcome::RolledBack))
+            .filter(|host| {
+                matches!(host.result, Outcome::Failed | Outcome::RolledBack)
+                    || host.drift.as_ref().is_some_and(|drift| !drift.is_empty())
+            })
             .collect();
         if failed.is_empty() {
             0
@@ -459,6 +470,11 @@ pub fn render_plan(result: &RunResult) -> String {
         for line in host.steps.iter().flatten() {
             text.push_str(&format!("  - {line}\n"));
         }
+        if let Some(difference) = &host.diff {
+            for line in render_diff(difference, 20) {
+                text.push_str(&format!("  diff: {line}\n"));
+            }
+        }
         if let Some(error) = &host.error
             && host.result == Outcome::Failed
         {
@@ -472,6 +488,29 @@ pub fn render_plan(result: &RunResult) -> String {
         ));
     }
     text
+}
+
+/// Text lines for a file-level difference: counts, then paths (at most `limit` per list).
+pub fn render_diff(diff: &crate::artifact::Diff, limit: usize) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} added, {} modified, {} removed",
+        diff.added.len(),
+        diff.modified.len(),
+        diff.removed.len()
+    )];
+    for (sign, paths) in [
+        ("+", &diff.added),
+        ("~", &diff.modified),
+        ("-", &diff.removed),
+    ] {
+        for path in paths.iter().take(limit) {
+            lines.push(format!("{sign} {}", path.escape_debug()));
+        }
+        if paths.len() > limit {
+            lines.push(format!("{sign} ... and {} more", paths.len() - limit));
+        }
+    }
+    lines
 }
 
 /// Left-aligned columns separated by two spaces; trailing spaces trimmed.

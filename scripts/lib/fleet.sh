@@ -263,7 +263,7 @@ fleet_kill_tree() {
   local targets pid alive waited
   targets="$* $(fleet_descendants "$@" | tr '\n' ' ')"
   # shellcheck disable=SC2086
-  kill -TERM $targets 2>/dev/null
+  kill -TERM $targets 2>/dev/null || true
   waited=0
   while [ $waited -lt 100 ]; do # 100 x 20 ms = 2 s
     alive=""
@@ -277,12 +277,13 @@ fleet_kill_tree() {
     waited=$((waited + 1))
   done
   # shellcheck disable=SC2086
-  [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
-  for pid in "$@"; do wait "$pid" 2>/dev/null; done
+  [ -z "$alive" ] || kill -KILL $alive 2>/dev/null || true
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
   return 0
 }
 
 # Stops every sshd this fleet started (by PID) and removes the temp dir. Safe to call twice.
+# Never fails (it runs from EXIT traps, possibly under set -e).
 fleet_cleanup() {
   if [ ${#FLEET_PIDS[@]} -gt 0 ]; then
     fleet_kill_tree "${FLEET_PIDS[@]}"
@@ -292,7 +293,7 @@ fleet_cleanup() {
     if [ "${DEPLOY_FLEET_KEEP:-}" = 1 ]; then
       fleet_log "DEPLOY_FLEET_KEEP=1: keeping $FLEET_DIR (sshd logs: $FLEET_DIR/webN/sshd.log)"
     else
-      rm -rf -- "$FLEET_DIR"
+      rm -rf -- "$FLEET_DIR" || true
     fi
   fi
   FLEET_DIR=""

@@ -2,6 +2,7 @@
 //! them prints (the reporter and `report::print_result` do) or names russh types.
 
 pub mod check;
+pub mod diff;
 pub mod history;
 pub mod prune;
 pub mod push;

@@ -26,10 +26,10 @@ use crate::plan::{
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 /// What one service pushes.
-struct Shipment {
-    service: usize,
-    version: Version,
-    artifact: Arc<Artifact>,
+pub struct Shipment {
+    pub service: usize,
+    pub version: Version,
+    pub artifact: Arc<Artifact>,
     manifest: Arc<String>,
 }
 
@@ -47,6 +47,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
             &targets,
             with_service,
             arguments.force,
+            arguments.diff,
             &events,
         )
         .await
@@ -91,7 +92,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
 
 /// Resolves services, versions and artifacts, and checks every artifact locally (one read
 /// each). Any problem is an `InputError`: no host has been contacted.
-async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Shipment>, InputError> {
+pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Shipment>, InputError> {
     let inventory = &context.inventory;
     let services: Vec<usize> = if arguments.service.is_empty() {
         let runnable: Vec<usize> = (0..inventory.services.len())
@@ -224,6 +225,7 @@ async fn dry_run(
     targets: &[Target],
     with_service: bool,
     force: bool,
+    diff: bool,
     events: &Events,
 ) -> Vec<HostResult> {
     let now = unix_now();
@@ -241,8 +243,29 @@ async fn dry_run(
         let read = async {
             let run = super::connect(context, target, label.clone(), events, now).await?;
             let facts = run.facts().await;
+            let difference = match (&facts, diff) {
+                (Ok(facts), true) => {
+                    let live = match facts.live() {
+                        Some(live) => {
+                            Some(super::diff::recorded_manifest(&run, service, live).await)
+                        }
+                        None => None,
+                    };
+                    let from = match live {
+                        Some(manifest) => manifest?,
+                        None => crate::artifact::Manifest {
+                            entries: Vec::new(),
+                        },
+                    };
+                    Some(
+                        from.comparable()
+                            .diff(&shipment.artifact.manifest.comparable()),
+                    )
+                }
+                _ => None,
+            };
             run.close().await;
-            facts
+            Ok::<_, HostError>((facts?, difference))
         };
         match read.await {
             Err(error) => {
@@ -250,7 +273,8 @@ async fn dry_run(
                 result.error = Some(error.to_string());
                 events.done(&label, &format!("failed: {error}"));
             }
-            Ok(facts) => {
+            Ok((facts, difference)) => {
+                result.diff = difference;
                 result.from = facts.live().map(ToString::to_string);
                 let mut steps: Vec<String> = Vec::new();
                 let mut lines = vec![format!(

@@ -6,14 +6,10 @@ use std::time::Instant;
 use crate::app::{Context, InputError, for_each, unix_now};
 use crate::cli::StatusArgs;
 use crate::executor::elapsed_ms;
+use crate::facts;
 use crate::report::{HostResult, LockView, Outcome, Reporter, RunResult, StatusView};
 
 pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult, InputError> {
-    if arguments.verify {
-        return Err(InputError(
-            "status --verify is not available yet: drift detection has not been built".to_string(),
-        ));
-    }
     let services = context.services(&arguments.service)?;
     let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
@@ -30,11 +26,28 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
             let read = async {
                 let run = super::connect(context, target, label.clone(), &events, now).await?;
                 let facts = run.facts().await;
+                let drift = match (&facts, arguments.verify) {
+                    (Ok(facts), true) => match facts.live() {
+                        Some(live) => Some(verify(&run, service, live).await),
+                        None => None,
+                    },
+                    _ => None,
+                };
                 run.close().await;
-                facts
+                Ok::<_, crate::executor::HostError>((facts?, drift.transpose()?))
             };
             match read.await {
-                Ok(facts) => {
+                Ok((facts, drift)) => {
+                    if let Some(drift) = &drift
+                        && !drift.is_empty()
+                    {
+                        result.error = Some(format!(
+                            "drift in {}: {}",
+                            facts.live().map(ToString::to_string).unwrap_or_default(),
+                            crate::report::render_diff(drift, 0)[0]
+                        ));
+                    }
+                    result.drift = drift;
                     result.status = Some(StatusView {
                         reachable: true,
                         live: facts.live().map(ToString::to_string),
@@ -77,6 +90,34 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
     drop(events);
     reporter.finish().await;
     Ok(RunResult::new(&context.run_id, "status", false, hosts))
+}
+
+/// Re-hashes the live release on the host (one command) and compares it with the manifest
+/// recorded at push time; shared paths (links on the host) are left out of both sides.
+async fn verify(
+    run: &crate::executor::HostRun<'_>,
+    service: &crate::inventory::Service,
+    live: &crate::inventory::Version,
+) -> Result<crate::artifact::Diff, crate::executor::HostError> {
+    use crate::executor::HostError;
+    run.events.step(&run.label, "verify");
+    let recorded = run
+        .run("verify", &facts::manifest_command(&service.base_dir, live))
+        .await?;
+    let recorded =
+        crate::artifact::Manifest::from_text(&recorded.stdout_text()).map_err(|error| {
+            HostError::failed("verify", format!("recorded manifest of {live}: {error}"))
+        })?;
+    let scanned = run
+        .run("verify", &facts::scan_command(&service.base_dir, live))
+        .await?;
+    let scanned =
+        facts::parse_scan(&scanned.stdout).map_err(|error| HostError::failed("verify", error))?;
+    let shared = &service.shared_paths;
+    Ok(recorded
+        .comparable()
+        .without_paths(shared)
+        .diff(&scanned.comparable().without_paths(shared)))
 }
 
 /// The text view of `status`: one row per (service, host).
@@ -122,6 +163,16 @@ pub fn render(result: &RunResult) -> String {
     for host in &result.hosts {
         if let Some(error) = &host.error {
             text.push_str(&format!("{}: {error}\n", host.host));
+        }
+        if let Some(drift) = &host.drift {
+            let lines = crate::report::render_diff(drift, 20);
+            if drift.is_empty() {
+                text.push_str(&format!("{}: verified, no drift\n", host.host));
+            } else {
+                for line in &lines[1..] {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
         }
     }
     text

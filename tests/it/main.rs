@@ -4,6 +4,7 @@
 mod support;
 
 mod check;
+mod diff;
 mod hooks;
 mod host_keys;
 mod inventory_errors;

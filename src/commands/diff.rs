@@ -1,0 +1,175 @@
+//! `deploy diff [FROM] [TO]`: file-level difference (added / modified / removed) between two
+//! releases on each host, or between a release on the host and the artifact. FROM defaults to
+//! the live release, TO to the service's artifact. Manifests come from `.deploy/manifests/`
+//! (recorded at push time) and from the local artifact; nothing is changed anywhere.
+
+use std::time::Instant;
+
+use crate::app::{Context, InputError, for_each, unix_now};
+use crate::artifact::Manifest;
+use crate::cli::{DiffArgs, PushArgs};
+use crate::executor::{HostError, HostRun, elapsed_ms};
+use crate::facts;
+use crate::inventory::{Service, Version};
+use crate::report::{HostResult, Outcome, Reporter, RunResult};
+
+/// The manifest recorded on the host for `version`.
+pub async fn recorded_manifest(
+    run: &HostRun<'_>,
+    service: &Service,
+    version: &Version,
+) -> Result<Manifest, HostError> {
+    let output = run
+        .run(
+            "read manifest",
+            &facts::manifest_command(&service.base_dir, version),
+        )
+        .await?;
+    Manifest::from_text(&output.stdout_text()).map_err(|error| {
+        HostError::failed("read manifest", format!("manifest of {version}: {error}"))
+    })
+}
+
+pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, InputError> {
+    let parse = |text: &Option<String>, flag: &str| -> Result<Option<Version>, InputError> {
+        text.as_deref()
+            .map(|text| {
+                Version::parse(text)
+                    .map_err(|error| InputError(format!("{flag} {text:?}: {error}")))
+            })
+            .transpose()
+    };
+    let from = parse(&arguments.from, "FROM")?;
+    let to = parse(&arguments.to, "TO")?;
+    let services = context.services(&arguments.service)?;
+    // TO defaults to the artifact: checked locally first, like a push.
+    let artifacts = if to.is_none() {
+        let names: Vec<String> = services
+            .iter()
+            .map(|&index| context.inventory.services[index].name.clone())
+            .collect();
+        let shipments = super::push::prepare(
+            context,
+            &PushArgs {
+                service: names,
+                version: None,
+                artifact: None,
+                dry_run: true,
+                diff: false,
+                force: false,
+            },
+        )
+        .await?;
+        shipments
+            .into_iter()
+            .map(|shipment| (shipment.service, shipment))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    let targets = context.targets(&services)?;
+    let with_service = services.len() > 1;
+    let (events, reporter) = Reporter::start(context.progress, targets.len());
+    let now = unix_now();
+    let hosts = for_each(targets, context.concurrency, |target| {
+        let events = events.clone();
+        let artifacts = &artifacts;
+        let from = from.as_ref();
+        let to = to.as_ref();
+        async move {
+            let started = Instant::now();
+            let service = &context.inventory.services[target.service];
+            let label = context.label(target, with_service);
+            let mut result = HostResult::new(
+                Some(&service.name),
+                &context.inventory.hosts[target.host].name,
+                Outcome::Ok,
+            );
+            let work = async {
+                let run = super::connect(context, target, label.clone(), &events, now).await?;
+                let compared = async {
+                    let from_version = match from {
+                        Some(version) => version.clone(),
+                        None => run.facts().await?.live().cloned().ok_or_else(|| {
+                            HostError::failed(
+                                "diff",
+                                "no live release on this host to compare from",
+                            )
+                        })?,
+                    };
+                    let older = recorded_manifest(&run, service, &from_version).await?;
+                    let (to_name, newer) = match to {
+                        Some(version) => (
+                            version.to_string(),
+                            recorded_manifest(&run, service, version).await?,
+                        ),
+                        None => {
+                            let shipment = artifacts.get(&target.service).ok_or_else(|| {
+                                HostError::failed("diff", "no artifact for this service")
+                            })?;
+                            (
+                                format!("{} (artifact)", shipment.version),
+                                shipment.artifact.manifest.clone(),
+                            )
+                        }
+                    };
+                    Ok::<_, HostError>((
+                        from_version.to_string(),
+                        to_name,
+                        older.comparable().diff(&newer.comparable()),
+                    ))
+                }
+                .await;
+                run.close().await;
+                compared
+            };
+            match work.await {
+                Ok((from_name, to_name, difference)) => {
+                    events.done(&label, &crate::report::render_diff(&difference, 0)[0]);
+                    result.from = Some(from_name);
+                    result.to = Some(to_name);
+                    result.diff = Some(difference);
+                }
+                Err(error) => {
+                    result.result = Outcome::Failed;
+                    result.error = Some(error.to_string());
+                    events.done(&label, &format!("failed: {error}"));
+                }
+            }
+            result.duration_ms = elapsed_ms(started);
+            result
+        }
+    })
+    .await;
+    drop(events);
+    reporter.finish().await;
+    Ok(RunResult::new(&context.run_id, "diff", false, hosts))
+}
+
+/// Text view: per host, the counts and the paths (long lists cut with a count).
+pub fn render(result: &RunResult) -> String {
+    let mut text = String::new();
+    for host in &result.hosts {
+        let service = host.service.as_deref().unwrap_or("");
+        match (&host.diff, &host.error) {
+            (Some(difference), _) => {
+                let lines = crate::report::render_diff(difference, 20);
+                text.push_str(&format!(
+                    "{} ({service}): {} -> {}: {}\n",
+                    host.host,
+                    host.from.as_deref().unwrap_or(""),
+                    host.to.as_deref().unwrap_or(""),
+                    lines[0]
+                ));
+                for line in &lines[1..] {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+            (None, Some(error)) => {
+                text.push_str(&format!("{} ({service}): error: {error}\n", host.host))
+            }
+            (None, None) => {}
+        }
+    }
+    text
+}
