@@ -205,6 +205,7 @@ prune_plain() {
 env -u SSH_AUTH_SOCK NO_COLOR=1 "$deploy_bin" -i deploy.toml check --no-progress -q >/dev/null \
   || fleet_die "deploy check failed against the fresh fleet"
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 deploy_walls=() ssh_walls=() deploy_cpus=() ssh_cpus=() rss50=()
 log ""
 log "round  first   deploy wall  deploy cpu  deploy rss   ssh wall  ssh cpu"
@@ -267,3 +268,5 @@ printf '%-40s %14s   %-22s %s\n' "deploy peak RSS, 50 MiB artifact (max)" "$(mib
 printf '%-40s %14s   %-22s %s\n' "deploy peak RSS, 200 MiB artifact" "$(mib "$rss200") MiB" "<= 64 MiB" "$(verdict "$rss200 <= 65536")"
 printf '%-40s %14s   %-22s %s\n' "RSS spread across sizes (max - min)" "$spread_mib MiB" "flat: <= 8 MiB" "$(verdict "$spread_mib <= 8")"
 printf '\nper round (s): deploy %s | ssh %s\n' "${deploy_walls[*]}" "${ssh_walls[*]}"
+printf 'load average (1/5/15 min) at the start of the rounds: %s; at the end: %s (other load on the machine skews the figures)\n' \
+  "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"

@@ -70,7 +70,12 @@ impl Context {
             selected,
             concurrency,
             json: global.output == Format::Json,
-            progress: ProgressMode::choose(global.no_progress, global.verbose, global.quiet),
+            progress: ProgressMode::choose(
+                global.no_progress,
+                global.verbose,
+                global.quiet,
+                global.log_format == Format::Json,
+            ),
             run_id: run_id(),
             operator: operator(),
             connector,

@@ -43,6 +43,8 @@ pub struct Payload<'a> {
     pub artifact: &'a Path,
     pub artifact_size: u64,
     pub manifest: &'a str,
+    /// `fetch = "host"`: the URL the host downloads (sent on stdin, never in a command line).
+    pub url: Option<&'a str>,
 }
 
 impl Payload<'static> {
@@ -52,6 +54,7 @@ impl Payload<'static> {
             artifact: Path::new(""),
             artifact_size: 0,
             manifest: "",
+            url: None,
         }
     }
 }
@@ -183,6 +186,18 @@ impl<'a> HostRun<'a> {
                         payload.manifest.as_bytes(),
                         |_| {},
                     ),
+                )
+                .await?
+            }
+            Input::Url => {
+                let url = payload
+                    .url
+                    .ok_or_else(|| HostError::failed(name, "no URL to fetch"))?;
+                let line = format!("{url}\n");
+                self.bounded(
+                    name,
+                    self.session
+                        .run_with_input(&remote.script, line.as_bytes(), |_| {}),
                 )
                 .await?
             }

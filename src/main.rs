@@ -8,9 +8,12 @@ mod cli;
 mod commands;
 mod executor;
 mod facts;
+mod fetch;
+mod http;
 mod inventory;
 mod known_hosts;
 mod logging;
+mod notify;
 mod plan;
 mod report;
 mod shell;
@@ -19,6 +22,7 @@ mod ssh;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use tracing::Instrument;
 
 use crate::app::{Context, InputError};
 use crate::cli::{Cli, Command};
@@ -73,6 +77,31 @@ async fn run(cli: Cli, json_logs: bool) -> u8 {
     }
 }
 
+/// POSTs the result to `[notify].webhook`; a failing or hanging webhook is only logged.
+async fn notify_end(context: &Context, result: &report::RunResult) {
+    let Some(notify) = &context.inventory.notify else {
+        return;
+    };
+    let document = match serde_json::to_value(result) {
+        Ok(document) => document,
+        Err(error) => {
+            tracing::warn!("webhook: cannot serialize the result: {error}");
+            return;
+        }
+    };
+    let text = notify::summary_line(&document);
+    if let Err(error) = notify::send(
+        &notify.webhook,
+        &document,
+        &text,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    {
+        tracing::warn!("{error}");
+    }
+}
+
 /// Text result of a changing command: the plan for a dry run, the summary table otherwise.
 fn changes_text(result: &report::RunResult) -> String {
     if result.dry_run {
@@ -85,6 +114,11 @@ fn changes_text(result: &report::RunResult) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
+    let span = tracing::info_span!("run", run_id = %context.run_id);
+    dispatch_in(cli, context).instrument(span).await
+}
+
+async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
     let (result, interrupted, text) = match &cli.command {
         Command::Check => {
             let result = commands::check::run(&context).await?;
@@ -134,6 +168,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Completions { .. } => return Ok(0),
     };
+    let changing = matches!(
+        cli.command,
+        Command::Push(_) | Command::Rollback(_) | Command::Prune(_) | Command::Unlock(_)
+    );
+    if changing && !result.dry_run {
+        notify_end(&context, &result).await;
+    }
     if context.json {
         report::print_result(&result, true)?;
     } else {

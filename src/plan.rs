@@ -27,6 +27,14 @@ pub enum Step {
         sha256: String,
         bytes: u64,
     },
+    /// Have the host download the artifact itself (`fetch = "host"`; the URL comes on stdin),
+    /// extracting it into staging and verifying its sha256 on the host.
+    Fetch {
+        version: Version,
+        sha256: String,
+        /// The URL without its secrets, for descriptions.
+        source: String,
+    },
     /// Link shared paths, record manifest and digest, rename staging into `releases/<version>`.
     Finalize {
         version: Version,
@@ -148,6 +156,7 @@ impl Step {
         match self {
             Step::Prepare => "prepare",
             Step::Upload { .. } => "upload",
+            Step::Fetch { .. } => "fetch",
             Step::Finalize { .. } => "finalize",
             Step::Switch { .. } => "switch",
             Step::Prune { .. } => "prune",
@@ -165,6 +174,11 @@ impl Step {
             Step::Upload { version, bytes, .. } => format!(
                 "upload {} and extract {version} into staging, verifying its sha256",
                 crate::report::format_bytes(*bytes)
+            ),
+            Step::Fetch {
+                version, source, ..
+            } => format!(
+                "download {source} on the host and extract {version} into staging, verifying its sha256"
             ),
             Step::Finalize {
                 version, replace, ..
@@ -250,6 +264,8 @@ pub enum Input {
     Artifact,
     /// The artifact's manifest text.
     Manifest,
+    /// One line: the URL the host downloads.
+    Url,
 }
 
 /// A step lowered to what is sent.
@@ -292,18 +308,22 @@ impl Lowering<'_> {
             Step::Upload {
                 sha256, version, ..
             } => Remote {
-                script: format!(
-                    "set -u\numask 022\n{enter}s={staging}\n\
-                     rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
-                     {{ tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
-                     read -r status < \"$s/tar.status\" || status=unknown\n\
-                     [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
-                     read -r digest rest < \"$s/digest\" || digest=\n\
-                     [ \"$digest\" = {sha256} ] || {{ echo \"sha256 mismatch on the host: expected {sha256}, got ${{digest:-nothing}}\" >&2; exit 1; }}\n\
-                     rm -f -- \"$s/digest\" \"$s/tar.status\"\n",
-                    sha256 = quote(sha256),
-                ),
+                script: self.receive(&enter, version, sha256, "cat"),
                 input: Input::Artifact,
+            },
+            Step::Fetch {
+                sha256, version, ..
+            } => Remote {
+                script: self.receive(
+                    &enter,
+                    version,
+                    sha256,
+                    "IFS= read -r url || exit 90\n\
+                     if command -v curl >/dev/null 2>&1; then printf 'url = \"%s\"\\n' \"$url\" | curl -fsSL --retry 2 --config -\n\
+                     elif command -v wget >/dev/null 2>&1; then printf '%s\\n' \"$url\" | wget -q -O - -i -\n\
+                     else echo 'neither curl nor wget is installed on this host' >&2; exit 92; fi",
+                ),
+                input: Input::Url,
             },
             Step::Finalize {
                 version,
@@ -446,6 +466,29 @@ impl Lowering<'_> {
                 }
             }
         }
+    }
+
+    /// Receives a release into staging: `source` (a shell command whose stdout is the .tar.gz)
+    /// feeds `tar` and `sha256sum` at once; the tree only becomes a release after the digest
+    /// matched (Finalize).
+    fn receive(&self, enter: &str, version: &Version, sha256: &str, source: &str) -> String {
+        let staging = quote(&self.staging());
+        // The digest is hex computed here, so it is safe unquoted in the message.
+        let expected = sha256;
+        let sha256 = quote(sha256);
+        format!(
+            "set -u\numask 022\n{enter}s={staging}\n\
+             rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
+             receive_source() {{\n{source}\n}}\n\
+             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
+             read -r status < \"$s/source.status\" || status=unknown\n\
+             [ \"$status\" = 0 ] || {{ echo \"receiving {version} failed (exit status $status)\" >&2; exit 1; }}\n\
+             read -r status < \"$s/tar.status\" || status=unknown\n\
+             [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
+             read -r digest rest < \"$s/digest\" || digest=\n\
+             [ \"$digest\" = {sha256} ] || {{ echo \"sha256 mismatch on the host: expected {expected}, got ${{digest:-nothing}}\" >&2; exit 1; }}\n\
+             rm -f -- \"$s/digest\" \"$s/tar.status\" \"$s/source.status\"\n"
+        )
     }
 
     /// Prefix that exports the DEPLOY_* environment and enters the release directory.
@@ -593,7 +636,6 @@ pub struct PushPlan {
     pub to: Version,
     /// Steps before the switch (under the lock).
     pub stage: Vec<Step>,
-    pub switch: Step,
     /// Releases to remove after a successful switch.
     pub prune: Vec<Version>,
     /// Bytes that will be uploaded (0 when already staged).
@@ -603,6 +645,8 @@ pub struct PushPlan {
 /// The artifact as the planner needs it.
 #[derive(Debug, Clone)]
 pub struct Release<'a> {
+    /// `fetch = "host"`: the hosts download it (the redacted URL, for descriptions).
+    pub fetch_on_host: Option<String>,
     pub version: &'a Version,
     pub sha256: &'a str,
     pub size: u64,
@@ -653,10 +697,17 @@ pub fn plan_push(
     }
     let mut stage = vec![Step::Prepare];
     if upload {
-        stage.push(Step::Upload {
-            version: version.clone(),
-            sha256: release.sha256.to_string(),
-            bytes: release.size,
+        stage.push(match &release.fetch_on_host {
+            Some(source) => Step::Fetch {
+                version: version.clone(),
+                sha256: release.sha256.to_string(),
+                source: source.clone(),
+            },
+            None => Step::Upload {
+                version: version.clone(),
+                sha256: release.sha256.to_string(),
+                bytes: release.size,
+            },
         });
         stage.push(Step::Finalize {
             version: version.clone(),
@@ -664,19 +715,17 @@ pub fn plan_push(
             replace,
         });
     }
-    let switch = Step::Switch {
-        from: live.clone(),
-        to: version.clone(),
-        action: LogAction::Push,
-    };
     let prune = prune_after(facts, version, live.as_ref(), keep_releases);
     PushDecision::Deploy(PushPlan {
         from: live,
         to: version.clone(),
         stage,
-        switch,
         prune,
-        upload_bytes: if upload { release.size } else { 0 },
+        upload_bytes: if upload && release.fetch_on_host.is_none() {
+            release.size
+        } else {
+            0
+        },
     })
 }
 
@@ -792,6 +841,7 @@ mod tests {
 
     fn release<'a>(version: &'a Version, sha256: &'a str) -> Release<'a> {
         Release {
+            fetch_on_host: None,
             version,
             sha256,
             size: 100,

@@ -189,6 +189,8 @@ pub enum Event {
     },
     /// A diagnostic line about a host.
     Note { label: String, message: String },
+    /// The host waits for other hosts (its progress line gives way until it works again).
+    Idle { label: String, state: String },
     /// The host finished (one line result).
     Done { label: String, summary: String },
 }
@@ -223,6 +225,13 @@ impl Events {
         });
     }
 
+    pub fn idle(&self, label: &str, state: &str) {
+        let _ = self.sender.send(Event::Idle {
+            label: label.to_string(),
+            state: state.to_string(),
+        });
+    }
+
     pub fn done(&self, label: &str, summary: &str) {
         let _ = self.sender.send(Event::Done {
             label: label.to_string(),
@@ -238,13 +247,17 @@ pub enum ProgressMode {
     Bars,
     /// One plain line per event.
     Lines,
+    /// Events become `info` diagnostics (`--log-format json`: stderr carries only JSON).
+    Diagnostics,
     /// Nothing (quiet).
     Silent,
 }
 
 impl ProgressMode {
-    pub fn choose(no_progress: bool, verbose: u8, quiet: bool) -> Self {
-        if quiet {
+    pub fn choose(no_progress: bool, verbose: u8, quiet: bool, json_logs: bool) -> Self {
+        if json_logs {
+            ProgressMode::Diagnostics
+        } else if quiet {
             ProgressMode::Silent
         } else if no_progress || verbose > 0 || !std::io::stderr().is_terminal() {
             ProgressMode::Lines
@@ -279,6 +292,21 @@ async fn draw(
 ) {
     match mode {
         ProgressMode::Silent => while receiver.recv().await.is_some() {},
+        ProgressMode::Diagnostics => {
+            while let Some(event) = receiver.recv().await {
+                match event {
+                    Event::Step { label, step } => {
+                        tracing::info!(host = %label, step = %step, "{step}")
+                    }
+                    Event::Bytes { label, sent, total } => {
+                        tracing::debug!(host = %label, step = "upload", sent, total, "upload progress")
+                    }
+                    Event::Note { label, message } => tracing::warn!(host = %label, "{message}"),
+                    Event::Idle { label, state } => tracing::info!(host = %label, "{state}"),
+                    Event::Done { label, summary } => tracing::info!(host = %label, "{summary}"),
+                }
+            }
+        }
         ProgressMode::Lines => {
             // Last reported quarter of each upload, so plain output stays short.
             let mut quarters: HashMap<String, u64> = HashMap::new();
@@ -300,6 +328,7 @@ async fn draw(
                         }
                     }
                     Event::Note { label, message } => Some(format!("{label}: {message}")),
+                    Event::Idle { label, state } => Some(format!("{label}: {state}")),
                     Event::Done { label, summary } => Some(format!("{label}: {summary}")),
                 };
                 if let Some(line) = line {
@@ -349,6 +378,13 @@ async fn draw(
                     }
                     Event::Note { label, message } => {
                         multi.suspend(|| eprintln!("{label}: {message}"));
+                    }
+                    Event::Idle { label, .. } => {
+                        // Waiting hosts give way: at most `concurrency` host lines at a time.
+                        if let Some(bar) = bars.remove(&label) {
+                            bar.finish_and_clear();
+                            multi.remove(&bar);
+                        }
                     }
                     Event::Done { label, summary } => {
                         if let Some(bar) = bars.remove(&label) {
@@ -580,7 +616,7 @@ mod tests {
         host.duration_ms = 1500;
         let result = RunResult::new("run-1", "push", false, vec![host]);
         insta::assert_snapshot!(render_table(&result), @r"
-        HOST  SERVICE  RESULT  CHANGE          BYTES    TIME  ERROR
+        HOST  SERVICE  RESULT  CHANGE        BYTES    TIME  ERROR
         web1  app      ok      (none) -> v1  2.0 KiB  1.5s
         push run-1: ok (1 hosts, 0 failed)
         ");

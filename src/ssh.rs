@@ -619,6 +619,14 @@ impl Held {
     }
 }
 
+/// "TERM", "KILL", ... (the SSH names, without Rust formatting).
+fn signal_text(signal: &russh::Sig) -> String {
+    match signal {
+        russh::Sig::Custom(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn append_limited(buffer: &mut Vec<u8>, data: &[u8], limit: usize) {
     let room = limit.saturating_sub(buffer.len());
     buffer.extend_from_slice(&data[..data.len().min(room)]);
@@ -644,7 +652,7 @@ async fn collect_output(reader: &mut russh::ChannelReadHalf) -> Result<Output, S
             }
             ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {
-                output.signal = Some(format!("{signal_name:?}"))
+                output.signal = Some(signal_text(&signal_name))
             }
             ChannelMsg::Failure => {
                 return Err(SshError::Command(

@@ -29,7 +29,7 @@ const TOOLS: &[&str] = &[
 ];
 
 /// The probe script: one `check NAME ok|fail DETAIL` line per item.
-pub fn probe_script(base_dirs: &[(String, String)]) -> String {
+pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool) -> String {
     let mut script = String::from("for tool in");
     for tool in TOOLS {
         script.push(' ');
@@ -45,6 +45,16 @@ pub fn probe_script(base_dirs: &[(String, String)]) -> String {
          rm -rf \"$t\"\n\
          if [ -e /dev/fd/1 ]; then printf 'check dev-fd ok /dev/fd present\\n'; else printf 'check dev-fd fail /dev/fd missing (needed to verify uploads while extracting)\\n'; fi\n",
     );
+    script.push_str(
+        "if command -v find >/dev/null 2>&1 && find . -maxdepth 0 -printf '' 2>/dev/null; then printf 'check tool:find ok GNU find (status --verify)\\n'; \
+         else printf 'check tool:find fail GNU find is needed by status --verify\\n'; fi\n",
+    );
+    if host_fetch {
+        script.push_str(
+            "if command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1; then printf 'check tool:curl-or-wget ok\\n'; \
+             else printf 'check tool:curl-or-wget fail neither curl nor wget (needed by fetch = \"host\")\\n'; fi\n",
+        );
+    }
     for (service, base_dir) in base_dirs {
         script.push_str(&format!(
             "b={base}\np=\"$b\"\nwhile [ ! -d \"$p\" ]; do p=$(dirname -- \"$p\"); done\n\
@@ -89,13 +99,23 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
         async move {
             let started = Instant::now();
             let name = &context.inventory.hosts[host].name;
-            let base_dirs: Vec<(String, String)> = context
+            let services_here: Vec<&crate::inventory::Service> = context
                 .inventory
                 .services
                 .iter()
                 .filter(|service| service.hosts.contains(&host))
+                .collect();
+            let base_dirs: Vec<(String, String)> = services_here
+                .iter()
                 .map(|service| (service.name.clone(), service.base_dir.clone()))
                 .collect();
+            let host_fetch = services_here.iter().any(|service| {
+                service.fetch == crate::inventory::Fetch::Host
+                    && matches!(
+                        service.artifact,
+                        Some(crate::inventory::ArtifactSource::Url(_))
+                    )
+            });
             let mut result = HostResult::new(None, name, Outcome::Ok);
             // Any service gives the connection its lowering values; check runs no lowered step.
             let target = Target { service: 0, host };
@@ -121,7 +141,9 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     super::connect(context, target, name.clone(), &events, now).await?
                 };
                 events.step(name, "check prerequisites");
-                let output = run.run("check", &probe_script(&base_dirs)).await;
+                let output = run
+                    .run("check", &probe_script(&base_dirs, host_fetch))
+                    .await;
                 run.close().await;
                 let output = output?;
                 parse_probe(&output.stdout_text())
@@ -166,7 +188,7 @@ mod tests {
     #[test]
     fn the_probe_passes_on_this_machine() {
         let directory = tempfile::tempdir().expect("tempdir");
-        let script = probe_script(&[("app".to_string(), "srv/app".to_string())]);
+        let script = probe_script(&[("app".to_string(), "srv/app".to_string())], true);
         let output = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)

@@ -19,7 +19,7 @@ use crate::commands::Completed;
 use crate::commands::switching::{Locked, Switch, announce, finish, history_result, switch_all};
 use crate::executor::{HostError, Payload, elapsed_ms, unlock};
 use crate::facts::LogAction;
-use crate::inventory::{ArtifactSource, Version};
+use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
     HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
 };
@@ -31,6 +31,34 @@ pub struct Shipment {
     pub version: Version,
     pub artifact: Arc<Artifact>,
     manifest: Arc<String>,
+    /// `fetch = "host"`: every host downloads this URL itself (a secret: never printed).
+    host_url: Option<String>,
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+/// How long an artifact download may stay silent before it fails.
+const DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Downloads a URL artifact once into the local cache (a cache hit makes no request when the
+/// sha256 is known). Failures name the URL without its secrets.
+async fn download(url: &str, sha256: Option<&str>) -> Result<PathBuf, InputError> {
+    let owned_url = url.to_string();
+    let owned_sha256 = sha256.map(str::to_string);
+    tracing::info!("fetching the artifact from {}", crate::http::redact(url));
+    tokio::task::spawn_blocking(move || {
+        crate::fetch::fetch(
+            &owned_url,
+            owned_sha256.as_deref(),
+            DOWNLOAD_TIMEOUT,
+            |_, _| {},
+        )
+    })
+    .await
+    .map_err(|error| InputError(format!("downloading the artifact: {error}")))?
+    .map_err(|error| InputError(format!("artifact: {error}")))
 }
 
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, InputError> {
@@ -138,32 +166,36 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
                 ))
             })?,
         };
-        let path = match &arguments.artifact {
-            Some(text) if text.starts_with("http://") || text.starts_with("https://") => {
-                return Err(InputError(
-                    "--artifact: URL artifacts are not supported yet; download it and pass the file"
-                        .to_string(),
-                ));
-            }
+        let (path, host_url) = match &arguments.artifact {
+            Some(text) if is_url(text) => (download(text, None).await?, None),
             Some(text) => {
                 let path = PathBuf::from(text);
                 if !path.is_file() {
                     return Err(InputError(format!("--artifact: file not found: {text}")));
                 }
-                path
+                (path, None)
             }
             None => match &service.artifact {
                 Some(ArtifactSource::Path(path)) => {
                     inventory.check_artifact_files(&[service_index])?;
-                    path.clone()
+                    (path.clone(), None)
                 }
-                Some(ArtifactSource::Url(_)) => {
-                    return Err(InputError(format!(
-                        "{}:{}: services.{}.artifact: URL artifacts are not supported yet",
-                        inventory.file.display(),
-                        service.artifact_line,
-                        service.name
-                    )));
+                Some(ArtifactSource::Url(url)) => {
+                    let path = download(url, service.sha256.as_deref()).await?;
+                    let host_url = (service.fetch == Fetch::Host).then(|| url.clone());
+                    if let Some(url) = &host_url
+                        && url
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+                    {
+                        return Err(InputError(format!(
+                            "{}:{}: services.{}.artifact: a URL fetched by hosts may not contain spaces, quotes or backslashes (percent-encode them)",
+                            inventory.file.display(),
+                            service.artifact_line,
+                            service.name
+                        )));
+                    }
+                    (path, host_url)
                 }
                 None => {
                     return Err(InputError(format!(
@@ -204,6 +236,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
             version,
             artifact,
             manifest,
+            host_url,
         });
     }
     Ok(shipments)
@@ -211,6 +244,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
 
 fn release_of(shipment: &Shipment) -> Release<'_> {
     Release {
+        fetch_on_host: shipment.host_url.as_deref().map(crate::http::redact),
         version: &shipment.version,
         sha256: &shipment.artifact.sha256,
         size: shipment.artifact.size,
@@ -394,12 +428,12 @@ async fn push_service<'a>(
     let halted = switch_all(context, &mut staged, finished.len(), total, permits).await;
 
     // Phase 3: prune, record history, release locks, for every host that got this far.
-    let cleanups = staged.into_iter().map(|host| {
-        finish(host, halted.as_deref(), |result| {
-            history(context, shipment, result)
-        })
-    });
-    finished.extend(futures::future::join_all(cleanups).await);
+    let halted = halted.as_deref();
+    let cleaned = for_each(staged, context.concurrency, |host| {
+        finish(host, halted, |result| history(context, shipment, result))
+    })
+    .await;
+    finished.extend(cleaned);
     announce(context, events, &finished, with_service);
     finished
 }
@@ -460,9 +494,12 @@ async fn stage<'a>(
                     artifact: &shipment.artifact.path,
                     artifact_size: shipment.artifact.size,
                     manifest: &shipment.manifest,
+                    url: shipment.host_url.as_deref(),
                 };
                 for step in &plan.stage {
-                    run.execute(step, &payload).await?;
+                    run.execute(step, &payload)
+                        .await
+                        .map_err(|error| disk_hint(error, facts.free_bytes, shipment))?;
                 }
                 Ok(Some(plan))
             }
@@ -472,6 +509,8 @@ async fn stage<'a>(
     match outcome {
         Ok(plan) => {
             result.bytes = run.uploaded();
+            run.events
+                .idle(&run.label, "staged; waiting for the other hosts");
             if plan.is_none() {
                 result.result = Outcome::Unchanged;
             }
@@ -508,6 +547,32 @@ async fn stage<'a>(
             Err(failure)
         }
     }
+}
+
+/// Adds "free vs needed" to a failure that says the host's disk (or file size limit) is full.
+fn disk_hint(error: HostError, free: Option<u64>, shipment: &Shipment) -> HostError {
+    let text = error.to_string();
+    let full = [
+        "No space left on device",
+        "File size limit exceeded",
+        "Disk quota exceeded",
+    ]
+    .iter()
+    .any(|symptom| text.contains(symptom));
+    if !full {
+        return error;
+    }
+    let free = free
+        .map(crate::report::format_bytes)
+        .unwrap_or_else(|| "unknown".to_string());
+    HostError::failed(
+        "upload",
+        format!(
+            "{text}\nhint: the host cannot hold the release: {free} free, {} needed to unpack it \
+             (plus the artifact while it streams); free space under the base_dir or lower keep_releases",
+            crate::report::format_bytes(shipment.artifact.unpacked_size)
+        ),
+    )
 }
 
 /// The history record for a host's push result.

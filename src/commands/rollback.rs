@@ -154,7 +154,7 @@ async fn roll_back_service<'a>(
             result.lock_held = matches!(error, HostError::LockHeld(_));
             result.error = Some(error.to_string());
             result.duration_ms = elapsed_ms(started);
-            Err((target, result, false))
+            Err(Box::new((target, result, false)))
         };
         let label = context.label(target, with_service);
         let run = match super::connect(context, target, label, events, now).await {
@@ -204,8 +204,10 @@ async fn roll_back_service<'a>(
             let version = to.map(Version::as_str).unwrap_or("");
             let error =
                 HostError::failed("plan", format!("{version} is not complete on this host"));
-            return fail(result, error).map_err(|(target, result, _)| (target, result, true));
+            return fail(result, error).map_err(|failure| Box::new((failure.0, failure.1, true)));
         }
+        run.events
+            .idle(&run.label, "ready; waiting for the other hosts");
         Ok(Locked {
             target,
             run,
@@ -225,7 +227,8 @@ async fn roll_back_service<'a>(
     for outcome in prepared {
         match outcome {
             Ok(host) => locked.push(host),
-            Err((target, result, missing)) => {
+            Err(failure) => {
+                let (target, result, missing) = *failure;
                 if missing {
                     lacking.push(result.host.clone());
                 }
@@ -260,8 +263,9 @@ async fn roll_back_service<'a>(
     }
 
     let halted = switch_all(context, &mut locked, finished.len(), total, permits).await;
-    let cleanups = locked.into_iter().map(|host| {
-        finish(host, halted.as_deref(), |result| HistoryRecord {
+    let halted = halted.as_deref();
+    let cleaned = for_each(locked, context.concurrency, |host| {
+        finish(host, halted, |result| HistoryRecord {
             time: rfc3339_now(),
             id: context.run_id.clone(),
             operator: context.operator.clone(),
@@ -273,8 +277,9 @@ async fn roll_back_service<'a>(
             result: history_result(result.result).to_string(),
             error: result.error.clone(),
         })
-    });
-    finished.extend(futures::future::join_all(cleanups).await);
+    })
+    .await;
+    finished.extend(cleaned);
     announce(context, events, &finished, with_service);
     finished
 }
