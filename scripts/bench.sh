@@ -268,5 +268,9 @@ printf '%-40s %14s   %-22s %s\n' "deploy peak RSS, 50 MiB artifact (max)" "$(mib
 printf '%-40s %14s   %-22s %s\n' "deploy peak RSS, 200 MiB artifact" "$(mib "$rss200") MiB" "<= 64 MiB" "$(verdict "$rss200 <= 65536")"
 printf '%-40s %14s   %-22s %s\n' "RSS spread across sizes (max - min)" "$spread_mib MiB" "flat: <= 8 MiB" "$(verdict "$spread_mib <= 8")"
 printf '\nper round (s): deploy %s | ssh %s\n' "${deploy_walls[*]}" "${ssh_walls[*]}"
+if [ "$rounds" -ge 3 ]; then
+  printf 'note: from round 3 on, deploy also prunes the oldest release on every host (keep_releases = 2) before it\n'
+  printf '      exits; the plain pipeline deletes nothing inside its timing (its old dirs are removed between rounds)\n'
+fi
 printf 'load average (1/5/15 min) at the start of the rounds: %s; at the end: %s (other load on the machine skews the figures)\n' \
   "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"

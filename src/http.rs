@@ -61,6 +61,16 @@ pub enum HttpError {
     Write { url: String, source: io::Error },
 }
 
+/// `default`, or the duration in `DEPLOY_HTTP_TIMEOUT` (e.g. "5s") when set: how long a
+/// download may stay silent and how long a webhook may take.
+pub fn configured_timeout(default: Duration) -> Duration {
+    std::env::var("DEPLOY_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|text| humantime::parse_duration(&text).ok())
+        .filter(|timeout| !timeout.is_zero())
+        .unwrap_or(default)
+}
+
 /// `scheme://host[:port]` of `url`, with any userinfo, path, query and fragment replaced by "/…":
 /// `https://hooks:pw@chat.example.com/hooks/T0K3N?x=1` becomes `https://chat.example.com/…`.
 /// A bare `https://host` or `https://host/` is returned as is (nothing is hidden there). Text that

@@ -94,7 +94,7 @@ async fn notify_end(context: &Context, result: &report::RunResult) {
         &notify.webhook,
         &document,
         &text,
-        std::time::Duration::from_secs(10),
+        http::configured_timeout(std::time::Duration::from_secs(10)),
     )
     .await
     {

@@ -301,7 +301,7 @@ impl Lowering<'_> {
                 script: format!(
                     "set -u\numask 022\nb={base}\nmkdir -p -- \"$b\" || exit 1\n{enter}\
                      mkdir -p .deploy/staging .deploy/digests .deploy/manifests releases shared || exit 1\n\
-                     rm -rf .deploy/staging/* .deploy/current.tmp.* || exit 1\n"
+                     rm -rf .deploy/staging/* .deploy/current.tmp.* 2>/dev/null || true\n"
                 ),
                 input: Input::Nothing,
             },
@@ -459,7 +459,10 @@ impl Lowering<'_> {
                         manifest = quote(&format!(".deploy/manifests/{version}")),
                     ));
                 }
-                script.push_str("rm -rf -- \"$t\"\n");
+                // The releases already left `releases/` by rename; deleting their files can take
+                // seconds, so it goes on in the background, detached from this session (a
+                // leftover is removed by the next run's Prepare).
+                script.push_str("rm -rf -- \"$t\" </dev/null >/dev/null 2>&1 &\n");
                 Remote {
                     script,
                     input: Input::Nothing,
@@ -484,9 +487,12 @@ impl Lowering<'_> {
              read -r status < \"$s/source.status\" || status=unknown\n\
              [ \"$status\" = 0 ] || {{ echo \"receiving {version} failed (exit status $status)\" >&2; exit 1; }}\n\
              read -r status < \"$s/tar.status\" || status=unknown\n\
-             [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
              read -r digest rest < \"$s/digest\" || digest=\n\
-             [ \"$digest\" = {sha256} ] || {{ echo \"sha256 mismatch on the host: expected {expected}, got ${{digest:-nothing}}\" >&2; exit 1; }}\n\
+             if [ \"$digest\" != {sha256} ]; then\n\
+             \x20 [ \"$status\" = 0 ] || echo \"extracting {version} failed (tar exit status $status)\" >&2\n\
+             \x20 echo \"sha256 mismatch on the host: expected {expected}, got ${{digest:-nothing}}\" >&2; exit 1\n\
+             fi\n\
+             [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
              rm -f -- \"$s/digest\" \"$s/tar.status\" \"$s/source.status\"\n"
         )
     }

@@ -480,11 +480,16 @@ pub fn render_table(result: &RunResult) -> String {
         .filter(|host| host.result == Outcome::Failed)
         .count();
     text.push_str(&format!(
-        "{} {}: {} ({} hosts, {} failed)\n",
+        "{} {}: {} ({} {}, {} failed)\n",
         result.action,
         result.id,
         result.result.as_str(),
         result.hosts.len(),
+        if result.hosts.len() == 1 {
+            "host"
+        } else {
+            "hosts"
+        },
         failed
     ));
     text
@@ -618,7 +623,7 @@ mod tests {
         insta::assert_snapshot!(render_table(&result), @r"
         HOST  SERVICE  RESULT  CHANGE        BYTES    TIME  ERROR
         web1  app      ok      (none) -> v1  2.0 KiB  1.5s
-        push run-1: ok (1 hosts, 0 failed)
+        push run-1: ok (1 host, 0 failed)
         ");
     }
 }

@@ -39,9 +39,6 @@ fn is_url(text: &str) -> bool {
     text.starts_with("http://") || text.starts_with("https://")
 }
 
-/// How long an artifact download may stay silent before it fails.
-const DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Downloads a URL artifact once into the local cache (a cache hit makes no request when the
 /// sha256 is known). Failures name the URL without its secrets.
 async fn download(url: &str, sha256: Option<&str>) -> Result<PathBuf, InputError> {
@@ -52,7 +49,7 @@ async fn download(url: &str, sha256: Option<&str>) -> Result<PathBuf, InputError
         crate::fetch::fetch(
             &owned_url,
             owned_sha256.as_deref(),
-            DOWNLOAD_TIMEOUT,
+            crate::http::configured_timeout(std::time::Duration::from_secs(30)),
             |_, _| {},
         )
     })

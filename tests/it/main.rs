@@ -12,6 +12,7 @@ mod push;
 mod push_failures;
 mod rollback;
 mod status;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
