@@ -8,6 +8,7 @@ mod diff;
 mod hooks;
 mod host_keys;
 mod inventory_errors;
+mod output;
 mod push;
 mod push_failures;
 mod rollback;
