@@ -524,7 +524,7 @@ mod tests {
         }
     }
 
-    /// Generates a key pair with ssh-keygen; `None` (test skipped) if ssh-keygen is missing.
+    /// Generates a key pair with ssh-keygen (a missing ssh-keygen fails the test loudly).
     fn generate_key(directory: &TempDir, key_type: &str) -> Option<(PathBuf, String, String)> {
         let private = directory.path().join(format!("id_{key_type}"));
         let status = match Command::new("ssh-keygen")
@@ -534,8 +534,7 @@ mod tests {
         {
             Ok(status) => status,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                eprintln!("ssh-keygen not on PATH, skipping");
-                return None;
+                panic!("ssh-keygen not found: install openssh-client (scripts/test.sh does)")
             }
             Err(error) => panic!("running ssh-keygen: {error}"),
         };
@@ -617,8 +616,7 @@ mod tests {
         {
             Ok(output) => output.status,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                eprintln!("ssh-keygen not on PATH, skipping");
-                return;
+                panic!("ssh-keygen not found: install openssh-client (scripts/test.sh does)")
             }
             Err(error) => panic!("running ssh-keygen: {error}"),
         };

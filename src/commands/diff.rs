@@ -3,15 +3,13 @@
 //! the live release, TO to the service's artifact. Manifests come from `.deploy/manifests/`
 //! (recorded at push time) and from the local artifact; nothing is changed anywhere.
 
-use std::time::Instant;
-
-use crate::app::{Context, InputError, for_each, unix_now};
+use crate::app::{Context, InputError, unix_now};
 use crate::artifact::Manifest;
 use crate::cli::{DiffArgs, PushArgs};
-use crate::executor::{HostError, HostRun, elapsed_ms};
+use crate::executor::{HostError, HostRun};
 use crate::facts;
 use crate::inventory::{Service, Version};
-use crate::report::{HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Outcome, RunResult};
 
 /// The manifest recorded on the host for `version`.
 pub async fn recorded_manifest(
@@ -67,83 +65,58 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
     } else {
         std::collections::HashMap::new()
     };
-    let targets = context.targets(&services)?;
-    let with_service = services.len() > 1;
-    let (events, reporter) = Reporter::start(context.progress, targets.len());
     let now = unix_now();
-    let hosts = for_each(targets, context.concurrency, |target| {
-        let events = events.clone();
-        let artifacts = &artifacts;
-        let from = from.as_ref();
-        let to = to.as_ref();
-        async move {
-            let started = Instant::now();
+    let artifacts = &artifacts;
+    let (from, to) = (from.as_ref(), to.as_ref());
+    super::each_target(
+        context,
+        &services,
+        "diff",
+        false,
+        |target, label, events| async move {
             let service = &context.inventory.services[target.service];
-            let label = context.label(target, with_service);
-            let mut result = HostResult::new(
-                Some(&service.name),
-                &context.inventory.hosts[target.host].name,
-                Outcome::Ok,
-            );
-            let work = async {
-                let run = super::connect(context, target, label.clone(), &events, now).await?;
-                let compared = async {
-                    let from_version = match from {
-                        Some(version) => version.clone(),
-                        None => run.facts().await?.live().cloned().ok_or_else(|| {
-                            HostError::failed(
-                                "diff",
-                                "no live release on this host to compare from",
-                            )
-                        })?,
-                    };
-                    let older = recorded_manifest(&run, service, &from_version).await?;
-                    let (to_name, newer) = match to {
-                        Some(version) => (
-                            version.to_string(),
-                            recorded_manifest(&run, service, version).await?,
-                        ),
-                        None => {
-                            let shipment = artifacts.get(&target.service).ok_or_else(|| {
-                                HostError::failed("diff", "no artifact for this service")
-                            })?;
-                            (
-                                format!("{} (artifact)", shipment.version),
-                                shipment.artifact.manifest.clone(),
-                            )
-                        }
-                    };
-                    Ok::<_, HostError>((
-                        from_version.to_string(),
-                        to_name,
-                        older.comparable().diff(&newer.comparable()),
-                    ))
-                }
-                .await;
-                run.close().await;
-                compared
-            };
-            match work.await {
-                Ok((from_name, to_name, difference)) => {
-                    events.done(&label, &crate::report::render_diff(&difference, 0)[0]);
-                    result.from = Some(from_name);
-                    result.to = Some(to_name);
-                    result.diff = Some(difference);
-                }
-                Err(error) => {
-                    result.result = Outcome::Failed;
-                    result.error = Some(error.to_string());
-                    events.done(&label, &format!("failed: {error}"));
-                }
+            let run = super::connect(context, target, label, &events, now).await?;
+            let compared = async {
+                let from_version = match from {
+                    Some(version) => version.clone(),
+                    None => run.facts().await?.live().cloned().ok_or_else(|| {
+                        HostError::failed("diff", "no live release on this host to compare from")
+                    })?,
+                };
+                let older = recorded_manifest(&run, service, &from_version).await?;
+                let (to_name, newer) = match to {
+                    Some(version) => (
+                        version.to_string(),
+                        recorded_manifest(&run, service, version).await?,
+                    ),
+                    None => {
+                        let shipment = artifacts.get(&target.service).ok_or_else(|| {
+                            HostError::failed("diff", "no artifact for this service")
+                        })?;
+                        (
+                            format!("{} (artifact)", shipment.version),
+                            shipment.artifact.manifest.clone(),
+                        )
+                    }
+                };
+                Ok::<_, HostError>((
+                    from_version,
+                    to_name,
+                    older.comparable().diff(&newer.comparable()),
+                ))
             }
-            result.duration_ms = elapsed_ms(started);
-            result
-        }
-    })
-    .await;
-    drop(events);
-    reporter.finish().await;
-    Ok(RunResult::new(&context.run_id, "diff", false, hosts))
+            .await;
+            run.close().await;
+            let (from_version, to_name, difference) = compared?;
+            let mut result = super::result_for(context, target, Outcome::Ok);
+            let summary = crate::report::render_diff(&difference, 0)[0].clone();
+            result.from = Some(from_version.to_string());
+            result.to = Some(to_name);
+            result.diff = Some(difference);
+            Ok(super::Worked { result, summary })
+        },
+    )
+    .await
 }
 
 /// Text view: per host, the counts and the paths (long lists cut with a count).

@@ -1,63 +1,40 @@
 //! `deploy history`: each selected host's audit log (`.deploy/history.jsonl`), newest first.
 //! Read-only; an unreachable host is reported, not fatal.
 
-use std::time::Instant;
-
-use crate::app::{Context, InputError, for_each, unix_now};
+use crate::app::{Context, InputError, unix_now};
 use crate::cli::HistoryArgs;
-use crate::executor::{HostError, elapsed_ms};
+use crate::executor::HostError;
 use crate::facts;
-use crate::report::{HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Outcome, RunResult};
 
 pub async fn run(context: &Context, arguments: &HistoryArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
-    let targets = context.targets(&services)?;
-    let with_service = services.len() > 1;
-    let (events, reporter) = Reporter::start(context.progress, targets.len());
     let now = unix_now();
-    let hosts = for_each(targets, context.concurrency, |target| {
-        let events = events.clone();
-        async move {
-            let started = Instant::now();
+    super::each_target(
+        context,
+        &services,
+        "history",
+        false,
+        |target, label, events| async move {
             let service = &context.inventory.services[target.service];
-            let label = context.label(target, with_service);
-            let mut result = HostResult::new(
-                Some(&service.name),
-                &context.inventory.hosts[target.host].name,
-                Outcome::Ok,
-            );
-            let read = async {
-                let run = super::connect(context, target, label.clone(), &events, now).await?;
-                events.step(&label, "read history");
-                let output = run
-                    .run(
-                        "read history",
-                        &facts::history_command(&service.base_dir, arguments.limit),
-                    )
-                    .await;
-                run.close().await;
-                facts::parse_history(&output?.stdout_text())
-                    .map_err(|error| HostError::failed("read history", error))
-            };
-            match read.await {
-                Ok(entries) => {
-                    events.done(&label, &format!("{} records", entries.len()));
-                    result.entries = Some(entries);
-                }
-                Err(error) => {
-                    result.result = Outcome::Failed;
-                    result.error = Some(error.to_string());
-                    events.done(&label, &format!("failed: {error}"));
-                }
-            }
-            result.duration_ms = elapsed_ms(started);
-            result
-        }
-    })
-    .await;
-    drop(events);
-    reporter.finish().await;
-    Ok(RunResult::new(&context.run_id, "history", false, hosts))
+            let run = super::connect(context, target, label.clone(), &events, now).await?;
+            events.step(&label, "read history");
+            let output = run
+                .run(
+                    "read history",
+                    &facts::history_command(&service.base_dir, arguments.limit),
+                )
+                .await;
+            run.close().await;
+            let entries = facts::parse_history(&output?.stdout_text())
+                .map_err(|error| HostError::failed("read history", error))?;
+            let mut result = super::result_for(context, target, Outcome::Ok);
+            let summary = format!("{} records", entries.len());
+            result.entries = Some(entries);
+            Ok(super::Worked { result, summary })
+        },
+    )
+    .await
 }
 
 /// Text view: one table per host.

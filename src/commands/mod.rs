@@ -13,10 +13,10 @@ pub mod unlock;
 
 use std::time::Instant;
 
-use crate::app::{Context, Target};
-use crate::executor::{HostError, HostRun};
+use crate::app::{Context, InputError, Target, for_each};
+use crate::executor::{HostError, HostRun, elapsed_ms};
 use crate::plan::Lowering;
-use crate::report::{Events, RunResult};
+use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 /// What a changing command ends with: its result, and whether Ctrl-C stopped it (exit 130).
 pub struct Completed {
@@ -50,4 +50,91 @@ pub async fn connect<'a>(
         context.interrupted.clone(),
     )
     .await
+}
+
+/// What per-target work returns: the host's result and its one-line summary for the reporter.
+pub struct Worked {
+    pub result: HostResult,
+    pub summary: String,
+}
+
+/// The audit record of `action` for a host's result (SPEC §3).
+pub fn history_record(
+    context: &Context,
+    action: &str,
+    result: &HostResult,
+    sha256: Option<String>,
+) -> crate::plan::HistoryRecord {
+    crate::plan::HistoryRecord {
+        time: crate::app::rfc3339_now(),
+        id: context.run_id.clone(),
+        operator: context.operator.clone(),
+        action: action.to_string(),
+        service: result.service.clone().unwrap_or_default(),
+        from: result.from.clone(),
+        to: result.to.clone(),
+        sha256,
+        result: match result.result {
+            Outcome::Ok | Outcome::Unchanged | Outcome::Planned => "ok",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed | Outcome::Skipped => "failed",
+        }
+        .to_string(),
+        error: result.error.clone(),
+    }
+}
+
+/// A fresh result for `target` (service and host names filled in).
+pub fn result_for(context: &Context, target: Target, outcome: Outcome) -> HostResult {
+    HostResult::new(
+        Some(&context.inventory.services[target.service].name),
+        &context.inventory.hosts[target.host].name,
+        outcome,
+    )
+}
+
+/// The shape of every per-host command: each selected (service, host) pair, at most
+/// `concurrency` at once, connected with `work`'s own code; a failing host becomes a `failed`
+/// result naming the error, never an abort of the others.
+pub async fn each_target<F, Fut>(
+    context: &Context,
+    services: &[usize],
+    action: &str,
+    dry_run: bool,
+    work: F,
+) -> Result<RunResult, InputError>
+where
+    F: Fn(Target, String, Events) -> Fut,
+    Fut: Future<Output = Result<Worked, HostError>>,
+{
+    let targets = context.targets(services)?;
+    let with_service = services.len() > 1;
+    let (events, reporter) = Reporter::start(context.progress, targets.len());
+    let hosts = for_each(targets, context.concurrency, |target| {
+        let events = events.clone();
+        let label = context.label(target, with_service);
+        let started = Instant::now();
+        let work = work(target, label.clone(), events.clone());
+        async move {
+            let mut result = match work.await {
+                Ok(worked) => {
+                    events.done(&label, &worked.summary);
+                    worked.result
+                }
+                Err(error) => {
+                    events.done(&label, &format!("failed: {error}"));
+                    let mut result = result_for(context, target, Outcome::Failed);
+                    result.lock_held = matches!(error, HostError::LockHeld(_));
+                    result.error = Some(error.to_string());
+                    result
+                }
+            };
+            result.duration_ms = elapsed_ms(started);
+            result
+        }
+    })
+    .await;
+    drop(events);
+    reporter.finish().await;
+    Ok(RunResult::new(&context.run_id, action, dry_run, hosts))
 }

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::app::{Context, InputError, Target, for_each, rfc3339_now, unix_now};
+use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
 use crate::commands::Completed;
-use crate::commands::switching::{Locked, Switch, announce, finish, history_result, switch_all};
+use crate::commands::switching::{Locked, Switch, announce, finish, switch_all};
 use crate::executor::{HostError, Payload, elapsed_ms, unlock};
 use crate::facts::LogAction;
 use crate::inventory::{ArtifactSource, Fetch, Version};
@@ -574,16 +574,12 @@ fn disk_hint(error: HostError, free: Option<u64>, shipment: &Shipment) -> HostEr
 
 /// The history record for a host's push result.
 fn history(context: &Context, shipment: &Shipment, result: &HostResult) -> HistoryRecord {
-    HistoryRecord {
-        time: rfc3339_now(),
-        id: context.run_id.clone(),
-        operator: context.operator.clone(),
-        action: "push".to_string(),
-        service: result.service.clone().unwrap_or_default(),
-        from: result.from.clone(),
-        to: Some(shipment.version.to_string()),
-        sha256: Some(shipment.artifact.sha256.clone()),
-        result: history_result(result.result).to_string(),
-        error: result.error.clone(),
-    }
+    let mut record = super::history_record(
+        context,
+        "push",
+        result,
+        Some(shipment.artifact.sha256.clone()),
+    );
+    record.to = Some(shipment.version.to_string());
+    record
 }

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::app::{Context, InputError, Target, for_each, rfc3339_now, unix_now};
+use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::cli::RollbackArgs;
 use crate::commands::Completed;
-use crate::commands::switching::{Locked, announce, finish, history_result, switch_all};
+use crate::commands::switching::{Locked, announce, finish, switch_all};
 use crate::executor::{HostError, elapsed_ms, unlock};
 use crate::inventory::Version;
-use crate::plan::{HistoryRecord, RollbackDecision, SwitchSequence, plan_rollback};
+use crate::plan::{RollbackDecision, SwitchSequence, plan_rollback};
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Completed, InputError> {
@@ -265,17 +265,8 @@ async fn roll_back_service<'a>(
     let halted = switch_all(context, &mut locked, finished.len(), total, permits).await;
     let halted = halted.as_deref();
     let cleaned = for_each(locked, context.concurrency, |host| {
-        finish(host, halted, |result| HistoryRecord {
-            time: rfc3339_now(),
-            id: context.run_id.clone(),
-            operator: context.operator.clone(),
-            action: "rollback".to_string(),
-            service: result.service.clone().unwrap_or_default(),
-            from: result.from.clone(),
-            to: result.to.clone(),
-            sha256: None,
-            result: history_result(result.result).to_string(),
-            error: result.error.clone(),
+        finish(host, halted, |result| {
+            super::history_record(context, "rollback", result, None)
         })
     })
     .await;

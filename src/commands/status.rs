@@ -1,95 +1,80 @@
 //! `deploy status`: per (service, host) reachability, live and previous release, releases kept
 //! and lock holder, read with the same facts script the planners use. Changes nothing.
 
-use std::time::Instant;
-
-use crate::app::{Context, InputError, for_each, unix_now};
+use crate::app::{Context, InputError, unix_now};
 use crate::cli::StatusArgs;
-use crate::executor::elapsed_ms;
 use crate::facts;
-use crate::report::{HostResult, LockView, Outcome, Reporter, RunResult, StatusView};
+use crate::report::{LockView, Outcome, RunResult, StatusView};
 
 pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
-    let targets = context.targets(&services)?;
-    let with_service = services.len() > 1;
-    let (events, reporter) = Reporter::start(context.progress, targets.len());
     let now = unix_now();
-    let hosts = for_each(targets, context.concurrency, |target| {
-        let events = events.clone();
-        async move {
-            let started = Instant::now();
+    let mut result = super::each_target(
+        context,
+        &services,
+        "status",
+        false,
+        |target, label, events| async move {
             let service = &context.inventory.services[target.service];
-            let host = &context.inventory.hosts[target.host];
-            let label = context.label(target, with_service);
-            let mut result = HostResult::new(Some(&service.name), &host.name, Outcome::Ok);
-            let read = async {
-                let run = super::connect(context, target, label.clone(), &events, now).await?;
-                let facts = run.facts().await;
-                let drift = match (&facts, arguments.verify) {
-                    (Ok(facts), true) => match facts.live() {
-                        Some(live) => Some(verify(&run, service, live).await),
-                        None => None,
-                    },
-                    _ => None,
-                };
-                run.close().await;
-                Ok::<_, crate::executor::HostError>((facts?, drift.transpose()?))
+            let run = super::connect(context, target, label, &events, now).await?;
+            let facts = run.facts().await;
+            let drift = match (&facts, arguments.verify) {
+                (Ok(facts), true) => match facts.live() {
+                    Some(live) => Some(verify(&run, service, live).await),
+                    None => None,
+                },
+                _ => None,
             };
-            match read.await {
-                Ok((facts, drift)) => {
-                    if let Some(drift) = &drift
-                        && !drift.is_empty()
-                    {
-                        result.error = Some(format!(
-                            "drift in {}: {}",
-                            facts.live().map(ToString::to_string).unwrap_or_default(),
-                            crate::report::render_diff(drift, 0)[0]
-                        ));
-                    }
-                    result.drift = drift;
-                    result.status = Some(StatusView {
-                        reachable: true,
-                        live: facts.live().map(ToString::to_string),
-                        previous: facts.previous().map(ToString::to_string),
-                        releases: facts
-                            .releases_newest_first()
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect(),
-                        lock: facts.lock.as_ref().map(|lock| LockView {
-                            operator: lock.operator.clone(),
-                            run_id: lock.run_id.clone(),
-                            since: humantime::format_rfc3339_seconds(
-                                std::time::UNIX_EPOCH + std::time::Duration::from_secs(lock.since),
-                            )
-                            .to_string(),
-                            alive: lock.alive,
-                        }),
-                    });
-                    events.done(&label, "ok");
-                }
-                Err(error) => {
-                    result.result = Outcome::Failed;
-                    result.error = Some(error.to_string());
-                    result.status = Some(StatusView {
-                        reachable: false,
-                        live: None,
-                        previous: None,
-                        releases: Vec::new(),
-                        lock: None,
-                    });
-                    events.done(&label, &format!("failed: {error}"));
-                }
+            run.close().await;
+            let (facts, drift) = (facts?, drift.transpose()?);
+            let mut result = super::result_for(context, target, Outcome::Ok);
+            if let Some(drift) = &drift
+                && !drift.is_empty()
+            {
+                result.error = Some(format!(
+                    "drift in {}: {}",
+                    facts.live().map(ToString::to_string).unwrap_or_default(),
+                    crate::report::render_diff(drift, 0)[0]
+                ));
             }
-            result.duration_ms = elapsed_ms(started);
-            result
+            result.drift = drift;
+            result.status = Some(StatusView {
+                reachable: true,
+                live: facts.live().map(ToString::to_string),
+                previous: facts.previous().map(ToString::to_string),
+                releases: facts
+                    .releases_newest_first()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                lock: facts.lock.as_ref().map(|lock| LockView {
+                    operator: lock.operator.clone(),
+                    run_id: lock.run_id.clone(),
+                    since: humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(lock.since),
+                    )
+                    .to_string(),
+                    alive: lock.alive,
+                }),
+            });
+            let summary = result.error.clone().unwrap_or_else(|| "ok".to_string());
+            Ok(super::Worked { result, summary })
+        },
+    )
+    .await?;
+    // A host that could not be read is reported unreachable.
+    for host in &mut result.hosts {
+        if host.status.is_none() {
+            host.status = Some(StatusView {
+                reachable: false,
+                live: None,
+                previous: None,
+                releases: Vec::new(),
+                lock: None,
+            });
         }
-    })
-    .await;
-    drop(events);
-    reporter.finish().await;
-    Ok(RunResult::new(&context.run_id, "status", false, hosts))
+    }
+    Ok(result)
 }
 
 /// Re-hashes the live release on the host (one command) and compares it with the manifest

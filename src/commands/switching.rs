@@ -258,12 +258,3 @@ pub fn announce(
         }
     }
 }
-
-/// The history `result` word for a host result.
-pub fn history_result(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok | Outcome::Unchanged | Outcome::Planned => "ok",
-        Outcome::RolledBack => "rolled_back",
-        Outcome::Failed | Outcome::Skipped => "failed",
-    }
-}
