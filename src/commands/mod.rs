@@ -138,3 +138,31 @@ where
     reporter.finish().await;
     Ok(RunResult::new(&context.run_id, action, dry_run, hosts))
 }
+
+/// Runs `run` once per service present in `targets` (concurrently: each service has its own
+/// lock) with that service's targets, and returns every result in `targets` order.
+pub async fn per_service<F, Fut>(targets: &[Target], run: F) -> Vec<HostResult>
+where
+    F: Fn(usize, Vec<Target>) -> Fut,
+    Fut: Future<Output = Vec<(Target, HostResult)>>,
+{
+    let mut services: Vec<usize> = targets.iter().map(|target| target.service).collect();
+    services.dedup();
+    services.sort_unstable();
+    services.dedup();
+    let runs = services.into_iter().map(|service| {
+        let service_targets: Vec<Target> = targets
+            .iter()
+            .copied()
+            .filter(|target| target.service == service)
+            .collect();
+        run(service, service_targets)
+    });
+    let mut results: Vec<(Target, HostResult)> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    results.sort_by_key(|(target, _)| targets.iter().position(|other| other == target));
+    results.into_iter().map(|(_, result)| result).collect()
+}

@@ -61,56 +61,68 @@ async fn download(url: &str, sha256: Option<&str>) -> Result<PathBuf, InputError
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, InputError> {
     let shipments = prepare(context, arguments).await?;
     let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
+    let shipment_of = |service: usize| {
+        shipments
+            .iter()
+            .find(|shipment| shipment.service == service)
+    };
+    if arguments.dry_run {
+        let result = super::each_target(
+            context,
+            &services,
+            "push",
+            true,
+            |target, label, events| async move {
+                let shipment = shipment_of(target.service)
+                    .ok_or_else(|| HostError::failed("plan", "no artifact for this service"))?;
+                plan_host(
+                    context,
+                    shipment,
+                    target,
+                    label,
+                    events,
+                    arguments.force,
+                    arguments.diff,
+                )
+                .await
+            },
+        )
+        .await?;
+        return Ok(Completed {
+            result,
+            interrupted: false,
+        });
+    }
     let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
     let (events, reporter) = Reporter::start(context.progress, targets.len());
-
-    let hosts = if arguments.dry_run {
-        dry_run(
-            context,
-            &shipments,
-            &targets,
-            with_service,
-            arguments.force,
-            arguments.diff,
-            &events,
-        )
-        .await
-    } else {
-        let permits = Semaphore::new(context.concurrency);
-        let runs = shipments.iter().map(|shipment| {
-            let service_targets: Vec<Target> = targets
-                .iter()
-                .copied()
-                .filter(|target| target.service == shipment.service)
-                .collect();
-            push_service(
-                context,
-                shipment,
-                service_targets,
-                with_service,
-                arguments.force,
-                &events,
-                &permits,
-            )
-        });
-        // Each service's run returns values for all its hosts; none can abort another.
-        let mut by_service = futures::future::join_all(runs).await;
-        let mut hosts = Vec::new();
-        for target in &targets {
-            for results in by_service.iter_mut() {
-                if let Some(position) = results.iter().position(|(owner, _)| owner == target) {
-                    hosts.push(results.remove(position).1);
-                    break;
+    let permits = Semaphore::new(context.concurrency);
+    let hosts = super::per_service(&targets, |service, service_targets| {
+        let events = &events;
+        let permits = &permits;
+        async move {
+            match shipment_of(service) {
+                Some(shipment) => {
+                    push_service(
+                        context,
+                        shipment,
+                        service_targets,
+                        with_service,
+                        arguments.force,
+                        events,
+                        permits,
+                    )
+                    .await
                 }
+                None => Vec::new(),
             }
         }
-        hosts
-    };
+    })
+    .await;
     drop(events);
     reporter.finish().await;
     Ok(Completed {
-        result: RunResult::new(&context.run_id, "push", arguments.dry_run, hosts),
+        result: RunResult::new(&context.run_id, "push", false, hosts),
         interrupted: context.is_interrupted(),
     })
 }
@@ -249,140 +261,114 @@ fn release_of(shipment: &Shipment) -> Release<'_> {
     }
 }
 
-/// Connects, reads real state and plans; changes nothing (no lock, no directory, no history).
-async fn dry_run(
+/// A dry run on one host: connects, reads its real state and plans; changes nothing (no lock,
+/// no directory, no history).
+async fn plan_host(
     context: &Context,
-    shipments: &[Shipment],
-    targets: &[Target],
-    with_service: bool,
+    shipment: &Shipment,
+    target: Target,
+    label: String,
+    events: Events,
     force: bool,
     diff: bool,
-    events: &Events,
-) -> Vec<HostResult> {
-    let now = unix_now();
-    for_each(targets.to_vec(), context.concurrency, |target| async move {
-        let started = Instant::now();
-        let shipment = shipments
-            .iter()
-            .find(|shipment| shipment.service == target.service)
-            .expect("every target comes from a shipment");
-        let service = &context.inventory.services[target.service];
-        let host = &context.inventory.hosts[target.host];
-        let label = context.label(target, with_service);
-        let mut result = HostResult::new(Some(&service.name), &host.name, Outcome::Planned);
-        result.to = Some(shipment.version.to_string());
-        let read = async {
-            let run = super::connect(context, target, label.clone(), events, now).await?;
-            let facts = run.facts().await;
-            let difference = match (&facts, diff) {
-                (Ok(facts), true) => {
-                    let live = match facts.live() {
-                        Some(live) => {
-                            Some(super::diff::recorded_manifest(&run, service, live).await)
-                        }
-                        None => None,
-                    };
-                    let from = match live {
-                        Some(manifest) => manifest?,
-                        None => crate::artifact::Manifest {
-                            entries: Vec::new(),
-                        },
-                    };
-                    Some(
-                        from.comparable()
-                            .diff(&shipment.artifact.manifest.comparable()),
-                    )
-                }
-                _ => None,
+) -> Result<super::Worked, HostError> {
+    let service = &context.inventory.services[target.service];
+    let host = &context.inventory.hosts[target.host];
+    let run = super::connect(context, target, label, &events, unix_now()).await?;
+    let facts = run.facts().await;
+    let difference = match (&facts, diff) {
+        (Ok(facts), true) => {
+            let from = match facts.live() {
+                Some(live) => super::diff::recorded_manifest(&run, service, live).await,
+                None => Ok(crate::artifact::Manifest {
+                    entries: Vec::new(),
+                }),
             };
-            run.close().await;
-            Ok::<_, HostError>((facts?, difference))
-        };
-        match read.await {
-            Err(error) => {
-                result.result = Outcome::Failed;
-                result.error = Some(error.to_string());
-                events.done(&label, &format!("failed: {error}"));
+            Some(from.map(|from| {
+                from.comparable()
+                    .diff(&shipment.artifact.manifest.comparable())
+            }))
+        }
+        _ => None,
+    };
+    run.close().await;
+    let (facts, difference) = (facts?, difference.transpose()?);
+
+    let mut result = super::result_for(context, target, Outcome::Planned);
+    result.to = Some(shipment.version.to_string());
+    result.from = facts.live().map(ToString::to_string);
+    result.diff = difference;
+    let mut notes = vec![format!(
+        "live: {}",
+        facts.live().map(Version::as_str).unwrap_or("(none)")
+    )];
+    notes.push(match &facts.lock {
+        Some(lock) => format!(
+            "lock: {}{}",
+            lock.describe(),
+            if lock.alive {
+                ""
+            } else {
+                " (stale: its process is gone)"
             }
-            Ok((facts, difference)) => {
-                result.diff = difference;
-                result.from = facts.live().map(ToString::to_string);
-                let mut steps: Vec<String> = Vec::new();
-                let mut lines = vec![format!(
-                    "live: {}",
-                    facts.live().map(Version::as_str).unwrap_or("(none)")
-                )];
-                lines.push(match &facts.lock {
-                    Some(lock) => format!(
-                        "lock: {}{}",
-                        lock.describe(),
-                        if lock.alive {
-                            ""
-                        } else {
-                            " (stale: its process is gone)"
-                        }
-                    ),
-                    None => "lock: free".to_string(),
-                });
-                if let Some(free) = facts.free_bytes {
-                    lines.push(format!(
-                        "disk: {} free, {} needed to unpack",
-                        crate::report::format_bytes(free),
-                        crate::report::format_bytes(shipment.artifact.unpacked_size)
-                    ));
-                }
-                match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
-                    PushDecision::Unchanged => {
-                        lines.push(format!(
-                            "unchanged: {} is live with the same sha256",
-                            shipment.version
-                        ));
-                        result.from = Some(shipment.version.to_string());
+        ),
+        None => "lock: free".to_string(),
+    });
+    if let Some(free) = facts.free_bytes {
+        notes.push(format!(
+            "disk: {} free, {} needed to unpack",
+            crate::report::format_bytes(free),
+            crate::report::format_bytes(shipment.artifact.unpacked_size)
+        ));
+    }
+    let mut steps: Vec<String> = Vec::new();
+    match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
+        PushDecision::Unchanged => {
+            notes.push(format!(
+                "unchanged: {} is live with the same sha256",
+                shipment.version
+            ));
+            result.from = Some(shipment.version.to_string());
+        }
+        PushDecision::Refused(reason) => {
+            result.result = Outcome::Failed;
+            result.error = Some(reason.clone());
+            notes.push(format!("refused: {reason}"));
+        }
+        PushDecision::Deploy(plan) => {
+            result.bytes = plan.upload_bytes;
+            if plan.upload_bytes == 0 && plan.stage.len() == 1 {
+                notes.push(format!(
+                    "no upload: {} is already staged with the same sha256",
+                    plan.to
+                ));
+            }
+            steps.extend(plan.stage.iter().map(Step::describe));
+            let switch = Switch {
+                from: plan.from.clone(),
+                to: plan.to.clone(),
+                action: LogAction::Push,
+            };
+            steps.extend(
+                SwitchSequence::new(service, &host.name, &switch)
+                    .steps()
+                    .iter()
+                    .map(Step::describe),
+            );
+            if !plan.prune.is_empty() {
+                steps.push(
+                    Step::Prune {
+                        versions: plan.prune.clone(),
                     }
-                    PushDecision::Refused(reason) => {
-                        result.result = Outcome::Failed;
-                        result.error = Some(reason.clone());
-                        lines.push(format!("refused: {reason}"));
-                    }
-                    PushDecision::Deploy(plan) => {
-                        result.bytes = plan.upload_bytes;
-                        if plan.upload_bytes == 0 {
-                            lines.push(format!(
-                                "no upload: {} is already staged with the same sha256",
-                                plan.to
-                            ));
-                        }
-                        steps.extend(plan.stage.iter().map(Step::describe));
-                        let switch = Switch {
-                            from: plan.from.clone(),
-                            to: plan.to.clone(),
-                            action: LogAction::Push,
-                        };
-                        steps.extend(
-                            SwitchSequence::new(service, &host.name, &switch)
-                                .steps()
-                                .iter()
-                                .map(Step::describe),
-                        );
-                        if !plan.prune.is_empty() {
-                            steps.push(
-                                Step::Prune {
-                                    versions: plan.prune.clone(),
-                                }
-                                .describe(),
-                            );
-                        }
-                    }
-                }
-                events.done(&label, &format!("planned: {} steps", steps.len()));
-                result.notes = Some(lines);
-                result.steps = Some(steps);
+                    .describe(),
+                );
             }
         }
-        result.duration_ms = elapsed_ms(started);
-        result
-    })
-    .await
+    }
+    let summary = format!("planned: {} steps", steps.len());
+    result.notes = Some(notes);
+    result.steps = Some(steps);
+    Ok(super::Worked { result, summary })
 }
 
 /// Runs one service's push over its targets; returns a result per target.

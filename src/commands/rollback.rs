@@ -23,116 +23,94 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Complete
         ),
         None => None,
     };
+    let to = to.as_ref();
     let services = context.services(&arguments.service)?;
+    if arguments.dry_run {
+        let result = super::each_target(
+            context,
+            &services,
+            "rollback",
+            true,
+            |target, label, events| plan_host(context, target, label, events, to),
+        )
+        .await?;
+        return Ok(Completed {
+            result,
+            interrupted: false,
+        });
+    }
     let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
     let (events, reporter) = Reporter::start(context.progress, targets.len());
-    let hosts = if arguments.dry_run {
-        dry_run(context, &targets, to.as_ref(), with_service, &events).await
-    } else {
-        let permits = Semaphore::new(context.concurrency);
-        let runs = services.iter().map(|&service| {
-            let service_targets: Vec<Target> = targets
-                .iter()
-                .copied()
-                .filter(|target| target.service == service)
-                .collect();
-            roll_back_service(
-                context,
-                service_targets,
-                to.as_ref(),
-                with_service,
-                &events,
-                &permits,
-            )
-        });
-        let by_service = futures::future::join_all(runs).await;
-        let mut all: Vec<(Target, HostResult)> = by_service.into_iter().flatten().collect();
-        all.sort_by_key(|(target, _)| targets.iter().position(|other| other == target));
-        all.into_iter().map(|(_, result)| result).collect()
-    };
+    let permits = Semaphore::new(context.concurrency);
+    let hosts = super::per_service(&targets, |_, service_targets| {
+        roll_back_service(
+            context,
+            service_targets,
+            to,
+            with_service,
+            &events,
+            &permits,
+        )
+    })
+    .await;
     drop(events);
     reporter.finish().await;
     Ok(Completed {
-        result: RunResult::new(&context.run_id, "rollback", arguments.dry_run, hosts),
+        result: RunResult::new(&context.run_id, "rollback", false, hosts),
         interrupted: context.is_interrupted(),
     })
 }
 
-fn new_result(context: &Context, target: Target) -> HostResult {
-    HostResult::new(
-        Some(&context.inventory.services[target.service].name),
-        &context.inventory.hosts[target.host].name,
-        Outcome::Ok,
-    )
-}
-
-async fn dry_run(
+/// A dry run on one host: reads its state and plans the rollback; changes nothing.
+async fn plan_host(
     context: &Context,
-    targets: &[Target],
+    target: Target,
+    label: String,
+    events: Events,
     to: Option<&Version>,
-    with_service: bool,
-    events: &Events,
-) -> Vec<HostResult> {
-    let now = unix_now();
-    for_each(targets.to_vec(), context.concurrency, |target| async move {
-        let started = Instant::now();
-        let label = context.label(target, with_service);
-        let mut result = new_result(context, target);
-        result.result = Outcome::Planned;
-        let read = async {
-            let run = super::connect(context, target, label.clone(), events, now).await?;
-            let facts = run.facts().await;
-            run.close().await;
-            facts
-        };
-        match read.await {
-            Err(error) => {
-                result.result = Outcome::Failed;
-                result.error = Some(error.to_string());
-            }
-            Ok(facts) => {
-                result.from = facts.live().map(ToString::to_string);
-                let mut lines = vec![match &facts.lock {
-                    Some(lock) => format!("lock: {}", lock.describe()),
-                    None => "lock: free".to_string(),
-                }];
-                match plan_rollback(&facts, to) {
-                    RollbackDecision::Switch(switch) => {
-                        result.to = Some(switch.to.to_string());
-                        let service = &context.inventory.services[target.service];
-                        let host = &context.inventory.hosts[target.host].name;
-                        result.steps = Some(
-                            SwitchSequence::new(service, host, &switch)
-                                .steps()
-                                .iter()
-                                .map(crate::plan::Step::describe)
-                                .collect(),
-                        );
-                    }
-                    RollbackDecision::Unchanged => {
-                        result.to = result.from.clone();
-                        lines.push("unchanged: already live".to_string());
-                    }
-                    RollbackDecision::Nothing(reason) => lines.push(reason),
-                    RollbackDecision::Missing => {
-                        result.result = Outcome::Failed;
-                        let message = format!(
-                            "{} is not complete on this host",
-                            to.map(Version::as_str).unwrap_or("")
-                        );
-                        lines.push(message.clone());
-                        result.error = Some(message);
-                    }
-                }
-                events.done(&label, &format!("planned: {}", lines.join("; ")));
-                result.notes = Some(lines);
-            }
+) -> Result<super::Worked, HostError> {
+    let run = super::connect(context, target, label, &events, unix_now()).await?;
+    let facts = run.facts().await;
+    run.close().await;
+    let facts = facts?;
+    let mut result = super::result_for(context, target, Outcome::Planned);
+    result.from = facts.live().map(ToString::to_string);
+    let mut notes = vec![match &facts.lock {
+        Some(lock) => format!("lock: {}", lock.describe()),
+        None => "lock: free".to_string(),
+    }];
+    match plan_rollback(&facts, to) {
+        RollbackDecision::Switch(switch) => {
+            result.to = Some(switch.to.to_string());
+            let service = &context.inventory.services[target.service];
+            let host = &context.inventory.hosts[target.host].name;
+            result.steps = Some(
+                SwitchSequence::new(service, host, &switch)
+                    .steps()
+                    .iter()
+                    .map(crate::plan::Step::describe)
+                    .collect(),
+            );
         }
-        result.duration_ms = elapsed_ms(started);
-        result
-    })
-    .await
+        RollbackDecision::Unchanged => {
+            result.to = result.from.clone();
+            notes.push("unchanged: already live".to_string());
+        }
+        RollbackDecision::Nothing(reason) => notes.push(reason),
+        RollbackDecision::Missing => {
+            result.result = Outcome::Failed;
+            let message = format!(
+                "{} is not complete on this host",
+                to.map(Version::as_str).unwrap_or("")
+            );
+            notes.push(message.clone());
+            result.error = Some(message);
+        }
+    }
+    let summary = format!("planned: {}", notes.join("; "));
+    result.notes = Some(notes);
+    Ok(super::Worked { result, summary })
 }
 
 async fn roll_back_service<'a>(
@@ -148,7 +126,7 @@ async fn roll_back_service<'a>(
     let prepared = for_each(targets, context.concurrency, |target| async move {
         let _permit = permits.acquire().await;
         let started = Instant::now();
-        let mut result = new_result(context, target);
+        let mut result = super::result_for(context, target, Outcome::Ok);
         let fail = |mut result: HostResult, error: HostError| {
             result.result = Outcome::Failed;
             result.lock_held = matches!(error, HostError::LockHeld(_));
