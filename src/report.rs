@@ -184,6 +184,8 @@ pub enum Event {
     /// Upload progress: bytes sent so far of `total`.
     Bytes {
         label: String,
+        /// "upload" or "download".
+        verb: &'static str,
         sent: u64,
         total: u64,
     },
@@ -213,7 +215,18 @@ impl Events {
     pub fn bytes(&self, label: &str, sent: u64, total: u64) {
         let _ = self.sender.send(Event::Bytes {
             label: label.to_string(),
+            verb: "upload",
             sent,
+            total,
+        });
+    }
+
+    /// Download progress (a URL artifact fetched by the controller).
+    pub fn downloaded(&self, label: &str, received: u64, total: u64) {
+        let _ = self.sender.send(Event::Bytes {
+            label: label.to_string(),
+            verb: "download",
+            sent: received,
             total,
         });
     }
@@ -298,8 +311,13 @@ async fn draw(
                     Event::Step { label, step } => {
                         tracing::info!(host = %label, step = %step, "{step}")
                     }
-                    Event::Bytes { label, sent, total } => {
-                        tracing::debug!(host = %label, step = "upload", sent, total, "upload progress")
+                    Event::Bytes {
+                        label,
+                        verb,
+                        sent,
+                        total,
+                    } => {
+                        tracing::debug!(host = %label, step = verb, sent, total, "{verb} progress")
                     }
                     Event::Note { label, message } => tracing::warn!(host = %label, "{message}"),
                     Event::Idle { label, state } => tracing::info!(host = %label, "{state}"),
@@ -313,13 +331,18 @@ async fn draw(
             while let Some(event) = receiver.recv().await {
                 let line = match event {
                     Event::Step { label, step } => Some(format!("{label}: {step}")),
-                    Event::Bytes { label, sent, total } => {
+                    Event::Bytes {
+                        label,
+                        verb,
+                        sent,
+                        total,
+                    } => {
                         let quarter = (sent * 4).checked_div(total).unwrap_or(4);
                         let last = quarters.entry(label.clone()).or_insert(0);
                         if quarter > *last {
                             *last = quarter;
                             Some(format!(
-                                "{label}: upload {} / {}",
+                                "{label}: {verb} {} / {}",
                                 format_bytes(sent),
                                 format_bytes(total)
                             ))
@@ -365,11 +388,16 @@ async fn draw(
                         });
                         bar.set_message(step);
                     }
-                    Event::Bytes { label, sent, total } => {
+                    Event::Bytes {
+                        label,
+                        verb,
+                        sent,
+                        total,
+                    } => {
                         if let Some(bar) = bars.get(&label) {
                             let elapsed = bar.elapsed().as_secs_f64().max(0.001);
                             bar.set_message(format!(
-                                "upload {} / {} ({}/s)",
+                                "{verb} {} / {} ({}/s)",
                                 format_bytes(sent),
                                 format_bytes(total),
                                 format_bytes((sent as f64 / elapsed) as u64)

@@ -40,22 +40,36 @@ fn is_url(text: &str) -> bool {
 }
 
 /// Downloads a URL artifact once into the local cache (a cache hit makes no request when the
-/// sha256 is known). Failures name the URL without its secrets.
-async fn download(url: &str, sha256: Option<&str>) -> Result<PathBuf, InputError> {
+/// sha256 is known), with progress. Failures name the URL without its secrets.
+async fn download(
+    context: &Context,
+    url: &str,
+    sha256: Option<&str>,
+) -> Result<PathBuf, InputError> {
     let owned_url = url.to_string();
     let owned_sha256 = sha256.map(str::to_string);
-    tracing::info!("fetching the artifact from {}", crate::http::redact(url));
-    tokio::task::spawn_blocking(move || {
+    let (events, reporter) = Reporter::start(context.progress, 1);
+    let label = "download".to_string();
+    events.step(&label, &format!("fetch {}", crate::http::redact(url)));
+    let progress_events = events.clone();
+    let downloaded = tokio::task::spawn_blocking(move || {
         crate::fetch::fetch(
             &owned_url,
             owned_sha256.as_deref(),
             crate::http::configured_timeout(std::time::Duration::from_secs(30)),
-            |_, _| {},
+            |received, length| {
+                progress_events.downloaded(&label, received, length.unwrap_or(0).max(received))
+            },
         )
     })
-    .await
-    .map_err(|error| InputError(format!("downloading the artifact: {error}")))?
-    .map_err(|error| InputError(format!("artifact: {error}")))
+    .await;
+    let result = downloaded
+        .map_err(|error| InputError(format!("downloading the artifact: {error}")))?
+        .map_err(|error| InputError(format!("artifact: {error}")));
+    events.done("download", if result.is_ok() { "ok" } else { "failed" });
+    drop(events);
+    reporter.finish().await;
+    result
 }
 
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, InputError> {
@@ -176,7 +190,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
             })?,
         };
         let (path, host_url) = match &arguments.artifact {
-            Some(text) if is_url(text) => (download(text, None).await?, None),
+            Some(text) if is_url(text) => (download(context, text, None).await?, None),
             Some(text) => {
                 let path = PathBuf::from(text);
                 if !path.is_file() {
@@ -190,7 +204,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
                     (path.clone(), None)
                 }
                 Some(ArtifactSource::Url(url)) => {
-                    let path = download(url, service.sha256.as_deref()).await?;
+                    let path = download(context, url, service.sha256.as_deref()).await?;
                     let host_url = (service.fetch == Fetch::Host).then(|| url.clone());
                     if let Some(url) = &host_url
                         && url

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod check;
 mod diff;
 mod hooks;
