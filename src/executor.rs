@@ -21,8 +21,10 @@ use crate::ssh::{Connector, Endpoint, Held, Output, Session, SshError};
 pub enum HostError {
     #[error("{step}: {message}")]
     Failed { step: String, message: String },
-    #[error("lock: {0}; when that run is gone, `deploy unlock --hosts HOST` removes its lock")]
-    LockHeld(String),
+    #[error(
+        "lock: {holder}; when that run is gone, `deploy unlock --hosts {host}` removes its lock"
+    )]
+    LockHeld { holder: String, host: String },
     #[error("{step}: host_timeout reached")]
     TimedOut { step: String },
     #[error("{step}: interrupted")]
@@ -156,7 +158,13 @@ impl<'a> HostRun<'a> {
         if let Some(holder) = held.first_line.strip_prefix("HELD ") {
             let text = describe_holder(holder);
             let _ = held.release().await;
-            return Err(HostError::LockHeld(text));
+            let host = self
+                .label
+                .split('/')
+                .next()
+                .unwrap_or(&self.label)
+                .to_string();
+            return Err(HostError::LockHeld { holder: text, host });
         }
         let message = match held.first_line.strip_prefix("ERROR ") {
             Some(error) => error.to_string(),

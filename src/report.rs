@@ -12,6 +12,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// Per-host result values of SPEC §5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -198,14 +199,20 @@ pub enum Event {
 }
 
 /// Cheap handle that workers clone to send events.
+///
+/// With `--log-format json` the events are diagnostics instead: they are logged right here,
+/// in the worker's span, so each line carries its `host`, `service` and `run_id`.
 #[derive(Clone)]
 pub struct Events {
     sender: mpsc::UnboundedSender<Event>,
+    diagnostics: bool,
 }
 
 impl Events {
     pub fn step(&self, label: &str, step: &str) {
-        tracing::debug!(host = label, step, "step");
+        if self.diagnostics {
+            tracing::info!(step, "{step}");
+        }
         let _ = self.sender.send(Event::Step {
             label: label.to_string(),
             step: step.to_string(),
@@ -213,6 +220,9 @@ impl Events {
     }
 
     pub fn bytes(&self, label: &str, sent: u64, total: u64) {
+        if self.diagnostics {
+            tracing::debug!(step = "upload", sent, total, "upload progress");
+        }
         let _ = self.sender.send(Event::Bytes {
             label: label.to_string(),
             verb: "upload",
@@ -223,6 +233,9 @@ impl Events {
 
     /// Download progress (a URL artifact fetched by the controller).
     pub fn downloaded(&self, label: &str, received: u64, total: u64) {
+        if self.diagnostics {
+            tracing::debug!(step = "download", received, total, "download progress");
+        }
         let _ = self.sender.send(Event::Bytes {
             label: label.to_string(),
             verb: "download",
@@ -232,6 +245,9 @@ impl Events {
     }
 
     pub fn note(&self, label: &str, message: &str) {
+        if self.diagnostics {
+            tracing::warn!("{message}");
+        }
         let _ = self.sender.send(Event::Note {
             label: label.to_string(),
             message: message.to_string(),
@@ -239,6 +255,9 @@ impl Events {
     }
 
     pub fn idle(&self, label: &str, state: &str) {
+        if self.diagnostics {
+            tracing::info!("{state}");
+        }
         let _ = self.sender.send(Event::Idle {
             label: label.to_string(),
             state: state.to_string(),
@@ -246,6 +265,9 @@ impl Events {
     }
 
     pub fn done(&self, label: &str, summary: &str) {
+        if self.diagnostics {
+            tracing::info!("{summary}");
+        }
         let _ = self.sender.send(Event::Done {
             label: label.to_string(),
             summary: summary.to_string(),
@@ -288,8 +310,13 @@ pub struct Reporter {
 impl Reporter {
     pub fn start(mode: ProgressMode, total_hosts: usize) -> (Events, Reporter) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(draw(mode, total_hosts, receiver));
-        (Events { sender }, Reporter { task })
+        let task =
+            tokio::spawn(draw(mode, total_hosts, receiver).instrument(tracing::Span::current()));
+        let events = Events {
+            sender,
+            diagnostics: mode == ProgressMode::Diagnostics,
+        };
+        (events, Reporter { task })
     }
 
     /// Waits until every event sent before the last `Events` handle was dropped is drawn.
@@ -305,26 +332,8 @@ async fn draw(
 ) {
     match mode {
         ProgressMode::Silent => while receiver.recv().await.is_some() {},
-        ProgressMode::Diagnostics => {
-            while let Some(event) = receiver.recv().await {
-                match event {
-                    Event::Step { label, step } => {
-                        tracing::info!(host = %label, step = %step, "{step}")
-                    }
-                    Event::Bytes {
-                        label,
-                        verb,
-                        sent,
-                        total,
-                    } => {
-                        tracing::debug!(host = %label, step = verb, sent, total, "{verb} progress")
-                    }
-                    Event::Note { label, message } => tracing::warn!(host = %label, "{message}"),
-                    Event::Idle { label, state } => tracing::info!(host = %label, "{state}"),
-                    Event::Done { label, summary } => tracing::info!(host = %label, "{summary}"),
-                }
-            }
-        }
+        // Diagnostics were logged by the workers themselves (see `Events`).
+        ProgressMode::Diagnostics => while receiver.recv().await.is_some() {},
         ProgressMode::Lines => {
             // Last reported quarter of each upload, so plain output stays short.
             let mut quarters: HashMap<String, u64> = HashMap::new();
@@ -377,6 +386,22 @@ async fn draw(
                 .unwrap_or_else(|_| ProgressStyle::default_spinner());
             let mut bars: HashMap<String, ProgressBar> = HashMap::new();
             let mut failed = 0u64;
+            // Bytes moved per host so far: the overall line shows their sum and rate.
+            let mut moved: HashMap<String, u64> = HashMap::new();
+            let overall_message =
+                |moved: &HashMap<String, u64>, failed: u64, overall: &ProgressBar| {
+                    let total: u64 = moved.values().sum();
+                    let elapsed = overall.elapsed().as_secs_f64().max(0.001);
+                    let mut message = format!(
+                        "{}  {}/s",
+                        format_bytes(total),
+                        format_bytes((total as f64 / elapsed) as u64)
+                    );
+                    if failed > 0 {
+                        message.push_str(&format!("  {failed} failed"));
+                    }
+                    overall.set_message(message);
+                };
             while let Some(event) = receiver.recv().await {
                 match event {
                     Event::Step { label, step } => {
@@ -394,6 +419,8 @@ async fn draw(
                         sent,
                         total,
                     } => {
+                        moved.insert(label.clone(), sent);
+                        overall_message(&moved, failed, &overall);
                         if let Some(bar) = bars.get(&label) {
                             let elapsed = bar.elapsed().as_secs_f64().max(0.001);
                             bar.set_message(format!(
@@ -424,11 +451,7 @@ async fn draw(
                         }
                         multi.suspend(|| eprintln!("{label}: {summary}"));
                         overall.inc(1);
-                        overall.set_message(if failed > 0 {
-                            format!("{failed} failed")
-                        } else {
-                            String::new()
-                        });
+                        overall_message(&moved, failed, &overall);
                     }
                 }
             }

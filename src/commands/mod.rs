@@ -13,6 +13,8 @@ pub mod unlock;
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use crate::app::{Context, InputError, Target, for_each};
 use crate::executor::{HostError, HostRun, elapsed_ms};
 use crate::plan::Lowering;
@@ -50,6 +52,16 @@ pub async fn connect<'a>(
         context.interrupted.clone(),
     )
     .await
+}
+
+/// The span a (service, host) pair's work runs in: diagnostics inside it carry `host` and
+/// `service` (and `run_id` from the run's span).
+pub fn host_span(context: &Context, target: Target) -> tracing::Span {
+    tracing::info_span!(
+        "host",
+        host = %context.inventory.hosts[target.host].name,
+        service = %context.inventory.services[target.service].name
+    )
 }
 
 /// What per-target work returns: the host's result and its one-line summary for the reporter.
@@ -114,7 +126,8 @@ where
         let events = events.clone();
         let label = context.label(target, with_service);
         let started = Instant::now();
-        let work = work(target, label.clone(), events.clone());
+        let work =
+            work(target, label.clone(), events.clone()).instrument(host_span(context, target));
         async move {
             let mut result = match work.await {
                 Ok(worked) => {
@@ -124,7 +137,7 @@ where
                 Err(error) => {
                     events.done(&label, &format!("failed: {error}"));
                     let mut result = result_for(context, target, Outcome::Failed);
-                    result.lock_held = matches!(error, HostError::LockHeld(_));
+                    result.lock_held = matches!(error, HostError::LockHeld { .. });
                     result.error = Some(error.to_string());
                     result
                 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::artifact::{self, Artifact};
@@ -410,6 +411,7 @@ async fn push_service<'a>(
             permits,
             now,
         )
+        .instrument(super::host_span(context, target))
     })
     .await;
     let mut finished: Vec<(Target, HostResult)> = Vec::new();
@@ -427,11 +429,11 @@ async fn push_service<'a>(
     // Phase 3: prune, record history, release locks, for every host that got this far.
     let halted = halted.as_deref();
     let cleaned = for_each(staged, context.concurrency, |host| {
-        finish(host, halted, |result| history(context, shipment, result))
+        let span = super::host_span(context, host.target);
+        finish(host, halted, |result| history(context, shipment, result)).instrument(span)
     })
     .await;
     finished.extend(cleaned);
-    announce(context, events, &finished, with_service);
     finished
 }
 
@@ -456,9 +458,10 @@ async fn stage<'a>(
     result.to = Some(shipment.version.to_string());
     let fail = |mut result: HostResult, error: HostError| {
         result.result = Outcome::Failed;
-        result.lock_held = matches!(error, HostError::LockHeld(_));
+        result.lock_held = matches!(error, HostError::LockHeld { .. });
         result.error = Some(error.to_string());
         result.duration_ms = elapsed_ms(started);
+        announce(events, &label, &result);
         (target, result)
     };
     if context.is_interrupted() {
@@ -469,7 +472,7 @@ async fn stage<'a>(
             },
         ));
     }
-    let run = match super::connect(context, target, label, events, now).await {
+    let run = match super::connect(context, target, label.clone(), events, now).await {
         Ok(run) => run,
         Err(error) => return Err(fail(result, error)),
     };

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::cli::RollbackArgs;
@@ -123,79 +124,85 @@ async fn roll_back_service<'a>(
 ) -> Vec<(Target, HostResult)> {
     let total = targets.len();
     let now = unix_now();
-    let prepared = for_each(targets, context.concurrency, |target| async move {
-        let _permit = permits.acquire().await;
-        let started = Instant::now();
-        let mut result = super::result_for(context, target, Outcome::Ok);
-        let fail = |mut result: HostResult, error: HostError| {
-            result.result = Outcome::Failed;
-            result.lock_held = matches!(error, HostError::LockHeld(_));
-            result.error = Some(error.to_string());
-            result.duration_ms = elapsed_ms(started);
-            Err(Box::new((target, result, false)))
-        };
-        let label = context.label(target, with_service);
-        let run = match super::connect(context, target, label, events, now).await {
-            Ok(run) => run,
-            Err(error) => return fail(result, error),
-        };
-        let lock = match run.lock(&context.operator, now).await {
-            Ok(lock) => lock,
-            Err(error) => {
-                run.close().await;
-                return fail(result, error);
-            }
-        };
-        let facts = match run.facts().await {
-            Ok(facts) => facts,
-            Err(error) => {
+    let prepared = for_each(targets, context.concurrency, |target| {
+        let span = super::host_span(context, target);
+        async move {
+            let _permit = permits.acquire().await;
+            let started = Instant::now();
+            let mut result = super::result_for(context, target, Outcome::Ok);
+            let label = context.label(target, with_service);
+            let fail = |mut result: HostResult, error: HostError| {
+                result.result = Outcome::Failed;
+                result.lock_held = matches!(error, HostError::LockHeld { .. });
+                result.error = Some(error.to_string());
+                result.duration_ms = elapsed_ms(started);
+                announce(events, &label, &result);
+                Err(Box::new((target, result, false)))
+            };
+            let run = match super::connect(context, target, label.clone(), events, now).await {
+                Ok(run) => run,
+                Err(error) => return fail(result, error),
+            };
+            let lock = match run.lock(&context.operator, now).await {
+                Ok(lock) => lock,
+                Err(error) => {
+                    run.close().await;
+                    return fail(result, error);
+                }
+            };
+            let facts = match run.facts().await {
+                Ok(facts) => facts,
+                Err(error) => {
+                    unlock(&run.label, lock).await;
+                    run.close().await;
+                    return fail(result, error);
+                }
+            };
+            result.from = facts.live().map(ToString::to_string);
+            let mut missing = false;
+            let switch = match plan_rollback(&facts, to) {
+                RollbackDecision::Switch(switch) => {
+                    result.to = Some(switch.to.to_string());
+                    Some(switch)
+                }
+                RollbackDecision::Unchanged => {
+                    result.result = Outcome::Unchanged;
+                    result.to = result.from.clone();
+                    None
+                }
+                RollbackDecision::Nothing(reason) => {
+                    result.result = Outcome::Skipped;
+                    result.error = Some(reason);
+                    None
+                }
+                RollbackDecision::Missing => {
+                    missing = true;
+                    None
+                }
+            };
+            if missing {
                 unlock(&run.label, lock).await;
                 run.close().await;
-                return fail(result, error);
+                let version = to.map(Version::as_str).unwrap_or("");
+                let error =
+                    HostError::failed("plan", format!("{version} is not complete on this host"));
+                return fail(result, error)
+                    .map_err(|failure| Box::new((failure.0, failure.1, true)));
             }
-        };
-        result.from = facts.live().map(ToString::to_string);
-        let mut missing = false;
-        let switch = match plan_rollback(&facts, to) {
-            RollbackDecision::Switch(switch) => {
-                result.to = Some(switch.to.to_string());
-                Some(switch)
-            }
-            RollbackDecision::Unchanged => {
-                result.result = Outcome::Unchanged;
-                result.to = result.from.clone();
-                None
-            }
-            RollbackDecision::Nothing(reason) => {
-                result.result = Outcome::Skipped;
-                result.error = Some(reason);
-                None
-            }
-            RollbackDecision::Missing => {
-                missing = true;
-                None
-            }
-        };
-        if missing {
-            unlock(&run.label, lock).await;
-            run.close().await;
-            let version = to.map(Version::as_str).unwrap_or("");
-            let error =
-                HostError::failed("plan", format!("{version} is not complete on this host"));
-            return fail(result, error).map_err(|failure| Box::new((failure.0, failure.1, true)));
+            run.events
+                .idle(&run.label, "ready; waiting for the other hosts");
+            Ok(Locked {
+                target,
+                run,
+                lock,
+                result,
+                started,
+                switch,
+                switched: false,
+                prune: Vec::new(),
+            })
         }
-        run.events
-            .idle(&run.label, "ready; waiting for the other hosts");
-        Ok(Locked {
-            target,
-            run,
-            lock,
-            result,
-            started,
-            switch,
-            switched: false,
-            prune: Vec::new(),
-        })
+        .instrument(span)
     })
     .await;
 
@@ -226,29 +233,30 @@ async fn roll_back_service<'a>(
             let reason = reason.clone();
             async move {
                 unlock(&host.run.label, host.lock).await;
-                host.run.close().await;
                 if host.result.result == Outcome::Ok {
                     host.result.result = Outcome::Skipped;
                     host.result.error = Some(reason);
                 }
                 host.result.duration_ms = elapsed_ms(host.started);
+                announce(&host.run.events, &host.run.label, &host.result);
+                host.run.close().await;
                 (host.target, host.result)
             }
         });
         finished.extend(futures::future::join_all(releases).await);
-        announce(context, events, &finished, with_service);
         return finished;
     }
 
     let halted = switch_all(context, &mut locked, finished.len(), total, permits).await;
     let halted = halted.as_deref();
     let cleaned = for_each(locked, context.concurrency, |host| {
+        let span = super::host_span(context, host.target);
         finish(host, halted, |result| {
             super::history_record(context, "rollback", result, None)
         })
+        .instrument(span)
     })
     .await;
     finished.extend(cleaned);
-    announce(context, events, &finished, with_service);
     finished
 }

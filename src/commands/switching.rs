@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::app::{Context, Target, for_each};
 use crate::executor::HostError;
@@ -94,7 +95,13 @@ async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Sem
                 return (false, None);
             };
             let _permit = permits.acquire().await;
-            switch_one(context, host, switch).await
+            let outcome = switch_one(context, host, switch)
+                .instrument(super::host_span(context, host.target))
+                .await;
+            host.run
+                .events
+                .idle(&host.run.label, "switched; waiting for the other hosts");
+            outcome
         },
     )
     .await;
@@ -229,32 +236,25 @@ pub async fn finish(
     host.result.steps = Some(host.run.executed());
     host.run.record(&record(&host.result)).await;
     unlock(&host.run.label, host.lock).await;
+    announce(&host.run.events, &host.run.label, &host.result);
     host.run.close().await;
     (host.target, host.result)
 }
 
-/// One line per finished host for the reporter.
-pub fn announce(
-    context: &Context,
-    events: &Events,
-    finished: &[(Target, HostResult)],
-    with_service: bool,
-) {
-    for (target, result) in finished {
-        let label = context.label(*target, with_service);
-        match (&result.result, &result.error) {
-            (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
-                events.done(&label, &format!("{}: {error}", result.result.as_str()))
-            }
-            (outcome, _) => events.done(
-                &label,
-                &format!(
-                    "{} {} -> {}",
-                    outcome.as_str(),
-                    result.from.as_deref().unwrap_or("(none)"),
-                    result.to.as_deref().unwrap_or("(none)")
-                ),
-            ),
+/// The one-line result of a finished host, for the reporter.
+pub fn announce(events: &Events, label: &str, result: &HostResult) {
+    match (&result.result, &result.error) {
+        (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
+            events.done(label, &format!("{}: {error}", result.result.as_str()))
         }
+        (outcome, _) => events.done(
+            label,
+            &format!(
+                "{} {} -> {}",
+                outcome.as_str(),
+                result.from.as_deref().unwrap_or("(none)"),
+                result.to.as_deref().unwrap_or("(none)")
+            ),
+        ),
     }
 }
