@@ -67,7 +67,10 @@ pub struct HostRun<'a> {
     pub label: String,
     pub lowering: Lowering<'a>,
     pub events: Events,
-    pub deadline: Instant,
+    /// When the current working phase must end: `host_timeout` after it started. Waiting for
+    /// other hosts between phases does not count against it (see `restart_deadline`).
+    deadline: std::sync::Mutex<Instant>,
+    host_timeout: std::time::Duration,
     pub interrupted: watch::Receiver<bool>,
     /// Descriptions of the planned steps that completed, in order (compared with dry-runs).
     executed: std::sync::Mutex<Vec<String>>,
@@ -84,9 +87,10 @@ impl<'a> HostRun<'a> {
         label: String,
         lowering: Lowering<'a>,
         events: Events,
-        deadline: Instant,
+        host_timeout: std::time::Duration,
         interrupted: watch::Receiver<bool>,
     ) -> Result<HostRun<'a>, HostError> {
+        let deadline = Instant::now() + host_timeout;
         events.step(&label, "connect");
         let mut interrupt = interrupted.clone();
         let session = tokio::select! {
@@ -104,11 +108,27 @@ impl<'a> HostRun<'a> {
             label,
             lowering,
             events,
-            deadline,
+            deadline: std::sync::Mutex::new(deadline),
+            host_timeout,
             interrupted,
             executed: std::sync::Mutex::new(Vec::new()),
             uploaded: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Starts a new working phase (the switch after staging, the final clean-up): the host gets
+    /// a full `host_timeout` for it, however long it waited for the other hosts.
+    pub fn restart_deadline(&self) {
+        if let Ok(mut deadline) = self.deadline.lock() {
+            *deadline = Instant::now() + self.host_timeout;
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+            .lock()
+            .map(|deadline| *deadline)
+            .unwrap_or_else(|_| Instant::now())
     }
 
     /// Bounds `work` by the deadline and Ctrl-C.
@@ -119,7 +139,7 @@ impl<'a> HostRun<'a> {
     ) -> Result<T, HostError> {
         let mut interrupt = self.interrupted.clone();
         tokio::select! {
-            finished = tokio::time::timeout_at(self.deadline.into(), work) => match finished {
+            finished = tokio::time::timeout_at(self.deadline().into(), work) => match finished {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(HostError::failed(step, error.to_string())),
                 Err(_) => Err(HostError::TimedOut { step: step.to_string() }),
@@ -147,13 +167,22 @@ impl<'a> HostRun<'a> {
         facts::parse(&output.stdout_text()).map_err(|error| HostError::failed("read state", error))
     }
 
-    /// Takes the service lock; it is held until `unlock` or until the session ends.
-    pub async fn lock(&self, operator: &str, now: u64) -> Result<Held, HostError> {
+    /// Takes the service lock and reads the service's state under it, in one remote command;
+    /// the lock is held until `unlock` or until the session ends.
+    pub async fn lock(&self, operator: &str, now: u64) -> Result<(Held, Facts), HostError> {
         self.events.step(&self.label, "lock");
         let script = plan::lock_script(self.lowering.base_dir, operator, self.lowering.run_id, now);
-        let held = self.bounded("lock", self.session.hold(&script)).await?;
-        if held.first_line == "LOCKED" {
-            return Ok(held);
+        let held = self
+            .bounded("lock", self.session.hold(&script, plan::LOCK_FACTS_END))
+            .await?;
+        if held.first_line == "LOCKED" && held.finished.is_none() {
+            return match facts::parse(&held.text) {
+                Ok(facts) => Ok((held, facts)),
+                Err(error) => {
+                    unlock(&self.label, held).await;
+                    Err(HostError::failed("read state", error))
+                }
+            };
         }
         if let Some(holder) = held.first_line.strip_prefix("HELD ") {
             let text = describe_holder(holder);
@@ -312,24 +341,35 @@ impl<'a> HostRun<'a> {
         ))
     }
 
-    /// Appends one history record (best effort: a failure is logged, not fatal).
-    pub async fn record(&self, record: &HistoryRecord) {
-        let script = self.lowering.append_history(record);
-        // History is written even after a deadline or Ctrl-C, so it is not bounded by them;
-        // a short timeout of its own keeps a dead host from hanging the run.
-        let written = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            self.session.run(&script),
-        )
-        .await;
-        match written {
-            Ok(Ok(output)) if output.success() => {}
-            Ok(Ok(output)) => {
-                tracing::warn!(host = %self.label, "history not written: {}", output.failure_text())
-            }
-            Ok(Err(error)) => tracing::warn!(host = %self.label, "history not written: {error}"),
-            Err(_) => tracing::warn!(host = %self.label, "history not written: timed out"),
+    /// Appends one history record, then runs `then` (a planned step such as the prune) in the
+    /// same remote command: one round trip for a host's last changes. Not bounded by the
+    /// deadline or Ctrl-C (history is written even then); a timeout of its own keeps a dead
+    /// host from hanging the run. A failure is reported on the host's progress, not fatal.
+    pub async fn record(&self, record: &HistoryRecord, then: Option<&Step>) {
+        let mut script = self.lowering.append_history(record);
+        if let Some(step) = then {
+            script.push_str(&self.lowering.lower(step).script);
         }
+        let limit = std::time::Duration::from_secs(if then.is_some() { 60 } else { 10 });
+        let problem = match tokio::time::timeout(limit, self.session.run(&script)).await {
+            Ok(Ok(output)) if output.success() => {
+                if let Some(step) = then {
+                    self.completed(step);
+                }
+                return;
+            }
+            Ok(Ok(output)) => output.failure_text(),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        let what = match then {
+            Some(step) => format!("history and {}", step.name()),
+            None => "history".to_string(),
+        };
+        self.events.note(
+            &self.label,
+            &format!("warning: {what} not written: {problem}"),
+        );
     }
 
     /// Removes this run's staging directory (best effort, after a failure or Ctrl-C).

@@ -16,6 +16,11 @@ use crate::facts::{Facts, LogAction, LogEntry, RELEASE_LOG, log_line};
 use crate::inventory::Version;
 use crate::shell::{join, quote};
 
+/// Creates the layout and removes staging leftovers of earlier runs (run inside `<base_dir>`,
+/// under the lock). Part of every upload, and a step of its own when nothing is uploaded.
+const PREPARE: &str = "mkdir -p .deploy/staging .deploy/digests .deploy/manifests releases shared || exit 1\n\
+                       rm -rf .deploy/staging/* .deploy/current.tmp.* 2>/dev/null || true\n";
+
 /// One remote change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -299,9 +304,7 @@ impl Lowering<'_> {
         match step {
             Step::Prepare => Remote {
                 script: format!(
-                    "set -u\numask 022\nb={base}\nmkdir -p -- \"$b\" || exit 1\n{enter}\
-                     mkdir -p .deploy/staging .deploy/digests .deploy/manifests releases shared || exit 1\n\
-                     rm -rf .deploy/staging/* .deploy/current.tmp.* 2>/dev/null || true\n"
+                    "set -u\numask 022\nb={base}\nmkdir -p -- \"$b\" || exit 1\n{enter}{PREPARE}"
                 ),
                 input: Input::Nothing,
             },
@@ -472,7 +475,8 @@ impl Lowering<'_> {
     }
 
     /// Receives a release into staging: `source` (a shell command whose stdout is the .tar.gz)
-    /// feeds `tar` and `sha256sum` at once; the tree only becomes a release after the digest
+    /// feeds `tar` and the digest at once (`openssl dgst`, several times faster with SHA
+    /// instructions, when the host has it; `sha256sum` otherwise); the tree only becomes a release after the digest
     /// matched (Finalize).
     fn receive(&self, enter: &str, version: &Version, sha256: &str, source: &str) -> String {
         let staging = quote(&self.staging());
@@ -480,10 +484,15 @@ impl Lowering<'_> {
         let expected = sha256;
         let sha256 = quote(sha256);
         format!(
-            "set -u\numask 022\n{enter}s={staging}\n\
+            "set -u\numask 022\n{enter}{PREPARE}s={staging}\n\
              rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
              receive_source() {{\n{source}\n}}\n\
-             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | sha256sum > \"$s/digest\"\n\
+             if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then\n\
+             \x20 digest_of_input() {{ openssl dgst -sha256 -r; }}\n\
+             else\n\
+             \x20 digest_of_input() {{ sha256sum; }}\n\
+             fi\n\
+             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | digest_of_input > \"$s/digest\"\n\
              read -r status < \"$s/source.status\" || status=unknown\n\
              [ \"$status\" = 0 ] || {{ echo \"receiving {version} failed (exit status $status)\" >&2; exit 1; }}\n\
              read -r status < \"$s/tar.status\" || status=unknown\n\
@@ -545,15 +554,20 @@ impl Lowering<'_> {
 
 /// The script that takes the service lock and keeps it while its stdin stays open.
 ///
-/// It prints `LOCKED` once the lock is ours, or `HELD <pid> <operator> <run> <since>` and exits 3.
+/// It prints `LOCKED` and the service's facts (ended by `LOCK_FACTS_END`) once the lock is
+/// ours, or `HELD <pid> <operator> <run> <since>` and exits 3.
 /// The lock is a directory (mkdir is atomic) with a holder file naming this shell's PID; the
 /// shell then waits on stdin. Closing stdin (release) or losing the SSH connection (controller
 /// killed) ends `cat`, and the shell removes the lock. A lock whose holder PID is gone (host
 /// rebooted, shell killed) is stale and broken, under a second mkdir so two runs never both
 /// break and take it.
+/// Line that ends the facts the lock script prints once the lock is taken.
+pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
+
 pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
     format!(
-        r#"b={base}
+        r#"start=$(pwd)
+b={base}
 mkdir -p -- "$b/.deploy" || {{ echo "ERROR cannot create $b/.deploy"; exit 1; }}
 cd -- "$b/.deploy" || {{ echo "ERROR cannot enter $b/.deploy"; exit 1; }}
 operator={operator}
@@ -581,6 +595,8 @@ if ! take; then
   fi
 fi
 printf 'LOCKED\n'
+( cd -- "$start" && {facts} )
+printf '{end}\n'
 cat >/dev/null
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
 if [ "$(cat lock/holder 2>/dev/null)" = "$me" ]; then rm -rf lock; fi
@@ -589,6 +605,8 @@ exit 0
         base = quote(base_dir),
         operator = quote(operator),
         run_id = quote(run_id),
+        facts = crate::facts::command(base_dir),
+        end = LOCK_FACTS_END,
     )
 }
 
@@ -701,7 +719,12 @@ pub fn plan_push(
             ));
         }
     }
-    let mut stage = vec![Step::Prepare];
+    // An upload prepares the layout itself (one round trip less); otherwise it is a step.
+    let mut stage = if upload {
+        Vec::new()
+    } else {
+        vec![Step::Prepare]
+    };
     if upload {
         stage.push(match &release.fetch_on_host {
             Some(source) => Step::Fetch {
@@ -865,7 +888,7 @@ mod tests {
         assert_eq!(plan.from, None);
         assert_eq!(plan.upload_bytes, 100);
         let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
-        assert_eq!(names, ["prepare", "upload", "finalize"]);
+        assert_eq!(names, ["upload", "finalize"]);
         assert!(plan.prune.is_empty());
     }
 
@@ -911,7 +934,7 @@ mod tests {
             panic!("expected a forced deploy");
         };
         assert!(matches!(
-            plan.stage[2],
+            plan.stage[1],
             Step::Finalize { replace: true, .. }
         ));
         let v1 = version("v1");
@@ -1092,6 +1115,46 @@ mod tests {
             std::path::PathBuf::from("../../shared/log")
         );
         assert!(app.join("current/log").is_dir(), "the shared link resolves");
+        // Without a usable openssl the digest comes from sha256sum, with the same result.
+        let fake = directory.path().join("fake-bin");
+        std::fs::create_dir_all(&fake).expect("mkdir");
+        std::fs::write(fake.join("openssl"), "#!/bin/sh\nexit 1\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fake.join("openssl"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = format!(
+            "{}:{}",
+            fake.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                lowering
+                    .lower(&Step::Upload {
+                        version: version("v3"),
+                        sha256: sha256.clone(),
+                        bytes: 0,
+                    })
+                    .script,
+            )
+            .env("PATH", path)
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(&tarball).expect("write stdin");
+        }
+        let fallback = child.wait_with_output().expect("sh finishes");
+        assert!(
+            fallback.status.success(),
+            "sha256sum fallback: {}",
+            String::from_utf8_lossy(&fallback.stderr)
+        );
         // A corrupted upload is refused by the digest check and leaves no release behind.
         let bad = lowering.lower(&Step::Upload {
             version: version("v2"),
@@ -1151,11 +1214,17 @@ mod tests {
             .output()
             .expect("sh runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(
-            stdout,
-            "LOCKED\n",
-            "stderr: {}",
+        assert!(
+            stdout.starts_with("LOCKED\n") && stdout.ends_with("END-OF-FACTS\n"),
+            "{stdout} / stderr: {}",
             String::from_utf8_lossy(&output.stderr)
+        );
+        let facts_text = &stdout["LOCKED\n".len()..stdout.len() - "END-OF-FACTS\n".len()];
+        let facts = crate::facts::parse(facts_text).expect("facts under the lock parse");
+        assert!(facts.base_exists);
+        assert_eq!(
+            facts.lock.map(|lock| lock.run_id),
+            Some("run-2".to_string())
         );
         assert!(
             !directory.path().join("app/.deploy/lock").exists(),

@@ -538,52 +538,67 @@ impl Session {
         Ok((output, sent.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
-    /// Starts `command` and reads its first line of stdout. The command keeps running until the
-    /// returned `Held` is released (its stdin is closed) or the session ends.
-    pub async fn hold(&self, command: &str) -> Result<Held, SshError> {
+    /// Starts `command` and reads its stdout up to a line equal to `terminator`. The command
+    /// keeps running until the returned `Held` is released (its stdin is closed) or the session
+    /// ends. If the command ends first, `Held::finished` holds its output.
+    pub async fn hold(&self, command: &str, terminator: &str) -> Result<Held, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
         let (mut reader, writer) = channel.split();
-        let mut line = Vec::new();
+        let mut stdout: Vec<u8> = Vec::new();
         let mut output = Output::default();
-        while !line.contains(&b'\n') {
+        let marker = format!("{terminator}\n");
+        let ends_with_marker = |stdout: &[u8]| {
+            stdout == marker.as_bytes()
+                || (stdout.ends_with(marker.as_bytes())
+                    && stdout[..stdout.len() - marker.len()].ends_with(b"\n"))
+        };
+        loop {
             match reader.wait().await {
                 Some(ChannelMsg::Data { data }) => {
-                    line.extend_from_slice(&data);
-                    if line.len() > STDERR_LIMIT {
-                        return Err(SshError::Command(
-                            "lock command printed too much".to_string(),
-                        ));
+                    if stdout.len() + data.len() > STDOUT_LIMIT {
+                        return Err(SshError::Command(format!(
+                            "remote output exceeds {} MiB",
+                            STDOUT_LIMIT / 1024 / 1024
+                        )));
+                    }
+                    stdout.extend_from_slice(&data);
+                    if ends_with_marker(&stdout) {
+                        break;
                     }
                 }
                 Some(ChannelMsg::ExtendedData { data, .. }) => {
                     append_limited(&mut output.stderr, &data, STDERR_LIMIT)
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => output.status = Some(exit_status),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    output.signal = Some(signal_text(&signal_name))
+                }
                 Some(ChannelMsg::Failure) => {
                     return Err(SshError::Command(
                         "the server refused to run the command".to_string(),
                     ));
                 }
                 Some(_) => {}
-                None => break,
+                None => {
+                    // The command ended without reaching the terminator.
+                    let text = String::from_utf8_lossy(&stdout).into_owned();
+                    output.stdout = stdout;
+                    return Ok(Held {
+                        first_line: text.lines().next().unwrap_or("").to_string(),
+                        text: String::new(),
+                        finished: Some(output),
+                        reader,
+                        writer,
+                    });
+                }
             }
         }
-        let first_line = match line.iter().position(|byte| *byte == b'\n') {
-            Some(end) => String::from_utf8_lossy(&line[..end]).into_owned(),
-            None => {
-                // Closed before printing a full line: the command ended.
-                output.stdout = line;
-                return Ok(Held {
-                    first_line: String::new(),
-                    finished: Some(output),
-                    reader,
-                    writer,
-                });
-            }
-        };
+        let text = String::from_utf8_lossy(&stdout[..stdout.len() - marker.len()]).into_owned();
+        let (first_line, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));
         Ok(Held {
-            first_line,
+            first_line: first_line.to_string(),
+            text: rest.to_string(),
             finished: None,
             reader,
             writer,
@@ -602,6 +617,8 @@ impl Session {
 /// A remote command kept running (see `Session::hold`).
 pub struct Held {
     pub first_line: String,
+    /// What the command printed after its first line, up to the terminator.
+    pub text: String,
     /// Set when the command already ended before printing a full first line.
     pub finished: Option<Output>,
     reader: russh::ChannelReadHalf,

@@ -133,7 +133,7 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                         name.clone(),
                         lowering,
                         events.clone(),
-                        Instant::now() + context.inventory.deploy.host_timeout,
+                        context.inventory.deploy.host_timeout,
                         context.interrupted.clone(),
                     )
                     .await?

@@ -41,14 +41,13 @@ pub async fn connect<'a>(
         shared_paths: &service.shared_paths,
         now,
     };
-    let deadline = Instant::now() + context.inventory.deploy.host_timeout;
     HostRun::connect(
         &context.connector,
         &context.endpoint(target.host),
         label,
         lowering,
         events.clone(),
-        deadline,
+        context.inventory.deploy.host_timeout,
         context.interrupted.clone(),
     )
     .await

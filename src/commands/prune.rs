@@ -39,15 +39,15 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                 run.close().await;
                 plan_prune(&facts?, keep)
             } else {
-                let lock = match run.lock(&context.operator, now).await {
-                    Ok(lock) => lock,
+                let (lock, facts) = match run.lock(&context.operator, now).await {
+                    Ok(locked) => locked,
                     Err(error) => {
                         run.close().await;
                         return Err(error);
                     }
                 };
                 let outcome: Result<Vec<Version>, HostError> = async {
-                    let versions = plan_prune(&run.facts().await?, keep);
+                    let versions = plan_prune(&facts, keep);
                     if !versions.is_empty() {
                         let step = Step::Prune {
                             versions: versions.clone(),
@@ -62,8 +62,11 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                     recorded.result = Outcome::Failed;
                     recorded.error = Some(error.to_string());
                 }
-                run.record(&super::history_record(context, "prune", &recorded, None))
-                    .await;
+                run.record(
+                    &super::history_record(context, "prune", &recorded, None),
+                    None,
+                )
+                .await;
                 unlock(&run.label, lock).await;
                 run.close().await;
                 outcome?

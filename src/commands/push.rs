@@ -476,15 +476,14 @@ async fn stage<'a>(
         Ok(run) => run,
         Err(error) => return Err(fail(result, error)),
     };
-    let lock = match run.lock(&context.operator, now).await {
-        Ok(lock) => lock,
+    let (lock, facts) = match run.lock(&context.operator, now).await {
+        Ok(locked) => locked,
         Err(error) => {
             run.close().await;
             return Err(fail(result, error));
         }
     };
     let outcome: Result<Option<PushPlan>, HostError> = async {
-        let facts = run.facts().await?;
         result.from = facts.live().map(ToString::to_string);
         match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
             PushDecision::Unchanged => Ok(None),
@@ -541,7 +540,8 @@ async fn stage<'a>(
             result.steps = Some(run.executed());
             result.bytes = run.uploaded();
             let failure = fail(result, error);
-            run.record(&history(context, shipment, &failure.1)).await;
+            run.record(&history(context, shipment, &failure.1), None)
+                .await;
             unlock(&run.label, lock).await;
             run.close().await;
             Err(failure)

@@ -143,17 +143,9 @@ async fn roll_back_service<'a>(
                 Ok(run) => run,
                 Err(error) => return fail(result, error),
             };
-            let lock = match run.lock(&context.operator, now).await {
-                Ok(lock) => lock,
+            let (lock, facts) = match run.lock(&context.operator, now).await {
+                Ok(locked) => locked,
                 Err(error) => {
-                    run.close().await;
-                    return fail(result, error);
-                }
-            };
-            let facts = match run.facts().await {
-                Ok(facts) => facts,
-                Err(error) => {
-                    unlock(&run.label, lock).await;
                     run.close().await;
                     return fail(result, error);
                 }

@@ -95,6 +95,7 @@ async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Sem
                 return (false, None);
             };
             let _permit = permits.acquire().await;
+            host.run.restart_deadline();
             let outcome = switch_one(context, host, switch)
                 .instrument(super::host_span(context, host.target))
                 .await;
@@ -216,16 +217,12 @@ pub async fn finish(
     record: impl FnOnce(&HostResult) -> HistoryRecord,
 ) -> (Target, HostResult) {
     let mut host = host;
+    let mut prune = None;
     if host.switch.is_some() {
         if host.switched && !host.prune.is_empty() {
-            let prune = Step::Prune {
+            prune = Some(Step::Prune {
                 versions: host.prune.clone(),
-            };
-            if let Err(error) = host.run.execute_unbounded(&prune).await {
-                host.run
-                    .events
-                    .note(&host.run.label, &format!("warning: prune failed: {error}"));
-            }
+            });
         } else if !host.switched && host.result.result == Outcome::Ok {
             // Ready but not switched: other hosts failed, or Ctrl-C.
             host.result.result = Outcome::Skipped;
@@ -233,8 +230,8 @@ pub async fn finish(
         }
     }
     host.result.duration_ms = elapsed_ms(host.started);
+    host.run.record(&record(&host.result), prune.as_ref()).await;
     host.result.steps = Some(host.run.executed());
-    host.run.record(&record(&host.result)).await;
     unlock(&host.run.label, host.lock).await;
     announce(&host.run.events, &host.run.label, &host.result);
     host.run.close().await;

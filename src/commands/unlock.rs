@@ -43,7 +43,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
         };
         let outcome = run.execute(&step, &Payload::none()).await;
         if outcome.is_ok() {
-            run.record(&super::history_record(context, "unlock", &result, None))
+            run.record(&super::history_record(context, "unlock", &result, None), None)
                 .await;
         }
         run.close().await;

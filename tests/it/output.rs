@@ -392,8 +392,6 @@ fn plain_lines_and_summary_table_of_a_three_host_push() {
         [
             "connect",
             "lock",
-            "read state",
-            "prepare",
             "upload",
             "upload [BYTES] / [BYTES]",
             "finalize",
