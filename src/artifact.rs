@@ -189,7 +189,10 @@ pub fn inspect_reader<R: Read>(reader: R, name: &Path) -> Result<Artifact, Artif
             path: name.to_path_buf(),
         });
     }
-    let (sha256, size) = stream.finish();
+    let (sha256, size) = stream.finish().map_err(|error| ArtifactError::Corrupt {
+        path: name.to_path_buf(),
+        reason: error.to_string(),
+    })?;
     Ok(Artifact {
         path: name.to_path_buf(),
         sha256,
@@ -492,11 +495,75 @@ fn is_sha256_hex(text: &str) -> bool {
 // Streaming: hashing reader and gzip member chain
 // ---------------------------------------------------------------------------------------------
 
+/// sha256 of a byte stream, computed on a thread of its own so that the digest of the whole
+/// file costs no time on the decompressing path (two cores: hashing and inflating overlap).
+/// Chunks travel through a bounded channel: memory stays constant. If no thread can be
+/// started, it hashes in place.
+struct BackgroundHasher {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<Sha256>>,
+    in_place: Option<Sha256>,
+}
+
+impl BackgroundHasher {
+    fn new() -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let spawned = std::thread::Builder::new()
+            .name("artifact-sha256".to_string())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                for chunk in receiver {
+                    hasher.update(&chunk);
+                }
+                hasher
+            });
+        match spawned {
+            Ok(worker) => BackgroundHasher {
+                sender: Some(sender),
+                worker: Some(worker),
+                in_place: None,
+            },
+            Err(_) => BackgroundHasher {
+                sender: None,
+                worker: None,
+                in_place: Some(Sha256::new()),
+            },
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(hasher) = &mut self.in_place {
+            hasher.update(data);
+            return;
+        }
+        let sent = self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| sender.send(data.to_vec()).is_ok());
+        if !sent {
+            // The worker is gone: nothing more reaches it, and `finish` reports it.
+            self.sender = None;
+        }
+    }
+
+    fn finish(mut self) -> io::Result<String> {
+        if let Some(hasher) = self.in_place.take() {
+            return Ok(hex(&hasher.finalize()));
+        }
+        let complete = self.sender.take().is_some();
+        let worker = self.worker.take();
+        match (complete, worker.map(std::thread::JoinHandle::join)) {
+            (true, Some(Ok(hasher))) => Ok(hex(&hasher.finalize())),
+            _ => Err(io::Error::other("the sha256 worker thread stopped")),
+        }
+    }
+}
+
 /// Passes bytes through while computing their sha256 and count. Remembers the first read error
 /// of the underlying source so that it can be told apart from decoding errors.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: BackgroundHasher,
     bytes: u64,
     failure: Option<io::Error>,
 }
@@ -505,14 +572,14 @@ impl<R: Read> HashingReader<R> {
     fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: BackgroundHasher::new(),
             bytes: 0,
             failure: None,
         }
     }
 
-    fn finish(self) -> (String, u64) {
-        (hex(&self.hasher.finalize()), self.bytes)
+    fn finish(self) -> io::Result<(String, u64)> {
+        Ok((self.hasher.finish()?, self.bytes))
     }
 }
 
@@ -591,11 +658,11 @@ impl<R: Read> GzipMembers<R> {
     }
 
     /// sha256 (hex) and byte count of everything read from the source.
-    fn finish(self) -> (String, u64) {
+    fn finish(self) -> io::Result<(String, u64)> {
         match self.stage {
             Stage::Member(decoder) => decoder.into_inner().into_inner().finish(),
             Stage::Finished(source) => source.into_inner().finish(),
-            Stage::Broken => (hex(&Sha256::new().finalize()), 0),
+            Stage::Broken => Err(io::Error::other("gzip stream in an unexpected state")),
         }
     }
 
