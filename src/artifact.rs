@@ -610,7 +610,7 @@ type Source<R> = BufReader<HashingReader<R>>;
 
 enum Stage<R> {
     /// Decoding a gzip member.
-    Member(GzDecoder<Source<R>>),
+    Member(Box<GzDecoder<Source<R>>>),
     /// The last member and any zero padding after it have been read.
     Finished(Source<R>),
     /// Only seen if a transition between the two was interrupted; never in practice.
@@ -627,7 +627,7 @@ struct GzipMembers<R> {
 impl<R: Read> GzipMembers<R> {
     fn new(source: Source<R>) -> Self {
         GzipMembers {
-            stage: Stage::Member(GzDecoder::new(source)),
+            stage: Stage::Member(Box::new(GzDecoder::new(source))),
             failed: false,
         }
     }
@@ -660,7 +660,7 @@ impl<R: Read> GzipMembers<R> {
     /// sha256 (hex) and byte count of everything read from the source.
     fn finish(self) -> io::Result<(String, u64)> {
         match self.stage {
-            Stage::Member(decoder) => decoder.into_inner().into_inner().finish(),
+            Stage::Member(decoder) => (*decoder).into_inner().into_inner().finish(),
             Stage::Finished(source) => source.into_inner().finish(),
             Stage::Broken => Err(io::Error::other("gzip stream in an unexpected state")),
         }
@@ -686,7 +686,7 @@ impl<R: Read> GzipMembers<R> {
                 Ok(())
             }
             Some(byte) if byte == GZIP_MAGIC[0] => {
-                self.stage = Stage::Member(GzDecoder::new(source));
+                self.stage = Stage::Member(Box::new(GzDecoder::new(source)));
                 Ok(())
             }
             Some(0) => {
