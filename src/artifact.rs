@@ -502,7 +502,7 @@ fn is_sha256_hex(text: &str) -> bool {
 struct BackgroundHasher {
     sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     worker: Option<std::thread::JoinHandle<Sha256>>,
-    in_place: Option<Sha256>,
+    in_place: Option<Box<Sha256>>,
 }
 
 impl BackgroundHasher {
@@ -526,7 +526,7 @@ impl BackgroundHasher {
             Err(_) => BackgroundHasher {
                 sender: None,
                 worker: None,
-                in_place: Some(Sha256::new()),
+                in_place: Some(Box::new(Sha256::new())),
             },
         }
     }
@@ -548,7 +548,7 @@ impl BackgroundHasher {
 
     fn finish(mut self) -> io::Result<String> {
         if let Some(hasher) = self.in_place.take() {
-            return Ok(hex(&hasher.finalize()));
+            return Ok(hex(&(*hasher).finalize()));
         }
         let complete = self.sender.take().is_some();
         let worker = self.worker.take();
