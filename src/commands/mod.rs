@@ -11,8 +11,10 @@ pub mod status;
 pub mod switching;
 pub mod unlock;
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each};
@@ -151,24 +153,32 @@ where
     Ok(RunResult::new(&context.run_id, action, dry_run, hosts))
 }
 
-/// Runs `run` once per service present in `targets` (concurrently: each service has its own
-/// lock) with that service's targets, and returns every result in `targets` order.
-pub async fn per_service<F, Fut>(targets: &[Target], run: F) -> Vec<HostResult>
+/// The shape of the changing commands (push, rollback): `run` gets each service's selected
+/// targets, concurrently across services (each has its own lock), all sharing `concurrency`
+/// permits and one reporter; results come back in target order.
+pub async fn each_service<F, Fut>(
+    context: &Context,
+    services: &[usize],
+    action: &str,
+    run: F,
+) -> Result<Completed, InputError>
 where
-    F: Fn(usize, Vec<Target>) -> Fut,
+    F: Fn(usize, Vec<Target>, Events, Arc<Semaphore>) -> Fut,
     Fut: Future<Output = Vec<(Target, HostResult)>>,
 {
-    let mut services: Vec<usize> = targets.iter().map(|target| target.service).collect();
-    services.dedup();
-    services.sort_unstable();
-    services.dedup();
-    let runs = services.into_iter().map(|service| {
+    let targets = context.targets(services)?;
+    let (events, reporter) = Reporter::start(context.progress, targets.len());
+    let permits = Arc::new(Semaphore::new(context.concurrency));
+    let mut by_service: Vec<usize> = targets.iter().map(|target| target.service).collect();
+    by_service.sort_unstable();
+    by_service.dedup();
+    let runs = by_service.into_iter().map(|service| {
         let service_targets: Vec<Target> = targets
             .iter()
             .copied()
             .filter(|target| target.service == service)
             .collect();
-        run(service, service_targets)
+        run(service, service_targets, events.clone(), permits.clone())
     });
     let mut results: Vec<(Target, HostResult)> = futures::future::join_all(runs)
         .await
@@ -176,5 +186,15 @@ where
         .flatten()
         .collect();
     results.sort_by_key(|(target, _)| targets.iter().position(|other| other == target));
-    results.into_iter().map(|(_, result)| result).collect()
+    drop(events);
+    reporter.finish().await;
+    Ok(Completed {
+        result: RunResult::new(
+            &context.run_id,
+            action,
+            false,
+            results.into_iter().map(|(_, result)| result).collect(),
+        ),
+        interrupted: context.is_interrupted(),
+    })
 }

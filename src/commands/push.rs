@@ -24,7 +24,7 @@ use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
     HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
 };
-use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Events, HostResult, Outcome, Reporter};
 
 /// What one service pushes.
 pub struct Shipment {
@@ -108,14 +108,12 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
             interrupted: false,
         });
     }
-    let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
-    let (events, reporter) = Reporter::start(context.progress, targets.len());
-    let permits = Semaphore::new(context.concurrency);
-    let hosts = super::per_service(&targets, |service, service_targets| {
-        let events = &events;
-        let permits = &permits;
-        async move {
+    super::each_service(
+        context,
+        &services,
+        "push",
+        |service, service_targets, events, permits| async move {
             match shipment_of(service) {
                 Some(shipment) => {
                     push_service(
@@ -124,22 +122,16 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
                         service_targets,
                         with_service,
                         arguments.force,
-                        events,
-                        permits,
+                        &events,
+                        &permits,
                     )
                     .await
                 }
                 None => Vec::new(),
             }
-        }
-    })
-    .await;
-    drop(events);
-    reporter.finish().await;
-    Ok(Completed {
-        result: RunResult::new(&context.run_id, "push", false, hosts),
-        interrupted: context.is_interrupted(),
-    })
+        },
+    )
+    .await
 }
 
 /// Resolves services, versions and artifacts, and checks every artifact locally (one read

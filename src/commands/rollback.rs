@@ -15,7 +15,7 @@ use crate::commands::switching::{Locked, announce, finish, switch_all};
 use crate::executor::{HostError, elapsed_ms, unlock};
 use crate::inventory::Version;
 use crate::plan::{RollbackDecision, SwitchSequence, plan_rollback};
-use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Events, HostResult, Outcome};
 
 pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Completed, InputError> {
     let to = match &arguments.to {
@@ -40,27 +40,24 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Complete
             interrupted: false,
         });
     }
-    let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
-    let (events, reporter) = Reporter::start(context.progress, targets.len());
-    let permits = Semaphore::new(context.concurrency);
-    let hosts = super::per_service(&targets, |_, service_targets| {
-        roll_back_service(
-            context,
-            service_targets,
-            to,
-            with_service,
-            &events,
-            &permits,
-        )
-    })
-    .await;
-    drop(events);
-    reporter.finish().await;
-    Ok(Completed {
-        result: RunResult::new(&context.run_id, "rollback", false, hosts),
-        interrupted: context.is_interrupted(),
-    })
+    super::each_service(
+        context,
+        &services,
+        "rollback",
+        |_, service_targets, events, permits| async move {
+            roll_back_service(
+                context,
+                service_targets,
+                to,
+                with_service,
+                &events,
+                &permits,
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// A dry run on one host: reads its state and plans the rollback; changes nothing.
