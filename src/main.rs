@@ -51,8 +51,9 @@ fn main() -> ExitCode {
     };
     let json_logs = logging::json(&cli.global);
     let code = runtime.block_on(run(cli, json_logs));
-    // Sessions still closing in the background must not delay the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Every session was closed and every lock released inside `run`; russh tasks still winding
+    // down in the background must not delay the exit.
+    runtime.shutdown_background();
     ExitCode::from(code)
 }
 
