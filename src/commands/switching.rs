@@ -96,13 +96,15 @@ async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Sem
             };
             let _permit = permits.acquire().await;
             host.run.restart_deadline();
-            let outcome = switch_one(context, host, switch)
-                .instrument(super::host_span(context, host.target))
-                .await;
-            host.run
-                .events
-                .idle(&host.run.label, "switched; waiting for the other hosts");
-            outcome
+            async {
+                let outcome = switch_one(context, host, switch).await;
+                host.run
+                    .events
+                    .idle(&host.run.label, "switched; waiting for the other hosts");
+                outcome
+            }
+            .instrument(super::host_span(context, host.target))
+            .await
         },
     )
     .await;
