@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh Debian machine, then runs the whole suite:
+# Installs what the test suite needs on a fresh Debian machine (OpenSSH server and client, tmux
+# for the terminal test, curl for host-side downloads), then runs the whole suite:
 # formatting, clippy (warnings are errors), unit tests and the real-sshd integration tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,9 @@ command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_install+=(opens
 command -v ssh-keygen >/dev/null 2>&1 || need_install+=(openssh-client)
 command -v tar >/dev/null 2>&1 || need_install+=(tar)
 command -v tmux >/dev/null 2>&1 || need_install+=(tmux)
+# The test hosts download URL artifacts themselves (fetch = "host") with curl or wget.
+command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || need_install+=(curl)
+command -v gzip >/dev/null 2>&1 || need_install+=(gzip)
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need_install[*]}" >&2
