@@ -184,7 +184,9 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
         stdout.write_all(text.as_bytes())?;
         stdout.flush()?;
     }
-    if interrupted {
+    // Any command stopped by Ctrl-C / SIGTERM exits 130 (changing commands have already
+    // switched back what they switched).
+    if interrupted || context.is_interrupted() {
         return Ok(130);
     }
     Ok(result.exit_code())

@@ -105,7 +105,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
         .await?;
         return Ok(Completed {
             result,
-            interrupted: false,
+            interrupted: context.is_interrupted(),
         });
     }
     let with_service = services.len() > 1;

@@ -37,7 +37,7 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Complete
         .await?;
         return Ok(Completed {
             result,
-            interrupted: false,
+            interrupted: context.is_interrupted(),
         });
     }
     let with_service = services.len() > 1;
