@@ -63,7 +63,7 @@ impl Payload<'static> {
 
 /// One host, one service, one run.
 pub struct HostRun<'a> {
-    pub session: Session,
+    pub session: std::sync::Arc<Session>,
     pub label: String,
     pub lowering: Lowering<'a>,
     pub events: Events,
@@ -94,7 +94,7 @@ impl<'a> HostRun<'a> {
         events.step(&label, "connect");
         let mut interrupt = interrupted.clone();
         let session = tokio::select! {
-            connected = tokio::time::timeout_at(deadline.into(), connector.connect(endpoint)) => match connected {
+            connected = tokio::time::timeout_at(deadline.into(), connector.connect_shared(endpoint)) => match connected {
                 Ok(Ok(session)) => session,
                 Ok(Err(error)) => return Err(HostError::failed("connect", error.to_string())),
                 Err(_) => return Err(HostError::TimedOut { step: "connect".to_string() }),
@@ -404,8 +404,9 @@ impl<'a> HostRun<'a> {
         }
     }
 
+    /// Gives up this run's use of the host's connection (the last user closes it).
     pub async fn close(self) {
-        self.session.close().await;
+        Session::release(self.session).await;
     }
 }
 

@@ -109,11 +109,14 @@ impl Output {
     }
 }
 
-/// Connection factory shared by all hosts of a run: one config, one cache of decrypted keys.
+/// Connection factory shared by all hosts of a run: one config, one cache of decrypted keys,
+/// and one connection per host, shared by every service working on it at the same time.
 pub struct Connector {
     trust: Trust,
     connect_timeout: Duration,
     keys: KeyCache,
+    /// Per host name: the live shared connection, if any (dropped when its last user is done).
+    shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<std::sync::Weak<Session>>>>>,
 }
 
 impl Connector {
@@ -122,7 +125,31 @@ impl Connector {
             trust,
             connect_timeout,
             keys: KeyCache::default(),
+            shared: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The host's connection: the one another service of this run already holds to it, or a
+    /// new one (see `connect`). Each user gets channels of its own on it; the connection ends
+    /// when its last user releases it (`Session::release`).
+    pub async fn connect_shared(&self, endpoint: &Endpoint) -> Result<Arc<Session>, SshError> {
+        let slot = {
+            let mut shared = self
+                .shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            shared.entry(endpoint.name.clone()).or_default().clone()
+        };
+        // Held while connecting: a second service waits and then shares the connection.
+        let mut current = slot.lock().await;
+        if let Some(session) = current.upgrade()
+            && !session.handle.is_closed()
+        {
+            return Ok(session);
+        }
+        let session = Arc::new(self.connect(endpoint).await?);
+        *current = Arc::downgrade(&session);
+        Ok(session)
     }
 
     /// Connects, verifies the host key and authenticates, all under `connect_timeout`.
@@ -603,6 +630,13 @@ impl Session {
             reader,
             writer,
         })
+    }
+
+    /// Gives up one use of a shared connection; the last user ends it politely.
+    pub async fn release(session: Arc<Session>) {
+        if let Ok(session) = Arc::try_unwrap(session) {
+            session.close().await;
+        }
     }
 
     /// Ends the session politely. Dropping a `Session` ends it too.

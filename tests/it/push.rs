@@ -109,3 +109,64 @@ fn push_v1_then_v2_switches_every_host() {
     assert_eq!(records[1]["sha256"].as_str().map(str::len), Some(64));
     assert!(records[1]["time"].as_str().unwrap_or("").ends_with('Z'));
 }
+
+/// Established TCP connections to 127.0.0.1:`port` (client side), from /proc/net/tcp.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|address| address.split(':').nth(1))
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[test]
+fn services_on_the_same_host_share_one_connection() {
+    let fleet = Fleet::start(2);
+    let artifact = tarball(fleet.dir(), "shared", &[("index.html", "hi")]);
+    let mut services = String::new();
+    for name in ["api", "web"] {
+        services.push_str(&format!(
+            "[services.{name}]\nbase_dir = \"{name}\"\nversion = \"v1\"\nartifact = \"{}\"\n\
+             [services.{name}.hooks]\nafter_switch = [\"touch $DEPLOY_BASE_DIR/../{name}.switching; sleep 2\"]\n",
+            artifact.display()
+        ));
+    }
+    let inventory = fleet.write_inventory(&services);
+    let mut child = crate::support::deploy()
+        .args([
+            "-i",
+            inventory.to_str().expect("utf-8"),
+            "push",
+            "--no-progress",
+            "-q",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("deploy starts");
+    let in_hooks = |index: usize| {
+        let root = &fleet.host(index).root;
+        root.join("api.switching").exists() && root.join("web.switching").exists()
+    };
+    let mut waited = 0;
+    while !(in_hooks(0) && in_hooks(1)) {
+        assert!(
+            waited < 600,
+            "both services reach their after_switch hook on both hosts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    // Both services are in their 2 s hooks on both hosts now: one connection per host carries both.
+    assert_eq!(connections_to(fleet.host(0).port), 1);
+    assert_eq!(connections_to(fleet.host(1).port), 1);
+    let status = child.wait().expect("deploy finishes");
+    assert!(status.success(), "{status:?}");
+}
