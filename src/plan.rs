@@ -581,6 +581,8 @@ if ! take; then
   pid=${{holder%% *}}
   stale=no
   case $pid in ''|*[!0-9]*) stale=yes;; *) kill -0 "$pid" 2>/dev/null || stale=yes;; esac
+  # A break takes microseconds: a lock.break older than a minute was left by a crash.
+  if [ -d lock.break ] && [ -n "$(find lock.break -maxdepth 0 -mmin +1 2>/dev/null)" ]; then rmdir lock.break 2>/dev/null; fi
   if [ "$stale" = yes ] && mkdir lock.break 2>/dev/null; then
     again=
     [ -f lock/holder ] && IFS= read -r again < lock/holder
@@ -1178,8 +1180,15 @@ mod tests {
     #[test]
     fn the_lock_script_excludes_a_second_holder_and_breaks_a_dead_one() {
         let directory = tempfile::tempdir().expect("tempdir");
-        // A dead holder: PID that cannot exist.
+        // A dead holder: PID that cannot exist; plus a lock.break left by a crash long ago.
         std::fs::create_dir_all(directory.path().join("app/.deploy/lock")).expect("mkdir");
+        let leftover = directory.path().join("app/.deploy/lock.break");
+        std::fs::create_dir_all(&leftover).expect("mkdir lock.break");
+        let long_ago = std::fs::FileTimes::new()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+        std::fs::File::open(&leftover)
+            .and_then(|directory| directory.set_times(long_ago))
+            .expect("age lock.break");
         std::fs::write(
             directory.path().join("app/.deploy/lock/holder"),
             "999999999 ghost@nowhere old-run 1\n",

@@ -66,6 +66,9 @@ pub enum SshError {
     Command(String),
     #[error("{0}")]
     Local(String),
+    /// The same host already failed to connect in this run.
+    #[error("{0}")]
+    Earlier(String),
 }
 
 impl From<russh::Error> for SshError {
@@ -115,8 +118,18 @@ pub struct Connector {
     trust: Trust,
     connect_timeout: Duration,
     keys: KeyCache,
-    /// Per host name: the live shared connection, if any (dropped when its last user is done).
-    shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<std::sync::Weak<Session>>>>>,
+    /// Per host name: the shared connection (dropped when its last user is done), or why it
+    /// could not be made (not tried again in this run).
+    shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Shared>>>>,
+}
+
+/// The state of one host's shared connection.
+#[derive(Default)]
+enum Shared {
+    #[default]
+    None,
+    Live(std::sync::Weak<Session>),
+    Failed(String),
 }
 
 impl Connector {
@@ -140,16 +153,31 @@ impl Connector {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             shared.entry(endpoint.name.clone()).or_default().clone()
         };
-        // Held while connecting: a second service waits and then shares the connection.
+        // Held while connecting: a second service waits and then shares the connection (or
+        // its failure: an unreachable host costs one connect_timeout per run, not one per service).
         let mut current = slot.lock().await;
-        if let Some(session) = current.upgrade()
-            && !session.handle.is_closed()
-        {
-            return Ok(session);
+        match &*current {
+            Shared::Live(weak) => {
+                if let Some(session) = weak.upgrade()
+                    && !session.handle.is_closed()
+                {
+                    return Ok(session);
+                }
+            }
+            Shared::Failed(error) => return Err(SshError::Earlier(error.clone())),
+            Shared::None => {}
         }
-        let session = Arc::new(self.connect(endpoint).await?);
-        *current = Arc::downgrade(&session);
-        Ok(session)
+        match self.connect(endpoint).await {
+            Ok(session) => {
+                let session = Arc::new(session);
+                *current = Shared::Live(Arc::downgrade(&session));
+                Ok(session)
+            }
+            Err(error) => {
+                *current = Shared::Failed(error.to_string());
+                Err(error)
+            }
+        }
     }
 
     /// Connects, verifies the host key and authenticates, all under `connect_timeout`.
