@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::Fleet;
-use crate::{Ran, deploy, snapshot, tarball};
+use crate::{Ran, deploy, deploy_json, snapshot, tarball};
 
 const V1: &[(&str, &str)] = &[
     ("index.html", "one"),
@@ -22,18 +22,6 @@ fn setup(hosts: usize, extra: &str) -> (Fleet, PathBuf, PathBuf, PathBuf) {
     (fleet, inventory, v1, v2)
 }
 
-fn run(inventory: &Path, args: &[&str]) -> Ran {
-    let mut all = vec![
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--no-progress",
-    ];
-    all.extend_from_slice(args);
-    deploy(&all)
-}
-
 fn push(inventory: &Path, version: &str, artifact: &Path, extra: &[&str]) -> Ran {
     let mut args = vec![
         "push",
@@ -43,7 +31,7 @@ fn push(inventory: &Path, version: &str, artifact: &Path, extra: &[&str]) -> Ran
         artifact.to_str().expect("utf-8"),
     ];
     args.extend_from_slice(extra);
-    run(inventory, &args)
+    deploy_json(inventory, &args)
 }
 
 fn strings(value: &serde_json::Value) -> Vec<String> {
@@ -113,7 +101,7 @@ fn prune_and_rollback_dry_runs_change_nothing() {
         vec!["prune", "--keep", "1", "--dry-run"],
         vec!["rollback", "--dry-run"],
     ] {
-        let ran = run(&inventory, &args);
+        let ran = deploy_json(&inventory, &args);
         assert_eq!(ran.code, 0, "{args:?}: {ran:?}");
         assert_eq!(ran.host("web1")["result"], "planned");
     }
@@ -158,7 +146,7 @@ fn diff_between_two_releases_on_the_host_and_against_the_artifact() {
     let (_fleet, inventory, v1, v2) = setup(2, "");
     assert_eq!(push(&inventory, "v1", &v1, &[]).code, 0);
     assert_eq!(push(&inventory, "v2", &v2, &[]).code, 0);
-    let ran = run(&inventory, &["diff", "v1", "v2"]);
+    let ran = deploy_json(&inventory, &["diff", "v1", "v2"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     for host in ["web1", "web2"] {
         let entry = ran.host(host);
@@ -168,7 +156,7 @@ fn diff_between_two_releases_on_the_host_and_against_the_artifact() {
         assert_eq!(strings(&entry["diff"]["modified"]), ["index.html"]);
         assert_eq!(strings(&entry["diff"]["removed"]), ["old.txt"]);
     }
-    let missing = run(&inventory, &["diff", "v1", "v9"]);
+    let missing = deploy_json(&inventory, &["diff", "v1", "v9"]);
     assert_eq!(missing.code, 1);
     assert!(
         missing.host("web1")["error"]
@@ -182,7 +170,7 @@ fn diff_between_two_releases_on_the_host_and_against_the_artifact() {
 fn a_file_edited_on_one_host_shows_as_drift_on_that_host_only() {
     let (fleet, inventory, v1, _v2) = setup(2, "shared_paths = [\"log\"]\n");
     assert_eq!(push(&inventory, "v1", &v1, &[]).code, 0);
-    let clean = run(&inventory, &["status", "--verify"]);
+    let clean = deploy_json(&inventory, &["status", "--verify"]);
     assert_eq!(clean.code, 0, "{clean:?}");
     assert_eq!(
         clean.host("web1")["drift"],
@@ -199,7 +187,7 @@ fn a_file_edited_on_one_host_shows_as_drift_on_that_host_only() {
     std::fs::write(release.join("index.html"), "defaced").expect("edit");
     std::fs::write(release.join("extra.php"), "<?php").expect("add");
     std::fs::remove_file(release.join("old.txt")).expect("remove");
-    let ran = run(&inventory, &["status", "--verify"]);
+    let ran = deploy_json(&inventory, &["status", "--verify"]);
     assert_eq!(ran.code, 1, "drift exits 1: {ran:?}");
     assert_eq!(
         ran.host("web1")["drift"],
@@ -216,6 +204,6 @@ fn a_file_edited_on_one_host_shows_as_drift_on_that_host_only() {
         std::fs::Permissions::from_mode(0o777),
     )
     .expect("chmod");
-    let ran = run(&inventory, &["status", "--verify"]);
+    let ran = deploy_json(&inventory, &["status", "--verify"]);
     assert_eq!(strings(&ran.host("web1")["drift"]["modified"]), ["app.js"]);
 }

@@ -83,6 +83,48 @@ pub fn tarball(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     archive
 }
 
+/// `<dir>/<name>.tar.gz` holding `index.html` (= `name`) and `blob.bin`: `megabytes` MiB from
+/// /dev/urandom (incompressible), gzipped fast.
+pub fn big_tarball(dir: &Path, name: &str, megabytes: usize) -> PathBuf {
+    let source = dir.join(format!("{name}.src"));
+    let _ = std::fs::remove_dir_all(&source);
+    std::fs::create_dir_all(&source).expect("mkdir");
+    std::fs::write(source.join("index.html"), name).expect("write index");
+    let mut random = std::fs::File::open("/dev/urandom").expect("open /dev/urandom");
+    let mut blob = std::fs::File::create(source.join("blob.bin")).expect("create blob");
+    let mut buffer = vec![0u8; 1 << 20];
+    for _ in 0..megabytes {
+        std::io::Read::read_exact(&mut random, &mut buffer).expect("read urandom");
+        std::io::Write::write_all(&mut blob, &buffer).expect("write blob");
+    }
+    drop(blob);
+    let archive = dir.join(format!("{name}.tar.gz"));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("tar -cf - -C \"$1\" . | gzip -1 > \"$2\"")
+        .arg("sh")
+        .arg(&source)
+        .arg(&archive)
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "tar | gzip failed");
+    std::fs::remove_dir_all(&source).expect("remove the source tree");
+    archive
+}
+
+/// `deploy -i INVENTORY --output json --no-progress ARGS`.
+pub fn deploy_json(inventory: &Path, args: &[&str]) -> Ran {
+    let mut all = vec![
+        "-i",
+        inventory.to_str().expect("utf-8"),
+        "--output",
+        "json",
+        "--no-progress",
+    ];
+    all.extend_from_slice(args);
+    deploy(&all)
+}
+
 /// Replaces run-dependent values (ports, temp paths, run ids, durations) for whole-output checks.
 pub fn normalize(text: &str, fleet: &support::Fleet) -> String {
     let mut text = text.replace(&fleet.dir().display().to_string(), "[DIR]");

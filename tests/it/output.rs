@@ -5,8 +5,6 @@
 //! Nothing here asserts on wall-clock time; the deadlines only keep a broken run from hanging
 //! the suite.
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{self, Fleet};
-use crate::{Ran, run, tarball};
+use crate::{Ran, big_tarball, run, tarball};
 
 /// How long a run inside tmux may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -159,34 +157,6 @@ fn sorted(lines: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut lines: Vec<String> = lines.into_iter().collect();
     lines.sort();
     lines
-}
-
-/// A tarball of `megabytes` MiB of random (incompressible) data, so that uploads take visible time.
-fn big_tarball(dir: &Path, name: &str, megabytes: usize) -> PathBuf {
-    let source = dir.join(format!("{name}.src"));
-    let _ = std::fs::remove_dir_all(&source);
-    std::fs::create_dir_all(&source).expect("mkdir");
-    std::fs::write(source.join("index.html"), name).expect("write index");
-    let mut random = File::open("/dev/urandom").expect("open /dev/urandom");
-    let mut blob = File::create(source.join("blob.bin")).expect("create blob");
-    let mut buffer = vec![0u8; 1 << 20];
-    for _ in 0..megabytes {
-        random.read_exact(&mut buffer).expect("read urandom");
-        blob.write_all(&buffer).expect("write blob");
-    }
-    drop(blob);
-    let archive = dir.join(format!("{name}.tar.gz"));
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("tar -cf - -C \"$1\" . | gzip -1 > \"$2\"")
-        .arg("sh")
-        .arg(&source)
-        .arg(&archive)
-        .status()
-        .expect("sh runs");
-    assert!(status.success(), "tar | gzip failed");
-    std::fs::remove_dir_all(&source).expect("remove the source tree");
-    archive
 }
 
 /// A single-quoted POSIX shell word.

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{self, Fleet};
-use crate::{Ran, deploy, tarball};
+use crate::{Ran, big_tarball, deploy, tarball};
 
 /// How long a polled condition (or a spawned run) may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -118,35 +117,6 @@ fn spawn_push(
         stdout,
         stderr,
     }
-}
-
-/// `<dir>/<name>.tar.gz` holding `index.html` (= `name`) and `blob.bin`: `megabytes` MiB from
-/// /dev/urandom (incompressible), gzipped fast.
-fn big_tarball(dir: &Path, name: &str, megabytes: usize) -> PathBuf {
-    let source = dir.join(format!("{name}.src"));
-    let _ = std::fs::remove_dir_all(&source);
-    std::fs::create_dir_all(&source).expect("mkdir");
-    std::fs::write(source.join("index.html"), name).expect("write index");
-    let mut random = File::open("/dev/urandom").expect("open /dev/urandom");
-    let mut blob = File::create(source.join("blob.bin")).expect("create blob");
-    let mut buffer = vec![0u8; 1 << 20];
-    for _ in 0..megabytes {
-        random.read_exact(&mut buffer).expect("read urandom");
-        blob.write_all(&buffer).expect("write blob");
-    }
-    drop(blob);
-    let archive = dir.join(format!("{name}.tar.gz"));
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("tar -cf - -C \"$1\" . | gzip -1 > \"$2\"")
-        .arg("sh")
-        .arg(&source)
-        .arg(&archive)
-        .status()
-        .expect("sh runs");
-    assert!(status.success(), "tar | gzip failed");
-    std::fs::remove_dir_all(&source).expect("remove the source tree");
-    archive
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::Fleet;
-use crate::{Ran, deploy, snapshot, tarball};
+use crate::{deploy, deploy_json, snapshot, tarball};
 
 /// A fleet with v1, v2, v3 pushed in that order.
 fn fleet_with_three_releases(hosts: usize, keep: usize) -> (Fleet, PathBuf) {
@@ -13,7 +13,7 @@ fn fleet_with_three_releases(hosts: usize, keep: usize) -> (Fleet, PathBuf) {
     ));
     for version in ["v1", "v2", "v3"] {
         let artifact = tarball(fleet.dir(), version, &[("version.txt", version)]);
-        let ran = command(
+        let ran = deploy_json(
             &inventory,
             &[
                 "push",
@@ -28,18 +28,6 @@ fn fleet_with_three_releases(hosts: usize, keep: usize) -> (Fleet, PathBuf) {
     (fleet, inventory)
 }
 
-fn command(inventory: &Path, args: &[&str]) -> Ran {
-    let mut all = vec![
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--no-progress",
-    ];
-    all.extend_from_slice(args);
-    deploy(&all)
-}
-
 fn live(fleet: &Fleet, index: usize) -> String {
     std::fs::read_to_string(fleet.host(index).root.join("app/current/version.txt"))
         .expect("current/version.txt")
@@ -48,7 +36,7 @@ fn live(fleet: &Fleet, index: usize) -> String {
 #[test]
 fn fleet_rollback_walks_back_twice_in_go_live_order() {
     let (fleet, inventory) = fleet_with_three_releases(2, 5);
-    let ran = command(&inventory, &["rollback"]);
+    let ran = deploy_json(&inventory, &["rollback"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     for (index, host) in fleet.hosts().iter().enumerate() {
         let entry = ran.host(&host.name);
@@ -61,13 +49,13 @@ fn fleet_rollback_walks_back_twice_in_go_live_order() {
             Path::new("releases/v2")
         );
     }
-    let ran = command(&inventory, &["rollback"]);
+    let ran = deploy_json(&inventory, &["rollback"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.host("web1")["to"], "v1");
     assert_eq!(live(&fleet, 0), "v1");
     assert_eq!(live(&fleet, 1), "v1");
     // Nothing older: reported clearly, not a failure.
-    let ran = command(&inventory, &["rollback"]);
+    let ran = deploy_json(&inventory, &["rollback"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let entry = ran.host("web1");
     assert_eq!(entry["result"], "skipped");
@@ -88,7 +76,7 @@ fn single_host_rollback_leaves_the_others_untouched() {
         .iter()
         .map(|&index| snapshot(&fleet.host(index).root))
         .collect();
-    let ran = command(&inventory, &["rollback", "--hosts", "web2"]);
+    let ran = deploy_json(&inventory, &["rollback", "--hosts", "web2"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.json()["hosts"].as_array().map(Vec::len), Some(1));
     assert_eq!(live(&fleet, 1), "v2");
@@ -99,7 +87,7 @@ fn single_host_rollback_leaves_the_others_untouched() {
 #[test]
 fn rollback_to_a_named_release_and_to_one_missing_somewhere() {
     let (fleet, inventory) = fleet_with_three_releases(3, 5);
-    let ran = command(&inventory, &["rollback", "--to", "v1"]);
+    let ran = deploy_json(&inventory, &["rollback", "--to", "v1"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     for index in 0..3 {
         assert_eq!(live(&fleet, index), "v1");
@@ -113,7 +101,7 @@ fn rollback_to_a_named_release_and_to_one_missing_somewhere() {
         .iter()
         .map(|host| snapshot(&host.root))
         .collect();
-    let ran = command(&inventory, &["rollback", "--to", "v2"]);
+    let ran = deploy_json(&inventory, &["rollback", "--to", "v2"]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let web3_entry = ran.host("web3");
     assert_eq!(web3_entry["result"], "failed");
@@ -148,7 +136,7 @@ fn rollback_dry_run_changes_nothing() {
         .iter()
         .map(|host| snapshot(&host.root))
         .collect();
-    let ran = command(&inventory, &["rollback", "--dry-run"]);
+    let ran = deploy_json(&inventory, &["rollback", "--dry-run"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let entry = ran.host("web1");
     assert_eq!(entry["result"], "planned");
@@ -166,9 +154,9 @@ fn rollback_dry_run_changes_nothing() {
 #[test]
 fn history_is_newest_first_with_operator_and_time() {
     let (_fleet, inventory) = fleet_with_three_releases(1, 5);
-    let ran = command(&inventory, &["rollback"]);
+    let ran = deploy_json(&inventory, &["rollback"]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    let ran = command(&inventory, &["history"]);
+    let ran = deploy_json(&inventory, &["history"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let entries = ran.host("web1")["entries"]
         .as_array()
@@ -206,7 +194,7 @@ fn history_is_newest_first_with_operator_and_time() {
         );
         assert_eq!(entry["result"], "ok");
     }
-    let ran = command(&inventory, &["history", "--limit", "2"]);
+    let ran = deploy_json(&inventory, &["history", "--limit", "2"]);
     assert_eq!(
         ran.host("web1")["entries"].as_array().map(Vec::len),
         Some(2)
@@ -243,14 +231,14 @@ fn unlock_removes_a_stale_lock_and_refuses_a_live_one() {
     )
     .expect("holder");
     // A live holder: this test process's PID.
-    let status = command(&inventory, &["status"]);
+    let status = deploy_json(&inventory, &["status"]);
     assert_eq!(status.host("web1")["lock"]["operator"], "ghost@gone");
     assert_eq!(status.host("web1")["lock"]["alive"], false);
 
-    let ran = command(&inventory, &["unlock", "--hosts", "web1"]);
+    let ran = deploy_json(&inventory, &["unlock", "--hosts", "web1"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(!lock.exists(), "stale lock removed");
-    let history = command(&inventory, &["history", "--limit", "1"]);
+    let history = deploy_json(&inventory, &["history", "--limit", "1"]);
     assert_eq!(history.host("web1")["entries"][0]["action"], "unlock");
 
     std::fs::create_dir_all(&lock).expect("mkdir lock");
@@ -259,7 +247,7 @@ fn unlock_removes_a_stale_lock_and_refuses_a_live_one() {
         format!("{} alive@here run-x 1700000000\n", std::process::id()),
     )
     .expect("holder");
-    let ran = command(&inventory, &["unlock", "--hosts", "web1"]);
+    let ran = deploy_json(&inventory, &["unlock", "--hosts", "web1"]);
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(
         ran.host("web1")["error"]
@@ -268,7 +256,7 @@ fn unlock_removes_a_stale_lock_and_refuses_a_live_one() {
             .contains("--force")
     );
     assert!(lock.exists(), "live lock kept");
-    let push = command(
+    let push = deploy_json(
         &inventory,
         &[
             "push",
@@ -286,7 +274,7 @@ fn unlock_removes_a_stale_lock_and_refuses_a_live_one() {
             .contains("held by alive@here (run run-x)")
     );
     // unlock without --hosts is a usage error.
-    let ran = command(&inventory, &["unlock"]);
+    let ran = deploy_json(&inventory, &["unlock"]);
     assert_eq!(ran.code, 2, "{ran:?}");
 }
 
@@ -294,16 +282,16 @@ fn unlock_removes_a_stale_lock_and_refuses_a_live_one() {
 fn prune_keeps_the_live_and_previous_releases() {
     let (fleet, inventory) = fleet_with_three_releases(1, 5);
     let app = fleet.host(0).root.join("app");
-    let dry = command(&inventory, &["prune", "--keep", "1", "--dry-run"]);
+    let dry = deploy_json(&inventory, &["prune", "--keep", "1", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert_eq!(dry.host("web1")["pruned"], serde_json::json!(["v1"]));
     assert!(app.join("releases/v1").exists(), "dry run removed nothing");
-    let ran = command(&inventory, &["prune", "--keep", "1"]);
+    let ran = deploy_json(&inventory, &["prune", "--keep", "1"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.host("web1")["pruned"], serde_json::json!(["v1"]));
     assert!(!app.join("releases/v1").exists());
     assert!(app.join("releases/v2").exists(), "previous kept");
     assert!(app.join("releases/v3").exists(), "live kept");
-    let again = command(&inventory, &["prune", "--keep", "1"]);
+    let again = deploy_json(&inventory, &["prune", "--keep", "1"]);
     assert_eq!(again.host("web1")["result"], "unchanged");
 }
