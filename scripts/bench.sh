@@ -5,7 +5,7 @@
 #   1. Wall time: `deploy push` of a 50 MiB / 2,000-file artifact of incompressible data to 8 hosts
 #      vs. a plain OpenSSH pipeline doing the same by hand (8 `ssh ... 'mkdir && tar -xzf - && ln
 #      && mv -T' < artifact` in parallel). Target: median deploy / median ssh <= 1.10.
-#      BENCH_ROUNDS rounds (default 5), interleaved (the order alternates each round); every round
+#      BENCH_ROUNDS rounds (default 9: medians of 5 rounds moved by ±0.05 on a loaded 2-core machine), interleaved (the order alternates each round); every round
 #      pushes a NEW version, so every round really uploads to every host.
 #   2. The controller's CPU seconds per push (from /usr/bin/time -v), next to the ssh clients'.
 #   3. The controller's peak RSS for a 20 MiB, a 50 MiB and a 200 MiB artifact (one push each to
@@ -14,7 +14,7 @@
 # Before every timed run the script calls `sync`, so that no run pays for writing back the
 # previous run's extracted files. It prints the figures next to the targets with PASS/MISS, and exits 0 either way (it is a
 # measurement, not a test) unless something failed to run. Environment:
-#   BENCH_ROUNDS=5   rounds of (deploy push, ssh pipeline)
+#   BENCH_ROUNDS=9   rounds of (deploy push, ssh pipeline)
 #   BENCH_HOSTS=8    hosts in the fleet
 #   DEPLOY_BIN=path  use this deploy binary instead of `cargo build --release`
 #   TMPDIR           where the fleet lives (needs ~3 GiB of disk; avoid a small tmpfs)
@@ -25,7 +25,7 @@ script_dir=$(cd "$(dirname "$0")" && pwd -P)
 # shellcheck source=scripts/lib/fleet.sh
 . "$script_dir/lib/fleet.sh"
 
-rounds=${BENCH_ROUNDS:-5}
+rounds=${BENCH_ROUNDS:-9}
 host_count=${BENCH_HOSTS:-8}
 case $rounds in '' | *[!0-9]* | 0) fleet_die "BENCH_ROUNDS must be a positive integer (got '$rounds')" ;; esac
 case $host_count in '' | *[!0-9]* | 0) fleet_die "BENCH_HOSTS must be a positive integer (got '$host_count')" ;; esac
