@@ -125,6 +125,8 @@ pub struct StatusView {
 pub struct CheckView {
     pub name: String,
     pub ok: bool,
+    /// An optional tool that is absent: reported, but the host still passes.
+    pub optional: bool,
     pub detail: String,
 }
 

@@ -28,7 +28,8 @@ const TOOLS: &[&str] = &[
     "cp",
 ];
 
-/// The probe script: one `check NAME ok|fail DETAIL` line per item.
+/// The probe script: one `check NAME ok|fail|missing DETAIL` line per item (`missing`: an
+/// optional tool is absent; the host still passes).
 pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool) -> String {
     let mut script = String::from("for tool in");
     for tool in TOOLS {
@@ -47,7 +48,9 @@ pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool) -> String 
     );
     script.push_str(
         "if command -v find >/dev/null 2>&1 && find . -maxdepth 0 -printf '' 2>/dev/null; then printf 'check tool:find ok GNU find (status --verify)\\n'; \
-         else printf 'check tool:find fail GNU find is needed by status --verify\\n'; fi\n",
+         else printf 'check tool:find missing GNU find is needed by status --verify\\n'; fi\n\
+         if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then printf 'check tool:openssl ok hashes uploads (faster than sha256sum)\\n'; \
+         else printf 'check tool:openssl missing uploads are hashed with sha256sum (slower)\\n'; fi\n",
     );
     if host_fetch {
         script.push_str(
@@ -75,10 +78,11 @@ pub fn parse_probe(text: &str) -> Result<Vec<CheckView>, String> {
         .map(|(index, line)| {
             let mut fields = line.splitn(4, ' ');
             match (fields.next(), fields.next(), fields.next(), fields.next()) {
-                (Some("check"), Some(name), Some(state @ ("ok" | "fail")), detail) => {
+                (Some("check"), Some(name), Some(state @ ("ok" | "fail" | "missing")), detail) => {
                     Ok(CheckView {
                         name: name.to_string(),
                         ok: state == "ok",
+                        optional: state == "missing",
                         detail: detail.unwrap_or("").to_string(),
                     })
                 }
@@ -153,9 +157,17 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                 Ok(checks) => {
                     let failed: Vec<String> = checks
                         .iter()
-                        .filter(|check| !check.ok)
+                        .filter(|check| !check.ok && !check.optional)
                         .map(|check| format!("{}: {}", check.name, check.detail))
                         .collect();
+                    let missing: Vec<String> = checks
+                        .iter()
+                        .filter(|check| check.optional)
+                        .map(|check| format!("optional {} missing: {}", check.name, check.detail))
+                        .collect();
+                    if !missing.is_empty() {
+                        result.notes = Some(missing);
+                    }
                     if failed.is_empty() {
                         events.done(name, "ok");
                     } else {
@@ -197,6 +209,7 @@ mod tests {
             .expect("sh runs");
         let checks = parse_probe(&String::from_utf8_lossy(&output.stdout)).expect("parses");
         assert!(checks.iter().all(|check| check.ok), "{checks:?}");
+        assert!(checks.iter().any(|check| check.name == "tool:openssl"));
         assert!(checks.iter().any(|check| check.name == "base_dir:app"));
         assert!(checks.iter().any(|check| check.name == "atomic-rename"));
         assert!(
@@ -206,10 +219,51 @@ mod tests {
     }
 
     #[test]
+    fn optional_tools_that_are_missing_do_not_fail_the_host() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let fake = directory.path().join("fake-bin");
+        std::fs::create_dir_all(&fake).expect("mkdir");
+        for tool in ["find", "openssl"] {
+            std::fs::write(fake.join(tool), "#!/bin/sh\nexit 1\n").expect("write");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(fake.join(tool), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let path = format!(
+            "{}:{}",
+            fake.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(
+                &[("app".to_string(), "app".to_string())],
+                false,
+            ))
+            .env("PATH", path)
+            .current_dir(directory.path())
+            .output()
+            .expect("sh runs");
+        let checks = parse_probe(&String::from_utf8_lossy(&output.stdout)).expect("parses");
+        let missing: Vec<&str> = checks
+            .iter()
+            .filter(|check| check.optional)
+            .map(|check| check.name.as_str())
+            .collect();
+        assert_eq!(missing, ["tool:find", "tool:openssl"]);
+        assert!(
+            checks.iter().all(|check| check.ok || check.optional),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
     fn probe_output_is_parsed_strictly() {
         let checks = parse_probe("check tool:tar fail not found on PATH\n").expect("parses");
         assert!(!checks[0].ok);
         assert_eq!(checks[0].detail, "not found on PATH");
+        let optional = parse_probe("check tool:find missing GNU find is needed\n").expect("parses");
+        assert!(!optional[0].ok && optional[0].optional);
         assert!(parse_probe("hello\n").is_err());
         assert!(parse_probe("check x maybe\n").is_err());
     }

@@ -23,7 +23,14 @@ fn healthy_fleet_passes_every_check() {
         let entry = ran.host(host);
         assert_eq!(entry["result"], "ok", "{entry:#}");
         let checks = entry["checks"].as_array().expect("checks");
-        assert!(checks.iter().all(|check| check["ok"] == true), "{entry:#}");
+        // Every required check passes; optional tools (GNU find, openssl) may be missing.
+        assert!(
+            checks
+                .iter()
+                .filter(|check| check["optional"] == false)
+                .all(|check| check["ok"] == true),
+            "{entry:#}"
+        );
         assert!(checks.iter().any(|check| check["name"] == "base_dir:app"));
         assert!(checks.iter().any(|check| check["name"] == "tool:sha256sum"));
     }
