@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::facts::{self, Facts};
+use crate::facts::{self, Facts, LockHolder};
 use crate::plan::{self, HistoryRecord, Input, Lowering, Step};
 use crate::report::Events;
 use crate::ssh::{Connector, Endpoint, Held, Output, Session, SshError};
@@ -64,6 +64,9 @@ impl Payload<'static> {
 /// One host, one service, one run.
 pub struct HostRun<'a> {
     pub session: std::sync::Arc<Session>,
+    /// The host's inventory name.
+    pub host: String,
+    /// What progress lines call it ("web1", or "web1/myapp" when several services run).
     pub label: String,
     pub lowering: Lowering<'a>,
     pub events: Events,
@@ -105,6 +108,7 @@ impl<'a> HostRun<'a> {
         };
         Ok(HostRun {
             session,
+            host: endpoint.name.clone(),
             label,
             lowering,
             events,
@@ -185,15 +189,12 @@ impl<'a> HostRun<'a> {
             };
         }
         if let Some(holder) = held.first_line.strip_prefix("HELD ") {
-            let text = describe_holder(holder);
+            let holder = LockHolder::parse(holder, true).describe();
             let _ = held.release().await;
-            let host = self
-                .label
-                .split('/')
-                .next()
-                .unwrap_or(&self.label)
-                .to_string();
-            return Err(HostError::LockHeld { holder: text, host });
+            return Err(HostError::LockHeld {
+                holder,
+                host: self.host.clone(),
+            });
         }
         let message = match held.first_line.strip_prefix("ERROR ") {
             Some(error) => error.to_string(),
@@ -437,43 +438,7 @@ pub async fn unlock(label: &str, held: Held) {
     }
 }
 
-/// "held by OPERATOR (run RUN) since TIME" from the lock script's `HELD` line.
-fn describe_holder(holder: &str) -> String {
-    let mut fields = holder.split(' ');
-    let _pid = fields.next();
-    let operator = fields.next().unwrap_or("unknown");
-    let run_id = fields.next().unwrap_or("unknown");
-    let since = fields
-        .next()
-        .and_then(|value| value.parse::<u64>().ok())
-        .map(|seconds| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-            )
-            .to_string()
-        })
-        .unwrap_or_else(|| "an unknown time".to_string());
-    format!("held by {operator} (run {run_id}) since {since}")
-}
-
 /// Elapsed milliseconds since `started`.
 pub fn elapsed_ms(started: Instant) -> u64 {
     started.elapsed().as_millis() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_holders_are_described_for_operators() {
-        assert_eq!(
-            describe_holder("42 alice@laptop 20261126T000000Z-1f 0"),
-            "held by alice@laptop (run 20261126T000000Z-1f) since 1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            describe_holder(""),
-            "held by unknown (run unknown) since an unknown time"
-        );
-    }
 }

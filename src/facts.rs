@@ -47,24 +47,52 @@ impl LogAction {
 /// Who holds a service lock on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
+    /// The holder line exactly as the lock script wrote it: `PID OPERATOR RUN_ID SINCE`.
+    pub line: String,
     pub pid: String,
     pub operator: String,
     pub run_id: String,
-    /// Unix seconds.
-    pub since: u64,
+    /// Unix seconds; `None` when the line does not say.
+    pub since: Option<u64>,
     /// Whether the holder's process still runs on the host.
     pub alive: bool,
 }
 
 impl LockHolder {
+    /// Parses a holder line (from the facts script or the lock script's `HELD` answer); missing
+    /// fields read as "unknown".
+    pub fn parse(line: &str, alive: bool) -> LockHolder {
+        let mut fields = line.split(' ');
+        let mut next = || fields.next().filter(|field| !field.is_empty());
+        LockHolder {
+            line: line.to_string(),
+            pid: next().unwrap_or("").to_string(),
+            operator: next().unwrap_or("unknown").to_string(),
+            run_id: next().unwrap_or("unknown").to_string(),
+            since: next().and_then(|value| value.parse().ok()),
+            alive,
+        }
+    }
+
+    /// RFC 3339 time the lock was taken, or "an unknown time".
+    pub fn since_text(&self) -> String {
+        self.since
+            .map(|seconds| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|| "an unknown time".to_string())
+    }
+
+    /// "held by OPERATOR (run RUN) since TIME".
     pub fn describe(&self) -> String {
         format!(
             "held by {} (run {}) since {}",
             self.operator,
             self.run_id,
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.since)
-            )
+            self.since_text()
         )
     }
 }
@@ -285,21 +313,7 @@ pub fn parse(text: &str) -> Result<Facts, String> {
                 .push(parse_log_line(rest).map_err(|what| bad(&what))?),
             "lock" => {
                 let (state, holder) = rest.split_once(' ').unwrap_or((rest, ""));
-                let mut fields = holder.split(' ');
-                let pid = fields.next().unwrap_or("").to_string();
-                let operator = fields.next().unwrap_or("unknown").to_string();
-                let run_id = fields.next().unwrap_or("unknown").to_string();
-                let since = fields
-                    .next()
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(0);
-                facts.lock = Some(LockHolder {
-                    pid,
-                    operator,
-                    run_id,
-                    since,
-                    alive: state == "alive",
-                });
+                facts.lock = Some(LockHolder::parse(holder, state == "alive"));
             }
             "staging" => facts.staging.push(rest.to_string()),
             _ => return Err(bad("unknown tag")),
@@ -475,7 +489,7 @@ mod tests {
         assert!(lock.alive);
         assert_eq!(lock.operator, "alice@laptop");
         assert_eq!(lock.run_id, "20261126T101010Z-ab");
-        assert_eq!(lock.since, 1_700_000_000);
+        assert_eq!(lock.since, Some(1_700_000_000));
         assert_eq!(facts.staging, vec!["20261126T101010Z-ab".to_string()]);
     }
 
@@ -489,6 +503,18 @@ mod tests {
         assert!(error.contains("release log action"), "{error}");
         let error = parse("df a\ndf /dev/x 1 2 lots 1% /\n").expect_err("bad df");
         assert!(error.contains("df"), "{error}");
+    }
+
+    #[test]
+    fn lock_holders_are_described_for_operators() {
+        assert_eq!(
+            LockHolder::parse("42 alice@laptop 20261126T000000Z-1f 0", true).describe(),
+            "held by alice@laptop (run 20261126T000000Z-1f) since 1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            LockHolder::parse("", false).describe(),
+            "held by unknown (run unknown) since an unknown time"
+        );
     }
 
     #[test]

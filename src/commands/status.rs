@@ -50,10 +50,7 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                 lock: facts.lock.as_ref().map(|lock| LockView {
                     operator: lock.operator.clone(),
                     run_id: lock.run_id.clone(),
-                    since: humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(lock.since),
-                    )
-                    .to_string(),
+                    since: lock.since_text(),
                     alive: lock.alive,
                 }),
             });

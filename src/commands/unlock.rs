@@ -21,12 +21,16 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
             result.notes = Some(vec!["no lock".to_string()]);
             return Ok(super::Worked { result, summary: "no lock".to_string() });
         };
-        let age = now.saturating_sub(lock.since);
-        let holder = format!(
-            "{} (age {})",
-            lock.describe(),
-            humantime::format_duration(std::time::Duration::from_secs(age))
-        );
+        let holder = match lock.since {
+            Some(since) => format!(
+                "{} (age {})",
+                lock.describe(),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(since)
+                ))
+            ),
+            None => lock.describe(),
+        };
         if lock.alive && !arguments.force {
             run.close().await;
             return Err(HostError::failed(
@@ -38,7 +42,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
             ));
         }
         let step = Step::Unlock {
-            holder: format!("{} {} {} {}", lock.pid, lock.operator, lock.run_id, lock.since),
+            holder: lock.line.clone(),
             kill: lock.alive.then(|| lock.pid.clone()),
         };
         let outcome = run.execute(&step, &Payload::none()).await;
