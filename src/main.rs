@@ -120,37 +120,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
-    let (result, interrupted, text) = match &cli.command {
-        Command::Check => {
-            let result = commands::check::run(&context).await?;
-            let text = report::render_table(&result);
-            (result, false, text)
-        }
-        Command::Status(arguments) => {
-            let result = commands::status::run(&context, arguments).await?;
-            let text = commands::status::render(&result);
-            (result, false, text)
-        }
-        Command::Push(arguments) => {
-            let completed = commands::push::run(&context, arguments).await?;
-            let text = changes_text(&completed.result);
-            (completed.result, completed.interrupted, text)
-        }
-        Command::Rollback(arguments) => {
-            let completed = commands::rollback::run(&context, arguments).await?;
-            let text = changes_text(&completed.result);
-            (completed.result, completed.interrupted, text)
-        }
-        Command::History(arguments) => {
-            let result = commands::history::run(&context, arguments).await?;
-            let text = commands::history::render(&result);
-            (result, false, text)
-        }
-        Command::Prune(arguments) => {
-            let result = commands::prune::run(&context, arguments).await?;
-            let text = report::render_plan(&result);
-            (result, false, text)
-        }
+    // Each command's result, and how its text view is drawn.
+    let (result, render): (report::RunResult, fn(&report::RunResult) -> String) = match &cli.command
+    {
+        Command::Check => (commands::check::run(&context).await?, report::render_table),
+        Command::Status(arguments) => (
+            commands::status::run(&context, arguments).await?,
+            commands::status::render,
+        ),
+        Command::Push(arguments) => (
+            commands::push::run(&context, arguments).await?,
+            changes_text,
+        ),
+        Command::Rollback(arguments) => (
+            commands::rollback::run(&context, arguments).await?,
+            changes_text,
+        ),
+        Command::History(arguments) => (
+            commands::history::run(&context, arguments).await?,
+            commands::history::render,
+        ),
+        Command::Prune(arguments) => (
+            commands::prune::run(&context, arguments).await?,
+            report::render_plan,
+        ),
         Command::Unlock(arguments) => {
             if cli.global.hosts.is_none() {
                 return Err(InputError(
@@ -158,15 +151,15 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
                 )
                 .into());
             }
-            let result = commands::unlock::run(&context, arguments).await?;
-            let text = report::render_plan(&result);
-            (result, false, text)
+            (
+                commands::unlock::run(&context, arguments).await?,
+                report::render_plan,
+            )
         }
-        Command::Diff(arguments) => {
-            let result = commands::diff::run(&context, arguments).await?;
-            let text = commands::diff::render(&result);
-            (result, false, text)
-        }
+        Command::Diff(arguments) => (
+            commands::diff::run(&context, arguments).await?,
+            commands::diff::render,
+        ),
         Command::Completions { .. } => return Ok(0),
     };
     let changing = matches!(
@@ -176,17 +169,20 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
     if changing && !result.dry_run {
         notify_end(&context, &result).await;
     }
-    if context.json {
-        report::print_result(&result, true)?;
-    } else {
+    {
         use std::io::Write;
+        let text = if context.json {
+            serde_json::to_string_pretty(&result)? + "\n"
+        } else {
+            render(&result)
+        };
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(text.as_bytes())?;
         stdout.flush()?;
     }
     // Any command stopped by Ctrl-C / SIGTERM exits 130 (changing commands have already
     // switched back what they switched).
-    if interrupted || context.is_interrupted() {
+    if context.is_interrupted() {
         return Ok(130);
     }
     Ok(result.exit_code())

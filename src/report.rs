@@ -479,18 +479,6 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-/// Prints the final result on stdout: the JSON document, or a text table.
-pub fn print_result(result: &RunResult, json: bool) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        let text = serde_json::to_string_pretty(result).map_err(std::io::Error::other)?;
-        writeln!(stdout, "{text}")?;
-    } else {
-        write!(stdout, "{}", render_table(result))?;
-    }
-    stdout.flush()
-}
-
 /// The summary table (plain text, no escape codes).
 pub fn render_table(result: &RunResult) -> String {
     let with_service = result.hosts.iter().any(|host| host.service.is_some());

@@ -22,12 +22,6 @@ use crate::executor::{HostError, HostRun, elapsed_ms};
 use crate::plan::Lowering;
 use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
-/// What a changing command ends with: its result, and whether Ctrl-C stopped it (exit 130).
-pub struct Completed {
-    pub result: RunResult,
-    pub interrupted: bool,
-}
-
 /// Connects to one target with its service's lowering values and the host deadline.
 pub async fn connect<'a>(
     context: &'a Context,
@@ -161,7 +155,7 @@ pub async fn each_service<F, Fut>(
     services: &[usize],
     action: &str,
     run: F,
-) -> Result<Completed, InputError>
+) -> Result<RunResult, InputError>
 where
     F: Fn(usize, Vec<Target>, Events, Arc<Semaphore>) -> Fut,
     Fut: Future<Output = Vec<(Target, HostResult)>>,
@@ -188,13 +182,10 @@ where
     results.sort_by_key(|(target, _)| targets.iter().position(|other| other == target));
     drop(events);
     reporter.finish().await;
-    Ok(Completed {
-        result: RunResult::new(
-            &context.run_id,
-            action,
-            false,
-            results.into_iter().map(|(_, result)| result).collect(),
-        ),
-        interrupted: context.is_interrupted(),
-    })
+    Ok(RunResult::new(
+        &context.run_id,
+        action,
+        false,
+        results.into_iter().map(|(_, result)| result).collect(),
+    ))
 }

@@ -16,7 +16,6 @@ use tracing::Instrument;
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
-use crate::commands::Completed;
 use crate::commands::switching::{Locked, Switch, announce, finish, switch_all};
 use crate::executor::{HostError, Payload, elapsed_ms, unlock};
 use crate::facts::LogAction;
@@ -24,7 +23,7 @@ use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
     HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
 };
-use crate::report::{Events, HostResult, Outcome, Reporter};
+use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
 
 /// What one service pushes.
 pub struct Shipment {
@@ -73,7 +72,7 @@ async fn download(
     result
 }
 
-pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, InputError> {
+pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, InputError> {
     let shipments = prepare(context, arguments).await?;
     let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
     let shipment_of = |service: usize| {
@@ -82,7 +81,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
             .find(|shipment| shipment.service == service)
     };
     if arguments.dry_run {
-        let result = super::each_target(
+        return super::each_target(
             context,
             &services,
             "push",
@@ -102,11 +101,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<Completed, I
                 .await
             },
         )
-        .await?;
-        return Ok(Completed {
-            result,
-            interrupted: context.is_interrupted(),
-        });
+        .await;
     }
     let with_service = services.len() > 1;
     super::each_service(

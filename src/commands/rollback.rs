@@ -10,14 +10,13 @@ use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::cli::RollbackArgs;
-use crate::commands::Completed;
 use crate::commands::switching::{Locked, announce, finish, switch_all};
 use crate::executor::{HostError, elapsed_ms, unlock};
 use crate::inventory::Version;
 use crate::plan::{RollbackDecision, SwitchSequence, plan_rollback};
-use crate::report::{Events, HostResult, Outcome};
+use crate::report::{Events, HostResult, Outcome, RunResult};
 
-pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Completed, InputError> {
+pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<RunResult, InputError> {
     let to = match &arguments.to {
         Some(text) => Some(
             Version::parse(text).map_err(|error| InputError(format!("--to {text:?}: {error}")))?,
@@ -27,18 +26,14 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<Complete
     let to = to.as_ref();
     let services = context.services(&arguments.service)?;
     if arguments.dry_run {
-        let result = super::each_target(
+        return super::each_target(
             context,
             &services,
             "rollback",
             true,
             |target, label, events| plan_host(context, target, label, events, to),
         )
-        .await?;
-        return Ok(Completed {
-            result,
-            interrupted: context.is_interrupted(),
-        });
+        .await;
     }
     let with_service = services.len() > 1;
     super::each_service(
