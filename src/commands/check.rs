@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::app::{Context, InputError, Target, for_each, unix_now};
+use crate::app::{Context, InputError, for_each, unix_now};
 use crate::executor::elapsed_ms;
 use crate::report::{CheckView, HostResult, Outcome, Reporter, RunResult};
 use crate::shell::quote;
@@ -121,29 +121,16 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     )
             });
             let mut result = HostResult::new(None, name, Outcome::Ok);
-            // Any service gives the connection its lowering values; check runs no lowered step.
-            let target = Target { service: 0, host };
             let probe = async {
-                let run = if context.inventory.services.is_empty() {
-                    let lowering = crate::plan::Lowering {
-                        base_dir: ".",
-                        run_id: &context.run_id,
-                        shared_paths: &[],
-                        now,
-                    };
-                    crate::executor::HostRun::connect(
-                        &context.connector,
-                        &context.endpoint(host),
-                        name.clone(),
-                        lowering,
-                        events.clone(),
-                        context.inventory.deploy.host_timeout,
-                        context.interrupted.clone(),
-                    )
-                    .await?
-                } else {
-                    super::connect(context, target, name.clone(), &events, now).await?
+                // The probe is its own script: no service's lowering values are needed.
+                let lowering = crate::plan::Lowering {
+                    base_dir: ".",
+                    run_id: &context.run_id,
+                    shared_paths: &[],
+                    now,
                 };
+                let run =
+                    super::connect_host(context, host, name.clone(), lowering, &events).await?;
                 events.step(name, "check prerequisites");
                 let output = run
                     .run("check", &probe_script(&base_dirs, host_fetch))

@@ -37,9 +37,21 @@ pub async fn connect<'a>(
         shared_paths: &service.shared_paths,
         now,
     };
+    connect_host(context, target.host, label, lowering, events).await
+}
+
+/// Connects to `host` with the given lowering values (for work that is not about one service,
+/// such as `check`, any values: it runs no lowered step) under the host deadline.
+pub async fn connect_host<'a>(
+    context: &'a Context,
+    host: usize,
+    label: String,
+    lowering: Lowering<'a>,
+    events: &Events,
+) -> Result<HostRun<'a>, HostError> {
     HostRun::connect(
         &context.connector,
-        &context.endpoint(target.host),
+        &context.endpoint(host),
         label,
         lowering,
         events.clone(),
