@@ -61,6 +61,46 @@ pub async fn connect_host<'a>(
     .await
 }
 
+/// The first phase of a changing command on one host: connect, take the service lock, read
+/// the host's state under it. On a failure the connection is closed again.
+pub async fn connect_and_lock<'a>(
+    context: &'a Context,
+    target: Target,
+    label: String,
+    events: &Events,
+    now: u64,
+) -> Result<(HostRun<'a>, crate::ssh::Held, crate::facts::Facts), HostError> {
+    if context.is_interrupted() {
+        return Err(HostError::Interrupted {
+            step: "start".to_string(),
+        });
+    }
+    let run = connect(context, target, label, events, now).await?;
+    match run.lock(&context.operator, now).await {
+        Ok((lock, facts)) => Ok((run, lock, facts)),
+        Err(error) => {
+            run.close().await;
+            Err(error)
+        }
+    }
+}
+
+/// `result` turned into the failure `error`, timed from `started` and announced.
+pub fn failed(
+    mut result: HostResult,
+    error: &HostError,
+    started: Instant,
+    events: &Events,
+    label: &str,
+) -> HostResult {
+    result.result = Outcome::Failed;
+    result.lock_held = matches!(error, HostError::LockHeld { .. });
+    result.error = Some(error.to_string());
+    result.duration_ms = elapsed_ms(started);
+    switching::announce(events, label, &result);
+    result
+}
+
 /// The span a (service, host) pair's work runs in: diagnostics inside it carry `host` and
 /// `service` (and `run_id` from the run's span).
 pub fn host_span(context: &Context, target: Target) -> tracing::Span {

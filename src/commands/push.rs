@@ -16,8 +16,8 @@ use tracing::Instrument;
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
-use crate::commands::switching::{Locked, Switch, announce, finish, switch_all};
-use crate::executor::{HostError, Payload, elapsed_ms, unlock};
+use crate::commands::switching::{Locked, Switch, finish, switch_all};
+use crate::executor::{HostError, Payload, unlock};
 use crate::facts::LogAction;
 use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
@@ -439,37 +439,19 @@ async fn stage<'a>(
     let _permit = permits.acquire().await;
     let started = Instant::now();
     let service = &context.inventory.services[target.service];
-    let host = &context.inventory.hosts[target.host];
     let label = context.label(target, with_service);
-    let mut result = HostResult::new(Some(&service.name), &host.name, Outcome::Ok);
+    let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());
-    let fail = |mut result: HostResult, error: HostError| {
-        result.result = Outcome::Failed;
-        result.lock_held = matches!(error, HostError::LockHeld { .. });
-        result.error = Some(error.to_string());
-        result.duration_ms = elapsed_ms(started);
-        announce(events, &label, &result);
-        (target, result)
-    };
-    if context.is_interrupted() {
-        return Err(fail(
-            result,
-            HostError::Interrupted {
-                step: "start".to_string(),
-            },
-        ));
-    }
-    let run = match super::connect(context, target, label.clone(), events, now).await {
-        Ok(run) => run,
-        Err(error) => return Err(fail(result, error)),
-    };
-    let (lock, facts) = match run.lock(&context.operator, now).await {
-        Ok(locked) => locked,
-        Err(error) => {
-            run.close().await;
-            return Err(fail(result, error));
-        }
-    };
+    let (run, lock, facts) =
+        match super::connect_and_lock(context, target, label.clone(), events, now).await {
+            Ok(locked) => locked,
+            Err(error) => {
+                return Err((
+                    target,
+                    super::failed(result, &error, started, events, &label),
+                ));
+            }
+        };
     let outcome: Result<Option<PushPlan>, HostError> = async {
         result.from = facts.live().map(ToString::to_string);
         match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
@@ -526,40 +508,41 @@ async fn stage<'a>(
             run.discard_staging().await;
             result.steps = Some(run.executed());
             result.bytes = run.uploaded();
-            let failure = fail(result, error);
-            run.record(&history(context, shipment, &failure.1), None)
-                .await;
+            let result = super::failed(result, &error, started, events, &label);
+            run.record(&history(context, shipment, &result), None).await;
             unlock(&run.label, lock).await;
             run.close().await;
-            Err(failure)
+            Err((target, result))
         }
     }
 }
 
 /// Adds "free vs needed" to a failure that says the host's disk (or file size limit) is full.
 fn disk_hint(error: HostError, free: Option<u64>, shipment: &Shipment) -> HostError {
-    let text = error.to_string();
+    let HostError::Failed { step, message } = error else {
+        return error;
+    };
     let full = [
         "No space left on device",
         "File size limit exceeded",
         "Disk quota exceeded",
     ]
     .iter()
-    .any(|symptom| text.contains(symptom));
+    .any(|symptom| message.contains(symptom));
     if !full {
-        return error;
+        return HostError::Failed { step, message };
     }
     let free = free
         .map(crate::report::format_bytes)
         .unwrap_or_else(|| "unknown".to_string());
-    HostError::failed(
-        "upload",
-        format!(
-            "{text}\nhint: the host cannot hold the release: {free} free, {} needed to unpack it \
+    HostError::Failed {
+        step,
+        message: format!(
+            "{message}\nhint: the host cannot hold the release: {free} free, {} needed to unpack it \
              (plus the artifact while it streams); free space under the base_dir or lower keep_releases",
             crate::report::format_bytes(shipment.artifact.unpacked_size)
         ),
-    )
+    }
 }
 
 /// The history record for a host's push result.

@@ -123,25 +123,15 @@ async fn roll_back_service<'a>(
             let started = Instant::now();
             let mut result = super::result_for(context, target, Outcome::Ok);
             let label = context.label(target, with_service);
-            let fail = |mut result: HostResult, error: HostError| {
-                result.result = Outcome::Failed;
-                result.lock_held = matches!(error, HostError::LockHeld { .. });
-                result.error = Some(error.to_string());
-                result.duration_ms = elapsed_ms(started);
-                announce(events, &label, &result);
-                Err(Box::new((target, result, false)))
+            let failure = |result: HostResult, error: &HostError, missing: bool| {
+                let result = super::failed(result, error, started, events, &label);
+                Err(Box::new((target, result, missing)))
             };
-            let run = match super::connect(context, target, label.clone(), events, now).await {
-                Ok(run) => run,
-                Err(error) => return fail(result, error),
-            };
-            let (lock, facts) = match run.lock(&context.operator, now).await {
-                Ok(locked) => locked,
-                Err(error) => {
-                    run.close().await;
-                    return fail(result, error);
-                }
-            };
+            let (run, lock, facts) =
+                match super::connect_and_lock(context, target, label.clone(), events, now).await {
+                    Ok(locked) => locked,
+                    Err(error) => return failure(result, &error, false),
+                };
             result.from = facts.live().map(ToString::to_string);
             let mut missing = false;
             let switch = match plan_rollback(&facts, to) {
@@ -170,8 +160,7 @@ async fn roll_back_service<'a>(
                 let version = to.map(Version::as_str).unwrap_or("");
                 let error =
                     HostError::failed("plan", format!("{version} is not complete on this host"));
-                return fail(result, error)
-                    .map_err(|failure| Box::new((failure.0, failure.1, true)));
+                return failure(result, &error, true);
             }
             run.events
                 .idle(&run.label, "ready; waiting for the other hosts");

@@ -495,6 +495,15 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
         error.contains("upload") || error.contains("extract"),
         "web2's error names the upload/extract failure: {web2:#}"
     );
+    assert!(
+        error.starts_with("upload: ") && !error.starts_with("upload: upload:"),
+        "{error}"
+    );
+    assert!(
+        error.contains("hint: the host cannot hold the release:")
+            && error.contains("needed to unpack it"),
+        "the error says free vs needed: {error}"
+    );
     for host in ["web1", "web3"] {
         let entry = ran.host(host);
         assert_eq!(entry["result"], "skipped", "{entry:#}");
