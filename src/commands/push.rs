@@ -316,6 +316,12 @@ async fn plan_host(
         ),
         None => "lock: free".to_string(),
     });
+    if !facts.staging.is_empty() {
+        notes.push(format!(
+            "staging leftovers of earlier runs (this push removes them): {}",
+            facts.staging.join(", ")
+        ));
+    }
     if let Some(free) = facts.free_bytes {
         notes.push(format!(
             "disk: {} free, {} needed to unpack",

@@ -55,6 +55,13 @@ fn the_real_run_executes_exactly_the_steps_the_dry_run_listed() {
     assert_eq!(push(&inventory, "v1", &v1, &[]).code, 0);
     let v3 = tarball(fleet.dir(), "v3", &[("index.html", "three")]);
     assert_eq!(push(&inventory, "v2", &v2, &[]).code, 0);
+    // A staging leftover of a killed run: the dry run names it, the real run removes it.
+    let leftover = fleet
+        .host(0)
+        .root
+        .join("app/.deploy/staging/killed-run/tree");
+    std::fs::create_dir_all(&leftover).expect("mkdir leftover");
+    std::fs::write(leftover.join("half.txt"), "half").expect("write leftover");
 
     let before: Vec<_> = fleet
         .hosts()
@@ -75,9 +82,24 @@ fn the_real_run_executes_exactly_the_steps_the_dry_run_listed() {
         planned.iter().any(|step| step == "prune v1"),
         "{planned:#?}"
     );
+    let notes = strings(&dry.host("web1")["notes"]);
+    assert!(
+        notes
+            .iter()
+            .any(|note| note
+                == "staging leftovers of earlier runs (this push removes them): killed-run"),
+        "{notes:#?}"
+    );
 
     let real = push(&inventory, "v3", &v3, &[]);
     assert_eq!(real.code, 0, "{real:?}");
+    assert!(
+        !fleet
+            .host(0)
+            .root
+            .join("app/.deploy/staging/killed-run")
+            .exists()
+    );
     for host in ["web1", "web2"] {
         assert_eq!(
             strings(&real.host(host)["steps"]),
