@@ -187,29 +187,30 @@ async fn revert(context: &Context, host: &Locked<'_>, switch: &Switch) -> Result
     Ok(())
 }
 
-/// Every host this run switched goes back to where it was.
+/// Every host this run switched goes back to where it was (at most `concurrency` at once).
 async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str) {
-    let undo = hosts
-        .iter_mut()
-        .filter(|host| host.switched)
-        .map(|host| async move {
-            let Some(switch) = host.switch.clone() else {
-                return;
-            };
-            match revert(context, host, &switch).await {
-                Ok(()) => {
-                    host.switched = false;
-                    host.result.result = Outcome::RolledBack;
-                    host.result.error = Some(format!("switched back: {reason}"));
-                }
-                Err(error) => {
-                    host.result.result = Outcome::Failed;
-                    host.result.error =
-                        Some(format!("switching back after `{reason}` failed: {error}"));
-                }
+    let switched: Vec<&mut Locked> = hosts.iter_mut().filter(|host| host.switched).collect();
+    for_each(switched, context.concurrency, |host| async move {
+        let Some(switch) = host.switch.clone() else {
+            return;
+        };
+        let outcome = revert(context, host, &switch)
+            .instrument(super::host_span(context, host.target))
+            .await;
+        match outcome {
+            Ok(()) => {
+                host.switched = false;
+                host.result.result = Outcome::RolledBack;
+                host.result.error = Some(format!("switched back: {reason}"));
             }
-        });
-    futures::future::join_all(undo).await;
+            Err(error) => {
+                host.result.result = Outcome::Failed;
+                host.result.error =
+                    Some(format!("switching back after `{reason}` failed: {error}"));
+            }
+        }
+    })
+    .await;
 }
 
 /// Last phase for one host: prune (if it switched), history, unlock, disconnect.
