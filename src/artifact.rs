@@ -1,12 +1,14 @@
 //! The release artifact: reading and validating a release tarball (`.tar.gz`) once.
 //!
 //! This module owns:
-//! - [`inspect`] / [`inspect_reader`]: a single streaming pass over the artifact that computes the
-//!   sha256 and size of the whole file, checks gzip and tar integrity, enforces the member rules
-//!   (no absolute or `..` paths, no device files, symlinks that stay inside the release, ...) and
-//!   builds the [`Manifest`] (per-file sha256, modes, sizes, link targets). Memory use does not
-//!   depend on the artifact's size: data flows through fixed 64 KiB buffers and is never held
-//!   whole in memory (only the manifest grows, with the number of members).
+//! - [`inspect`] / [`inspect_with`] / [`inspect_reader`]: a single streaming pass over the
+//!   artifact that computes the sha256 and size of the whole file, checks gzip and tar integrity,
+//!   enforces the member rules (no absolute or `..` paths, no name component over 255 bytes, no
+//!   device files, symlinks that stay inside the release, no setuid/setgid bits unless the
+//!   [`MemberPolicy`] allows them, ...) and builds the [`Manifest`] (per-file sha256, modes,
+//!   sizes, link targets). Memory use does not depend on the artifact's size: data flows through
+//!   fixed 64 KiB buffers and is never held whole in memory (only the manifest grows, with the
+//!   number of members).
 //! - the manifest text format stored on hosts ([`Manifest::to_text`], [`Manifest::from_text`]),
 //! - differences between two manifests ([`Manifest::diff`], [`Diff`]), used by `diff`,
 //!   `push --diff` and `status --verify`.
@@ -28,6 +30,13 @@
 //!
 //! After the tar end-of-archive marker, the rest of the decompressed stream must be zero bytes
 //! (the usual record padding). Anything else would be data that the manifest does not describe.
+//!
+//! # Modes in the manifest
+//!
+//! Hosts extract without the archive's owners and then clear the "others may write" bit
+//! (`chmod o-w`) of every entry that is not a symlink, so the manifest records each non-symlink
+//! mode with `0o002` cleared: what the host holds after a push is what the manifest says, and
+//! `status --verify` sees no drift. Setuid/setgid bits are judged on the mode as archived.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
@@ -55,6 +64,15 @@ const HEADER_BUDGET: u64 = 1024 * 1024;
 /// First line of the manifest text format.
 const MANIFEST_HEADER: &str = "deploy-manifest 1";
 
+/// Longest name component (file or directory name) Linux file systems accept (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The setuid and setgid permission bits.
+const SETID_BITS: u32 = 0o6000;
+
+/// The "others may write" permission bit, cleared on hosts (see the module documentation).
+const OTHERS_WRITE: u32 = 0o002;
+
 /// Longest excerpt of hostile input quoted back in a manifest parse error.
 const QUOTE_LIMIT: usize = 60;
 
@@ -73,6 +91,14 @@ pub struct Artifact {
     pub manifest: Manifest,
 }
 
+/// Member rules that depend on the service the artifact is pushed for. The default is the strict
+/// policy: setuid/setgid members are refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MemberPolicy {
+    /// Accept members whose mode has the setuid or setgid bit (`allow_setid = true`).
+    pub allow_setid: bool,
+}
+
 /// The members of a release, sorted by path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -85,7 +111,8 @@ pub struct Entry {
     /// Normalized relative path: no leading `./`, no trailing `/`, no `.` or `..` components.
     pub path: String,
     pub kind: EntryKind,
-    /// Permission bits (`mode & 0o7777`).
+    /// Permission bits (`mode & 0o7777`); for entries read from an artifact, without `0o002`
+    /// unless the entry is a symlink (see the module documentation).
     pub mode: u32,
     /// Size in bytes for regular files, 0 for everything else.
     pub size: u64,
@@ -142,18 +169,37 @@ pub enum ArtifactError {
     Empty { path: PathBuf },
 }
 
-/// Opens `path` and inspects it; see [`inspect_reader`].
+/// Opens `path` and inspects it under the default (strict) [`MemberPolicy`]; see
+/// [`inspect_reader`].
 pub fn inspect(path: &Path) -> Result<Artifact, ArtifactError> {
-    let file = File::open(path).map_err(|io| ArtifactError::Open {
-        path: path.to_path_buf(),
-        io,
-    })?;
-    inspect_reader(file, path)
+    inspect_reader(open(path)?, path)
 }
 
-/// Reads a `.tar.gz` stream once, to its end: validates it and computes its digest and manifest.
-/// `name` is used in the result and in error messages.
+/// Opens `path` and inspects it under `policy` (the service's `allow_setid`, ...); see
+/// [`inspect_reader_with`].
+pub fn inspect_with(path: &Path, policy: &MemberPolicy) -> Result<Artifact, ArtifactError> {
+    inspect_reader_with(open(path)?, path, policy)
+}
+
+fn open(path: &Path) -> Result<File, ArtifactError> {
+    File::open(path).map_err(|io| ArtifactError::Open {
+        path: path.to_path_buf(),
+        io,
+    })
+}
+
+/// [`inspect_reader_with`] under the default (strict) [`MemberPolicy`].
 pub fn inspect_reader<R: Read>(reader: R, name: &Path) -> Result<Artifact, ArtifactError> {
+    inspect_reader_with(reader, name, &MemberPolicy::default())
+}
+
+/// Reads a `.tar.gz` stream once, to its end: validates it (member rules under `policy`) and
+/// computes its digest and manifest. `name` is used in the result and in error messages.
+pub fn inspect_reader_with<R: Read>(
+    reader: R,
+    name: &Path,
+    policy: &MemberPolicy,
+) -> Result<Artifact, ArtifactError> {
     let mut buffered = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(reader));
     check_gzip_magic(&mut buffered, name)?;
 
@@ -163,7 +209,7 @@ pub fn inspect_reader<R: Read>(reader: R, name: &Path) -> Result<Artifact, Artif
         remaining: Rc::clone(&budget),
     });
     let mut buffer = vec![0u8; BUFFER_SIZE];
-    let scanned = scan_members(&mut archive, name, &mut buffer, &budget);
+    let scanned = scan_members(&mut archive, name, policy, &mut buffer, &budget);
     let mut stream = archive.into_inner().inner;
     let (entries, unpacked_size) = match scanned {
         Ok(result) => result,
@@ -304,9 +350,6 @@ impl Manifest {
         diff
     }
 
-    /// A copy without the entries equal to or under any of `prefixes` (the service's
-    /// `shared_paths`, which hosts replace by links). Prefixes are normalized (`./`, repeated and
-    /// trailing `/` ignored); a prefix that normalizes to nothing is ignored.
     /// The manifest as it can be compared with a host's files: hardlinks become the files they
     /// share content with, and symlink modes (meaningless on Linux) are ignored.
     pub fn comparable(&self) -> Manifest {
@@ -338,6 +381,9 @@ impl Manifest {
         Manifest { entries }
     }
 
+    /// A copy without the entries equal to or under any of `prefixes` (the service's
+    /// `shared_paths`, which hosts replace by links). Prefixes are normalized (`./`, repeated and
+    /// trailing `/` ignored); a prefix that normalizes to nothing is ignored.
     pub fn without_paths(&self, prefixes: &[String]) -> Manifest {
         let prefixes: Vec<String> = prefixes
             .iter()
@@ -865,6 +911,7 @@ enum Shape {
 fn scan_members<R: Read>(
     archive: &mut tar::Archive<R>,
     name: &Path,
+    policy: &MemberPolicy,
     buffer: &mut [u8],
     budget: &Cell<u64>,
 ) -> Result<(Vec<Entry>, u64), Failure> {
@@ -940,6 +987,16 @@ fn scan_members<R: Read>(
             }
         };
 
+        let mode = member
+            .header()
+            .mode()
+            .map_err(|error| reject(format!("unreadable mode field: {error}")))?
+            & 0o7777;
+        // Symlink modes mean nothing on Linux (tar does not apply them); every other mode does,
+        // the release root's included.
+        if !matches!(shape, Shape::Symlink(_)) {
+            check_setid(mode, policy).map_err(reject)?;
+        }
         let Some(path) = path else {
             // The root directory `.` itself: allowed, not part of the manifest.
             if matches!(shape, Shape::Directory) && member.size() == 0 {
@@ -956,12 +1013,8 @@ fn scan_members<R: Read>(
                 member.size()
             )));
         }
-        let mode = member
-            .header()
-            .mode()
-            .map_err(|error| reject(format!("unreadable mode field: {error}")))?
-            & 0o7777;
         layout.admit(&path, &shape).map_err(reject)?;
+        let mode = recorded_mode(mode, &shape);
 
         let (kind, size) = match shape {
             Shape::File => {
@@ -1066,7 +1119,32 @@ fn shape_name(shape: &Shape) -> &'static str {
     }
 }
 
-/// Normalizes a member name: `Ok(None)` for the release root (`.`, `./`).
+/// Refuses setuid/setgid bits in `mode` unless `policy` allows them; names the bits.
+fn check_setid(mode: u32, policy: &MemberPolicy) -> Result<(), String> {
+    if policy.allow_setid || mode & SETID_BITS == 0 {
+        return Ok(());
+    }
+    let bits = match mode & SETID_BITS {
+        0o4000 => "the setuid bit (04000)",
+        0o2000 => "the setgid bit (02000)",
+        _ => "the setuid and setgid bits (06000)",
+    };
+    Err(format!(
+        "mode {mode:04o} has {bits}, which is refused unless the service sets `allow_setid = true`"
+    ))
+}
+
+/// The mode the manifest records for a member: what the host holds once it has cleared the
+/// "others may write" bit of every non-symlink entry.
+fn recorded_mode(mode: u32, shape: &Shape) -> u32 {
+    match shape {
+        Shape::Symlink(_) => mode,
+        Shape::File | Shape::Directory | Shape::Hardlink(_) => mode & !OTHERS_WRITE,
+    }
+}
+
+/// Normalizes a member name: `Ok(None)` for the release root (`.`, `./`). Refuses absolute
+/// names, `..` components, control characters and components longer than [`NAME_MAX`] bytes.
 fn normalize_member_name(raw: &[u8]) -> Result<Option<String>, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "name is not valid UTF-8".to_string())?;
     if text.is_empty() {
@@ -1083,6 +1161,13 @@ fn normalize_member_name(raw: &[u8]) -> Result<Option<String>, String> {
         match component {
             "" | "." => {}
             ".." => return Err("path leaves the release directory".to_string()),
+            other if other.len() > NAME_MAX => {
+                return Err(format!(
+                    "name component `{}` is {} bytes, longer than {NAME_MAX} bytes",
+                    quote(other),
+                    other.len()
+                ));
+            }
             other => components.push(other),
         }
     }
@@ -1436,7 +1521,7 @@ mod tests {
             .symlink("./bin/current", "app")
             .symlink("./config/up", "../bin/app")
             .hardlink("./bin/app-copy", "./bin/app")
-            .file("./empty", 0o4755, b"")
+            .file("./empty", 0o100666, b"")
     }
 
     fn file_entry(path: &str, mode: u32, data: &[u8]) -> Entry {
@@ -1469,7 +1554,8 @@ mod tests {
                     EntryKind::Hardlink {
                         target: "bin/app".to_string(),
                     },
-                    0o777,
+                    // Archived as 0777, like the symlinks; only symlinks keep `o+w`.
+                    0o775,
                 ),
                 other_entry(
                     "bin/current",
@@ -1487,7 +1573,8 @@ mod tests {
                     },
                     0o777,
                 ),
-                file_entry("empty", 0o4755, b""),
+                // World-writable in the archive; recorded as the host holds it.
+                file_entry("empty", 0o664, b""),
             ],
         }
     }
@@ -1955,6 +2042,196 @@ mod tests {
         assert_member_error(&global_path, "pax_global_header", "sets `path`");
     }
 
+    // --- service policy: setuid/setgid ------------------------------------------------------
+
+    const ALLOW_SETID: MemberPolicy = MemberPolicy { allow_setid: true };
+
+    fn inspect_bytes_with(bytes: &[u8], policy: &MemberPolicy) -> Result<Artifact, ArtifactError> {
+        inspect_reader_with(bytes, Path::new(NAME), policy)
+    }
+
+    #[test]
+    fn setid_members_are_refused_by_default_naming_member_and_bit() {
+        let cases = [
+            (Tarball::new().file("bin/su", 0o104755, b"x"), "bin/su", "setuid bit (04000)"),
+            (Tarball::new().file("bin/sg", 0o2755, b"x"), "bin/sg", "setgid bit (02000)"),
+            (
+                Tarball::new().file("bin/both", 0o6711, b"x"),
+                "bin/both",
+                "setuid and setgid bits (06000)",
+            ),
+            (Tarball::new().directory("shared/", 0o2775), "shared/", "setgid bit"),
+        ];
+        for (tarball, member, reason) in cases {
+            let bytes = tarball.gz();
+            assert_member_error(&bytes, member, reason);
+            assert_member_error(&bytes, member, "unless the service sets `allow_setid = true`");
+        }
+        let error = inspect_bytes(&Tarball::new().file("bin/su", 0o4755, b"x").gz()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "dist/app.tar.gz: member `bin/su`: mode 4755 has the setuid bit (04000), which is \
+             refused unless the service sets `allow_setid = true`"
+        );
+    }
+
+    #[test]
+    fn setid_on_the_release_root_or_a_hardlink_is_refused_too() {
+        let root = Tarball::new()
+            .directory("./", 0o2755)
+            .file("a", 0o644, b"x")
+            .gz();
+        assert_member_error(&root, "./", "setgid bit (02000)");
+
+        let mut header = raw_header(b"b", EntryType::Link, 0o4755, 0);
+        header.as_old_mut().linkname[..1].copy_from_slice(b"a");
+        header.set_cksum();
+        let mut tarball = Tarball::new().file("a", 0o755, b"x");
+        tarball.0.append(&header, &[][..]).unwrap();
+        assert_member_error(&tarball.gz(), "b", "setuid bit (04000)");
+    }
+
+    #[test]
+    fn symlink_modes_are_not_setid() {
+        let mut header = raw_header(b"s", EntryType::Symlink, 0o7777, 0);
+        header.as_old_mut().linkname[..1].copy_from_slice(b"a");
+        header.set_cksum();
+        let mut tarball = Tarball::new().file("a", 0o644, b"x");
+        tarball.0.append(&header, &[][..]).unwrap();
+        let manifest = inspect_bytes(&tarball.gz()).unwrap().manifest;
+        assert_eq!(manifest.entries[1].path, "s");
+        assert_eq!(manifest.entries[1].mode, 0o7777, "symlink modes are kept as archived");
+    }
+
+    #[test]
+    fn setid_members_are_accepted_when_the_service_allows_them() {
+        let bytes = Tarball::new()
+            .directory("bin/", 0o2755)
+            .file("bin/su", 0o4755, b"x")
+            .file("bin/both", 0o6777, b"y")
+            .gz();
+        let manifest = inspect_bytes_with(&bytes, &ALLOW_SETID).unwrap().manifest;
+        let modes: Vec<(&str, u32)> = manifest
+            .entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.mode))
+            .collect();
+        // Setid bits are kept; only `o+w` is cleared.
+        assert_eq!(
+            modes,
+            [("bin", 0o2755), ("bin/both", 0o6775), ("bin/su", 0o4755)]
+        );
+        assert!(MemberPolicy::default() != ALLOW_SETID);
+        assert!(!MemberPolicy::default().allow_setid);
+    }
+
+    #[test]
+    fn inspect_with_reads_a_file_from_disk_under_the_policy() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("app.tar.gz");
+        std::fs::write(&path, Tarball::new().file("su", 0o4755, b"x").gz()).unwrap();
+        let refused = inspect(&path).unwrap_err();
+        assert!(refused.to_string().contains("member `su`"), "{refused}");
+        assert!(refused.to_string().contains("setuid"), "{refused}");
+        let strict = inspect_with(&path, &MemberPolicy::default()).unwrap_err();
+        assert_eq!(strict.to_string(), refused.to_string());
+        let allowed = inspect_with(&path, &ALLOW_SETID).unwrap();
+        assert_eq!(allowed.manifest.entries[0].mode, 0o4755);
+    }
+
+    // --- name component length -------------------------------------------------------------
+
+    #[test]
+    fn name_components_longer_than_255_bytes_are_refused() {
+        let longest = "n".repeat(255);
+        let accepted = Tarball::new()
+            .pax(&[("path", format!("dir/{longest}").as_bytes())])
+            .file("short", 0o644, b"x")
+            .gz();
+        let manifest = inspect_bytes(&accepted).unwrap().manifest;
+        assert_eq!(manifest.entries[0].path, format!("dir/{longest}"));
+
+        let too_long = "n".repeat(256);
+        // As the last component, in the middle, and counted in bytes (128 × 2-byte `é`).
+        for name in [
+            too_long.clone(),
+            format!("dir/{too_long}"),
+            format!("{too_long}/file"),
+            "é".repeat(128),
+        ] {
+            let bytes = Tarball::new()
+                .pax(&[("path", name.as_bytes())])
+                .file("short", 0o644, b"x")
+                .gz();
+            assert_member_error(&bytes, &name, "longer than 255 bytes");
+            assert_member_error(&bytes, &name, "is 256 bytes");
+        }
+        // Directories and symlinks are members like any other.
+        let directory = Tarball::new()
+            .pax(&[("path", too_long.as_bytes())])
+            .directory("d", 0o755)
+            .gz();
+        assert_member_error(&directory, &too_long, "longer than 255 bytes");
+        let message = inspect_bytes(&directory).unwrap_err().to_string();
+        assert!(message.len() < 2 * too_long.len() + 200, "{message}");
+    }
+
+    // --- modes recorded as the host holds them ---------------------------------------------
+
+    #[test]
+    fn world_writable_modes_are_recorded_without_o_w_except_symlinks() {
+        let bytes = Tarball::new()
+            .directory("public/", 0o40777)
+            .file("public/drop", 0o100666, b"x")
+            .file("public/tool", 0o757, b"y")
+            .hardlink("public/drop-link", "public/drop")
+            .symlink("public/up", "drop")
+            .file("private", 0o600, b"z")
+            .gz();
+        let manifest = inspect_bytes(&bytes).unwrap().manifest;
+        let modes: Vec<(&str, u32)> = manifest
+            .entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("private", 0o600),
+                ("public", 0o775),
+                ("public/drop", 0o664),
+                ("public/drop-link", 0o775),
+                ("public/tool", 0o755),
+                ("public/up", 0o777),
+            ]
+        );
+        // The text form stored on hosts carries the masked modes, and a host that holds exactly
+        // that (after `chmod o-w`) shows no drift.
+        let text = manifest.to_text();
+        assert!(text.contains("d\t0775\t0\t-\tpublic\n"), "{text}");
+        assert!(text.contains("\t0664\t1\t"), "{text}");
+        let recorded = Manifest::from_text(&text).unwrap();
+        // What a host scan finds after `tar --no-same-owner` and `chmod o-w` (hardlinks are
+        // plain files there, symlinks read as 0777).
+        let host = Manifest {
+            entries: vec![
+                file_entry("private", 0o600, b"z"),
+                other_entry("public", EntryKind::Directory, 0o775),
+                file_entry("public/drop", 0o664, b"x"),
+                file_entry("public/drop-link", 0o664, b"x"),
+                file_entry("public/tool", 0o755, b"y"),
+                other_entry(
+                    "public/up",
+                    EntryKind::Symlink {
+                        target: "drop".to_string(),
+                    },
+                    0o777,
+                ),
+            ],
+        };
+        assert_eq!(recorded.comparable().diff(&host.comparable()), Diff::default());
+    }
+
     // --- manifest text ----------------------------------------------------------------------
 
     #[test]
@@ -1970,8 +2247,8 @@ mod tests {
             sha256_hex(b"#!/bin/sh\necho hi\n")
         )));
         assert!(text.contains("l\t0777\t0\tapp\tbin/current\n"));
-        assert!(text.contains("h\t0777\t0\tbin/app\tbin/app-copy\n"));
-        assert!(text.contains("\t4755\t0\t"));
+        assert!(text.contains("h\t0775\t0\tbin/app\tbin/app-copy\n"));
+        assert!(text.contains("\t0664\t0\t"));
         assert_eq!(Manifest::from_text(&text).unwrap(), manifest);
         assert_eq!(
             Manifest::from_text(text.trim_end_matches('\n')).unwrap(),
@@ -2140,7 +2417,7 @@ mod tests {
             target: "app-copy".to_string(),
         };
         // kind change: file becomes a directory
-        newer.entries[7] = other_entry("empty", EntryKind::Directory, 0o4755);
+        newer.entries[7] = other_entry("empty", EntryKind::Directory, 0o664);
         // removed and added
         newer.entries.retain(|entry| entry.path != "config/up");
         newer
@@ -2185,5 +2462,163 @@ mod tests {
             .collect();
         assert_eq!(paths, ["bin", "bin/app-copy", "bin/current", "empty"]);
         assert_eq!(manifest.without_paths(&[]), manifest);
+    }
+}
+
+/// Property tests: the member rules hold for arbitrary member names, modes and types.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use tar::{Builder, Header};
+
+    /// One archive member, its name and link target carried by a pax record so that any bytes
+    /// (long, `..`, absolute, invalid UTF-8) reach the parser.
+    #[derive(Debug, Clone)]
+    struct Member {
+        name: Vec<u8>,
+        type_byte: u8,
+        mode: u32,
+        link: Option<Vec<u8>>,
+        data: Vec<u8>,
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            "[a-z]{1,8}",
+            "[a-z]{254,257}",
+            "é{127,129}",
+            "\\PC{0,6}",
+            ".{0,6}",
+        ]
+    }
+
+    /// Names shaped like paths (`/`-joined components, maybe absolute), or arbitrary bytes.
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => (any::<bool>(), prop::collection::vec(component(), 1..5)).prop_map(
+                |(absolute, components)| {
+                    let joined = components.join("/");
+                    if absolute { format!("/{joined}") } else { joined }.into_bytes()
+                }
+            ),
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
+    fn member() -> impl Strategy<Value = Member> {
+        let type_byte = prop_oneof![
+            4 => prop::sample::select(b"0 1 2 3 4 5 6 7 S g x L K V".as_slice())
+                .prop_filter("no space", |byte| *byte != b' '),
+            1 => any::<u8>(),
+        ];
+        let mode = prop_oneof![
+            4 => 0..=0o7777u32,
+            1 => 0..=0o777_7777u32,
+        ];
+        (
+            name(),
+            type_byte,
+            mode,
+            prop::option::of(name()),
+            prop::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(name, type_byte, mode, link, data)| Member {
+                name,
+                type_byte,
+                mode,
+                link,
+                data,
+            })
+    }
+
+    /// The `.tar.gz` of `members`; `None` when the tar crate itself refuses to write one.
+    fn archive(members: &[Member]) -> Option<Vec<u8>> {
+        let mut builder = Builder::new(Vec::new());
+        for member in members {
+            let mut records: Vec<(&str, &[u8])> = vec![("path", &member.name)];
+            if let Some(link) = &member.link {
+                records.push(("linkpath", link));
+            }
+            builder.append_pax_extensions(records).ok()?;
+            let mut header = Header::new_ustar();
+            header.set_entry_type(EntryType::new(member.type_byte));
+            header.set_mode(member.mode);
+            header.set_size(member.data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, member.data.as_slice()).ok()?;
+        }
+        let tar = builder.into_inner().ok()?;
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(&tar).ok()?;
+        encoder.finish().ok()
+    }
+
+    /// What every accepted path must be: relative, normalized, no `..`, short components.
+    fn assert_safe_path(path: &str) -> Result<(), TestCaseError> {
+        prop_assert!(!path.is_empty());
+        prop_assert!(!path.starts_with('/'), "absolute: {path:?}");
+        prop_assert!(!has_control(path), "control characters: {path:?}");
+        for component in path.split('/') {
+            prop_assert!(!component.is_empty(), "empty component in {path:?}");
+            prop_assert!(component != "." && component != "..", "{path:?}");
+            prop_assert!(component.len() <= NAME_MAX, "long component in {path:?}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn member_names_normalize_to_safe_paths(raw in name()) {
+            match normalize_member_name(&raw) {
+                Ok(Some(path)) => {
+                    assert_safe_path(&path)?;
+                    // Normalizing is idempotent.
+                    prop_assert_eq!(normalize_member_name(path.as_bytes()), Ok(Some(path.clone())));
+                }
+                Ok(None) => prop_assert!(raw.iter().all(|byte| *byte == b'.' || *byte == b'/')),
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_members_never_panic_and_accepted_ones_follow_the_rules(
+            members in prop::collection::vec(member(), 1..5),
+            allow_setid in any::<bool>(),
+        ) {
+            let Some(bytes) = archive(&members) else {
+                return Ok(());
+            };
+            let policy = MemberPolicy { allow_setid };
+            let Ok(artifact) = inspect_reader_with(bytes.as_slice(), Path::new("a.tar.gz"), &policy)
+            else {
+                return Ok(());
+            };
+            for entry in &artifact.manifest.entries {
+                assert_safe_path(&entry.path)?;
+                let symlink = matches!(entry.kind, EntryKind::Symlink { .. });
+                if !symlink {
+                    prop_assert_eq!(entry.mode & OTHERS_WRITE, 0, "o+w recorded: {:?}", entry);
+                    if !allow_setid {
+                        prop_assert_eq!(entry.mode & SETID_BITS, 0, "setid accepted: {:?}", entry);
+                    }
+                }
+                if let EntryKind::Hardlink { target } = &entry.kind {
+                    assert_safe_path(target)?;
+                }
+                if let EntryKind::Symlink { target } = &entry.kind {
+                    prop_assert!(!target.starts_with('/'), "absolute symlink: {:?}", entry);
+                }
+            }
+            // The manifest survives its text form.
+            let text = artifact.manifest.to_text();
+            prop_assert_eq!(Manifest::from_text(&text), Ok(artifact.manifest.clone()));
+        }
     }
 }

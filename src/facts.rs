@@ -47,14 +47,20 @@ impl LogAction {
 /// Who holds a service lock on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
-    /// The holder line exactly as the lock script wrote it: `PID OPERATOR RUN_ID SINCE`.
+    /// The holder line exactly as the lock script wrote it:
+    /// `PID OPERATOR RUN_ID SINCE BOOT_ID START` (older runs wrote only the first four).
     pub line: String,
     pub pid: String,
     pub operator: String,
     pub run_id: String,
     /// Unix seconds; `None` when the line does not say.
     pub since: Option<u64>,
-    /// Whether the holder's process still runs on the host.
+    /// The host's boot id when the lock was taken (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: Option<String>,
+    /// The holder process's start time in clock ticks since boot (`/proc/PID/stat` field 22):
+    /// with the boot id, it tells the holder apart from a later process that reuses its PID.
+    pub start: Option<String>,
+    /// Whether the holder's process still runs on the host (same PID, boot and start time).
     pub alive: bool,
 }
 
@@ -70,8 +76,18 @@ impl LockHolder {
             operator: next().unwrap_or("unknown").to_string(),
             run_id: next().unwrap_or("unknown").to_string(),
             since: next().and_then(|value| value.parse().ok()),
+            boot_id: next().map(str::to_string),
+            start: next().map(str::to_string),
             alive,
         }
+    }
+
+    /// Whether the line identifies its process well enough (PID above 1, boot id and start
+    /// time) that `unlock --force` may signal it.
+    pub fn verifiable(&self) -> bool {
+        self.pid.parse::<u32>().is_ok_and(|pid| pid > 1)
+            && self.boot_id.is_some()
+            && self.start.is_some()
     }
 
     /// RFC 3339 time the lock was taken, or "an unknown time".
@@ -113,12 +129,29 @@ pub struct Facts {
     pub free_bytes: Option<u64>,
 }
 
+/// Shell functions shared by the scripts that look at processes (facts, lock, unlock, stop):
+/// `group_of PID` prints a process's process group; `start_of PID` prints a process's start time (clock ticks since boot, `/proc/PID/stat`
+/// field 22); `holder_alive LINE` succeeds when a lock holder line's process still runs: PID
+/// above 1, present, and (when the line records them) the same boot id and start time, so a
+/// PID reused by another process after a crash or reboot never counts as the holder.
+pub const PROCESS_FUNCTIONS: &str = r#"group_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${3-}"; }
+start_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${20-}"; }
+holder_alive() (
+  set -f; set -- $1
+  case ${1-} in ''|*[!0-9]*) exit 1;; esac
+  [ "$1" -gt 1 ] && [ -d "/proc/$1" ] || exit 1
+  if [ -n "${5-}" ]; then [ "$5" = "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" ] || exit 1; fi
+  if [ -n "${6-}" ]; then [ "$6" = "$(start_of "$1")" ] || exit 1; fi
+  exit 0
+)
+"#;
+
 /// The read-only script. It creates nothing and prints one tagged line per fact.
 pub fn command(base_dir: &str) -> String {
     let base = quote(base_dir);
     format!(
         r#"umask 077
-b={base}
+{functions}b={base}
 p="$b"
 while [ ! -d "$p" ]; do p=$(dirname -- "$p"); done
 df -Pk -- "$p" 2>/dev/null | while IFS= read -r line; do printf 'df %s\n' "$line"; done
@@ -137,14 +170,14 @@ if [ -f {log} ]; then while IFS= read -r line; do printf 'log %s\n' "$line"; don
 if [ -d .deploy/lock ]; then
   holder=
   [ -f .deploy/lock/holder ] && IFS= read -r holder < .deploy/lock/holder
-  pid=${{holder%% *}}
-  case $pid in ''|*[!0-9]*) state=dead;; *) if kill -0 "$pid" 2>/dev/null; then state=alive; else state=dead; fi;; esac
+  if holder_alive "$holder"; then state=alive; else state=dead; fi
   printf 'lock %s %s\n' "$state" "$holder"
 fi
 for s in .deploy/staging/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#.deploy/staging/}}"; done
 exit 0
 "#,
         log = quote(RELEASE_LOG),
+        functions = PROCESS_FUNCTIONS,
     )
 }
 
@@ -157,19 +190,26 @@ pub fn history_command(base_dir: &str, limit: Option<usize>) -> String {
     }
 }
 
-/// Parses history lines, newest first. A line that is not a record is an error naming it.
-pub fn parse_history(text: &str) -> Result<Vec<crate::plan::HistoryRecord>, String> {
-    let mut records = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line)
-                .map_err(|error| format!("history record {} is not valid: {error}", index + 1))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+/// Parses history lines, newest first. A line that is not a record (a write cut short by a full
+/// disk, an edit by hand) is skipped and named in the second list, so one bad line never hides
+/// the rest of a host's audit log.
+pub fn parse_history(text: &str) -> (Vec<crate::plan::HistoryRecord>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(error) => problems.push(format!(
+                "history line {} is not a record (skipped): {error}",
+                index + 1
+            )),
+        }
+    }
     records.reverse();
-    Ok(records)
+    (records, problems)
 }
 
 /// Prints the manifest recorded for `version` at push time.

@@ -198,6 +198,8 @@ pub struct Service {
     pub keep_releases: usize,
     /// Normalized relative paths, unique.
     pub shared_paths: Vec<String>,
+    /// Whether the artifact may hold setuid/setgid members; default false (they are refused).
+    pub allow_setid: bool,
     pub hooks: Hooks,
     pub health_check: Option<HealthCheck>,
 }
@@ -489,6 +491,7 @@ struct RawService {
     fetch: Option<Spanned<String>>,
     keep_releases: Option<Spanned<i64>>,
     shared_paths: Option<Vec<Spanned<String>>>,
+    allow_setid: Option<bool>,
     hooks: Option<RawHooks>,
     health_check: Option<RawHealthCheck>,
 }
@@ -1055,6 +1058,7 @@ impl Parser<'_> {
             fetch,
             keep_releases,
             shared_paths,
+            allow_setid: raw.allow_setid.unwrap_or(false),
             hooks,
             health_check,
         })
@@ -1703,6 +1707,7 @@ tags = ["db", "eu"]
         assert_eq!(service.fetch, Fetch::Controller);
         assert_eq!(service.keep_releases, 5);
         assert!(service.shared_paths.is_empty());
+        assert!(!service.allow_setid);
         assert!(service.hooks.before_switch.is_empty());
         assert!(service.hooks.after_switch.is_empty());
         assert!(service.health_check.is_none());
@@ -1760,6 +1765,7 @@ version = "v1.2.3+build_4"
 artifact = "dist/alpha.tar.gz"
 keep_releases = 3
 shared_paths = ["log/", "./config/app.env", "data//cache"]
+allow_setid = true
 
 [services.alpha.hooks]
 before_switch = ["./migrate"]
@@ -1839,6 +1845,7 @@ webhook = "https://chat.example.com/hooks/secret-token"
             alpha.shared_paths,
             vec!["log", "config/app.env", "data/cache"]
         );
+        assert!(alpha.allow_setid);
         assert_eq!(alpha.hooks.before_switch, vec!["./migrate"]);
         assert_eq!(
             alpha.hooks.after_switch,
@@ -1876,6 +1883,7 @@ webhook = "https://chat.example.com/hooks/secret-token"
             Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
         );
         assert_eq!(zeta.fetch, Fetch::Host);
+        assert!(!zeta.allow_setid, "allow_setid defaults to false");
 
         let notify = inventory
             .notify
@@ -2540,6 +2548,39 @@ webhook = "https://chat.example.com/hooks/secret-token"
     }
 
     #[test]
+    fn allow_setid_is_a_boolean() {
+        for (value, expected) in [("true", true), ("false", false)] {
+            let inventory = parsed(&with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\nallow_setid = {value}\n"
+            )));
+            assert_eq!(inventory.services[0].allow_setid, expected);
+        }
+        for value in ["\"true\"", "1", "[true]"] {
+            let message = error(
+                &with_service(&format!(
+                    "[services.app]\nbase_dir = \"/a\"\nallow_setid = {value}\n"
+                )),
+                "services.app.allow_setid",
+                14,
+            );
+            assert!(message.contains("expected a boolean"), "{message}");
+        }
+        let message = error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nallow_setuid = true\n"),
+            "services.app.allow_setuid",
+            14,
+        );
+        assert!(message.starts_with("unknown key `allow_setuid`"), "{message}");
+        // A service-level key only.
+        error("[ssh]\nallow_setid = true\n", "ssh.allow_setid", 2);
+        error(
+            &format!("{ONE_HOST}allow_setid = true\n"),
+            "hosts[0].allow_setid",
+            4,
+        );
+    }
+
+    #[test]
     fn shared_path_rules() {
         let service = |paths: &str| {
             with_service(&format!(
@@ -2805,5 +2846,184 @@ webhook = "https://chat.example.com/hooks/secret-token"
         assert_eq!(default_user(Some("alice".to_string())), "alice");
         assert_eq!(default_user(None), "root");
         assert_eq!(default_user(Some(String::new())), "root");
+    }
+}
+
+/// Property tests: the parser never panics, whatever the text, and what it accepts is valid.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FILE: &str = "/etc/deploy/prod.toml";
+
+    /// A valid inventory, one line per element, that mutations start from.
+    const VALID: [&str; 24] = [
+        "[ssh]",
+        "user = \"deploy\"",
+        "connect_timeout = \"5s\"",
+        "[deploy]",
+        "concurrency = 2",
+        "max_failures = \"10%\"",
+        "[[hosts]]",
+        "name = \"web1\"",
+        "address = \"10.0.0.1\"",
+        "tags = [\"web\"]",
+        "[[hosts]]",
+        "name = \"db1\"",
+        "address = \"10.0.0.2\"",
+        "port = 2222",
+        "[services.app]",
+        "hosts = [\"web\"]",
+        "base_dir = \"/opt/app\"",
+        "version = \"v1\"",
+        "artifact = \"https://example.com/app.tar.gz\"",
+        "shared_paths = [\"log\"]",
+        "allow_setid = true",
+        "[services.app.health_check]",
+        "command = \"true\"",
+        "[notify]",
+    ];
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "name", "address", "port", "user", "tags", "host_key", "identity_files",
+                "known_hosts", "host_key_policy", "connect_timeout", "concurrency",
+                "host_timeout", "on_failure", "max_failures", "batch_size", "hosts", "base_dir",
+                "version", "artifact", "sha256", "fetch", "keep_releases", "shared_paths",
+                "allow_setid", "before_switch", "after_switch", "command", "retries", "interval",
+                "timeout", "webhook", "ssh", "deploy", "services", "notify", "\"quoted key\"",
+                "a.b", "",
+            ])
+            .prop_map(str::to_string),
+            1 => "\\PC{0,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "true", "false", "0", "-1", "22", "65536", "99999999999999999999", "2.5", "nan",
+                "inf", "1979-05-27T07:32:00Z", "[]", "[1, \"a\"]", "{}", "{ a = 1 }",
+                "\"\"", "\"/\"", "\"..\"", "\"~/\"", "\"10%\"", "\"101%\"", "\"0s\"", "\"5m\"",
+                "\"web\"", "\"web1\"", "[\"web\", \"nope\"]", "\"strict\"", "\"accept-new\"",
+                "\"halt\"", "\"host\"", "\"controller\"", "\"https://x/\"", "\"http://\"",
+                "\"ssh-ed25519 AAAA\"", "'''multi\nline'''", "\"\\u0000\"", "\"\\uD800\"",
+            ])
+            .prop_map(str::to_string),
+            2 => "\"\\PC{0,20}\"",
+            1 => "\\PC{0,20}",
+        ]
+    }
+
+    /// One line of something TOML-shaped: a table header, `key = value`, or noise.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => prop::sample::select(vec![
+                "[ssh]", "[deploy]", "[[hosts]]", "[hosts]", "[services.app]",
+                "[services.\"odd name\"]", "[services.app.hooks]",
+                "[services.app.health_check]", "[[services.app]]", "[notify]", "[ssh",
+                "[[hosts]", "[]", "[services]", "[services.app.hooks.extra]",
+            ])
+            .prop_map(str::to_string),
+            4 => (key(), value()).prop_map(|(key, value)| format!("{key} = {value}")),
+            1 => "\\PC{0,30}",
+            1 => ".{0,30}",
+        ]
+    }
+
+    /// The valid inventory with a few lines replaced, inserted or removed.
+    fn mutated() -> impl Strategy<Value = String> {
+        prop::collection::vec((0..3u8, 0..VALID.len(), line()), 0..4).prop_map(|edits| {
+            let mut lines: Vec<String> = VALID.iter().map(|line| (*line).to_string()).collect();
+            for (operation, index, line) in edits {
+                let index = index.min(lines.len().saturating_sub(1));
+                match operation {
+                    0 if !lines.is_empty() => lines[index] = line,
+                    1 => lines.insert(index, line),
+                    _ if !lines.is_empty() => {
+                        lines.remove(index);
+                    }
+                    _ => lines.push(line),
+                }
+            }
+            lines.join("\n")
+        })
+    }
+
+    fn toml_ish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => mutated(),
+            2 => prop::collection::vec(line(), 0..20).prop_map(|lines| lines.join("\n")),
+        ]
+    }
+
+    /// What every parse result must satisfy: errors are located inside the text, inventories are
+    /// consistent.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        let lines = text.split('\n').count();
+        match parse_str(text, Path::new(FILE)) {
+            Err(error) => {
+                prop_assert_eq!(&error.file, Path::new(FILE));
+                prop_assert!(error.line <= lines, "line {} of {lines}: {error}", error.line);
+                prop_assert!(!error.message.is_empty());
+                prop_assert!(error.to_string().starts_with(FILE));
+            }
+            Ok(inventory) => {
+                prop_assert!(!inventory.hosts.is_empty());
+                prop_assert!(inventory.deploy.concurrency >= 1);
+                prop_assert!(
+                    inventory
+                        .services
+                        .windows(2)
+                        .all(|pair| pair[0].name < pair[1].name)
+                );
+                for service in &inventory.services {
+                    prop_assert!(!service.hosts.is_empty());
+                    prop_assert!(service.hosts.iter().all(|host| *host < inventory.hosts.len()));
+                    prop_assert!(service.keep_releases >= 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn toml_ish_text_never_panics(text in toml_ish()) {
+            check(&text)?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            check(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn host_selections_never_panic(selection in "[a-z0-9!:&*?,. -]{0,24}") {
+            let inventory = match parse_str(&VALID[..21].join("\n"), Path::new(FILE)) {
+                Ok(inventory) => inventory,
+                Err(error) => return Err(TestCaseError::fail(error.to_string())),
+            };
+            if let Ok(selected) = inventory.select_hosts(Some(&selection)) {
+                prop_assert!(selected.iter().all(|host| *host < inventory.hosts.len()));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// `load` reads bytes from disk: invalid UTF-8 is an error, never a panic.
+        #[test]
+        fn load_never_panics_on_arbitrary_files(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let directory = tempfile::tempdir().map_err(|error| TestCaseError::fail(error.to_string()))?;
+            let path = directory.path().join("deploy.toml");
+            std::fs::write(&path, &bytes).map_err(|error| TestCaseError::fail(error.to_string()))?;
+            if let Err(error) = load(&path) {
+                prop_assert_eq!(error.file, path);
+            }
+        }
     }
 }

@@ -167,7 +167,7 @@ pub fn append(
         path: file.to_path_buf(),
         source,
     };
-    validate_new_entry(host, key).map_err(write_error)?;
+    let line = new_entry_line(host, port, key).map_err(write_error)?;
     if let Some(parent) = file
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -179,17 +179,8 @@ pub fn append(
     if !ends_with_newline_or_empty(&mut handle).map_err(write_error)? {
         text.push('\n');
     }
-    let algorithm = if algorithm_family(key.algorithm) == RSA_KEY_TYPE {
-        RSA_KEY_TYPE
-    } else {
-        key.algorithm
-    };
-    text.push_str(&format!(
-        "{} {} {}\n",
-        lookup_name(host, port),
-        algorithm,
-        key.base64
-    ));
+    text.push_str(&line);
+    text.push('\n');
     handle.write_all(text.as_bytes()).map_err(write_error)?;
     handle.sync_all().map_err(write_error)
 }
@@ -415,6 +406,23 @@ fn algorithm_family(algorithm: &str) -> &str {
         "rsa-sha2-256" | "rsa-sha2-512" => RSA_KEY_TYPE,
         other => other,
     }
+}
+
+/// The line [`append`] records for `host:port` (without its newline), after
+/// [`validate_new_entry`]: `lookup-name algorithm base64`, RSA keys as `ssh-rsa`.
+fn new_entry_line(host: &str, port: u16, key: &PresentedKey) -> io::Result<String> {
+    validate_new_entry(host, key)?;
+    let algorithm = if algorithm_family(key.algorithm) == RSA_KEY_TYPE {
+        RSA_KEY_TYPE
+    } else {
+        key.algorithm
+    };
+    Ok(format!(
+        "{} {} {}",
+        lookup_name(host, port),
+        algorithm,
+        key.base64
+    ))
 }
 
 fn invalid_input(message: String) -> io::Error {
@@ -1397,5 +1405,203 @@ mod tests {
         assert_eq!(lookup_name("Web1.Example.COM", 22), "web1.example.com");
         assert_eq!(lookup_name("Web1", 2222), "[web1]:2222");
         assert_eq!(lookup_name("::1", 2200), "[::1]:2200");
+    }
+}
+
+/// Property tests: arbitrary lines and host names never panic, and every line [`append`] writes
+/// parses back and matches its host.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    fn fail(error: impl std::fmt::Display) -> TestCaseError {
+        TestCaseError::fail(error.to_string())
+    }
+
+    /// Host names as they appear in inventories, plus arbitrary text.
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[A-Za-z0-9][A-Za-z0-9.-]{0,30}",
+            1 => "[0-9a-fA-F:]{2,20}",
+            1 => "\\PC{1,20}",
+            1 => ".{0,20}",
+        ]
+    }
+
+    /// A presented key whose blob names its own type: `(algorithm, base64)`.
+    fn key() -> impl Strategy<Value = (String, String)> {
+        let algorithm = prop_oneof![
+            prop::sample::select(vec![
+                "ssh-ed25519",
+                "ecdsa-sha2-nistp256",
+                "ssh-rsa",
+                "rsa-sha2-256",
+                "rsa-sha2-512",
+                "sk-ssh-ed25519@openssh.com",
+            ])
+            .prop_map(str::to_string),
+            "[a-z0-9@._-]{1,20}",
+        ];
+        (algorithm, prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(algorithm, payload)| {
+            let family = algorithm_family(&algorithm).as_bytes().to_vec();
+            let mut blob = Vec::new();
+            blob.extend_from_slice(&(family.len() as u32).to_be_bytes());
+            blob.extend_from_slice(&family);
+            blob.extend_from_slice(&payload);
+            (algorithm, STANDARD.encode(blob))
+        })
+    }
+
+    /// One `known_hosts`-shaped line, or noise.
+    fn line() -> impl Strategy<Value = String> {
+        let marker = prop::sample::select(vec!["", "@revoked ", "@cert-authority ", "@other "]);
+        let hosts = prop_oneof![
+            host(),
+            "[a-z*?!,\\[\\]:0-9.|]{0,24}",
+            "\\|1\\|[A-Za-z0-9+/=]{0,30}\\|[A-Za-z0-9+/=]{0,30}",
+        ];
+        let separator = prop::sample::select(vec![" ", "\t", "  \t "]);
+        prop_oneof![
+            3 => (marker, hosts, separator, key(), "[A-Za-z0-9+/=]{0,12}", ".{0,10}").prop_map(
+                |(marker, hosts, separator, (algorithm, base64), noise, comment)| {
+                    format!("{marker}{hosts}{separator}{algorithm}{separator}{base64}{noise} {comment}")
+                }
+            ),
+            1 => "\\PC{0,80}",
+            1 => ".{0,80}",
+        ]
+    }
+
+    /// Reference glob: the obvious recursive definition.
+    fn naive_glob(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|skip| naive_glob(rest, &text[skip..])),
+            Some((byte, rest)) => match text.split_first() {
+                Some((first, remaining)) if *byte == b'?' || byte == first => {
+                    naive_glob(rest, remaining)
+                }
+                _ => false,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_lines_and_hosts_never_panic(
+            line in line(),
+            host in host(),
+            port in any::<u16>(),
+        ) {
+            let name = lookup_name(&host, port);
+            if let Some(parsed) = parse_line(&line) {
+                prop_assert!(!parsed.blob.is_empty());
+                let _ = host_field_matches(&parsed.hosts, &name);
+            }
+        }
+
+        #[test]
+        fn glob_agrees_with_the_reference(
+            pattern in "[ab*?]{0,8}",
+            text in "[ab]{0,10}",
+        ) {
+            prop_assert_eq!(
+                glob_matches(pattern.as_bytes(), text.as_bytes()),
+                naive_glob(pattern.as_bytes(), text.as_bytes())
+            );
+        }
+
+        #[test]
+        fn recorded_lines_parse_back_and_match_their_host(
+            host in host(),
+            port in any::<u16>(),
+            (algorithm, base64) in key(),
+        ) {
+            let key = PresentedKey { algorithm: &algorithm, base64: &base64 };
+            let Ok(line) = new_entry_line(&host, port, &key) else {
+                // Refused names are never written; what is refused is checked below.
+                let unsafe_host = host.is_empty()
+                    || host.starts_with('@')
+                    || host.chars().any(|c| c.is_whitespace() || c.is_control() || ",*?!|#".contains(c));
+                prop_assert!(unsafe_host, "{host:?} refused");
+                return Ok(());
+            };
+            let parsed = parse_line(&line);
+            prop_assert!(parsed.is_some(), "{line:?} does not parse");
+            let Some(parsed) = parsed else {
+                return Ok(());
+            };
+            prop_assert_eq!(parsed.marker, Marker::None);
+            prop_assert!(parsed.consistent, "{line:?}");
+            prop_assert_eq!(algorithm_family(&parsed.algorithm), algorithm_family(&algorithm));
+            prop_assert_eq!(Some(parsed.blob), STANDARD.decode(&base64).ok());
+            prop_assert!(host_field_matches(&parsed.hosts, &lookup_name(&host, port)), "{line:?}");
+            // Never broader than the host: another port or another name does not match.
+            let other_port = if port == 22 { 2222 } else { 22 };
+            prop_assert!(!host_field_matches(&parsed.hosts, &lookup_name(&host, other_port)));
+            let longer = format!("{host}x");
+            prop_assert!(!host_field_matches(&parsed.hosts, &lookup_name(&longer, port)));
+        }
+
+        #[test]
+        fn hashed_lines_match_exactly_their_host(
+            host in host(),
+            port in any::<u16>(),
+            salt in prop::array::uniform20(any::<u8>()),
+            (algorithm, base64) in key(),
+        ) {
+            let name = lookup_name(&host, port);
+            let mut mac = Hmac::<Sha1>::new_from_slice(&salt).map_err(fail)?;
+            mac.update(name.as_bytes());
+            let hash = mac.finalize().into_bytes();
+            let line = format!(
+                "|1|{}|{} {algorithm} {base64}",
+                STANDARD.encode(salt),
+                STANDARD.encode(hash)
+            );
+            let parsed = parse_line(&line).ok_or_else(|| fail(format!("{line:?} does not parse")))?;
+            prop_assert!(host_field_matches(&parsed.hosts, &name));
+            let longer = format!("{name}x");
+            prop_assert!(!host_field_matches(&parsed.hosts, &longer));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Through the files: once recorded, a key is trusted for its host whatever else the
+        /// file holds (garbage lines are skipped, other hosts do not interfere), unless an
+        /// earlier line revokes it.
+        #[test]
+        fn appended_keys_are_trusted_through_the_files(
+            before in prop::collection::vec(line(), 0..6),
+            host in "[a-z][a-z0-9.-]{0,20}",
+            port in any::<u16>(),
+            (algorithm, base64) in key(),
+        ) {
+            let directory = TempDir::new().map_err(fail)?;
+            let file = directory.path().join("known_hosts");
+            fs::write(&file, before.join("\n")).map_err(fail)?;
+            let files = [file.clone()];
+            let key = PresentedKey { algorithm: &algorithm, base64: &base64 };
+            let earlier = check(&files, &host, port, &key).map_err(fail)?;
+            append(&file, &host, port, &key).map_err(fail)?;
+            let later = check(&files, &host, port, &key).map_err(fail)?;
+            match earlier {
+                // Nothing said anything about this host: now its key is trusted, on the last line.
+                Verdict::Unknown | Verdict::OtherType { .. } => {
+                    let lines = fs::read_to_string(&file).map_err(fail)?.lines().count();
+                    prop_assert_eq!(later, Verdict::Trusted { file: file.clone(), line: lines });
+                }
+                // An earlier line with another key of this type: the recorded one now wins.
+                Verdict::Changed { .. } => {
+                    prop_assert!(matches!(later, Verdict::Trusted { .. }), "{later:?}");
+                }
+                // Already trusted, or revoked: the earlier line still decides.
+                other => prop_assert_eq!(later, other),
+            }
+        }
     }
 }

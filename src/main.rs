@@ -14,10 +14,13 @@ mod inventory;
 mod known_hosts;
 mod logging;
 mod notify;
+#[cfg(test)]
+mod parser_properties;
 mod plan;
 mod report;
 mod shell;
 mod ssh;
+mod text;
 
 use std::process::ExitCode;
 

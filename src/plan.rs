@@ -16,10 +16,81 @@ use crate::facts::{Facts, LogAction, LogEntry, RELEASE_LOG, log_line};
 use crate::inventory::Version;
 use crate::shell::{join, quote};
 
-/// Creates the layout and removes staging leftovers of earlier runs (run inside `<base_dir>`,
-/// under the lock). Part of every upload, and a step of its own when nothing is uploaded.
+/// Creates the layout and removes what earlier runs left behind (run inside `<base_dir>`, under
+/// the lock): staging directories, temporary links, and release directories that never got
+/// their digest (a run stopped between rename and digest cannot leave one today, but an older
+/// run could) unless `current` names them. Part of every upload, and a step of its own when
+/// nothing is uploaded.
 const PREPARE: &str = "mkdir -p .deploy/staging .deploy/digests .deploy/manifests releases shared || exit 1\n\
+                       live=$(readlink current 2>/dev/null || true)\n\
+                       for d in releases/*; do\n\
+                       \x20 [ -d \"$d\" ] && [ ! -L \"$d\" ] || continue\n\
+                       \x20 [ ! -f \".deploy/digests/${d#releases/}\" ] && [ \"$d\" != \"$live\" ] || continue\n\
+                       \x20 mv -- \"$d\" \".deploy/staging/incomplete.${d#releases/}.$$\" || exit 1\n\
+                       done\n\
                        rm -rf .deploy/staging/* .deploy/current.tmp.* 2>/dev/null || true\n";
+
+/// Registers the running step (its process group and the group leader's start time) in the
+/// lock directory, so that whoever abandons it (the executor after a timeout or Ctrl-C, the
+/// lock holder when the controller's connection ends, `unlock --force`) can stop it and wait
+/// for it before anything else touches the same paths. Run inside `<base_dir>`; the record is
+/// removed when the step's shell exits.
+const REGISTER_STEP: &str = "step_record=\n\
+                             if [ -d .deploy/lock ]; then\n\
+                             \x20 step_group=$(group_of $$)\n\
+                             \x20 step_record=\"$(pwd -P)/.deploy/lock/step.$$\"\n\
+                             \x20 printf '%s %s\\n' \"$step_group\" \"$(start_of \"$step_group\")\" > \"$step_record\" 2>/dev/null || step_record=\n\
+                             fi\n\
+                             trap '[ -z \"$step_record\" ] || rm -f -- \"$step_record\"' EXIT\n";
+
+/// `stop_steps DIR`: stops every step registered in DIR (TERM to its process group, KILL after
+/// 5 s) and waits up to 10 s for the groups to be gone. A record whose leader is not the
+/// process that wrote it (another start time: the PID was reused) is dropped, never signalled.
+const STOP_STEPS: &str = r#"stop_steps() {
+  for f in "$1"/step.*; do
+    [ -f "$f" ] || continue
+    IFS=' ' read -r group start < "$f" || group=
+    case $group in ''|*[!0-9]*) rm -f -- "$f"; continue;; esac
+    if [ "$group" -gt 1 ] && [ "$(start_of "$group")" = "$start" ]; then kill -TERM -"$group" 2>/dev/null; else rm -f -- "$f"; fi
+  done
+  tries=0
+  while :; do
+    left=
+    for f in "$1"/step.*; do
+      [ -f "$f" ] || continue
+      IFS=' ' read -r group start < "$f" || group=
+      if [ -n "$group" ] && kill -0 -"$group" 2>/dev/null; then
+        left=yes
+        [ "$tries" -lt 25 ] || kill -KILL -"$group" 2>/dev/null
+      else
+        rm -f -- "$f"
+      fi
+    done
+    [ -n "$left" ] || return 0
+    tries=$((tries + 1))
+    [ "$tries" -le 50 ] || { echo "steps of this run still running on the host after 10 s" >&2; return 1; }
+    sleep 0.2 2>/dev/null || sleep 1
+  done
+}
+"#;
+
+/// `append_record FILE LINE`: appends one line to an append-only log (history, release log),
+/// first ending a line that an interrupted write left without its newline, so a torn record
+/// never swallows the next one. Fails when the write fails (disk full).
+const APPEND_RECORD: &str = r#"append_record() {
+  if [ -s "$1" ] && [ -n "$(tail -c 1 -- "$1")" ]; then printf '\n' >> "$1" || return 1; fi
+  printf '%s\n' "$2" >> "$1"
+}
+"#;
+
+/// Printed on stdout by a step that did its change but could not append its history record.
+pub const HISTORY_NOT_WRITTEN: &str = "deploy-history-not-written";
+/// Printed on stdout by a switch that changed `current` but could not append the release log.
+pub const RELEASE_LOG_NOT_WRITTEN: &str = "deploy-release-log-not-written";
+
+/// Largest history record line (SPEC §3: a record is bounded in size); longer error and
+/// message texts are cut in the middle.
+pub const HISTORY_LINE_LIMIT: usize = 8 * 1024;
 
 /// One remote change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,23 +117,26 @@ pub enum Step {
         sha256: String,
         replace: bool,
     },
-    /// Point `current` at `releases/<to>` by renaming a new symlink over it.
+    /// Point `current` at `releases/<to>` by renaming a new symlink over it, appending the
+    /// history record of the change in the same remote command.
     Switch {
         from: Option<Version>,
         to: Version,
         action: LogAction,
+        record: Option<Audit>,
     },
     /// Remove these releases (never the live one: the script re-checks).
     Prune { versions: Vec<Version> },
     /// Undo a first deploy: move `current` (pointing at `version`) aside by rename, leaving
     /// the host as it was before it had any live release.
-    Retract { version: Version },
-    /// Break the lock whose holder line is `holder` (only if it is still that one); with
-    /// `kill`, first stop the holder's process (its run then cannot remove a newer lock).
-    Unlock {
-        holder: String,
-        kill: Option<String>,
+    Retract {
+        version: Version,
+        record: Option<Audit>,
     },
+    /// Break the lock whose holder line is `holder` (only if it is still that one), stopping
+    /// the steps its run left running; with `kill`, first stop the holder's process group, but
+    /// only if the line's PID, boot id and start time still name it (never a reused PID).
+    Unlock { holder: String, kill: bool },
     /// Run one hook command with `sh` in the release directory, with the DEPLOY_* environment.
     Hook {
         phase: HookPhase,
@@ -76,6 +150,15 @@ pub enum Step {
         attempts: u32,
         environment: HookEnvironment,
     },
+}
+
+/// The history record a change of `current` writes in the same remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub record: HistoryRecord,
+    /// A forward switch refuses to change `current` when its record cannot be written; a
+    /// switch back (putting a host where it was) goes ahead and reports the lost record.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,13 +289,16 @@ impl Step {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Step::Retract { version } => {
+            Step::Retract { version, .. } => {
                 format!("retract current ({version}): the host had no live release before")
             }
-            Step::Unlock { kill, .. } => match kill {
-                Some(pid) => format!("stop the lock holder (pid {pid}) and remove its lock"),
-                None => "remove the stale lock".to_string(),
-            },
+            Step::Unlock { kill, .. } => {
+                if *kill {
+                    "stop the lock holder and remove its lock".to_string()
+                } else {
+                    "remove the stale lock".to_string()
+                }
+            }
             Step::Hook {
                 phase,
                 command,
@@ -243,19 +329,39 @@ impl Switch {
             from: self.from.clone(),
             to: self.to.clone(),
             action: self.action,
+            record: None,
         }
     }
 
-    /// The step that puts the host back where it was before `step`.
-    pub fn undo(&self) -> Step {
+    /// The switch, writing `record` in the same command (and refusing to switch without it).
+    pub fn recorded(&self, record: HistoryRecord) -> Step {
+        let mut step = self.step();
+        if let Step::Switch { record: audit, .. } = &mut step {
+            *audit = Some(Audit {
+                record,
+                required: true,
+            });
+        }
+        step
+    }
+
+    /// The step that puts the host back where it was before `step`, writing `record` (when
+    /// given) in the same command; the switch back happens even if the record cannot be written.
+    pub fn undo(&self, record: Option<HistoryRecord>) -> Step {
+        let record = record.map(|record| Audit {
+            record,
+            required: false,
+        });
         match &self.from {
             Some(previous) => Step::Switch {
                 from: Some(self.to.clone()),
                 to: previous.clone(),
                 action: LogAction::Rollback,
+                record,
             },
             None => Step::Retract {
                 version: self.to.clone(),
+                record,
             },
         }
     }
@@ -299,8 +405,10 @@ impl Lowering<'_> {
     pub fn lower(&self, step: &Step) -> Remote {
         let base = quote(self.base_dir);
         let staging = quote(&self.staging());
-        let enter =
-            format!("b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n");
+        let functions = crate::facts::PROCESS_FUNCTIONS;
+        let enter = format!(
+            "{functions}b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n{REGISTER_STEP}"
+        );
         match step {
             Step::Prepare => Remote {
                 script: format!(
@@ -335,7 +443,7 @@ impl Lowering<'_> {
             } => {
                 let release = quote(&format!("releases/{version}"));
                 let mut script = format!(
-                    "set -u\numask 022\n{enter}s={staging}\n\
+                    "set -u\numask 022\n{enter}{APPEND_RECORD}s={staging}\n\
                      [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n\
                      cat > \"$s/manifest\" || exit 1\n"
                 );
@@ -353,11 +461,15 @@ impl Lowering<'_> {
                         "[ ! -e {release} ] || {{ echo 'release {version} already exists' >&2; exit 1; }}\n"
                     ));
                 }
+                // The digest file names the release complete: its second line is the number of
+                // entries the finished tree holds, which a switch re-counts before trusting it.
                 script.push_str(&format!(
                     "mv -f -- \"$s/manifest\" {manifest} || exit 1\n\
-                     printf '%s\\n' {sha256} > {digest} || exit 1\n\
+                     entries=$(find \"$s/tree\" | wc -l) || exit 1\n\
+                     printf '%s\\n%s\\n' {sha256} $entries > \"$s/digest.new\" || exit 1\n\
+                     mv -f -- \"$s/digest.new\" {digest} || exit 1\n\
                      mv -- \"$s/tree\" {release} || exit 1\n\
-                     printf '%s\\n' {log} >> {log_file} || exit 1\n\
+                     append_record {log_file} {log} || exit 1\n\
                      rm -rf -- \"$s\"\n",
                     manifest = quote(&format!(".deploy/manifests/{version}")),
                     digest = quote(&format!(".deploy/digests/{version}")),
@@ -375,51 +487,105 @@ impl Lowering<'_> {
                     input: Input::Manifest,
                 }
             }
-            Step::Switch { from, to, action } => {
+            Step::Switch {
+                from,
+                to,
+                action,
+                record,
+            } => {
                 let temporary = quote(&format!(".deploy/current.tmp.{}", self.run_id));
-                Remote {
-                    script: format!(
-                        "set -u\n{enter}\
-                         [ -d {release} ] && [ -f {digest} ] || {{ echo 'release {to} is not complete on this host' >&2; exit 1; }}\n\
-                         rm -f -- {temporary}\n\
-                         ln -s -- {release} {temporary} || exit 1\n\
+                let release = quote(&format!("releases/{to}"));
+                let log = quote(&log_line(&LogEntry {
+                    time: self.now,
+                    action: *action,
+                    from: from.clone(),
+                    to: to.clone(),
+                }));
+                let mut script = format!(
+                    "set -u\n{enter}{APPEND_RECORD}\
+                     [ -d {release} ] && [ -f {digest} ] || {{ echo 'release {to} is not complete on this host' >&2; exit 1; }}\n\
+                     {{ read -r recorded_digest; read -r recorded_entries; }} < {digest} || true\n\
+                     case ${{recorded_entries:-}} in ''|*[!0-9]*) ;; *)\n\
+                     \x20 found=$(find {release}/ | wc -l)\n\
+                     \x20 if [ \"$found\" -lt \"$recorded_entries\" ]; then\n\
+                     \x20   rm -f -- {digest}\n\
+                     \x20   echo \"release {to} is incomplete on this host ($found of $recorded_entries entries): it is no longer trusted, and the next push uploads it again\" >&2; exit 1\n\
+                     \x20 fi;;\n\
+                     esac\n\
+                     rm -f -- {temporary}\n\
+                     ln -s -- {release} {temporary} || exit 1\n",
+                    digest = quote(&format!(".deploy/digests/{to}")),
+                );
+                let history = |audit: &Audit| {
+                    format!(
+                        "append_record .deploy/history.jsonl {}",
+                        quote(&audit.record.to_line())
+                    )
+                };
+                match record {
+                    Some(audit) if audit.required => script.push_str(&format!(
+                        "{} || {{ rm -f -- {temporary}; echo \"cannot append the history record to $b/.deploy/history.jsonl: current not switched\" >&2; exit 1; }}\n\
                          mv -Tf -- {temporary} current || {{ rm -f -- {temporary}; exit 1; }}\n\
-                         printf '%s\\n' {log} >> {log_file} || exit 1\n",
-                        release = quote(&format!("releases/{to}")),
-                        digest = quote(&format!(".deploy/digests/{to}")),
-                        log = quote(&log_line(&LogEntry {
-                            time: self.now,
-                            action: *action,
-                            from: from.clone(),
-                            to: to.clone(),
-                        })),
+                         append_record {log_file} {log} || echo {RELEASE_LOG_NOT_WRITTEN}\n",
+                        history(audit),
                         log_file = quote(RELEASE_LOG),
-                    ),
+                    )),
+                    _ => {
+                        script.push_str(&format!(
+                            "mv -Tf -- {temporary} current || {{ rm -f -- {temporary}; exit 1; }}\n\
+                             append_record {log_file} {log} || echo {RELEASE_LOG_NOT_WRITTEN}\n",
+                            log_file = quote(RELEASE_LOG),
+                        ));
+                        if let Some(audit) = record {
+                            script.push_str(&format!(
+                                "{} || echo {HISTORY_NOT_WRITTEN}\n",
+                                history(audit)
+                            ));
+                        }
+                    }
+                }
+                Remote {
+                    script,
                     input: Input::Nothing,
                 }
             }
-            Step::Retract { version } => Remote {
-                script: format!(
-                    "set -u\n{enter}\
+            Step::Retract { version, record } => {
+                let mut script = format!(
+                    "set -u\n{enter}{APPEND_RECORD}\
                      [ \"$(readlink current 2>/dev/null)\" = {release} ] || {{ echo 'current does not point at {version}' >&2; exit 1; }}\n\
                      mv -Tf -- current {aside} || exit 1\n\
                      rm -f -- {aside}\n",
                     release = quote(&format!("releases/{version}")),
                     aside = quote(&format!(".deploy/current.retracted.{}", self.run_id)),
-                ),
-                input: Input::Nothing,
-            },
+                );
+                if let Some(audit) = record {
+                    script.push_str(&format!(
+                        "append_record .deploy/history.jsonl {} || echo {HISTORY_NOT_WRITTEN}\n",
+                        quote(&audit.record.to_line())
+                    ));
+                }
+                Remote {
+                    script,
+                    input: Input::Nothing,
+                }
+            }
             Step::Unlock { holder, kill } => Remote {
+                // Only a holder whose PID, boot id and start time still match is signalled
+                // (its whole process group); then the run's registered steps are stopped.
                 script: format!(
-                    "set -u\n{enter}cd .deploy || exit 1\n\
+                    "set -u\n{functions}{STOP_STEPS}b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\ncd .deploy || exit 1\n\
                      [ -d lock ] || {{ echo 'there is no lock' >&2; exit 1; }}\n\
                      current_holder=\n[ -f lock/holder ] && IFS= read -r current_holder < lock/holder\n\
                      [ \"$current_holder\" = {holder} ] || {{ echo \"the lock changed hands while unlocking (now: $current_holder)\" >&2; exit 1; }}\n\
-                     {kill}rm -rf lock || exit 1\n",
+                     {kill}stop_steps lock\nrm -rf lock || exit 1\n",
                     holder = quote(holder),
-                    kill = match kill {
-                        Some(pid) => format!("kill {} 2>/dev/null\n", quote(pid)),
-                        None => String::new(),
+                    kill = if *kill {
+                        "if holder_alive \"$current_holder\"; then\n\
+                         \x20 holder_group=$(group_of \"${current_holder%% *}\")\n\
+                         \x20 [ -n \"$holder_group\" ] && [ \"$holder_group\" -gt 1 ] && kill -TERM -\"$holder_group\" 2>/dev/null\n\
+                         fi\n"
+                    } else {
+                        ""
                     },
                 ),
                 input: Input::Nothing,
@@ -429,7 +595,7 @@ impl Lowering<'_> {
                 environment,
                 ..
             } => Remote {
-                script: self.in_release(environment, &format!("exec sh -c {}\n", quote(command))),
+                script: self.in_release(environment, &format!("sh -c {}\n", quote(command))),
                 input: Input::Nothing,
             },
             Step::Health {
@@ -441,7 +607,7 @@ impl Lowering<'_> {
                 script: self.in_release(
                     environment,
                     &format!(
-                        "if command -v timeout >/dev/null 2>&1; then exec timeout {timeout_seconds} sh -c {command}; fi\nexec sh -c {command}\n",
+                        "if command -v timeout >/dev/null 2>&1; then timeout {timeout_seconds} sh -c {command}; else sh -c {command}; fi\n",
                         command = quote(command),
                     ),
                 ),
@@ -492,7 +658,7 @@ impl Lowering<'_> {
              else\n\
              \x20 digest_of_input() {{ sha256sum; }}\n\
              fi\n\
-             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | digest_of_input > \"$s/digest\"\n\
+             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - --no-same-owner -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | digest_of_input > \"$s/digest\"\n\
              read -r status < \"$s/source.status\" || status=unknown\n\
              [ \"$status\" = 0 ] || {{ echo \"receiving {version} failed (exit status $status)\" >&2; exit 1; }}\n\
              read -r status < \"$s/tar.status\" || status=unknown\n\
@@ -502,6 +668,7 @@ impl Lowering<'_> {
              \x20 echo \"sha256 mismatch on the host: expected {expected}, got ${{digest:-nothing}}\" >&2; exit 1\n\
              fi\n\
              [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
+             find \"$s/tree\" ! -type l -perm -0002 -exec chmod o-w {{}} + || exit 1\n\
              rm -f -- \"$s/digest\" \"$s/tar.status\" \"$s/source.status\"\n"
         )
     }
@@ -509,7 +676,7 @@ impl Lowering<'_> {
     /// Prefix that exports the DEPLOY_* environment and enters the release directory.
     fn in_release(&self, environment: &HookEnvironment, body: &str) -> String {
         format!(
-            "set -u\nb={base}\ncd -- \"$b\" || exit 1\n\
+            "set -u\n{functions}b={base}\ncd -- \"$b\" || exit 1\n{REGISTER_STEP}\
              DEPLOY_BASE_DIR=$(pwd -P)\n\
              DEPLOY_RELEASE_DIR=\"$DEPLOY_BASE_DIR\"/{release}\n\
              DEPLOY_SERVICE={service}\nDEPLOY_HOST={host}\nDEPLOY_VERSION={version}\n\
@@ -529,6 +696,17 @@ impl Lowering<'_> {
                     .unwrap_or("")
             ),
             run_id = quote(self.run_id),
+            functions = crate::facts::PROCESS_FUNCTIONS,
+        )
+    }
+
+    /// Stops the steps this run left running on the host (after a timeout or Ctrl-C abandoned
+    /// one) and waits for them, so nothing else touches their paths while they still run.
+    pub fn stop_steps(&self) -> String {
+        format!(
+            "{functions}{STOP_STEPS}b={base}\ncd -- \"$b\" 2>/dev/null || exit 0\nstop_steps .deploy/lock\n",
+            functions = crate::facts::PROCESS_FUNCTIONS,
+            base = quote(self.base_dir),
         )
     }
 
@@ -541,56 +719,65 @@ impl Lowering<'_> {
         )
     }
 
-    /// Appends one audit record to `.deploy/history.jsonl`.
+    /// Appends one audit record to `.deploy/history.jsonl` (ending a torn last line first);
+    /// prints `HISTORY_NOT_WRITTEN` when the write fails. A fragment: `then` steps may follow.
     pub fn append_history(&self, record: &HistoryRecord) -> String {
-        let line = serde_json::to_string(record).unwrap_or_else(|_| "{}".to_string());
         format!(
-            "b={base}\nmkdir -p -- \"$b/.deploy\" && printf '%s\\n' {line} >> \"$b/.deploy/history.jsonl\"\n",
+            "{APPEND_RECORD}( b={base}\n  cd -- \"$b\" && mkdir -p .deploy && append_record .deploy/history.jsonl {line} ) || echo {HISTORY_NOT_WRITTEN}\n",
             base = quote(self.base_dir),
-            line = quote(&line),
+            line = quote(&record.to_line()),
         )
     }
 }
 
-/// The script that takes the service lock and keeps it while its stdin stays open.
-///
-/// It prints `LOCKED` and the service's facts (ended by `LOCK_FACTS_END`) once the lock is
-/// ours, or `HELD <pid> <operator> <run> <since>` and exits 3.
-/// The lock is a directory (mkdir is atomic) with a holder file naming this shell's PID; the
-/// shell then waits on stdin. Closing stdin (release) or losing the SSH connection (controller
-/// killed) ends `cat`, and the shell removes the lock. A lock whose holder PID is gone (host
-/// rebooted, shell killed) is stale and broken, under a second mkdir so two runs never both
-/// break and take it.
 /// Line that ends the facts the lock script prints once the lock is taken.
 pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
 
+/// The script that takes the service lock and keeps it while its stdin stays open.
+///
+/// It prints `LOCKED` and the service's facts (ended by `LOCK_FACTS_END`) once the lock is
+/// ours, `HELD <holder line>` and exits 3 when another run holds it, or `ERROR <why>` and exits
+/// 1 when the lock cannot be taken at all (read-only or full filesystem: never reported as
+/// "held"). The lock is a directory (mkdir is atomic) with a holder file naming this shell's
+/// PID, the operator, the run, the time, the boot id and the shell's start time; the shell then
+/// waits on stdin. Closing stdin (release) or losing the SSH connection (controller killed)
+/// ends `cat`; the shell then stops the steps its run left running (and waits for them) before
+/// it removes the lock. A lock whose holder is gone (host rebooted, shell killed, PID reused by
+/// another process) is stale and broken, under a second mkdir so two runs never both break and
+/// take it.
 pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
     format!(
         r#"start=$(pwd)
-b={base}
+{functions}{stop_steps}b={base}
 mkdir -p -- "$b/.deploy" || {{ echo "ERROR cannot create $b/.deploy"; exit 1; }}
 cd -- "$b/.deploy" || {{ echo "ERROR cannot enter $b/.deploy"; exit 1; }}
 operator={operator}
 run_id={run_id}
-me="$$ $operator $run_id {now}"
-take() {{ mkdir lock 2>/dev/null || return 1; printf '%s\n' "$me" > lock/holder; }}
+boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null) || boot=-
+me="$$ $operator $run_id {now} ${{boot:--}} $(start_of $$)"
+take() {{
+  problem=$(mkdir lock 2>&1) || return 1
+  printf '%s\n' "$me" > lock/holder || {{ rm -rf lock; echo "ERROR cannot write $b/.deploy/lock/holder"; exit 1; }}
+}}
 if ! take; then
+  if [ ! -d lock ] && ! take; then
+    [ -d lock ] || {{ printf 'ERROR cannot take the lock in %s/.deploy: %s\n' "$b" "$problem"; exit 1; }}
+  fi
+fi
+if [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; then
   holder=
   [ -f lock/holder ] && IFS= read -r holder < lock/holder
   if [ -z "$holder" ]; then sleep 1; [ -f lock/holder ] && IFS= read -r holder < lock/holder; fi
-  pid=${{holder%% *}}
-  stale=no
-  case $pid in ''|*[!0-9]*) stale=yes;; *) kill -0 "$pid" 2>/dev/null || stale=yes;; esac
   # A break takes microseconds: a lock.break older than a minute was left by a crash.
   if [ -d lock.break ] && [ -n "$(find lock.break -maxdepth 0 -mmin +1 2>/dev/null)" ]; then rmdir lock.break 2>/dev/null; fi
-  if [ "$stale" = yes ] && mkdir lock.break 2>/dev/null; then
+  if ! holder_alive "$holder" && mkdir lock.break 2>/dev/null; then
     again=
     [ -f lock/holder ] && IFS= read -r again < lock/holder
-    [ "$again" = "$holder" ] && rm -rf lock
+    if [ "$again" = "$holder" ]; then stop_steps lock; rm -rf lock; fi
     rmdir lock.break
-    take && holder=
+    take
   fi
-  if [ -n "$holder" ] || [ ! -f lock/holder ] || [ "$(cat lock/holder)" != "$me" ]; then
+  if [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; then
     IFS= read -r holder < lock/holder 2>/dev/null
     printf 'HELD %s\n' "$holder"
     exit 3
@@ -601,7 +788,7 @@ printf 'LOCKED\n'
 printf '{end}\n'
 cat >/dev/null
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
-if [ "$(cat lock/holder 2>/dev/null)" = "$me" ]; then rm -rf lock; fi
+if [ "$(cat lock/holder 2>/dev/null)" = "$me" ]; then stop_steps lock; rm -rf lock; fi
 exit 0
 "#,
         base = quote(base_dir),
@@ -609,6 +796,8 @@ exit 0
         run_id = quote(run_id),
         facts = crate::facts::command(base_dir),
         end = LOCK_FACTS_END,
+        functions = crate::facts::PROCESS_FUNCTIONS,
+        stop_steps = STOP_STEPS,
     )
 }
 
@@ -625,6 +814,26 @@ pub struct HistoryRecord {
     pub sha256: Option<String>,
     pub result: String,
     pub error: Option<String>,
+}
+
+impl HistoryRecord {
+    /// The record as one JSON line of at most `HISTORY_LINE_LIMIT` bytes: long texts (a hook's
+    /// stderr, tar errors on a full disk) are cut in the middle, keeping their start and end.
+    pub fn to_line(&self) -> String {
+        let mut record = self.clone();
+        let mut room = 4 * 1024;
+        loop {
+            if let Some(error) = &record.error {
+                record.error = Some(crate::text::shorten(error, room));
+            }
+            record.operator = crate::text::shorten(&record.operator, 256);
+            let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".to_string());
+            if line.len() <= HISTORY_LINE_LIMIT || room < 64 {
+                return line;
+            }
+            room /= 2;
+        }
+    }
 }
 
 /// Relative link from `releases/<v>/<path>` to `shared/<path>`, seeding `shared/<path>` from

@@ -3,9 +3,13 @@
 //! Owns the events that host workers send (step started, bytes uploaded, host finished), the
 //! reporter task that turns them into progress bars on a terminal or plain `HOST: step` lines
 //! otherwise (always on stderr), and the final result on stdout: a summary table or one JSON
-//! document (SPEC §5). Workers never print.
+//! document (SPEC §5). Workers never print. Also owns `escape_for_terminal`, the one way
+//! host-supplied text is made safe for a terminal: every text rendering here (and the text views
+//! of the commands) passes untrusted text through it; JSON output needs no escaping.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -62,6 +66,9 @@ pub struct HostResult {
     /// Set when the failure was a lock held by another run (exit code 3).
     #[serde(skip)]
     pub lock_held: bool,
+    /// Set when a history record of this host could not be written (exit code 1 at least).
+    #[serde(skip)]
+    pub history_lost: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +105,7 @@ impl HostResult {
             duration_ms: 0,
             error: None,
             lock_held: false,
+            history_lost: false,
             status: None,
             checks: None,
             steps: None,
@@ -166,6 +174,7 @@ impl RunResult {
             .iter()
             .filter(|host| {
                 matches!(host.result, Outcome::Failed | Outcome::RolledBack)
+                    || host.history_lost
                     || host.drift.as_ref().is_some_and(|drift| !drift.is_empty())
             })
             .collect();
@@ -367,6 +376,7 @@ async fn draw(
                 };
                 if let Some(line) = line {
                     // One write per line: lines never interleave.
+                    let line = escape_for_terminal(&line);
                     let mut stderr = std::io::stderr().lock();
                     let _ = writeln!(stderr, "{line}");
                 }
@@ -410,10 +420,10 @@ async fn draw(
                         let bar = bars.entry(label.clone()).or_insert_with(|| {
                             let bar = multi.add(ProgressBar::new_spinner());
                             bar.set_style(host_style.clone());
-                            bar.set_prefix(label.clone());
+                            bar.set_prefix(escape_line(&label).into_owned());
                             bar
                         });
-                        bar.set_message(step);
+                        bar.set_message(escape_line(&step).into_owned());
                     }
                     Event::Bytes {
                         label,
@@ -434,7 +444,8 @@ async fn draw(
                         }
                     }
                     Event::Note { label, message } => {
-                        multi.suspend(|| eprintln!("{label}: {message}"));
+                        let line = format!("{label}: {message}");
+                        multi.suspend(|| eprintln!("{}", escape_for_terminal(&line)));
                     }
                     Event::Idle { label, .. } => {
                         // Waiting hosts give way: at most `concurrency` host lines at a time.
@@ -451,7 +462,8 @@ async fn draw(
                         if summary.starts_with("failed") {
                             failed += 1;
                         }
-                        multi.suspend(|| eprintln!("{label}: {summary}"));
+                        let line = format!("{label}: {summary}");
+                        multi.suspend(|| eprintln!("{}", escape_for_terminal(&line)));
                         overall.inc(1);
                         overall_message(&moved, failed, &overall);
                     }
@@ -479,7 +491,7 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-/// The summary table (plain text, no escape codes).
+/// The summary table (plain text, no escape codes; `table` escapes host-supplied cells).
 pub fn render_table(result: &RunResult) -> String {
     let with_service = result.hosts.iter().any(|host| host.service.is_some());
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -547,10 +559,10 @@ pub fn render_plan(result: &RunResult) -> String {
             host.result.as_str()
         ));
         for line in host.notes.iter().flatten() {
-            text.push_str(&format!("  {line}\n"));
+            text.push_str(&format!("  {}\n", escape_line(line)));
         }
         for line in host.steps.iter().flatten() {
-            text.push_str(&format!("  - {line}\n"));
+            text.push_str(&format!("  - {}\n", escape_line(line)));
         }
         if let Some(difference) = &host.diff {
             for line in render_diff(difference, 20) {
@@ -560,7 +572,7 @@ pub fn render_plan(result: &RunResult) -> String {
         if let Some(error) = &host.error
             && host.result == Outcome::Failed
         {
-            text.push_str(&format!("  error: {error}\n"));
+            text.push_str(&format!("  error: {}\n", escape_for_terminal(error)));
         }
     }
     if result.dry_run {
@@ -595,17 +607,23 @@ pub fn render_diff(diff: &crate::artifact::Diff, limit: usize) -> Vec<String> {
     lines
 }
 
-/// Left-aligned columns separated by two spaces; trailing spaces trimmed.
+/// Left-aligned columns separated by two spaces; trailing spaces trimmed. Every cell is shown
+/// on one line with its control characters (newlines too) escaped, so host-supplied cells can
+/// neither reach the terminal raw nor break the table.
 pub fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape_line(cell)).collect())
+        .collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; columns];
-    for row in rows {
+    for row in &rows {
         for (index, cell) in row.iter().enumerate() {
             widths[index] = widths[index].max(cell.chars().count());
         }
     }
     let mut text = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (index, cell) in row.iter().enumerate() {
             line.push_str(cell);
@@ -618,6 +636,45 @@ pub fn table(rows: &[Vec<String>]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// Renders host-supplied (untrusted) text for a terminal (SPEC §5): every control character but
+/// the newline — C0 controls, DEL and the C1 controls U+0080–U+009F — becomes a visible escape
+/// (`\r`, `\t`, `\x1b`, `\x7f`, `\u{9b}`), so that no host can clear the screen, set the
+/// window title or overwrite a line. Backslashes stay as they are: the result is for reading,
+/// not for reversing, and escaping it again changes nothing. Text without control characters
+/// is returned as it is.
+pub fn escape_for_terminal(text: &str) -> Cow<'_, str> {
+    let kept = |character: char| character == '\n' || !character.is_control();
+    if text.chars().all(kept) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for character in text.chars() {
+        match character {
+            character if kept(character) => escaped.push(character),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            // The rest of C0, and DEL.
+            '\0'..='\x7f' => {
+                let _ = write!(escaped, "\\x{:02x}", u32::from(character));
+            }
+            // C1.
+            _ => {
+                let _ = write!(escaped, "\\u{{{:x}}}", u32::from(character));
+            }
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Host-supplied text that must stay on one line (table cells, progress bar messages, plan
+/// lines): `escape_for_terminal`, and newlines shown as `\n`.
+fn escape_line(text: &str) -> Cow<'_, str> {
+    match escape_for_terminal(text) {
+        Cow::Borrowed(text) if !text.contains('\n') => Cow::Borrowed(text),
+        escaped => Cow::Owned(escaped.replace('\n', "\\n")),
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +722,73 @@ mod tests {
         HOST  SERVICE  RESULT  CHANGE        BYTES    TIME  ERROR
         web1  app      ok      (none) -> v1  2.0 KiB  1.5s
         push run-1: ok (1 host, 0 failed)
+        ");
+    }
+
+    #[test]
+    fn terminal_escapes_make_control_characters_visible() {
+        let hostile = "a\u{1b}[2J\u{1b}]0;title\u{7}b\rc\td\u{7f}e\u{9b}f\u{85}g\\h\nnext line ü";
+        insta::assert_snapshot!(escape_for_terminal(hostile), @r"
+        a\x1b[2J\x1b]0;title\x07b\rc\td\x7fe\u{9b}f\u{85}g\h
+        next line ü
+        ");
+        assert_eq!(escape_line("one\ntwo\u{1b}"), "one\\ntwo\\x1b");
+    }
+
+    #[test]
+    fn terminal_escapes_leave_clean_text_alone_and_are_idempotent() {
+        assert!(matches!(
+            escape_for_terminal("plain text\nwith ünïcode and \\ backslash"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(escape_line("plain"), Cow::Borrowed(_)));
+        let once = escape_for_terminal("x\u{1b}\u{0}\u{9f}\r\n").into_owned();
+        assert_eq!(escape_for_terminal(&once), once);
+        assert!(
+            !once
+                .chars()
+                .any(|character| character != '\n' && character.is_control())
+        );
+    }
+
+    #[test]
+    fn table_cells_stay_on_one_line_and_aligned() {
+        let rows = vec![
+            vec!["NAME".to_string(), "VALUE".to_string(), "END".to_string()],
+            vec![
+                "evil\u{1b}[2J".to_string(),
+                "two\nlines\r".to_string(),
+                "x".to_string(),
+            ],
+            vec!["ok".to_string(), "fine".to_string(), "y".to_string()],
+        ];
+        insta::assert_snapshot!(table(&rows), @r"
+        NAME         VALUE         END
+        evil\x1b[2J  two\nlines\r  x
+        ok           fine          y
+        ");
+    }
+
+    #[test]
+    fn host_supplied_text_is_escaped_in_the_table_and_the_plan() {
+        let mut host = HostResult::new(Some("app"), "web1", Outcome::Failed);
+        host.error = Some("exit status 1: \u{1b}]0;pwned\u{7}boom\r\nweb2: ok".to_string());
+        host.notes = Some(vec![
+            "lock: held by \u{1b}[31mmallory\nweb2: ok".to_string(),
+        ]);
+        host.steps = Some(vec!["remove staging leftover \u{9b}2J".to_string()]);
+        let result = RunResult::new("run-1", "push", false, vec![host]);
+        insta::assert_snapshot!(render_table(&result), @r"
+        HOST  SERVICE  RESULT  CHANGE  BYTES  TIME  ERROR
+        web1  app      failed  -       0 B    0.0s  exit status 1: \x1b]0;pwned\x07boom
+        push run-1: failed (1 host, 1 failed)
+        ");
+        insta::assert_snapshot!(render_plan(&result), @r"
+        web1 (app): failed
+          lock: held by \x1b[31mmallory\nweb2: ok
+          - remove staging leftover \u{9b}2J
+          error: exit status 1: \x1b]0;pwned\x07boom\r
+        web2: ok
         ");
     }
 }

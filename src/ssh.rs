@@ -660,6 +660,11 @@ impl Session {
         })
     }
 
+    /// Whether the connection has ended (dropped by the server or the network).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Gives up one use of a shared connection; the last user ends it politely.
     pub async fn release(session: Arc<Session>) {
         if let Ok(session) = Arc::try_unwrap(session) {

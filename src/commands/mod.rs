@@ -61,28 +61,157 @@ pub async fn connect_host<'a>(
     .await
 }
 
-/// The first phase of a changing command on one host: connect, take the service lock, read
-/// the host's state under it. On a failure the connection is closed again.
-pub async fn connect_and_lock<'a>(
+/// A (service, host) pair connected, holding its service lock, with the state read under it.
+pub struct Acquired<'a> {
+    pub target: Target,
+    pub label: String,
+    pub run: HostRun<'a>,
+    pub lock: crate::ssh::Held,
+    pub facts: crate::facts::Facts,
+    pub started: Instant,
+}
+
+/// How many times `lock_all` lets go and tries again when another run holds some locks.
+const LOCK_ATTEMPTS: u32 = 4;
+
+/// The first phase of a changing command: connect to every target and take its service lock,
+/// before anything changes anywhere. When another run holds some of the locks while this run
+/// got others (two controllers started at the same moment), this run lets go of all of them,
+/// waits a short random time and tries again, so two runs never each keep part of a fleet and
+/// both give up; a run that got none of them gives up at once (exit 3, naming the holder).
+/// After the last try it keeps what it has. Failures come back as finished results.
+pub async fn lock_all<'a>(
     context: &'a Context,
-    target: Target,
-    label: String,
+    targets: Vec<Target>,
+    with_service: bool,
     events: &Events,
+    permits: &Semaphore,
     now: u64,
-) -> Result<(HostRun<'a>, crate::ssh::Held, crate::facts::Facts), HostError> {
-    if context.is_interrupted() {
-        return Err(HostError::Interrupted {
-            step: "start".to_string(),
-        });
+) -> (Vec<Acquired<'a>>, Vec<(Target, HostResult)>) {
+    struct Slot<'a> {
+        target: Target,
+        label: String,
+        started: Instant,
+        run: Option<HostRun<'a>>,
+        locked: Option<(crate::ssh::Held, crate::facts::Facts)>,
+        failure: Option<HostError>,
     }
-    let run = connect(context, target, label, events, now).await?;
-    match run.lock(&context.operator, now).await {
-        Ok((lock, facts)) => Ok((run, lock, facts)),
-        Err(error) => {
-            run.close().await;
-            Err(error)
+    let mut slots: Vec<Slot<'a>> = for_each(targets, context.concurrency, |target| {
+        let label = context.label(target, with_service);
+        async move {
+            let _permit = permits.acquire().await;
+            let started = Instant::now();
+            let connected = if context.is_interrupted() {
+                Err(HostError::Interrupted {
+                    step: "start".to_string(),
+                })
+            } else {
+                connect(context, target, label.clone(), events, now)
+                    .instrument(host_span(context, target))
+                    .await
+            };
+            let (run, failure) = match connected {
+                Ok(run) => (Some(run), None),
+                Err(error) => (None, Some(error)),
+            };
+            Slot {
+                target,
+                label,
+                started,
+                run,
+                locked: None,
+                failure,
+            }
+        }
+    })
+    .await;
+    for attempt in 1..=LOCK_ATTEMPTS {
+        let waiting: Vec<&mut Slot> = slots
+            .iter_mut()
+            .filter(|slot| slot.run.is_some() && slot.locked.is_none())
+            .collect();
+        for_each(waiting, context.concurrency, |slot| async move {
+            let _permit = permits.acquire().await;
+            let Some(run) = &slot.run else { return };
+            if context.is_interrupted() {
+                slot.failure = Some(HostError::Interrupted {
+                    step: "lock".to_string(),
+                });
+                return;
+            }
+            match run
+                .lock(&context.operator, now)
+                .instrument(host_span(context, slot.target))
+                .await
+            {
+                Ok(locked) => {
+                    slot.locked = Some(locked);
+                    slot.failure = None;
+                }
+                Err(error) => slot.failure = Some(error),
+            }
+        })
+        .await;
+        let held_elsewhere = slots.iter().any(|slot| {
+            matches!(&slot.failure, Some(HostError::LockHeld { run_id, .. }) if *run_id != context.run_id)
+        });
+        let holding = slots.iter().any(|slot| slot.locked.is_some());
+        if !held_elsewhere || !holding || attempt == LOCK_ATTEMPTS || context.is_interrupted() {
+            break;
+        }
+        tracing::info!(
+            "another run holds some of the locks this run needs: letting go of ours and trying again ({attempt} of {LOCK_ATTEMPTS})"
+        );
+        let holders: Vec<&mut Slot> = slots.iter_mut().filter(|slot| slot.locked.is_some()).collect();
+        for_each(holders, context.concurrency, |slot| async move {
+            if let (Some(run), Some((held, _))) = (&slot.run, slot.locked.take()) {
+                run.unlock(held).await;
+            }
+        })
+        .await;
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+    let mut acquired = Vec::new();
+    let mut finished = Vec::new();
+    for slot in slots {
+        match (slot.run, slot.locked) {
+            (Some(run), Some((lock, facts))) => acquired.push(Acquired {
+                target: slot.target,
+                label: slot.label,
+                run,
+                lock,
+                facts,
+                started: slot.started,
+            }),
+            (run, _) => {
+                if let Some(run) = run {
+                    run.close().await;
+                }
+                let error = slot.failure.unwrap_or_else(|| {
+                    HostError::failed("lock", "the lock was not taken")
+                });
+                let result = result_for(context, slot.target, Outcome::Ok);
+                finished.push((
+                    slot.target,
+                    failed(result, &error, slot.started, events, &slot.label),
+                ));
+            }
         }
     }
+    (acquired, finished)
+}
+
+/// A random wait before the next lock attempt: 100–600 ms times the attempt number, drawn
+/// from the clock and the process id (two controllers started together draw differently).
+fn backoff(attempt: u32) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = (u64::from(nanos) ^ (u64::from(std::process::id()) << 17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let jitter = 100 + (mixed >> 33) % 500;
+    std::time::Duration::from_millis(jitter * u64::from(attempt))
 }
 
 /// `result` turned into the failure `error`, timed from `started` and announced.

@@ -4,7 +4,7 @@
 
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::PruneArgs;
-use crate::executor::{HostError, Payload, unlock};
+use crate::executor::{HostError, Payload};
 use crate::inventory::Version;
 use crate::plan::{Step, plan_prune};
 use crate::report::{Outcome, RunResult};
@@ -63,11 +63,12 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                     recorded.error = Some(error.to_string());
                 }
                 run.record(
-                    &super::history_record(context, "prune", &recorded, None),
+                    Some(&super::history_record(context, "prune", &recorded, None)),
                     None,
                 )
                 .await;
-                unlock(&run.label, lock).await;
+                result.history_lost = run.history_lost();
+                run.unlock(lock).await;
                 run.close().await;
                 outcome?
             };

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -17,7 +16,7 @@ use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
 use crate::commands::switching::{Locked, Switch, finish, switch_all};
-use crate::executor::{HostError, Payload, unlock};
+use crate::executor::{HostError, Payload};
 use crate::facts::LogAction;
 use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
@@ -162,7 +161,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
     if arguments.diff && !arguments.dry_run {
         return Err(InputError("--diff goes with --dry-run".to_string()));
     }
-    let mut inspected: HashMap<PathBuf, (Arc<Artifact>, Arc<String>)> = HashMap::new();
+    let mut inspected: HashMap<(PathBuf, bool), (Arc<Artifact>, Arc<String>)> = HashMap::new();
     let mut shipments = Vec::new();
     for service_index in services {
         let service = &inventory.services[service_index];
@@ -217,11 +216,17 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
                 }
             },
         };
-        let (artifact, manifest) = match inspected.get(&path) {
+        let key = (path.clone(), service.allow_setid);
+        let (artifact, manifest) = match inspected.get(&key) {
             Some(found) => found.clone(),
             None => {
                 let owned = path.clone();
-                let artifact = tokio::task::spawn_blocking(move || artifact::inspect(&owned))
+                let policy = artifact::MemberPolicy {
+                    allow_setid: service.allow_setid,
+                };
+                let artifact = tokio::task::spawn_blocking(move || {
+                    artifact::inspect_with(&owned, &policy)
+                })
                     .await
                     .map_err(|error| InputError(format!("checking the artifact: {error}")))?
                     .map_err(|error| InputError(error.to_string()))?;
@@ -238,7 +243,7 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
                 }
                 let manifest = Arc::new(artifact.manifest.to_text());
                 let found = (Arc::new(artifact), manifest);
-                inspected.insert(path.clone(), found.clone());
+                inspected.insert(key, found.clone());
                 found
             }
         };
@@ -392,22 +397,14 @@ async fn push_service<'a>(
     let total = targets.len();
     let now = unix_now();
 
-    // Phase 1: stage everywhere.
-    let staged_or_failed = for_each(targets, context.concurrency, |target| {
-        stage(
-            context,
-            shipment,
-            target,
-            with_service,
-            force,
-            events,
-            permits,
-            now,
-        )
-        .instrument(super::host_span(context, target))
+    // Phase 1: every lock first (two runs never each hold part of the fleet), then stage.
+    let (acquired, mut finished) =
+        super::lock_all(context, targets, with_service, events, permits, now).await;
+    let staged_or_failed = for_each(acquired, context.concurrency, |host| {
+        let span = super::host_span(context, host.target);
+        stage(context, shipment, host, force, events, permits).instrument(span)
     })
     .await;
-    let mut finished: Vec<(Target, HostResult)> = Vec::new();
     let mut staged: Vec<Locked> = Vec::new();
     for outcome in staged_or_failed {
         match outcome {
@@ -430,36 +427,34 @@ async fn push_service<'a>(
     finished
 }
 
-/// Phase 1 for one host: connect, lock, read state, plan, run the staging steps.
-#[allow(clippy::too_many_arguments)]
+/// Phase 1 for one locked host: plan from the state read under the lock, run the staging steps.
 async fn stage<'a>(
     context: &'a Context,
     shipment: &'a Shipment,
-    target: Target,
-    with_service: bool,
+    host: super::Acquired<'a>,
     force: bool,
     events: &Events,
     permits: &Semaphore,
-    now: u64,
 ) -> Result<Locked<'a>, (Target, HostResult)> {
     let _permit = permits.acquire().await;
-    let started = Instant::now();
+    let super::Acquired {
+        target,
+        label,
+        run,
+        lock,
+        facts,
+        started,
+    } = host;
     let service = &context.inventory.services[target.service];
-    let label = context.label(target, with_service);
     let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());
-    let (run, lock, facts) =
-        match super::connect_and_lock(context, target, label.clone(), events, now).await {
-            Ok(locked) => locked,
-            Err(error) => {
-                return Err((
-                    target,
-                    super::failed(result, &error, started, events, &label),
-                ));
-            }
-        };
     let outcome: Result<Option<PushPlan>, HostError> = async {
         result.from = facts.live().map(ToString::to_string);
+        if context.is_interrupted() {
+            return Err(HostError::Interrupted {
+                step: "start".to_string(),
+            });
+        }
         match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
@@ -483,8 +478,7 @@ async fn stage<'a>(
     match outcome {
         Ok(plan) => {
             result.bytes = run.uploaded();
-            run.events
-                .idle(&run.label, "staged; waiting for the other hosts");
+            run.wait_for_others("staged; waiting for the other hosts");
             if plan.is_none() {
                 result.result = Outcome::Unchanged;
             }
@@ -508,15 +502,23 @@ async fn stage<'a>(
                 switch,
                 switched: false,
                 prune,
+                action: "push",
+                sha256: Some(shipment.artifact.sha256.clone()),
+                recorded: false,
             })
         }
         Err(error) => {
             run.discard_staging().await;
             result.steps = Some(run.executed());
             result.bytes = run.uploaded();
-            let result = super::failed(result, &error, started, events, &label);
-            run.record(&history(context, shipment, &result), None).await;
-            unlock(&run.label, lock).await;
+            let mut result = super::failed(result, &error, started, events, &label);
+            if matches!(error, HostError::Interrupted { .. }) {
+                result.result = Outcome::Skipped;
+            }
+            run.record(Some(&history(context, shipment, &result)), None)
+                .await;
+            result.history_lost = run.history_lost();
+            run.unlock(lock).await;
             run.close().await;
             Err((target, result))
         }

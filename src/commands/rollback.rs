@@ -3,7 +3,6 @@
 //! host — checked on all of them, under their locks, before any is switched. Uses the same
 //! switch phase and failure policy as push.
 
-use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -11,7 +10,7 @@ use tracing::Instrument;
 use crate::app::{Context, InputError, Target, for_each, unix_now};
 use crate::cli::RollbackArgs;
 use crate::commands::switching::{Locked, announce, finish, switch_all};
-use crate::executor::{HostError, elapsed_ms, unlock};
+use crate::executor::{HostError, elapsed_ms};
 use crate::inventory::Version;
 use crate::plan::{RollbackDecision, SwitchSequence, plan_rollback};
 use crate::report::{Events, HostResult, Outcome, RunResult};
@@ -116,22 +115,20 @@ async fn roll_back_service<'a>(
 ) -> Vec<(Target, HostResult)> {
     let total = targets.len();
     let now = unix_now();
-    let prepared = for_each(targets, context.concurrency, |target| {
-        let span = super::host_span(context, target);
+    let (acquired, mut finished) =
+        super::lock_all(context, targets, with_service, events, permits, now).await;
+    let prepared = for_each(acquired, context.concurrency, |host| {
+        let span = super::host_span(context, host.target);
         async move {
-            let _permit = permits.acquire().await;
-            let started = Instant::now();
+            let super::Acquired {
+                target,
+                label,
+                run,
+                lock,
+                facts,
+                started,
+            } = host;
             let mut result = super::result_for(context, target, Outcome::Ok);
-            let label = context.label(target, with_service);
-            let failure = |result: HostResult, error: &HostError, missing: bool| {
-                let result = super::failed(result, error, started, events, &label);
-                Err(Box::new((target, result, missing)))
-            };
-            let (run, lock, facts) =
-                match super::connect_and_lock(context, target, label.clone(), events, now).await {
-                    Ok(locked) => locked,
-                    Err(error) => return failure(result, &error, false),
-                };
             result.from = facts.live().map(ToString::to_string);
             let mut missing = false;
             let switch = match plan_rollback(&facts, to) {
@@ -155,15 +152,15 @@ async fn roll_back_service<'a>(
                 }
             };
             if missing {
-                unlock(&run.label, lock).await;
+                run.unlock(lock).await;
                 run.close().await;
                 let version = to.map(Version::as_str).unwrap_or("");
                 let error =
                     HostError::failed("plan", format!("{version} is not complete on this host"));
-                return failure(result, &error, true);
+                let result = super::failed(result, &error, started, events, &label);
+                return Err(Box::new((target, result, true)));
             }
-            run.events
-                .idle(&run.label, "ready; waiting for the other hosts");
+            run.wait_for_others("ready; waiting for the other hosts");
             Ok(Locked {
                 target,
                 run,
@@ -173,13 +170,15 @@ async fn roll_back_service<'a>(
                 switch,
                 switched: false,
                 prune: Vec::new(),
+                action: "rollback",
+                sha256: None,
+                recorded: false,
             })
         }
         .instrument(span)
     })
     .await;
 
-    let mut finished: Vec<(Target, HostResult)> = Vec::new();
     let mut locked: Vec<Locked> = Vec::new();
     let mut lacking: Vec<String> = Vec::new();
     for outcome in prepared {
@@ -205,7 +204,7 @@ async fn roll_back_service<'a>(
         let releases = locked.into_iter().map(|mut host| {
             let reason = reason.clone();
             async move {
-                unlock(&host.run.label, host.lock).await;
+                host.run.unlock(host.lock).await;
                 if host.result.result == Outcome::Ok {
                     host.result.result = Outcome::Skipped;
                     host.result.error = Some(reason);

@@ -1,10 +1,11 @@
 //! `deploy status`: per (service, host) reachability, live and previous release, releases kept
-//! and lock holder, read with the same facts script the planners use. Changes nothing.
+//! and lock holder, read with the same facts script the planners use. Changes nothing. The text
+//! view shows host-supplied fields (lock holder, release names, errors) escaped for the terminal.
 
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::StatusArgs;
 use crate::facts;
-use crate::report::{LockView, Outcome, RunResult, StatusView};
+use crate::report::{LockView, Outcome, RunResult, StatusView, escape_for_terminal};
 
 pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
@@ -102,7 +103,7 @@ async fn verify(
         .diff(&scanned.comparable().without_paths(shared)))
 }
 
-/// The text view of `status`: one row per (service, host).
+/// The text view of `status`: one row per (service, host) (`report::table` escapes every cell).
 pub fn render(result: &RunResult) -> String {
     let mut rows = vec![
         [
@@ -144,7 +145,7 @@ pub fn render(result: &RunResult) -> String {
     let mut text = crate::report::table(&rows);
     for host in &result.hosts {
         if let Some(error) = &host.error {
-            text.push_str(&format!("{}: {error}\n", host.host));
+            text.push_str(&format!("{}: {}\n", host.host, escape_for_terminal(error)));
         }
         if let Some(drift) = &host.drift {
             let lines = crate::report::render_diff(drift, 20);
@@ -158,4 +159,35 @@ pub fn render(result: &RunResult) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::HostResult;
+
+    #[test]
+    fn status_text_escapes_host_supplied_fields() {
+        let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        host.status = Some(StatusView {
+            reachable: true,
+            live: Some("v2\u{1b}[1A".to_string()),
+            previous: Some("v1\r".to_string()),
+            releases: vec!["v1".to_string(), "v2".to_string()],
+            lock: Some(LockView {
+                operator: "\u{1b}]0;pwned\u{7}mallory".to_string(),
+                run_id: "run\u{9b}1".to_string(),
+                since: "an unknown time".to_string(),
+                alive: false,
+            }),
+        });
+        host.error = Some("drift in v2: \u{1b}[2J\nsecond line".to_string());
+        let result = RunResult::new("run-1", "status", false, vec![host]);
+        insta::assert_snapshot!(render(&result), @r"
+        HOST  SERVICE  REACHABLE  LIVE       PREVIOUS  RELEASES  LOCK
+        web1  app      yes        v2\x1b[1A  v1\r      2         \x1b]0;pwned\x07mallory (run run\u{9b}1, since an unknown time, stale)
+        web1: drift in v2: \x1b[2J
+        second line
+        ");
+    }
 }

@@ -4,6 +4,11 @@
 //! in batches of `batch_size` while applying `max_failures` and `on_failure`, undoing the
 //! switches this run made (under `rollback`, or after Ctrl-C), and the last phase of every
 //! changing command: prune, history record, unlock, disconnect.
+//!
+//! Audit: every change of `current` writes its history record in the same remote command as
+//! the change (the switch, and the switch back); `finish` writes a record only for a host whose
+//! final state no switch recorded (not switched, unchanged, failed before the switch, or left
+//! switched because switching back failed).
 
 use std::time::Instant;
 
@@ -11,8 +16,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::app::{Context, Target, for_each};
-use crate::executor::HostError;
-use crate::executor::{HostRun, Payload, elapsed_ms, unlock};
+use crate::executor::{HostError, HostRun, Payload, elapsed_ms};
 use crate::facts::LogAction;
 use crate::inventory::{OnFailure, Version};
 pub use crate::plan::Switch;
@@ -32,6 +36,25 @@ pub struct Locked<'a> {
     pub switched: bool,
     /// Releases to remove once the switch succeeded.
     pub prune: Vec<Version>,
+    /// The history action of this run (`push`, `rollback`) and the artifact's sha256.
+    pub action: &'static str,
+    pub sha256: Option<String>,
+    /// A history record of the host's current state was written by a switch or switch back.
+    pub recorded: bool,
+}
+
+impl Locked<'_> {
+    /// The history record of this host's switch, with `outcome` and `error`.
+    fn record(&self, context: &Context, outcome: Outcome, error: Option<String>) -> HistoryRecord {
+        let mut result = self.result.clone();
+        result.result = outcome;
+        result.error = error;
+        if let Some(switch) = &self.switch {
+            result.from = switch.from.as_ref().map(ToString::to_string);
+            result.to = Some(switch.to.to_string());
+        }
+        super::history_record(context, self.action, &result, self.sha256.clone())
+    }
 }
 
 /// Switches every host that has a switch, in batches. `failures` counts the hosts of this
@@ -84,6 +107,17 @@ pub async fn switch_all(
     halted
 }
 
+/// How one host's switch ended.
+struct Switched {
+    /// `current` names the new release.
+    switched: bool,
+    /// A history record of the host's state was written with the last change.
+    recorded: bool,
+    error: Option<HostError>,
+    /// What happened after the error (switched back, or switching back failed).
+    aftermath: Option<String>,
+}
+
 /// Switches one batch; returns how many hosts failed (a host whose hook or health check
 /// failed is switched back at once and counts as failed).
 async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Semaphore) -> usize {
@@ -91,58 +125,78 @@ async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Sem
         batch.iter().collect(),
         context.concurrency,
         |host: &Locked| async move {
-            let Some(switch) = &host.switch else {
-                return (false, None);
-            };
+            let switch = host.switch.as_ref()?;
             let _permit = permits.acquire().await;
-            host.run.restart_deadline();
-            async {
-                let outcome = switch_one(context, host, switch).await;
-                host.run
-                    .events
-                    .idle(&host.run.label, "switched; waiting for the other hosts");
-                outcome
-            }
-            .instrument(super::host_span(context, host.target))
-            .await
+            host.run.resume();
+            let outcome = switch_one(context, host, switch)
+                .instrument(super::host_span(context, host.target))
+                .await;
+            host.run
+                .wait_for_others("switched; waiting for the other hosts");
+            Some(outcome)
         },
     )
     .await;
     let mut failures = 0;
-    for (host, (switched, error)) in batch.iter_mut().zip(outcomes) {
-        host.switched = switched;
-        if let Some(error) = error {
-            failures += 1;
-            host.result.result = Outcome::Failed;
-            host.result.error = Some(error);
+    for (host, outcome) in batch.iter_mut().zip(outcomes) {
+        let Some(outcome) = outcome else { continue };
+        host.switched = outcome.switched;
+        host.recorded = outcome.recorded;
+        if let Some(error) = outcome.error {
+            let interrupted = matches!(error, HostError::Interrupted { .. });
+            let text = match outcome.aftermath {
+                Some(aftermath) => format!("{error}; {aftermath}"),
+                None => error.to_string(),
+            };
+            if interrupted && !outcome.switched {
+                // Ctrl-C: not a failure of this host.
+                host.result.result = if outcome.recorded {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Skipped
+                };
+            } else {
+                failures += 1;
+                host.result.result = Outcome::Failed;
+            }
+            host.result.error = Some(text);
         }
     }
     failures
 }
 
-/// `before_switch` hooks, switch, `after_switch` hooks, health check. Returns whether the host
-/// is left switched, and the failure if any.
-async fn switch_one(
-    context: &Context,
-    host: &Locked<'_>,
-    switch: &Switch,
-) -> (bool, Option<String>) {
+/// `before_switch` hooks, switch (with its history record), `after_switch` hooks, health
+/// check; on a failure after the switch, the switch back (with its record).
+async fn switch_one(context: &Context, host: &Locked<'_>, switch: &Switch) -> Switched {
     let service = &context.inventory.services[host.target.service];
     let host_name = &context.inventory.hosts[host.target.host].name;
     let sequence = SwitchSequence::new(service, host_name, switch);
+    let not_switched = |error| Switched {
+        switched: false,
+        recorded: false,
+        error: Some(error),
+        aftermath: None,
+    };
     for step in &sequence.before {
         if let Err(error) = host.run.execute(step, &Payload::none()).await {
-            return (false, Some(error.to_string()));
+            return not_switched(error);
         }
     }
-    if let Err(error) = host.run.execute(&sequence.switch, &Payload::none()).await {
-        return (false, Some(error.to_string()));
-    }
+    let step = switch.recorded(host.record(context, Outcome::Ok, None));
     let mut failure = None;
-    for step in &sequence.after {
-        if let Err(error) = host.run.execute(step, &Payload::none()).await {
-            failure = Some(error);
-            break;
+    match host.run.execute(&step, &Payload::none()).await {
+        Ok(_) => {}
+        // The switch ran and said no: nothing changed.
+        Err(error @ HostError::Failed { .. }) => return not_switched(error),
+        // The answer was lost (connection dropped, deadline): it may have switched.
+        Err(error) => failure = Some(error),
+    }
+    if failure.is_none() {
+        for step in &sequence.after {
+            if let Err(error) = host.run.execute(step, &Payload::none()).await {
+                failure = Some(error);
+                break;
+            }
         }
     }
     if failure.is_none()
@@ -152,26 +206,48 @@ async fn switch_one(
         failure = Some(error);
     }
     let Some(error) = failure else {
-        return (true, None);
+        return Switched {
+            switched: true,
+            recorded: true,
+            error: None,
+            aftermath: None,
+        };
     };
     let back_to = switch
         .from
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_else(|| "no live release".to_string());
-    match revert(context, host, switch).await {
-        Ok(()) => (false, Some(format!("{error}; switched back to {back_to}"))),
-        Err(undo) => (
-            true,
-            Some(format!("{error}; switching back failed: {undo}")),
-        ),
+    let (outcome, reason) = match &error {
+        HostError::Interrupted { .. } => (Outcome::RolledBack, "switched back: interrupted".to_string()),
+        other => (Outcome::Failed, other.to_string()),
+    };
+    match revert(context, host, switch, host.record(context, outcome, Some(reason))).await {
+        Ok(()) => Switched {
+            switched: false,
+            recorded: true,
+            error: Some(error),
+            aftermath: Some(format!("switched back to {back_to}")),
+        },
+        Err(undo) => Switched {
+            switched: true,
+            recorded: false,
+            error: Some(error),
+            aftermath: Some(format!("switching back failed: {undo}")),
+        },
     }
 }
 
-/// Puts a switched host back: the reverse switch, then `after_switch` hooks for the release
-/// it returns to. Not bounded by the deadline or Ctrl-C (it is what they call for).
-async fn revert(context: &Context, host: &Locked<'_>, switch: &Switch) -> Result<(), HostError> {
-    host.run.execute_unbounded(&switch.undo()).await?;
+/// Puts a switched host back: the reverse switch (writing `record`), then `after_switch` hooks
+/// for the release it returns to. Not bounded by Ctrl-C, and allowed its own short grace
+/// beyond the host's budget, reconnecting if the connection died (it is what they call for).
+async fn revert(
+    context: &Context,
+    host: &Locked<'_>,
+    switch: &Switch,
+    record: HistoryRecord,
+) -> Result<(), HostError> {
+    let mut steps = vec![switch.undo(Some(record))];
     if let Some(previous) = &switch.from {
         let service = &context.inventory.services[host.target.service];
         let host_name = &context.inventory.hosts[host.target.host].name;
@@ -180,11 +256,9 @@ async fn revert(context: &Context, host: &Locked<'_>, switch: &Switch) -> Result
             to: previous.clone(),
             action: LogAction::Rollback,
         };
-        for step in SwitchSequence::new(service, host_name, &back).after {
-            host.run.execute_unbounded(&step).await?;
-        }
+        steps.extend(SwitchSequence::new(service, host_name, &back).after);
     }
-    Ok(())
+    host.run.switch_back(&steps).await
 }
 
 /// Every host this run switched goes back to where it was (at most `concurrency` at once).
@@ -194,16 +268,21 @@ async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str
         let Some(switch) = host.switch.clone() else {
             return;
         };
-        let outcome = revert(context, host, &switch)
+        host.run.resume();
+        let message = format!("switched back: {reason}");
+        let record = host.record(context, Outcome::RolledBack, Some(message.clone()));
+        let outcome = revert(context, host, &switch, record)
             .instrument(super::host_span(context, host.target))
             .await;
         match outcome {
             Ok(()) => {
                 host.switched = false;
+                host.recorded = true;
                 host.result.result = Outcome::RolledBack;
-                host.result.error = Some(format!("switched back: {reason}"));
+                host.result.error = Some(message);
             }
             Err(error) => {
+                host.recorded = false;
                 host.result.result = Outcome::Failed;
                 host.result.error =
                     Some(format!("switching back after `{reason}` failed: {error}"));
@@ -213,13 +292,15 @@ async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str
     .await;
 }
 
-/// Last phase for one host: prune (if it switched), history, unlock, disconnect.
+/// Last phase for one host: prune (if it switched), the history record when no switch wrote
+/// one, unlock, disconnect.
 pub async fn finish(
     host: Locked<'_>,
     halted: Option<&str>,
     record: impl FnOnce(&HostResult) -> HistoryRecord,
 ) -> (Target, HostResult) {
     let mut host = host;
+    host.run.resume();
     let mut prune = None;
     if host.switch.is_some() {
         if host.switched && !host.prune.is_empty() {
@@ -233,9 +314,11 @@ pub async fn finish(
         }
     }
     host.result.duration_ms = elapsed_ms(host.started);
-    host.run.record(&record(&host.result), prune.as_ref()).await;
+    let history = (!host.recorded).then(|| record(&host.result));
+    host.run.record(history.as_ref(), prune.as_ref()).await;
+    host.result.history_lost = host.run.history_lost();
     host.result.steps = Some(host.run.executed());
-    unlock(&host.run.label, host.lock).await;
+    host.run.unlock(host.lock).await;
     announce(&host.run.events, &host.run.label, &host.result);
     host.run.close().await;
     (host.target, host.result)

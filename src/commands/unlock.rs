@@ -31,24 +31,36 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
             ),
             None => lock.describe(),
         };
+        // A holder is only ever signalled when its line names it beyond doubt (PID above 1,
+        // boot id and start time still matching); otherwise `--force` breaks the lock alone.
+        let may_stop = lock.alive && lock.verifiable();
         if lock.alive && !arguments.force {
             run.close().await;
+            let hint = if may_stop {
+                "pass --force to stop it and break the lock"
+            } else {
+                "its line does not record the process start time (an older deploy wrote it), so it is never signalled: stop that run yourself, or pass --force to break the lock without stopping it"
+            };
             return Err(HostError::failed(
                 "unlock",
                 format!(
-                    "lock {holder}: its process (pid {}) still runs on the host; pass --force to stop it and break the lock",
+                    "lock {holder}: its process (pid {}) still runs on the host; {hint}",
                     lock.pid
                 ),
             ));
         }
         let step = Step::Unlock {
             holder: lock.line.clone(),
-            kill: lock.alive.then(|| lock.pid.clone()),
+            kill: may_stop,
         };
         let outcome = run.execute(&step, &Payload::none()).await;
         if outcome.is_ok() {
-            run.record(&super::history_record(context, "unlock", &result, None), None)
-                .await;
+            run.record(
+                Some(&super::history_record(context, "unlock", &result, None)),
+                None,
+            )
+            .await;
+            result.history_lost = run.history_lost();
         }
         run.close().await;
         outcome?;

@@ -3,9 +3,13 @@
 
 mod support;
 
+mod artifact_policy;
 mod auth;
+mod chaos;
 mod check;
 mod diff;
+mod escapes;
+mod faults;
 mod hooks;
 mod host_keys;
 mod inventory_errors;

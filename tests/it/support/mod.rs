@@ -40,8 +40,14 @@ const PORT_ATTEMPTS: usize = 3;
 
 /// The `deploy` binary under test, with a predictable environment: `NO_COLOR=1`, and no
 /// `SSH_AUTH_SOCK` (so no agent keys are tried) and no `RUST_LOG`.
+///
+/// `DEPLOY_TEST_BINARY` points the suite at another build (for example the previous release, to
+/// see a regression test fail there).
 pub fn deploy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+    let binary = std::env::var_os("DEPLOY_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deploy")));
+    let mut cmd = Command::new(binary);
     cmd.env("NO_COLOR", "1")
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("RUST_LOG");
@@ -238,6 +244,40 @@ impl Fleet {
         host.start_on_same_port();
     }
 
+    /// The per-connection sshd processes of host `index`: descendants of its listening sshd
+    /// that are sshd themselves (`sshd`, `sshd-session`, `sshd-auth`), found by walking down
+    /// from the listener through sshd processes only. The shells and commands they run are not
+    /// included. Empty when the host is stopped or has no connection.
+    pub fn session_pids(&self, index: usize) -> Vec<u32> {
+        let Some(listener) = self.host(index).pid() else {
+            return Vec::new();
+        };
+        let table = process_table();
+        let mut found = Vec::new();
+        let mut stack = vec![listener];
+        while let Some(parent) = stack.pop() {
+            for (&pid, &(ppid, state)) in &table {
+                if ppid == parent && state != 'Z' && !found.contains(&pid) && is_sshd_process(pid) {
+                    found.push(pid);
+                    stack.push(pid);
+                }
+            }
+        }
+        found.sort_unstable();
+        found
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`, ... as for `kill -s`) to every
+    /// per-connection sshd process of host `index` ([`Fleet::session_pids`]), never to the
+    /// listener nor to the commands under them: `STOP` freezes the host's open connections
+    /// (TCP stays up, nothing answers; new connections still work), `CONT` thaws them, `KILL`
+    /// drops them. Returns the PIDs signalled (empty: the host had no connection).
+    pub fn signal_sessions(&self, index: usize, signal: &str) -> Vec<u32> {
+        let pids = self.session_pids(index);
+        send_signal(signal, &pids);
+        pids
+    }
+
     fn host_mut(&mut self, index: usize) -> &mut TestHost {
         let count = self.hosts.len();
         self.hosts
@@ -343,6 +383,56 @@ impl TestHost {
         format!("[127.0.0.1]:{} {}", self.port, self.host_key_public)
     }
 
+    /// `<dir>/bin`: first on `PATH` of every command run on this host (see [`TestHost::wrap_command`]).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    /// Makes `name` a wrapper on this host only: writes the executable `<dir>/bin/<name>`
+    /// (`#!/bin/sh` + `body`), which every later command on this host finds before the real
+    /// program (the login script puts `<dir>/bin` first on `PATH`; the fleet's hosts all run as
+    /// the same user, so a system-wide wrapper would hit every host). The body calls the real
+    /// program by absolute path, from [`real_program`]; prefer running it without `exec`, so the
+    /// wrapper stays visible to [`TestHost::wrapper_processes`] until the real program is done.
+    ///
+    /// ```ignore
+    /// let mv = support::real_program("mv");
+    /// // 2 s pause only when the arguments name a release: widens the finalize window.
+    /// host.wrap_command("mv", &format!("case \"$*\" in *releases/*) sleep 2;; esac\n{} \"$@\"", mv.display()));
+    /// ```
+    ///
+    /// Takes effect for commands started from now on (no restart); replaced atomically.
+    pub fn wrap_command(&self, name: &str, body: &str) {
+        assert!(
+            !name.is_empty() && !name.contains('/'),
+            "wrap_command: {name:?} is not a command name"
+        );
+        let bin = self.bin_dir();
+        fs::create_dir_all(&bin)
+            .unwrap_or_else(|e| panic!("could not create {}: {e}", bin.display()));
+        let path = bin.join(name);
+        let temporary = bin.join(format!(".{name}.tmp"));
+        fs::write(&temporary, format!("#!/bin/sh\n{body}\n"))
+            .unwrap_or_else(|e| panic!("could not write {}: {e}", temporary.display()));
+        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("could not chmod {}: {e}", temporary.display()));
+        fs::rename(&temporary, &path)
+            .unwrap_or_else(|e| panic!("could not install {}: {e}", path.display()));
+    }
+
+    /// Removes the wrapper `name` (the real program is used again). No-op if there is none.
+    pub fn unwrap_command(&self, name: &str) {
+        let _ = fs::remove_file(self.bin_dir().join(name));
+    }
+
+    /// PIDs of processes still running one of this host's wrappers (their command line names
+    /// `<dir>/bin/`): a wrapper that sleeps outlives the session that started it, so wait for
+    /// this to be empty before judging what a host's tree ends up as.
+    pub fn wrapper_processes(&self) -> Vec<u32> {
+        let bin = format!("{}/", path_str(&self.bin_dir()));
+        processes_where(|process| process.cmdline.contains(&bin))
+    }
+
     fn host_key_path(&self) -> PathBuf {
         self.dir.join("ssh_host_ed25519_key")
     }
@@ -430,6 +520,14 @@ impl TestHost {
         script.push_str(&format!(
             "cd {} || exit 1\n",
             sh_quote(path_str(&self.root))
+        ));
+        // `<dir>/bin` first on PATH: a test drops wrapper commands there (`wrap_command`).
+        let bin = self.bin_dir();
+        fs::create_dir_all(&bin)
+            .unwrap_or_else(|e| panic!("could not create {}: {e}", bin.display()));
+        script.push_str(&format!(
+            "PATH={}:\"$PATH\"\nexport PATH\n",
+            sh_quote(path_str(&bin))
         ));
         if let Some(kb) = self.file_size_limit_kb {
             // POSIX `ulimit -f` counts 512-byte blocks.
@@ -617,7 +715,338 @@ impl Drop for Blackhole {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Background runs of `deploy`
+
+/// A `deploy` process running in the background; its stdout and stderr go to files (a pipe
+/// nobody reads could fill and stall it). Killed (SIGKILL) if dropped while still running.
+///
+/// Run it with `-v` (and no terminal, which is always the case here) to get one plain
+/// `HOST: STEP` line per step on stderr, then [`Background::wait_for_line`] /
+/// [`Background::signal_at`] to act at an exact step.
+pub struct Background {
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    started: Instant,
+}
+
+/// Starts `deploy ARGS` (see [`deploy`]) in the background, stdin closed, output in
+/// `<dir>/<tag>.stdout` and `<dir>/<tag>.stderr`.
+pub fn spawn_deploy(dir: &Path, tag: &str, args: &[&str]) -> Background {
+    let stdout = dir.join(format!("{tag}.stdout"));
+    let stderr = dir.join(format!("{tag}.stderr"));
+    let create = |path: &Path| {
+        fs::File::create(path)
+            .unwrap_or_else(|e| panic!("could not create {}: {e}", path.display()))
+    };
+    let child = deploy()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(create(&stdout))
+        .stderr(create(&stderr))
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start deploy {args:?}: {e}"));
+    Background {
+        child: Some(child),
+        stdout,
+        stderr,
+        started: Instant::now(),
+    }
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the run was already reaped")
+    }
+
+    /// Time since it was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// True once the process has exited (it is not reaped: [`Background::wait`] still works).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Waits until a whole line of its stderr equals `line` (e.g. `"web2: switch"`, ignoring
+    /// trailing whitespace). Panics, with the stderr so far, if the process exits first or
+    /// `patience` runs out.
+    pub fn wait_for_line(&mut self, line: &str, patience: Duration) {
+        self.wait_for_line_where(&format!("the line {line:?}"), |seen| seen == line, patience);
+    }
+
+    /// Waits until a whole line of its stderr (trailing whitespace removed) satisfies
+    /// `matches`, and returns that line. `what` describes it for the panic message (the process
+    /// exited first, or `patience` ran out).
+    pub fn wait_for_line_where(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        patience: Duration,
+    ) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let text = self.stderr_so_far();
+            // Only lines already ended by a newline: the last one may be half written.
+            let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+            if let Some(found) = complete
+                .lines()
+                .map(str::trim_end)
+                .find(|seen| matches(seen))
+            {
+                return found.to_string();
+            }
+            if self.has_exited() {
+                panic!(
+                    "deploy exited before printing {what}; stderr:\n{}\nstdout:\n{}",
+                    self.stderr_so_far(),
+                    fs::read_to_string(&self.stdout).unwrap_or_default()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!("deploy did not print {what} within {patience:?}; stderr so far:\n{text}");
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Sends `signal` (`"INT"`, `"TERM"`, `"KILL"`, ...) to the process, by PID.
+    pub fn signal(&self, signal: &str) {
+        send_signal(signal, &[self.pid()]);
+    }
+
+    /// [`Background::wait_for_line`], then [`Background::signal`] at once.
+    pub fn signal_at(&mut self, line: &str, signal: &str, patience: Duration) {
+        self.wait_for_line(line, patience);
+        self.signal(signal);
+    }
+
+    /// Waits for it to exit and returns what it did. If it is still running after `patience`,
+    /// kills it (SIGKILL) and panics with its stderr.
+    pub fn wait(mut self, patience: Duration) -> crate::Ran {
+        match self.wait_within(patience) {
+            Some(ran) => ran,
+            None => panic!(
+                "deploy did not finish within {patience:?} (killed); stderr:\n{}",
+                self.stderr_so_far()
+            ),
+        }
+    }
+
+    /// Like [`Background::wait`], but returns `None` (after killing it) instead of panicking
+    /// when it is still running after `patience`.
+    pub fn wait_within(&mut self, patience: Duration) -> Option<crate::Ran> {
+        let deadline = Instant::now() + patience;
+        let mut child = self.child.take().expect("the run was already reaped");
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => thread::sleep(POLL),
+                Err(e) => panic!("could not check on deploy (pid {}): {e}", child.id()),
+            }
+        }?;
+        Some(crate::Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: self.stderr_so_far(),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts
+
+/// A mount made by a test, unmounted (lazily, `umount -l`) when dropped. Needs root (tests run
+/// as root here and in CI); panics with a clear message otherwise. Declare it AFTER the
+/// [`Fleet`] whose host root it is under, so that it is dropped (unmounted) first.
+pub struct MountGuard {
+    dir: PathBuf,
+}
+
+impl MountGuard {
+    /// Mounts a tmpfs of `kib` KiB on `dir` (created if missing): a small disk that fills up.
+    pub fn tmpfs(dir: &Path, kib: u64) -> MountGuard {
+        require_root("mounting a tmpfs");
+        fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("could not create {}: {e}", dir.display()));
+        run_mount(&[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={kib}k"),
+            "tmpfs",
+            path_str(dir),
+        ]);
+        MountGuard {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Makes the existing directory `dir` read-only (`mount --bind D D`, then
+    /// `mount -o remount,bind,ro D`): every write under it fails with EROFS.
+    pub fn read_only(dir: &Path) -> MountGuard {
+        require_root("a read-only bind mount");
+        run_mount(&["--bind", path_str(dir), path_str(dir)]);
+        let guard = MountGuard {
+            dir: dir.to_path_buf(),
+        };
+        run_mount(&["-o", "remount,bind,ro", path_str(dir)]);
+        guard
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let result = Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        match result {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!(
+                "warning: umount -l {} failed: {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(e) => eprintln!(
+                "warning: could not run umount -l {}: {e}",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
+fn run_mount(args: &[&str]) {
+    let output = Command::new("mount")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run mount {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "mount {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Panics unless the tests run as root (uid 0).
+pub fn require_root(why: &str) {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    assert!(
+        uid == "0",
+        "{why} needs root: these tests run as root (in CI too), but the effective uid is {uid}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Processes
+
+/// One process of the process table (see [`processes_where`]).
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its arguments joined by spaces (`sleep 4242`).
+    pub cmdline: String,
+    /// Its working directory (unreadable: empty).
+    pub cwd: PathBuf,
+}
+
+/// PIDs of the live (not zombie) processes for which `matches` holds, from /proc.
+pub fn processes_where(matches: impl Fn(&ProcessInfo) -> bool) -> Vec<u32> {
+    let mut pids: Vec<u32> = process_table()
+        .into_iter()
+        .filter(|&(_, (_, state))| state != 'Z' && state != 'X')
+        .filter_map(|(pid, (ppid, _))| {
+            let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = raw
+                .split(|&byte| byte == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let info = ProcessInfo {
+                pid,
+                ppid,
+                cmdline,
+                cwd,
+            };
+            matches(&info).then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Sends `signal` (as for `kill -s`) to each of `pids`. Only for processes the test started
+/// (directly or through its own hosts).
+pub fn signal_pids(signal: &str, pids: &[u32]) {
+    send_signal(signal, pids);
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    process_alive(pid)
+}
+
+/// An absolute path to the real `name` (`mv`, `env`, `sleep`...) on the test's own `PATH`,
+/// for wrapper bodies ([`TestHost::wrap_command`]). Panics if there is none.
+pub fn real_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/bin"].iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate.is_absolute()
+                && fs::metadata(candidate)
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no `{name}` program found on PATH"))
+}
+
+fn is_sshd_process(pid: u32) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    matches!(comm.trim(), "sshd" | "sshd-session" | "sshd-auth")
+}
 
 /// SIGTERM each child and every process below it (per-connection sshd processes and the
 /// sessions they run), by PID; SIGKILL whatever is still alive after [`TERM_GRACE`]; reap the

@@ -1,0 +1,254 @@
+//! Property tests for the parsers of host output in `facts` (remote output is untrusted): the
+//! facts script's output, the release scan, release-log lines, lock holder lines and history
+//! lines. Each property states what holds for any input (no panic, errors instead) and what
+//! round-trips for well-formed input. Only the public API of `facts` is used.
+
+use proptest::prelude::*;
+
+use crate::facts::{self, LockHolder, LogAction, LogEntry};
+use crate::inventory::Version;
+use crate::plan::HistoryRecord;
+
+/// Valid versions: 1–128 characters from `A-Z a-z 0-9 . _ + -`, starting with a letter or digit.
+fn version() -> impl Strategy<Value = Version> {
+    "[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+        .prop_map(|text| Version::parse(&text).expect("the pattern yields valid versions"))
+}
+
+fn log_entry() -> impl Strategy<Value = LogEntry> {
+    let action = prop_oneof![
+        Just(LogAction::Stage),
+        Just(LogAction::Push),
+        Just(LogAction::Rollback),
+    ];
+    (
+        any::<u64>(),
+        action,
+        proptest::option::of(version()),
+        version(),
+    )
+        .prop_map(|(time, action, from, to)| LogEntry {
+            time,
+            action,
+            from,
+            to,
+        })
+}
+
+/// Lines that look like the facts script's: a known tag (or not) and arbitrary text.
+fn facts_line() -> impl Strategy<Value = String> {
+    let tag = prop_oneof![
+        Just("df"),
+        Just("base"),
+        Just("current"),
+        Just("release"),
+        Just("log"),
+        Just("lock"),
+        Just("staging"),
+        Just(""),
+        Just("bogus"),
+    ];
+    (tag, any::<String>()).prop_map(|(tag, rest)| format!("{tag} {rest}"))
+}
+
+/// One record, built from JSON so that fields the struct gains later (all optional) read as
+/// absent.
+fn history_record() -> impl Strategy<Value = HistoryRecord> {
+    let text = || any::<String>();
+    let optional = || proptest::option::of(any::<String>());
+    (
+        (text(), text(), text(), text(), text()),
+        (optional(), optional(), optional(), text(), optional()),
+    )
+        .prop_map(
+            |((time, id, operator, action, service), (from, to, sha256, result, error))| {
+                serde_json::from_value(serde_json::json!({
+                    "time": time,
+                    "id": id,
+                    "operator": operator,
+                    "action": action,
+                    "service": service,
+                    "from": from,
+                    "to": to,
+                    "sha256": sha256,
+                    "result": result,
+                    "error": error,
+                }))
+                .expect("every field of a history record is given")
+            },
+        )
+}
+
+fn history_line(record: &HistoryRecord) -> String {
+    serde_json::to_string(record).expect("a history record serialises")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn facts_parse_never_panics_on_any_text(text in any::<String>()) {
+        let _ = facts::parse(&text);
+    }
+
+    #[test]
+    fn facts_parse_never_panics_on_tagged_lines(
+        lines in proptest::collection::vec(facts_line(), 0..12)
+    ) {
+        let _ = facts::parse(&lines.join("\n"));
+    }
+
+    #[test]
+    fn release_log_lines_never_panic_and_parse_to_what_they_print(line in "[^\n]*") {
+        if let Ok(parsed) = facts::parse(&format!("log {line}\n")) {
+            prop_assert_eq!(parsed.log.len(), 1);
+            let again = facts::parse(&format!("log {}\n", facts::log_line(&parsed.log[0])))
+                .expect("a printed log line parses");
+            prop_assert_eq!(again.log, parsed.log);
+        }
+    }
+
+    #[test]
+    fn release_log_lines_round_trip(entries in proptest::collection::vec(log_entry(), 0..6)) {
+        let text: String = entries
+            .iter()
+            .map(|entry| format!("log {}\n", facts::log_line(entry)))
+            .collect();
+        let parsed = facts::parse(&text).expect("printed log lines parse");
+        prop_assert_eq!(parsed.log, entries);
+    }
+
+    #[test]
+    fn scan_parse_never_panics_on_any_bytes(bytes in any::<Vec<u8>>()) {
+        let _ = facts::parse_scan(&bytes);
+    }
+
+    #[test]
+    fn scan_parse_never_panics_on_scan_shaped_fields(
+        fields in proptest::collection::vec(
+            prop_oneof![
+                Just(b"deploy-digests".to_vec()),
+                Just(b"f 644 1".to_vec()),
+                Just(b"d 755 0".to_vec()),
+                Just(b"l 777 3".to_vec()),
+                Just(b"./a".to_vec()),
+                Just(format!("{}  ./a", "0".repeat(64)).into_bytes()),
+                Just(Vec::new()),
+                any::<Vec<u8>>(),
+            ],
+            0..16,
+        )
+    ) {
+        let _ = facts::parse_scan(&fields.join(&0u8));
+    }
+
+    #[test]
+    fn lock_holder_parse_never_panics(line in any::<String>(), alive in any::<bool>()) {
+        let holder = LockHolder::parse(&line, alive);
+        prop_assert_eq!(&holder.line, &line);
+        prop_assert_eq!(holder.alive, alive);
+        let _ = holder.describe();
+    }
+
+    #[test]
+    fn lock_holder_fields_round_trip(
+        pid in "[^ ]{1,12}",
+        operator in "[^ ]{1,24}",
+        run_id in "[^ ]{1,24}",
+        since in any::<u64>(),
+        boot_id in "[^ ]{1,36}",
+        start in "[^ ]{1,12}",
+        alive in any::<bool>(),
+    ) {
+        let line = format!("{pid} {operator} {run_id} {since} {boot_id} {start}");
+        let holder = LockHolder::parse(&line, alive);
+        prop_assert_eq!(&holder.line, &line);
+        prop_assert_eq!(holder.pid, pid);
+        prop_assert_eq!(holder.operator, operator);
+        prop_assert_eq!(holder.run_id, run_id);
+        prop_assert_eq!(holder.since, Some(since));
+        prop_assert_eq!(holder.boot_id, Some(boot_id));
+        prop_assert_eq!(holder.start, Some(start));
+        prop_assert_eq!(holder.alive, alive);
+    }
+
+    #[test]
+    fn lock_lines_of_the_facts_script_give_their_holder(
+        fields in proptest::collection::vec("[!-~]{1,16}", 0..7),
+        alive in any::<bool>(),
+    ) {
+        let holder = fields.join(" ");
+        let state = if alive { "alive" } else { "dead" };
+        let parsed = facts::parse(&format!("lock {state} {holder}\n")).expect("a lock line parses");
+        prop_assert_eq!(parsed.lock, Some(LockHolder::parse(&holder, alive)));
+    }
+
+    #[test]
+    fn history_parse_never_panics_and_accounts_for_every_line(text in any::<String>()) {
+        let (records, problems) = facts::parse_history(&text);
+        let lines = text.lines().filter(|line| !line.trim().is_empty()).count();
+        prop_assert_eq!(records.len() + problems.len(), lines);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn history_records_round_trip_newest_first(
+        records in proptest::collection::vec(history_record(), 0..6)
+    ) {
+        let text: String = records
+            .iter()
+            .map(|record| history_line(record) + "\n")
+            .collect();
+        let (parsed, problems) = facts::parse_history(&text);
+        prop_assert!(problems.is_empty(), "{problems:?}");
+        let newest_first: Vec<HistoryRecord> = records.into_iter().rev().collect();
+        prop_assert_eq!(parsed, newest_first);
+    }
+
+    /// A write cut short (a full disk) leaves a partial line; the next append lands on it.
+    #[test]
+    fn a_truncated_record_glued_to_the_next_is_one_problem(
+        records in proptest::collection::vec(history_record(), 2..7),
+        cut_at in any::<prop::sample::Index>(),
+        glued_at in any::<prop::sample::Index>(),
+    ) {
+        let lines: Vec<String> = records.iter().map(history_line).collect();
+        // Line `truncated` loses its end and its newline; line `truncated + 1` follows it.
+        let truncated = glued_at.index(lines.len() - 1);
+        let boundaries: Vec<usize> = lines[truncated]
+            .char_indices()
+            .map(|(position, _)| position)
+            .skip(1)
+            .collect();
+        let cut = boundaries[cut_at.index(boundaries.len())];
+        let mut text = String::new();
+        for (index, line) in lines.iter().enumerate() {
+            if index == truncated {
+                text.push_str(&line[..cut]);
+            } else {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let (parsed, problems) = facts::parse_history(&text);
+        prop_assert_eq!(problems.len(), 1, "{:?}", problems);
+        let line_number = truncated + 1;
+        prop_assert!(
+            problems[0].contains(&format!("line {line_number} ")),
+            "{} does not name line {}",
+            problems[0],
+            line_number
+        );
+        let expected: Vec<HistoryRecord> = records
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| *index != truncated && *index != truncated + 1)
+            .map(|(_, record)| record)
+            .rev()
+            .collect();
+        prop_assert_eq!(parsed, expected);
+    }
+}

@@ -1,0 +1,1017 @@
+//! Regression tests for faults found in the field, each staged with a real fault on real sshd
+//! hosts: slowed remote commands (wrappers first on a host's PATH), frozen or dropped SSH
+//! sessions, a controller signalled at an exact step, a full or read-only disk, hand-written
+//! lock holders and torn history lines. Each test states the contract it holds the binary to;
+//! durations are only asserted where the contract is itself a deadline (`host_timeout`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, Background, Fleet, MountGuard};
+use crate::{Ran, deploy, tarball};
+
+/// How long a polled condition (or a background run) may take before the test gives up; only
+/// keeps a broken build from hanging the suite.
+const PATIENCE: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(20);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn service(extra: &str) -> String {
+    format!("[services.app]\nbase_dir = \"app\"\n{extra}")
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// `-i INVENTORY --output json --no-progress [-v] push --version V --artifact A EXTRA...`
+fn push_args<'a>(
+    inventory: &'a Path,
+    version: &'a str,
+    artifact: &'a Path,
+    verbose: bool,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "-i",
+        path_str(inventory),
+        "--output",
+        "json",
+        "--no-progress",
+    ];
+    if verbose {
+        args.push("-v");
+    }
+    args.extend([
+        "push",
+        "--version",
+        version,
+        "--artifact",
+        path_str(artifact),
+    ]);
+    args.extend_from_slice(extra);
+    args
+}
+
+fn push(inventory: &Path, version: &str, artifact: &Path) -> Ran {
+    deploy(&push_args(inventory, version, artifact, false, &[]))
+}
+
+/// A push in the background with plain `HOST: STEP` lines on stderr (`-v`, no terminal).
+fn spawn_push(
+    fleet: &Fleet,
+    tag: &str,
+    inventory: &Path,
+    version: &str,
+    artifact: &Path,
+) -> Background {
+    support::spawn_deploy(
+        fleet.dir(),
+        tag,
+        &push_args(inventory, version, artifact, true, &[]),
+    )
+}
+
+fn app(fleet: &Fleet, index: usize) -> PathBuf {
+    fleet.host(index).root.join("app")
+}
+
+/// The version `current` points at (`releases/<v>`), `None` without a `current` link.
+fn live(fleet: &Fleet, index: usize) -> Option<String> {
+    let target = std::fs::read_link(app(fleet, index).join("current")).ok()?;
+    let target = target.display().to_string();
+    Some(
+        target
+            .strip_prefix("releases/")
+            .unwrap_or_else(|| panic!("current -> {target}: not releases/<v>"))
+            .to_string(),
+    )
+}
+
+fn lives(fleet: &Fleet) -> Vec<Option<String>> {
+    (0..fleet.hosts().len()).map(|i| live(fleet, i)).collect()
+}
+
+/// Every record of the host's `.deploy/history.jsonl`, oldest first; each line must be JSON.
+fn history(fleet: &Fleet, index: usize) -> Vec<Value> {
+    let path = app(fleet, index).join(".deploy/history.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .map(|(number, line)| {
+            serde_json::from_str(line).unwrap_or_else(|error| {
+                panic!(
+                    "{} line {} is not JSON ({error}): {line:?}",
+                    path.display(),
+                    number + 1
+                )
+            })
+        })
+        .collect()
+}
+
+fn last_record(fleet: &Fleet, index: usize) -> Value {
+    history(fleet, index)
+        .pop()
+        .unwrap_or_else(|| panic!("{}: no history record at all", fleet.host(index).name))
+}
+
+/// The last history record of host `index` agrees with what is live there: `ok` means the
+/// host is on `to`; `failed` / `rolled_back` mean it is (back) on `from`.
+fn assert_last_record_agrees(fleet: &Fleet, index: usize) {
+    let record = last_record(fleet, index);
+    let live = live(fleet, index);
+    let expected = match record["result"].as_str() {
+        Some("ok") => &record["to"],
+        Some("failed" | "rolled_back") => &record["from"],
+        other => panic!("unexpected result {other:?} in {record:#}"),
+    };
+    assert_eq!(
+        expected.as_str(),
+        live.as_deref(),
+        "{}: the last history record does not agree with what is live ({live:?}): {record:#}",
+        fleet.host(index).name
+    );
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        thread::sleep(POLL);
+    }
+}
+
+/// Polls for up to `seconds` (clean-up that may finish just after the controller exits).
+fn eventually(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_no_lock_left(fleet: &Fleet) {
+    for index in 0..fleet.hosts().len() {
+        let lock = app(fleet, index).join(".deploy/lock");
+        assert!(
+            eventually(10, || !lock.exists()),
+            "{}: lock left behind: {:?}",
+            fleet.host(index).name,
+            std::fs::read_to_string(lock.join("holder"))
+        );
+    }
+}
+
+/// Waits until no wrapper started on any host of the fleet is still running: a slowed `mv`
+/// outlives the session (and the controller) that started it, and the host's tree is only
+/// final once it is done.
+fn wait_for_wrappers(fleet: &Fleet) {
+    for host in fleet.hosts() {
+        wait_until(&format!("{}: wrappers done", host.name), || {
+            host.wrapper_processes().is_empty()
+        });
+    }
+}
+
+/// `mv` on host `index` sleeps `seconds` before moving when its arguments contain `needle`.
+fn slow_mv(fleet: &Fleet, index: usize, needle: &str, seconds: u32) {
+    let mv = support::real_program("mv");
+    let sleep = support::real_program("sleep");
+    fleet.host(index).wrap_command(
+        "mv",
+        &format!(
+            "case \"$*\" in *{needle}*) {} {seconds};; esac\n{} \"$@\"",
+            sleep.display(),
+            mv.display()
+        ),
+    );
+}
+
+/// The text of a host's JSON row error (empty when none).
+fn error_of(ran: &Ran, host: &str) -> String {
+    ran.host(host)["error"].as_str().unwrap_or("").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Interrupted finalize
+
+/// (path, content) of a release of `count` small files in 30 directories.
+fn many_files(version: &str, count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("d{:02}/f{i:04}.txt", i % 30),
+                format!("{version} {i}\n"),
+            )
+        })
+        .collect()
+}
+
+fn many_files_tarball(fleet: &Fleet, version: &str) -> (PathBuf, Vec<(String, String)>) {
+    let files = many_files(version, 3000);
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_str()))
+        .collect();
+    (tarball(fleet.dir(), version, &borrowed), files)
+}
+
+/// `releases/<version>` on host `index` does not exist, or holds every file of the artifact
+/// with its content.
+fn assert_whole_or_absent(fleet: &Fleet, index: usize, version: &str, files: &[(String, String)]) {
+    let release = app(fleet, index).join("releases").join(version);
+    if !release.exists() {
+        return;
+    }
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|(path, content)| {
+            std::fs::read_to_string(release.join(path)).ok().as_deref() != Some(content.as_str())
+        })
+        .map(|(path, _)| path.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: releases/{version} exists but is incomplete: {} of {} files missing or wrong (e.g. {:?})",
+        fleet.host(index).name,
+        missing.len(),
+        files.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// The same push again succeeds and every host is live on a complete `version`.
+fn rerun_completes(
+    fleet: &Fleet,
+    inventory: &Path,
+    version: &str,
+    artifact: &Path,
+    files: &[(String, String)],
+    first: &Ran,
+) {
+    let ran = push(inventory, version, artifact);
+    assert_eq!(
+        ran.code, 0,
+        "re-running the interrupted push failed: {ran:?}\nthe first run was: {first:?}"
+    );
+    for index in 0..fleet.hosts().len() {
+        assert_eq!(live(fleet, index).as_deref(), Some(version), "{ran:?}");
+        let release = app(fleet, index).join("releases").join(version);
+        assert!(
+            release.is_dir(),
+            "{}: no releases/{version}",
+            fleet.host(index).name
+        );
+        assert_whole_or_absent(fleet, index, version, files);
+    }
+}
+
+/// SIGINT or SIGTERM while web1's finalize (its `mv` of the tree into `releases/`) is held up
+/// for 2 s: exit 130, no incomplete release anywhere, and the same push then completes.
+fn finalize_interrupted_by(signal: &str) {
+    let fleet = Fleet::start(2);
+    let inventory = fleet.write_inventory(&service(""));
+    let (artifact, files) = many_files_tarball(&fleet, "v2");
+    slow_mv(&fleet, 0, "releases/", 2);
+
+    let mut running = spawn_push(&fleet, signal, &inventory, "v2", &artifact);
+    running.signal_at("web1: finalize", signal, PATIENCE);
+    let ran = running.wait(PATIENCE);
+    assert_eq!(ran.code, 130, "SIG{signal} during finalize: {ran:?}");
+
+    wait_for_wrappers(&fleet);
+    for index in 0..2 {
+        assert_whole_or_absent(&fleet, index, "v2", &files);
+    }
+    rerun_completes(&fleet, &inventory, "v2", &artifact, &files, &ran);
+}
+
+#[test]
+fn sigint_during_finalize_never_leaves_an_incomplete_release() {
+    finalize_interrupted_by("INT");
+}
+
+#[test]
+fn sigterm_during_finalize_never_leaves_an_incomplete_release() {
+    finalize_interrupted_by("TERM");
+}
+
+#[test]
+fn host_timeout_during_finalize_never_leaves_an_incomplete_release() {
+    let fleet = Fleet::start(2);
+    let inventory = fleet.write_inventory(&format!(
+        "[deploy]\nhost_timeout = \"3s\"\n\n{}",
+        service("")
+    ));
+    let (artifact, files) = many_files_tarball(&fleet, "v2");
+    // web1's finalize cannot finish within host_timeout.
+    slow_mv(&fleet, 0, "releases/", 5);
+
+    let ran = push(&inventory, "v2", &artifact);
+    assert_eq!(ran.code, 1, "web1 ran out of time: {ran:?}");
+    assert_eq!(ran.host("web1")["result"], "failed", "{ran:?}");
+
+    wait_for_wrappers(&fleet);
+    for index in 0..2 {
+        assert_whole_or_absent(&fleet, index, "v2", &files);
+    }
+    fleet.host(0).unwrap_command("mv");
+    rerun_completes(&fleet, &inventory, "v2", &artifact, &files, &ran);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Ctrl-C during the switch
+
+#[test]
+fn ctrl_c_during_the_switch_rolls_every_host_back() {
+    let fleet = Fleet::start(3);
+    let inventory = fleet.write_inventory(&service(""));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let ran = push(&inventory, "v1", &v1);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    // Every rename of `current` takes 2 s: the switch is in flight when Ctrl-C comes.
+    for index in 0..3 {
+        slow_mv(&fleet, index, "current", 2);
+    }
+
+    let mut running = spawn_push(&fleet, "interrupted", &inventory, "v2", &v2);
+    let line = running.wait_for_line_where(
+        "a `webN: switch` line",
+        |line| line.starts_with("web") && line.ends_with(": switch"),
+        PATIENCE,
+    );
+    running.signal("INT");
+    let ran = running.wait(PATIENCE);
+    assert_eq!(ran.code, 130, "SIGINT at {line:?}: {ran:?}");
+
+    wait_for_wrappers(&fleet);
+    assert_eq!(
+        lives(&fleet),
+        vec![Some("v1".to_string()); 3],
+        "every host is back on v1 after Ctrl-C at {line:?}: {ran:?}"
+    );
+    for host in fleet.hosts() {
+        let row = ran.host(&host.name);
+        let error = row["error"].as_str().unwrap_or("");
+        assert!(
+            !(row["result"] == "failed" && error.contains("switch: interrupted")),
+            "{}: a switch in flight is not left as `failed: switch: interrupted`: {row:#}",
+            host.name
+        );
+        assert!(
+            row["result"] == "rolled_back" || row["result"] == "skipped",
+            "{}: rolled_back or skipped: {row:#}",
+            host.name
+        );
+    }
+    for index in 0..3 {
+        assert_last_record_agrees(&fleet, index);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. SIGKILL right after the switch
+
+#[test]
+fn sigkill_right_after_the_switch_keeps_the_audit_log() {
+    let fleet = Fleet::start(3);
+    let inventory = fleet.write_inventory(&service(
+        "[services.app.hooks]\n\
+         after_switch = [\"echo \\\"$DEPLOY_RUN_ID\\\" > \\\"$DEPLOY_BASE_DIR/run-$DEPLOY_VERSION\\\"; [ \\\"$DEPLOY_VERSION\\\" != v2 ] || sleep 5\"]\n",
+    ));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let v3 = tarball(fleet.dir(), "v3", &[("index.html", "three")]);
+    let ran = push(&inventory, "v1", &v1);
+    assert_eq!(ran.code, 0, "{ran:?}");
+
+    let mut running = spawn_push(&fleet, "killed", &inventory, "v2", &v2);
+    let line = running.wait_for_line_where(
+        "a `webN: after_switch` line",
+        |line| line.starts_with("web") && line.ends_with(": after_switch"),
+        PATIENCE,
+    );
+    running.signal("KILL");
+    let killed = running.wait(PATIENCE);
+    let host = line.trim_end_matches(": after_switch").to_string();
+    let index = fleet
+        .hosts()
+        .iter()
+        .position(|h| h.name == host)
+        .expect("a fleet host");
+
+    // The hook writes the run id before it sleeps.
+    let run_file = app(&fleet, index).join("run-v2");
+    wait_until("the after_switch hook wrote the run id", || {
+        std::fs::read_to_string(&run_file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    let run_id = std::fs::read_to_string(&run_file)
+        .expect("run id")
+        .trim()
+        .to_string();
+    assert_eq!(
+        live(&fleet, index).as_deref(),
+        Some("v2"),
+        "{host} ran its after_switch hook, so it is live on v2"
+    );
+    for index in 0..3 {
+        if live(&fleet, index).as_deref() != Some("v2") {
+            continue;
+        }
+        let record = last_record(&fleet, index);
+        let name = &fleet.host(index).name;
+        assert_eq!(
+            (
+                record["action"].as_str(),
+                record["from"].as_str(),
+                record["to"].as_str(),
+                record["result"].as_str(),
+                record["id"].as_str(),
+            ),
+            (
+                Some("push"),
+                Some("v1"),
+                Some("v2"),
+                Some("ok"),
+                Some(run_id.as_str())
+            ),
+            "{name} is live on v2 after the controller was killed: its last history record must say so: {record:#}\nkilled run's stderr:\n{}",
+            killed.stderr
+        );
+    }
+
+    let ran = push(&inventory, "v3", &v3);
+    assert_eq!(
+        ran.code, 0,
+        "a push after a killed run needs no unlock: {ran:?}\nkilled run's stderr:\n{}",
+        killed.stderr
+    );
+    assert_eq!(lives(&fleet), vec![Some("v3".to_string()); 3]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Huge error text
+
+#[test]
+fn a_hook_with_huge_error_output_fails_within_bounded_records() {
+    const LIMIT: usize = 16 * 1024;
+    let fleet = Fleet::start(1);
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let inventory = fleet.write_inventory(&service(""));
+    assert_eq!(push(&inventory, "v1", &v1).code, 0);
+    let inventory = fleet.write_inventory(&service(
+        "[services.app.hooks]\n\
+         before_switch = [\"head -c 409600 /dev/zero | tr '\\\\000' e >&2; exit 1\"]\n",
+    ));
+
+    let running = support::spawn_deploy(
+        fleet.dir(),
+        "huge",
+        &push_args(&inventory, "v2", &v2, false, &[]),
+    );
+    // Ends: a hang here is the fault.
+    let ran = running.wait(Duration::from_secs(60));
+    assert_eq!(ran.code, 1, "{}", &ran.stderr[..ran.stderr.len().min(4000)]);
+
+    let text =
+        std::fs::read_to_string(app(&fleet, 0).join(".deploy/history.jsonl")).expect("history");
+    let last = text.lines().last().expect("a history line");
+    assert!(
+        last.len() < LIMIT,
+        "the last history line is {} bytes (limit {LIMIT}): {}...",
+        last.len(),
+        &last[..300.min(last.len())]
+    );
+    let record: Value = serde_json::from_str(last).expect("the last history line is JSON");
+    assert_eq!(record["result"], "failed", "{record:#}");
+    assert_eq!(record["to"], "v2", "{record:#}");
+    let error = error_of(&ran, "web1");
+    assert!(
+        !error.is_empty() && error.len() < LIMIT,
+        "the JSON error of web1 is {} bytes (limit {LIMIT}): {}...",
+        error.len(),
+        &error[..300.min(error.len())]
+    );
+    assert_eq!(live(&fleet, 0).as_deref(), Some("v1"));
+    assert_no_lock_left(&fleet);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. History on a full disk, torn history lines
+
+/// Rewrites the last history record of host `index` with a `message` that pads the file to a
+/// whole number of pages. On tmpfs an append that fits in the last page's slack needs no new
+/// block, so a "full" disk would still take a short record; padded, the next append needs a
+/// page the disk no longer has.
+fn pad_history_to_a_page(fleet: &Fleet, index: usize) {
+    let path = app(fleet, index).join(".deploy/history.jsonl");
+    let text = std::fs::read_to_string(&path).expect("history");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut record: Value = serde_json::from_str(lines.last().expect("a record")).expect("JSON");
+    record["message"] = Value::String(String::new());
+    let before: usize = lines[..lines.len() - 1].iter().map(|l| l.len() + 1).sum();
+    let bare = serde_json::to_string(&record).expect("serialize").len() + 1;
+    let pad = (4096 - (before + bare) % 4096) % 4096;
+    record["message"] = Value::String("p".repeat(pad));
+    *lines.last_mut().expect("a record") = serde_json::to_string(&record).expect("serialize");
+    let padded = lines.join("\n") + "\n";
+    assert_eq!(padded.len() % 4096, 0);
+    std::fs::write(&path, padded).expect("rewrite history");
+}
+
+#[test]
+fn a_full_disk_refuses_the_switch_rather_than_lose_its_history_record() {
+    let fleet = Fleet::start(1);
+    let base = app(&fleet, 0);
+    let _disk = MountGuard::tmpfs(&base, 8 * 1024);
+    // Fills the disk once, when the test asks for it (marker file), then succeeds.
+    let inventory = fleet.write_inventory(&service(
+        "[services.app.hooks]\n\
+         before_switch = [\"if [ -e \\\"$DEPLOY_BASE_DIR/fill-now\\\" ]; then rm -f \\\"$DEPLOY_BASE_DIR/fill-now\\\"; dd if=/dev/zero of=\\\"$DEPLOY_BASE_DIR/fill\\\" bs=64k 2>/dev/null; fi; true\"]\n",
+    ));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let ran = push(&inventory, "v1", &v1);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    pad_history_to_a_page(&fleet, 0);
+    let records_before = history(&fleet, 0).len();
+
+    std::fs::write(base.join("fill-now"), "").expect("marker");
+    let ran = push(&inventory, "v2", &v2);
+    assert!(
+        !base.join("fill-now").exists() && base.join("fill").exists(),
+        "the hook filled the disk: {ran:?}"
+    );
+    assert_eq!(
+        ran.code, 1,
+        "the switch could not be recorded, so it must not count as done: {ran:?}"
+    );
+    assert_eq!(
+        live(&fleet, 0).as_deref(),
+        Some("v1"),
+        "current is not changed without its history record: {ran:?}"
+    );
+    let said = format!("{}\n{}", ran.stdout, ran.stderr).to_lowercase();
+    assert!(
+        said.contains("history"),
+        "the failure names the history: {ran:?}"
+    );
+    assert_eq!(
+        history(&fleet, 0).len(),
+        records_before,
+        "the history is still whole lines (nothing torn)"
+    );
+
+    std::fs::remove_file(base.join("fill")).expect("remove the fill file");
+    let ran = push(&inventory, "v2", &v2);
+    assert_eq!(ran.code, 0, "with room again: {ran:?}");
+    assert_eq!(live(&fleet, 0).as_deref(), Some("v2"));
+    let record = last_record(&fleet, 0);
+    assert_eq!(
+        (record["to"].as_str(), record["result"].as_str()),
+        (Some("v2"), Some("ok")),
+        "{record:#}"
+    );
+}
+
+#[test]
+fn a_torn_history_line_is_isolated_and_reported() {
+    let fleet = Fleet::start(1);
+    let inventory = fleet.write_inventory(&service(""));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    assert_eq!(push(&inventory, "v1", &v1).code, 0);
+    let path = app(&fleet, 0).join(".deploy/history.jsonl");
+    // A short write: the record was cut off, without its newline.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open history");
+    std::io::Write::write_all(&mut file, br#"{"time":"2026"#).expect("append");
+    drop(file);
+    let torn_line = std::fs::read_to_string(&path)
+        .expect("history")
+        .lines()
+        .count();
+
+    let ran = push(&inventory, "v2", &v2);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let run_id = ran.json()["id"].as_str().expect("run id").to_string();
+    let text = std::fs::read_to_string(&path).expect("history");
+    let last: Value =
+        serde_json::from_str(text.lines().last().expect("a line")).unwrap_or_else(|error| {
+            panic!("the new record is not a whole line of its own ({error}):\n{text}")
+        });
+    assert_eq!(last["id"], run_id.as_str(), "{text}");
+    assert_eq!(last["to"], "v2", "{text}");
+
+    let ran = deploy(&[
+        "-i",
+        path_str(&inventory),
+        "--output",
+        "json",
+        "--no-progress",
+        "history",
+    ]);
+    assert_eq!(
+        ran.code, 0,
+        "one bad line does not hide the others: {ran:?}"
+    );
+    let row = ran.host("web1");
+    let entries = row["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("entries: {row:#}"));
+    let versions: Vec<&str> = entries.iter().filter_map(|e| e["to"].as_str()).collect();
+    assert_eq!(
+        versions,
+        ["v2", "v1"],
+        "the valid records, newest first: {row:#}"
+    );
+    // The bad line is reported: by its number, or by its text.
+    let report = format!("{}\n{}\n{}", row["notes"], row["error"], ran.stderr).to_lowercase();
+    assert!(
+        report.contains(&format!("line {torn_line}"))
+            || report.contains(&format!("record {torn_line}"))
+            || report.contains(r#"{"time":"2026"#)
+            || report.contains(r#"{\"time\":\"2026"#),
+        "the torn line {torn_line} is reported (notes, error or stderr): {row:#}\nstderr:\n{}",
+        ran.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. unlock never kills a stranger
+
+/// A process the test started, killed (SIGKILL, by PID) when dropped.
+struct Stranger(Child);
+
+impl Stranger {
+    fn start() -> Stranger {
+        Stranger(
+            Command::new(support::real_program("sleep"))
+                .arg("300")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sleep starts"),
+        )
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+    fn start_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        rest.split_whitespace()
+            .nth(19)
+            .and_then(|field| field.parse().ok())
+            .expect("starttime")
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_holder(fleet: &Fleet, line: &str) {
+    let lock = app(fleet, 0).join(".deploy/lock");
+    std::fs::create_dir_all(&lock).expect("mkdir lock");
+    std::fs::write(lock.join("holder"), format!("{line}\n")).expect("write holder");
+}
+
+fn unlock(inventory: &Path, force: bool) -> Ran {
+    let mut args = vec![
+        "-i",
+        path_str(inventory),
+        "--output",
+        "json",
+        "--no-progress",
+        "unlock",
+        "--hosts",
+        "web1",
+    ];
+    if force {
+        args.push("--force");
+    }
+    deploy(&args)
+}
+
+fn fleet_with_v1() -> (Fleet, PathBuf) {
+    let fleet = Fleet::start(1);
+    let inventory = fleet.write_inventory(&service(""));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let ran = push(&inventory, "v1", &v1);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    (fleet, inventory)
+}
+
+/// `deploy unlock` (with and without --force) on a lock whose holder line names an unrelated
+/// live process: the process survives and the lock goes, as stale.
+fn unlock_spares(holder_of: impl Fn(&Stranger) -> String) {
+    let (fleet, inventory) = fleet_with_v1();
+    for force in [true, false] {
+        let mut stranger = Stranger::start();
+        let holder = holder_of(&stranger);
+        write_holder(&fleet, &holder);
+        let ran = unlock(&inventory, force);
+        assert!(
+            stranger.alive(),
+            "unlock{} signalled pid {}, a stranger named by the holder line {holder:?}: {ran:?}",
+            if force { " --force" } else { "" },
+            stranger.pid()
+        );
+        assert_eq!(
+            ran.code,
+            0,
+            "unlock{} of a lock whose holder line {holder:?} names a stranger (stale): {ran:?}",
+            if force { " --force" } else { "" }
+        );
+        assert!(
+            !app(&fleet, 0).join(".deploy/lock").exists(),
+            "the stale lock is removed: {ran:?}"
+        );
+    }
+}
+
+#[test]
+fn unlock_never_kills_a_stranger_named_by_an_old_holder_line() {
+    unlock_spares(|stranger| format!("{} op@host run-x 1700000000", stranger.pid()));
+}
+
+#[test]
+fn unlock_never_kills_a_stranger_whose_start_time_differs() {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("boot id")
+        .trim()
+        .to_string();
+    unlock_spares(|stranger| {
+        format!(
+            "{} op@host run-x 1700000000 {boot_id} {}",
+            stranger.pid(),
+            stranger.start_ticks() + 12345
+        )
+    });
+}
+
+#[test]
+fn a_lock_naming_pid_1_is_stale_and_never_suggests_force() {
+    // Without --force only: PID 1 of this machine must not be put at risk by a broken build.
+    let (fleet, inventory) = fleet_with_v1();
+    write_holder(&fleet, "1 op@host run-x 1700000000");
+    let ran = unlock(&inventory, false);
+    assert!(
+        !ran.stdout.contains("--force") && !ran.stderr.contains("--force"),
+        "a lock naming pid 1 is not a run to stop: {ran:?}"
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        !app(&fleet, 0).join(".deploy/lock").exists(),
+        "the stale lock is removed: {ran:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7, 8. A host frozen or dropped during after_switch
+
+const SLOW_AFTER_SWITCH: &str = "[services.app.hooks]\n\
+     after_switch = [\"[ \\\"$DEPLOY_VERSION\\\" != v2 ] || sleep 2\"]\n";
+
+fn fleet_for_after_switch_faults() -> (Fleet, PathBuf, PathBuf) {
+    let fleet = Fleet::start(3);
+    let inventory = fleet.write_inventory(&format!(
+        "[deploy]\nhost_timeout = \"4s\"\non_failure = \"rollback\"\n\n{}",
+        service(SLOW_AFTER_SWITCH)
+    ));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let ran = push(&inventory, "v1", &v1);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    (fleet, inventory, v2)
+}
+
+/// Thaws web2's sessions when dropped (also when the test fails).
+struct Thaw<'a>(&'a Fleet);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.signal_sessions(1, "CONT");
+    }
+}
+
+#[test]
+fn host_timeout_bounds_a_run_whose_host_froze_during_after_switch() {
+    // The contract: a host's work ends at host_timeout (4 s); switching a host back after that
+    // gets a stated grace of 20 s, through a new connection if need be (connect_timeout 5 s);
+    // the rest (staging, v1's hooks) takes a few seconds. 45 s is that sum plus a margin: it is
+    // what the contract promises an operator, not a speed target. Without a deadline, a frozen
+    // host holds the run for as long as the TCP connection stays up.
+    const BOUND: Duration = Duration::from_secs(45);
+    let (fleet, inventory, v2) = fleet_for_after_switch_faults();
+
+    let mut running = spawn_push(&fleet, "frozen", &inventory, "v2", &v2);
+    running.wait_for_line("web2: after_switch", PATIENCE);
+    let frozen = fleet.signal_sessions(1, "STOP");
+    let thaw = Thaw(&fleet);
+    assert!(!frozen.is_empty(), "web2 had sessions to freeze");
+    let finished = running.wait_within(BOUND);
+    let elapsed = running.elapsed();
+    drop(thaw);
+    let Some(ran) = finished else {
+        panic!(
+            "the run did not end within {BOUND:?} of starting (killed); stderr:\n{}",
+            running.stderr_so_far()
+        );
+    };
+    assert!(elapsed < BOUND, "took {elapsed:?}: {ran:?}");
+    assert_eq!(ran.code, 1, "{ran:?}");
+
+    // After CONT, web2's old sessions see their closed connections and end.
+    assert!(
+        eventually(15, || fleet.session_pids(1).is_empty()),
+        "web2's thawed sessions ended"
+    );
+    assert_eq!(
+        lives(&fleet),
+        vec![Some("v1".to_string()); 3],
+        "on_failure = rollback puts every host back on v1: {ran:?}"
+    );
+}
+
+#[test]
+fn a_connection_dropped_during_after_switch_is_switched_back_through_a_new_one() {
+    let (fleet, inventory, v2) = fleet_for_after_switch_faults();
+
+    let mut running = spawn_push(&fleet, "dropped", &inventory, "v2", &v2);
+    running.wait_for_line("web2: after_switch", PATIENCE);
+    let dropped = fleet.signal_sessions(1, "KILL");
+    assert!(!dropped.is_empty(), "web2 had sessions to drop");
+    let ran = running.wait(PATIENCE);
+    assert_eq!(ran.code, 1, "{ran:?}");
+
+    assert_eq!(
+        lives(&fleet),
+        vec![Some("v1".to_string()); 3],
+        "every host, web2 included, is back on v1: {ran:?}"
+    );
+    assert_last_record_agrees(&fleet, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A hook that never returns
+
+/// `sleep 4242` processes started under this fleet's hosts (their working directory is in the
+/// fleet's directory), killed by PID when dropped.
+struct Sleepers<'a>(&'a Fleet);
+
+impl Sleepers<'_> {
+    fn pids(&self) -> Vec<u32> {
+        let dir = self.0.dir().to_path_buf();
+        support::processes_where(|process| {
+            process.cmdline == "sleep 4242" && process.cwd.starts_with(&dir)
+        })
+    }
+}
+
+impl Drop for Sleepers<'_> {
+    fn drop(&mut self) {
+        support::signal_pids("KILL", &self.pids());
+    }
+}
+
+#[test]
+fn a_hook_that_never_returns_is_stopped_at_host_timeout() {
+    let fleet = Fleet::start(1);
+    let sleepers = Sleepers(&fleet);
+    let inventory = fleet.write_inventory(&format!(
+        "[deploy]\nhost_timeout = \"3s\"\n\n{}",
+        service("[services.app.hooks]\nbefore_switch = [\"sleep 4242\"]\n")
+    ));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    let running = support::spawn_deploy(
+        fleet.dir(),
+        "hook",
+        &push_args(&inventory, "v1", &v1, false, &[]),
+    );
+    let ran = running.wait(PATIENCE);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        eventually(5, || sleepers.pids().is_empty()),
+        "the hook's `sleep 4242` still runs after the run ended (pids {:?}): {ran:?}",
+        sleepers.pids()
+    );
+    assert_no_lock_left(&fleet);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Read-only base_dir
+
+#[test]
+fn a_read_only_base_dir_is_reported_as_such_not_as_a_held_lock() {
+    let (fleet, inventory) = fleet_with_v1();
+    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let _read_only = MountGuard::read_only(&app(&fleet, 0));
+    let ran = push(&inventory, "v2", &v2);
+    assert_eq!(
+        ran.code, 1,
+        "a read-only disk is a failure, not a held lock: {ran:?}"
+    );
+    let error = error_of(&ran, "web1");
+    assert!(!error.contains("held by"), "{ran:?}");
+    assert!(
+        error.contains("Read-only file system"),
+        "the error names the real problem: {ran:?}"
+    );
+    assert_eq!(live(&fleet, 0).as_deref(), Some("v1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 14. Two controllers at once
+
+#[test]
+fn two_controllers_at_once_never_both_lose() {
+    let fleet = Fleet::start(3);
+    let inventory = fleet.write_inventory(&service(""));
+    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
+    assert_eq!(push(&inventory, "v1", &v1).code, 0);
+
+    for round in 1..=10 {
+        let versions = [format!("r{round}a"), format!("r{round}b")];
+        let artifacts: Vec<PathBuf> = versions
+            .iter()
+            .map(|version| tarball(fleet.dir(), version, &[("index.html", version)]))
+            .collect();
+        // Both started at once.
+        let running: Vec<Background> = versions
+            .iter()
+            .zip(&artifacts)
+            .map(|(version, artifact)| {
+                support::spawn_deploy(
+                    fleet.dir(),
+                    version,
+                    &push_args(&inventory, version, artifact, false, &[]),
+                )
+            })
+            .collect();
+        let ran: Vec<Ran> = running.into_iter().map(|run| run.wait(PATIENCE)).collect();
+        let codes = [ran[0].code, ran[1].code];
+        let show = || {
+            format!(
+                "round {round}: {versions:?}\nfirst: {:?}\nsecond: {:?}",
+                ran[0], ran[1]
+            )
+        };
+        assert!(
+            matches!(codes, [0, 0] | [0, 3] | [3, 0]),
+            "exit codes {codes:?}: one run wins (0), the other wins too or is refused (3); {}",
+            show()
+        );
+        for run in ran.iter().filter(|run| run.code == 3) {
+            assert!(
+                run.stdout.contains("held by") || run.stderr.contains("held by"),
+                "the refused run names the holder; {}",
+                show()
+            );
+        }
+        let live = lives(&fleet);
+        assert!(
+            live.iter().all(|version| version == &live[0]),
+            "all hosts on one version: {live:?}; {}",
+            show()
+        );
+        let winners: Vec<&str> = versions
+            .iter()
+            .zip(&ran)
+            .filter(|(_, run)| run.code == 0)
+            .map(|(version, _)| version.as_str())
+            .collect();
+        assert!(
+            live[0].as_deref().is_some_and(|v| winners.contains(&v)),
+            "live {live:?} is a version whose run succeeded ({winners:?}); {}",
+            show()
+        );
+        assert_no_lock_left(&fleet);
+    }
+}
