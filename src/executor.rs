@@ -222,6 +222,13 @@ impl<'a> HostRun<'a> {
         self.events.idle(&self.label, message);
     }
 
+    /// The host waits for its turn (no message; its progress line gives way): its budget's
+    /// clock stops.
+    pub fn pause(&self) {
+        self.budget.pause();
+        self.events.rest(&self.label);
+    }
+
     /// The host works again after waiting: its budget's clock runs.
     pub fn resume(&self) {
         self.budget.resume();

@@ -2570,7 +2570,10 @@ webhook = "https://chat.example.com/hooks/secret-token"
             "services.app.allow_setuid",
             14,
         );
-        assert!(message.starts_with("unknown key `allow_setuid`"), "{message}");
+        assert!(
+            message.starts_with("unknown key `allow_setuid`"),
+            "{message}"
+        );
         // A service-level key only.
         error("[ssh]\nallow_setid = true\n", "ssh.allow_setid", 2);
         error(
@@ -2858,7 +2861,7 @@ mod properties {
     const FILE: &str = "/etc/deploy/prod.toml";
 
     /// A valid inventory, one line per element, that mutations start from.
-    const VALID: [&str; 24] = [
+    const VALID: [&str; 25] = [
         "[ssh]",
         "user = \"deploy\"",
         "connect_timeout = \"5s\"",
@@ -2883,6 +2886,7 @@ mod properties {
         "[services.app.health_check]",
         "command = \"true\"",
         "[notify]",
+        "webhook = \"https://chat.example.com/hooks/x\"",
     ];
 
     fn key() -> impl Strategy<Value = String> {
@@ -2933,19 +2937,25 @@ mod properties {
         ]
     }
 
-    /// The valid inventory with a few lines replaced, inserted or removed.
+    /// The valid inventory with a few values changed, or lines replaced, inserted or removed.
     fn mutated() -> impl Strategy<Value = String> {
-        prop::collection::vec((0..3u8, 0..VALID.len(), line()), 0..4).prop_map(|edits| {
+        let edit = (0..5u8, 0..VALID.len(), line(), value());
+        prop::collection::vec(edit, 0..4).prop_map(|edits| {
             let mut lines: Vec<String> = VALID.iter().map(|line| (*line).to_string()).collect();
-            for (operation, index, line) in edits {
+            for (operation, index, line, value) in edits {
                 let index = index.min(lines.len().saturating_sub(1));
-                match operation {
-                    0 if !lines.is_empty() => lines[index] = line,
-                    1 => lines.insert(index, line),
-                    _ if !lines.is_empty() => {
+                match (operation, lines.get_mut(index)) {
+                    (0, Some(existing)) => *existing = line,
+                    (1, _) => lines.insert(index, line),
+                    (2, Some(_)) => {
                         lines.remove(index);
                     }
-                    _ => lines.push(line),
+                    (_, Some(existing)) => {
+                        if let Some((key, _)) = existing.split_once(" = ") {
+                            *existing = format!("{key} = {value}");
+                        }
+                    }
+                    (_, None) => lines.push(line),
                 }
             }
             lines.join("\n")
@@ -2966,7 +2976,11 @@ mod properties {
         match parse_str(text, Path::new(FILE)) {
             Err(error) => {
                 prop_assert_eq!(&error.file, Path::new(FILE));
-                prop_assert!(error.line <= lines, "line {} of {lines}: {error}", error.line);
+                prop_assert!(
+                    error.line <= lines,
+                    "line {} of {lines}: {error}",
+                    error.line
+                );
                 prop_assert!(!error.message.is_empty());
                 prop_assert!(error.to_string().starts_with(FILE));
             }
@@ -2981,7 +2995,12 @@ mod properties {
                 );
                 for service in &inventory.services {
                     prop_assert!(!service.hosts.is_empty());
-                    prop_assert!(service.hosts.iter().all(|host| *host < inventory.hosts.len()));
+                    prop_assert!(
+                        service
+                            .hosts
+                            .iter()
+                            .all(|host| *host < inventory.hosts.len())
+                    );
                     prop_assert!(service.keep_releases >= 1);
                 }
             }

@@ -1568,6 +1568,50 @@ mod properties {
         }
     }
 
+    /// A line of a file the host is then recorded into: noise, or a line about that very host
+    /// (rendered once the host and its key are known).
+    #[derive(Debug, Clone)]
+    enum Earlier {
+        Noise(String),
+        AboutTheHost {
+            marker: &'static str,
+            /// 0: its lookup name, 1: `*`, 2: `!<lookup name>,*`.
+            form: u8,
+            /// 0: the presented key itself, 1: another key of its type, 2: `other`.
+            choice: u8,
+            other: (String, String),
+        },
+    }
+
+    /// A key blob of `algorithm`'s type that differs from every blob [`key`] makes for it.
+    fn same_type_key(algorithm: &str, seed: &str) -> String {
+        let family = algorithm_family(algorithm).as_bytes();
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&(family.len() as u32).to_be_bytes());
+        blob.extend_from_slice(family);
+        blob.extend_from_slice(b"another key: ");
+        blob.extend_from_slice(seed.as_bytes());
+        STANDARD.encode(blob)
+    }
+
+    fn earlier() -> impl Strategy<Value = Earlier> {
+        prop_oneof![
+            2 => line().prop_map(Earlier::Noise),
+            1 => (
+                prop::sample::select(vec!["", "@revoked ", "@cert-authority "]),
+                0..3u8,
+                0..3u8,
+                key(),
+            )
+                .prop_map(|(marker, form, choice, other)| Earlier::AboutTheHost {
+                    marker,
+                    form,
+                    choice,
+                    other,
+                }),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -1576,24 +1620,44 @@ mod properties {
         /// earlier line revokes it.
         #[test]
         fn appended_keys_are_trusted_through_the_files(
-            before in prop::collection::vec(line(), 0..6),
+            before in prop::collection::vec(earlier(), 0..6),
             host in "[a-z][a-z0-9.-]{0,20}",
             port in any::<u16>(),
             (algorithm, base64) in key(),
         ) {
+            let name = lookup_name(&host, port);
+            let lines: Vec<String> = before
+                .iter()
+                .map(|line| match line {
+                    Earlier::Noise(text) => text.clone(),
+                    Earlier::AboutTheHost { marker, form, choice, other } => {
+                        let pattern = match form {
+                            0 => name.clone(),
+                            1 => "*".to_string(),
+                            _ => format!("!{name},*"),
+                        };
+                        let (key_type, blob) = match choice {
+                            0 => (algorithm.clone(), base64.clone()),
+                            1 => (algorithm.clone(), same_type_key(&algorithm, &other.1)),
+                            _ => other.clone(),
+                        };
+                        format!("{marker}{pattern} {key_type} {blob}")
+                    }
+                })
+                .collect();
             let directory = TempDir::new().map_err(fail)?;
             let file = directory.path().join("known_hosts");
-            fs::write(&file, before.join("\n")).map_err(fail)?;
+            fs::write(&file, lines.join("\n")).map_err(fail)?;
             let files = [file.clone()];
             let key = PresentedKey { algorithm: &algorithm, base64: &base64 };
             let earlier = check(&files, &host, port, &key).map_err(fail)?;
             append(&file, &host, port, &key).map_err(fail)?;
             let later = check(&files, &host, port, &key).map_err(fail)?;
             match earlier {
-                // Nothing said anything about this host: now its key is trusted, on the last line.
+                // Nothing said anything about this key: now it is trusted, on the last line.
                 Verdict::Unknown | Verdict::OtherType { .. } => {
-                    let lines = fs::read_to_string(&file).map_err(fail)?.lines().count();
-                    prop_assert_eq!(later, Verdict::Trusted { file: file.clone(), line: lines });
+                    let count = fs::read_to_string(&file).map_err(fail)?.lines().count();
+                    prop_assert_eq!(later, Verdict::Trusted { file: file.clone(), line: count });
                 }
                 // An earlier line with another key of this type: the recorded one now wins.
                 Verdict::Changed { .. } => {

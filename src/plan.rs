@@ -461,18 +461,19 @@ impl Lowering<'_> {
                         "[ ! -e {release} ] || {{ echo 'release {version} already exists' >&2; exit 1; }}\n"
                     ));
                 }
-                // The digest file names the release complete: its second line is the number of
-                // entries the finished tree holds, which a switch re-counts before trusting it.
+                // The digest file names the release complete; before it, the number of entries
+                // the finished tree holds, which a switch re-counts before trusting the release.
                 script.push_str(&format!(
                     "mv -f -- \"$s/manifest\" {manifest} || exit 1\n\
-                     entries=$(find \"$s/tree\" | wc -l) || exit 1\n\
-                     printf '%s\\n%s\\n' {sha256} $entries > \"$s/digest.new\" || exit 1\n\
+                     mkdir -p .deploy/entries && find \"$s/tree\" | wc -l > {entries} || exit 1\n\
+                     printf '%s\\n' {sha256} > \"$s/digest.new\" || exit 1\n\
                      mv -f -- \"$s/digest.new\" {digest} || exit 1\n\
                      mv -- \"$s/tree\" {release} || exit 1\n\
                      append_record {log_file} {log} || exit 1\n\
                      rm -rf -- \"$s\"\n",
                     manifest = quote(&format!(".deploy/manifests/{version}")),
                     digest = quote(&format!(".deploy/digests/{version}")),
+                    entries = quote(&format!(".deploy/entries/{version}")),
                     sha256 = quote(sha256),
                     log = quote(&log_line(&LogEntry {
                         time: self.now,
@@ -501,11 +502,13 @@ impl Lowering<'_> {
                     from: from.clone(),
                     to: to.clone(),
                 }));
+                // A switch is never cut in half: stopping it (TERM) waits for it to finish.
                 let mut script = format!(
-                    "set -u\n{enter}{APPEND_RECORD}\
+                    "set -u\ntrap '' TERM INT HUP\n{enter}{APPEND_RECORD}\
                      [ -d {release} ] && [ -f {digest} ] || {{ echo 'release {to} is not complete on this host' >&2; exit 1; }}\n\
-                     {{ read -r recorded_digest; read -r recorded_entries; }} < {digest} || true\n\
-                     case ${{recorded_entries:-}} in ''|*[!0-9]*) ;; *)\n\
+                     recorded_entries=\n\
+                     [ ! -f {entries} ] || read -r recorded_entries < {entries} || true\n\
+                     case $recorded_entries in ''|*[!0-9]*) ;; *)\n\
                      \x20 found=$(find {release}/ | wc -l)\n\
                      \x20 if [ \"$found\" -lt \"$recorded_entries\" ]; then\n\
                      \x20   rm -f -- {digest}\n\
@@ -515,6 +518,7 @@ impl Lowering<'_> {
                      rm -f -- {temporary}\n\
                      ln -s -- {release} {temporary} || exit 1\n",
                     digest = quote(&format!(".deploy/digests/{to}")),
+                    entries = quote(&format!(".deploy/entries/{to}")),
                 );
                 let history = |audit: &Audit| {
                     format!(
@@ -551,7 +555,7 @@ impl Lowering<'_> {
             }
             Step::Retract { version, record } => {
                 let mut script = format!(
-                    "set -u\n{enter}{APPEND_RECORD}\
+                    "set -u\ntrap '' TERM INT HUP\n{enter}{APPEND_RECORD}\
                      [ \"$(readlink current 2>/dev/null)\" = {release} ] || {{ echo 'current does not point at {version}' >&2; exit 1; }}\n\
                      mv -Tf -- current {aside} || exit 1\n\
                      rm -f -- {aside}\n",
@@ -622,10 +626,11 @@ impl Lowering<'_> {
                     script.push_str(&format!(
                         "[ \"$live\" != {release} ] || {{ echo 'refusing to prune the live release {version}' >&2; exit 1; }}\n\
                          if [ -e {release} ]; then mv -- {release} \"$t/\" || exit 1; fi\n\
-                         rm -f -- {digest} {manifest}\n",
+                         rm -f -- {digest} {manifest} {entries}\n",
                         release = quote(&format!("releases/{version}")),
                         digest = quote(&format!(".deploy/digests/{version}")),
                         manifest = quote(&format!(".deploy/manifests/{version}")),
+                        entries = quote(&format!(".deploy/entries/{version}")),
                     ));
                 }
                 // The releases already left `releases/` by rename; deleting their files can take
@@ -759,15 +764,18 @@ take() {{
   problem=$(mkdir lock 2>&1) || return 1
   printf '%s\n' "$me" > lock/holder || {{ rm -rf lock; echo "ERROR cannot write $b/.deploy/lock/holder"; exit 1; }}
 }}
-if ! take; then
-  if [ ! -d lock ] && ! take; then
+# Someone else's lock: wait up to a second for a holder that is letting go (a dead
+# controller's lock holder stops that run's steps before it removes the lock), break a stale
+# one, or report the holder.
+tries=0
+while [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; do
+  if [ ! -d lock ]; then
+    take && break
     [ -d lock ] || {{ printf 'ERROR cannot take the lock in %s/.deploy: %s\n' "$b" "$problem"; exit 1; }}
   fi
-fi
-if [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; then
   holder=
   [ -f lock/holder ] && IFS= read -r holder < lock/holder
-  if [ -z "$holder" ]; then sleep 1; [ -f lock/holder ] && IFS= read -r holder < lock/holder; fi
+  if [ -z "$holder" ] && [ "$tries" -eq 0 ]; then sleep 1; tries=1; continue; fi
   # A break takes microseconds: a lock.break older than a minute was left by a crash.
   if [ -d lock.break ] && [ -n "$(find lock.break -maxdepth 0 -mmin +1 2>/dev/null)" ]; then rmdir lock.break 2>/dev/null; fi
   if ! holder_alive "$holder" && mkdir lock.break 2>/dev/null; then
@@ -775,14 +783,16 @@ if [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; then
     [ -f lock/holder ] && IFS= read -r again < lock/holder
     if [ "$again" = "$holder" ]; then stop_steps lock; rm -rf lock; fi
     rmdir lock.break
-    take
+    continue
   fi
-  if [ "$(cat lock/holder 2>/dev/null)" != "$me" ]; then
+  tries=$((tries + 1))
+  if [ "$tries" -gt 5 ]; then
     IFS= read -r holder < lock/holder 2>/dev/null
     printf 'HELD %s\n' "$holder"
     exit 3
   fi
-fi
+  sleep 0.2 2>/dev/null || sleep 1
+done
 printf 'LOCKED\n'
 ( cd -- "$start" && {facts} )
 printf '{end}\n'
@@ -1205,6 +1215,7 @@ mod tests {
                 from: None,
                 to: version("v1"),
                 action: LogAction::Push,
+                record: None,
             })
             .script;
         assert!(script.contains("b='/srv/it'\\''s here'"), "{script}");
@@ -1305,6 +1316,7 @@ mod tests {
                     from: None,
                     to: v1.clone(),
                     action: LogAction::Push,
+                    record: None,
                 })
                 .script,
             b"",
@@ -1386,6 +1398,71 @@ mod tests {
         assert!(!app.join("releases/v2").exists());
     }
 
+    /// A lock that cannot be created (here: `lock` is a dangling link, as a read-only or
+    /// broken filesystem would refuse it) is an error naming why, never "held".
+    #[test]
+    fn a_lock_that_cannot_be_created_is_an_error_not_held() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let deploy = directory.path().join("app/.deploy");
+        std::fs::create_dir_all(&deploy).expect("mkdir");
+        std::os::unix::fs::symlink("/nonexistent/target", deploy.join("lock")).expect("symlink");
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(lock_script("app", "alice@laptop", "run-1", 7))
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{stdout}");
+        assert!(stdout.starts_with("ERROR cannot take the lock in app/.deploy: "), "{stdout}");
+        assert!(!stdout.contains("HELD"), "{stdout}");
+    }
+
+    /// A holder line whose PID now belongs to another process (other start time) is stale:
+    /// the lock is broken and taken, and that process is never signalled.
+    #[test]
+    fn a_reused_holder_pid_is_stale_and_never_signalled() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let deploy = directory.path().join("app/.deploy/lock");
+        std::fs::create_dir_all(&deploy).expect("mkdir");
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+        std::fs::write(
+            deploy.join("holder"),
+            format!("{} ghost@nowhere old-run 1 {} 1\n", stranger.id(), boot.trim()),
+        )
+        .expect("write holder");
+        let mut taking = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(lock_script("app", "alice@laptop", "run-2", 7))
+            .current_dir(directory.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut first = String::new();
+        {
+            use std::io::BufRead;
+            let stdout = taking.stdout.take().expect("stdout");
+            std::io::BufReader::new(stdout)
+                .read_line(&mut first)
+                .expect("first line");
+        }
+        drop(taking.stdin.take());
+        let _ = taking.wait();
+        assert_eq!(first, "LOCKED\n");
+        assert!(
+            stranger.try_wait().expect("status").is_none(),
+            "the process that reused the PID was signalled"
+        );
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+    }
+
     #[test]
     fn the_lock_script_excludes_a_second_holder_and_breaks_a_dead_one() {
         let directory = tempfile::tempdir().expect("tempdir");
@@ -1420,7 +1497,11 @@ mod tests {
             waited += 1;
         }
         let holder = std::fs::read_to_string(&holder_file).expect("holder written");
-        assert!(holder.ends_with(" alice@laptop run-1 7\n"), "{holder:?}");
+        // PID, operator, run, time, boot id, start time of the holding shell.
+        let fields: Vec<&str> = holder.trim_end().split(' ').collect();
+        assert_eq!(fields.len(), 6, "{holder:?}");
+        assert_eq!(fields[1..4], ["alice@laptop", "run-1", "7"], "{holder:?}");
+        assert!(fields[5].parse::<u64>().is_ok(), "start time: {holder:?}");
         drop(holding.stdin.take());
         assert!(holding.wait().expect("exits").success());
         assert!(!holder_file.exists(), "released when stdin closes");
@@ -1536,11 +1617,12 @@ mod tests {
             action: LogAction::Push,
         };
         assert_eq!(
-            switch.undo(),
+            switch.undo(None),
             Step::Switch {
                 from: Some(version("v2")),
                 to: version("v1"),
-                action: LogAction::Rollback
+                action: LogAction::Rollback,
+                record: None,
             }
         );
         let first = Switch {
@@ -1549,9 +1631,10 @@ mod tests {
             action: LogAction::Push,
         };
         assert_eq!(
-            first.undo(),
+            first.undo(None),
             Step::Retract {
-                version: version("v1")
+                version: version("v1"),
+                record: None,
             }
         );
     }

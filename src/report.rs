@@ -205,6 +205,9 @@ pub enum Event {
     Note { label: String, message: String },
     /// The host waits for other hosts (its progress line gives way until it works again).
     Idle { label: String, state: String },
+    /// Like `Idle`, but nothing worth a line: the host waits for its turn between two steps of
+    /// the same phase (locked, waiting to stage).
+    Rest { label: String },
     /// The host finished (one line result).
     Done { label: String, summary: String },
 }
@@ -272,6 +275,12 @@ impl Events {
         let _ = self.sender.send(Event::Idle {
             label: label.to_string(),
             state: state.to_string(),
+        });
+    }
+
+    pub fn rest(&self, label: &str) {
+        let _ = self.sender.send(Event::Rest {
+            label: label.to_string(),
         });
     }
 
@@ -372,6 +381,7 @@ async fn draw(
                     }
                     Event::Note { label, message } => Some(format!("{label}: {message}")),
                     Event::Idle { label, state } => Some(format!("{label}: {state}")),
+                    Event::Rest { .. } => None,
                     Event::Done { label, summary } => Some(format!("{label}: {summary}")),
                 };
                 if let Some(line) = line {
@@ -447,7 +457,7 @@ async fn draw(
                         let line = format!("{label}: {message}");
                         multi.suspend(|| eprintln!("{}", escape_for_terminal(&line)));
                     }
-                    Event::Idle { label, .. } => {
+                    Event::Idle { label, .. } | Event::Rest { label } => {
                         // Waiting hosts give way: at most `concurrency` host lines at a time.
                         if let Some(bar) = bars.remove(&label) {
                             bar.finish_and_clear();

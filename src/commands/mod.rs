@@ -111,7 +111,10 @@ pub async fn lock_all<'a>(
                     .await
             };
             let (run, failure) = match connected {
-                Ok(run) => (Some(run), None),
+                Ok(run) => {
+                    run.pause();
+                    (Some(run), None)
+                }
                 Err(error) => (None, Some(error)),
             };
             Slot {
@@ -139,12 +142,15 @@ pub async fn lock_all<'a>(
                 });
                 return;
             }
+            run.resume();
             match run
                 .lock(&context.operator, now)
                 .instrument(host_span(context, slot.target))
                 .await
             {
                 Ok(locked) => {
+                    // Waiting for the other hosts' locks and for a turn to stage is not work.
+                    run.pause();
                     slot.locked = Some(locked);
                     slot.failure = None;
                 }

@@ -445,6 +445,7 @@ async fn stage<'a>(
         facts,
         started,
     } = host;
+    run.resume();
     let service = &context.inventory.services[target.service];
     let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());

@@ -229,7 +229,10 @@ fn allow_setid_lets_a_setuid_member_through() {
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.host("web1")["result"], "ok", "{ran:?}");
     let helper = fleet.host(0).root.join("app/current/bin/helper");
-    let mode = std::fs::metadata(&helper).expect("helper").permissions().mode();
+    let mode = std::fs::metadata(&helper)
+        .expect("helper")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o4755, "{mode:o}");
     assert_no_drift(&inventory);
 }
@@ -252,7 +255,10 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
         ],
     );
     let stderr = assert_refused_before_any_host(&fleet, &long);
-    assert!(stderr.contains(&format!("member `{long_name}`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("member `{long_name}`")),
+        "{stderr}"
+    );
     assert!(stderr.contains("longer than 255 bytes"), "{stderr}");
 
     // 255 bytes is fine (and the host can hold it).
@@ -266,7 +272,14 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
     let inventory = fleet.write_inventory(&service(""));
     let ran = push(&inventory, "v1", &fits);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(fleet.host(0).root.join("app/current").join(&longest).is_file());
+    assert!(
+        fleet
+            .host(0)
+            .root
+            .join("app/current")
+            .join(&longest)
+            .is_file()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,7 +311,10 @@ fn foreign_owners_and_world_writable_modes_do_not_reach_the_host() {
     assert_eq!(entries.len(), 6, "{entries:?}");
     let mut problems = Vec::new();
     for (path, metadata) in &entries {
-        let shown = path.strip_prefix(&release).unwrap_or(path).display();
+        let shown = match path.strip_prefix(&release) {
+            Ok(relative) if !relative.as_os_str().is_empty() => relative.display().to_string(),
+            _ => ".".to_string(),
+        };
         if (metadata.uid(), metadata.gid()) != (uid, gid) {
             problems.push(format!(
                 "`{shown}` is owned by {}:{}, not {uid}:{gid}",
@@ -308,7 +324,10 @@ fn foreign_owners_and_world_writable_modes_do_not_reach_the_host() {
         }
         let mode = metadata.permissions().mode();
         if !metadata.file_type().is_symlink() && mode & 0o002 != 0 {
-            problems.push(format!("`{shown}` is world-writable ({:04o})", mode & 0o7777));
+            problems.push(format!(
+                "`{shown}` is world-writable ({:04o})",
+                mode & 0o7777
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
