@@ -68,7 +68,9 @@ impl HostError {
     fn abandoned(&self) -> bool {
         matches!(
             self,
-            HostError::TimedOut { .. } | HostError::Interrupted { .. } | HostError::Connection { .. }
+            HostError::TimedOut { .. }
+                | HostError::Interrupted { .. }
+                | HostError::Connection { .. }
         )
     }
 }
@@ -422,9 +424,7 @@ impl<'a> HostRun<'a> {
                 self.history_lost.store(true, Ordering::Relaxed);
                 self.events.note(
                     &self.label,
-                    &format!(
-                        "warning: the {what} could not be written on the host (disk full?)"
-                    ),
+                    &format!("warning: the {what} could not be written on the host (disk full?)"),
                 );
             }
         }
@@ -434,12 +434,18 @@ impl<'a> HostRun<'a> {
     /// abandoned). Bounded; when the connection does not answer, the lock holder does it once
     /// the connection ends, and a switch back reconnects first.
     async fn stop_abandoned(&self) {
-        let until = (Instant::now() + STOP_GRACE).min(self.budget.end().max(Instant::now() + Duration::from_secs(3)));
+        let until = (Instant::now() + STOP_GRACE).min(
+            self.budget
+                .end()
+                .max(Instant::now() + Duration::from_secs(3)),
+        );
         let session = self.session();
         let stopped = if session.is_closed() {
             Err("the connection is closed".to_string())
         } else {
-            match tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps())).await {
+            match tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps()))
+                .await
+            {
                 Ok(Ok(output)) if output.success() => Ok(()),
                 Ok(Ok(output)) => Err(output.failure_text()),
                 Ok(Err(error)) => Err(error.to_string()),
@@ -555,7 +561,10 @@ impl<'a> HostRun<'a> {
         if script.is_empty() {
             return;
         }
-        let until = self.budget.end().max(Instant::now() + Duration::from_secs(2));
+        let until = self
+            .budget
+            .end()
+            .max(Instant::now() + Duration::from_secs(2));
         let session = self.session();
         let problem = match tokio::time::timeout_at(until.into(), session.run(&script)).await {
             Ok(Ok(output)) => {
@@ -589,10 +598,14 @@ impl<'a> HostRun<'a> {
 
     /// Removes this run's staging directory (best effort, after a failure or Ctrl-C).
     pub async fn discard_staging(&self) {
-        let until = self.budget.end().max(Instant::now() + Duration::from_secs(2));
+        let until = self
+            .budget
+            .end()
+            .max(Instant::now() + Duration::from_secs(2));
         let session = self.session();
-        let _ = tokio::time::timeout_at(until.into(), session.run(&self.lowering.discard_staging()))
-            .await;
+        let _ =
+            tokio::time::timeout_at(until.into(), session.run(&self.lowering.discard_staging()))
+                .await;
     }
 
     /// Puts a switched host back: runs `steps` (the reverse switch with its history record,
@@ -637,12 +650,23 @@ impl<'a> HostRun<'a> {
     /// found still held by this run) and the run's abandoned steps stopped.
     async fn reconnect(&self, until: Instant) -> Result<Option<Held>, HostError> {
         self.events.step(&self.label, "reconnect");
-        let session = match tokio::time::timeout_at(until.into(), self.connector.connect(&self.endpoint)).await {
-            Ok(Ok(session)) => Arc::new(session),
-            Ok(Err(error)) => return Err(HostError::failed("reconnect", error.to_string())),
-            Err(_) => return Err(HostError::TimedOut { step: "reconnect".to_string() }),
-        };
-        let operator = self.operator.lock().map(|operator| operator.clone()).unwrap_or_default();
+        let session =
+            match tokio::time::timeout_at(until.into(), self.connector.connect(&self.endpoint))
+                .await
+            {
+                Ok(Ok(session)) => Arc::new(session),
+                Ok(Err(error)) => return Err(HostError::failed("reconnect", error.to_string())),
+                Err(_) => {
+                    return Err(HostError::TimedOut {
+                        step: "reconnect".to_string(),
+                    });
+                }
+            };
+        let operator = self
+            .operator
+            .lock()
+            .map(|operator| operator.clone())
+            .unwrap_or_default();
         let (held, holder) = take_lock(
             &session,
             &self.lowering,
@@ -659,12 +683,19 @@ impl<'a> HostRun<'a> {
         {
             return Err(HostError::failed(
                 "reconnect",
-                format!("the lock was taken by another run ({}): not switching back", holder.describe()),
+                format!(
+                    "the lock was taken by another run ({}): not switching back",
+                    holder.describe()
+                ),
             ));
         }
-        let stopped = tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps())).await;
+        let stopped =
+            tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps())).await;
         if !matches!(stopped, Ok(Ok(ref output)) if output.success()) {
-            self.events.note(&self.label, "warning: could not confirm that the abandoned step stopped");
+            self.events.note(
+                &self.label,
+                "warning: could not confirm that the abandoned step stopped",
+            );
         }
         if let Ok(mut current) = self.session.lock() {
             *current = session;
@@ -676,10 +707,15 @@ impl<'a> HostRun<'a> {
     /// Releases a lock (closing the holder's stdin; it stops the run's leftover steps and
     /// removes the lock), waiting for it within the budget; a failure is logged.
     pub async fn unlock(&self, held: Held) {
-        let until = self.budget.end().max(Instant::now() + Duration::from_secs(2));
+        let until = self
+            .budget
+            .end()
+            .max(Instant::now() + Duration::from_secs(2));
         match tokio::time::timeout_at(until.into(), held.release()).await {
             Ok(Ok(output)) if output.success() => {}
-            Ok(Ok(output)) => tracing::warn!(host = %self.label, "unlock: {}", output.failure_text()),
+            Ok(Ok(output)) => {
+                tracing::warn!(host = %self.label, "unlock: {}", output.failure_text())
+            }
             Ok(Err(error)) => tracing::warn!(host = %self.label, "unlock: {error}"),
             Err(_) => {
                 tracing::warn!(host = %self.label, "unlock: timed out (the lock ends with the session)")
@@ -709,16 +745,23 @@ async fn take_lock(
     label: &str,
 ) -> Result<(Option<Held>, Option<LockHolder>), HostError> {
     let script = plan::lock_script(lowering.base_dir, operator, lowering.run_id, now);
-    let held = match tokio::time::timeout_at(until.into(), session.hold(&script, plan::LOCK_FACTS_END)).await {
-        Ok(Ok(held)) => held,
-        Ok(Err(error)) => {
-            return Err(HostError::Connection {
-                step: "lock".to_string(),
-                message: error.to_string(),
-            });
-        }
-        Err(_) => return Err(HostError::TimedOut { step: "lock".to_string() }),
-    };
+    let held =
+        match tokio::time::timeout_at(until.into(), session.hold(&script, plan::LOCK_FACTS_END))
+            .await
+        {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
+                return Err(HostError::Connection {
+                    step: "lock".to_string(),
+                    message: error.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(HostError::TimedOut {
+                    step: "lock".to_string(),
+                });
+            }
+        };
     if held.first_line == "LOCKED" && held.finished.is_none() {
         return Ok((Some(held), None));
     }

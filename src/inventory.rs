@@ -3036,10 +3036,13 @@ mod properties {
 
         /// `load` reads bytes from disk: invalid UTF-8 is an error, never a panic.
         #[test]
-        fn load_never_panics_on_arbitrary_files(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-            let directory = tempfile::tempdir().map_err(|error| TestCaseError::fail(error.to_string()))?;
+        fn load_never_panics_on_arbitrary_files(
+            bytes in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let fail = |error: io::Error| TestCaseError::fail(error.to_string());
+            let directory = tempfile::tempdir().map_err(fail)?;
             let path = directory.path().join("deploy.toml");
-            std::fs::write(&path, &bytes).map_err(|error| TestCaseError::fail(error.to_string()))?;
+            std::fs::write(&path, &bytes).map_err(fail)?;
             if let Err(error) = load(&path) {
                 prop_assert_eq!(error.file, path);
             }

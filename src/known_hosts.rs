@@ -1466,7 +1466,10 @@ mod properties {
         prop_oneof![
             3 => (marker, hosts, separator, key(), "[A-Za-z0-9+/=]{0,12}", ".{0,10}").prop_map(
                 |(marker, hosts, separator, (algorithm, base64), noise, comment)| {
-                    format!("{marker}{hosts}{separator}{algorithm}{separator}{base64}{noise} {comment}")
+                    format!(
+                        "{marker}{hosts}{separator}{algorithm}{separator}{base64}{noise} \
+                         {comment}"
+                    )
                 }
             ),
             1 => "\\PC{0,80}",
@@ -1521,10 +1524,12 @@ mod properties {
         ) {
             let key = PresentedKey { algorithm: &algorithm, base64: &base64 };
             let Ok(line) = new_entry_line(&host, port, &key) else {
-                // Refused names are never written; what is refused is checked below.
-                let unsafe_host = host.is_empty()
-                    || host.starts_with('@')
-                    || host.chars().any(|c| c.is_whitespace() || c.is_control() || ",*?!|#".contains(c));
+                // Only names that could not be written safely are refused.
+                let unsafe_character = |character: char| {
+                    character.is_whitespace() || character.is_control() || ",*?!|#".contains(character)
+                };
+                let unsafe_host =
+                    host.is_empty() || host.starts_with('@') || host.chars().any(unsafe_character);
                 prop_assert!(unsafe_host, "{host:?} refused");
                 return Ok(());
             };

@@ -18,6 +18,8 @@ mod notify;
 mod parser_properties;
 mod plan;
 mod report;
+#[cfg(test)]
+mod script_snapshots;
 mod shell;
 mod ssh;
 mod text;

@@ -1415,7 +1415,10 @@ mod tests {
             .expect("sh runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{stdout}");
-        assert!(stdout.starts_with("ERROR cannot take the lock in app/.deploy: "), "{stdout}");
+        assert!(
+            stdout.starts_with("ERROR cannot take the lock in app/.deploy: "),
+            "{stdout}"
+        );
         assert!(!stdout.contains("HELD"), "{stdout}");
     }
 
@@ -1433,7 +1436,11 @@ mod tests {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
         std::fs::write(
             deploy.join("holder"),
-            format!("{} ghost@nowhere old-run 1 {} 1\n", stranger.id(), boot.trim()),
+            format!(
+                "{} ghost@nowhere old-run 1 {} 1\n",
+                stranger.id(),
+                boot.trim()
+            ),
         )
         .expect("write holder");
         let mut taking = std::process::Command::new("sh")

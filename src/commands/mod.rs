@@ -168,7 +168,10 @@ pub async fn lock_all<'a>(
         tracing::info!(
             "another run holds some of the locks this run needs: letting go of ours and trying again ({attempt} of {LOCK_ATTEMPTS})"
         );
-        let holders: Vec<&mut Slot> = slots.iter_mut().filter(|slot| slot.locked.is_some()).collect();
+        let holders: Vec<&mut Slot> = slots
+            .iter_mut()
+            .filter(|slot| slot.locked.is_some())
+            .collect();
         for_each(holders, context.concurrency, |slot| async move {
             if let (Some(run), Some((held, _))) = (&slot.run, slot.locked.take()) {
                 run.unlock(held).await;
@@ -193,9 +196,9 @@ pub async fn lock_all<'a>(
                 if let Some(run) = run {
                     run.close().await;
                 }
-                let error = slot.failure.unwrap_or_else(|| {
-                    HostError::failed("lock", "the lock was not taken")
-                });
+                let error = slot
+                    .failure
+                    .unwrap_or_else(|| HostError::failed("lock", "the lock was not taken"));
                 let result = result_for(context, slot.target, Outcome::Ok);
                 finished.push((
                     slot.target,

@@ -224,12 +224,11 @@ pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Ship
                 let policy = artifact::MemberPolicy {
                     allow_setid: service.allow_setid,
                 };
-                let artifact = tokio::task::spawn_blocking(move || {
-                    artifact::inspect_with(&owned, &policy)
-                })
-                    .await
-                    .map_err(|error| InputError(format!("checking the artifact: {error}")))?
-                    .map_err(|error| InputError(error.to_string()))?;
+                let artifact =
+                    tokio::task::spawn_blocking(move || artifact::inspect_with(&owned, &policy))
+                        .await
+                        .map_err(|error| InputError(format!("checking the artifact: {error}")))?
+                        .map_err(|error| InputError(error.to_string()))?;
                 if let Some(expected) = &service.sha256
                     && arguments.artifact.is_none()
                     && expected != &artifact.sha256

@@ -3,7 +3,6 @@
 //! host — checked on all of them, under their locks, before any is switched. Uses the same
 //! switch phase and failure policy as push.
 
-
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 

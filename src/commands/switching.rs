@@ -219,10 +219,20 @@ async fn switch_one(context: &Context, host: &Locked<'_>, switch: &Switch) -> Sw
         .map(ToString::to_string)
         .unwrap_or_else(|| "no live release".to_string());
     let (outcome, reason) = match &error {
-        HostError::Interrupted { .. } => (Outcome::RolledBack, "switched back: interrupted".to_string()),
+        HostError::Interrupted { .. } => (
+            Outcome::RolledBack,
+            "switched back: interrupted".to_string(),
+        ),
         other => (Outcome::Failed, other.to_string()),
     };
-    match revert(context, host, switch, host.record(context, outcome, Some(reason))).await {
+    match revert(
+        context,
+        host,
+        switch,
+        host.record(context, outcome, Some(reason)),
+    )
+    .await
+    {
         Ok(()) => Switched {
             switched: false,
             recorded: true,

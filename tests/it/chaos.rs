@@ -545,7 +545,10 @@ impl Chaos {
             .iter()
             .filter_map(|host| host.pid())
             .collect();
-        while daemons.iter().any(|&daemon| !children_of(daemon).is_empty()) {
+        while daemons
+            .iter()
+            .any(|&daemon| !children_of(daemon).is_empty())
+        {
             if Instant::now() > deadline {
                 self.slow_to_quiet += 1;
                 eprintln!(
@@ -682,7 +685,12 @@ impl Chaos {
     }
 
     /// Checks every host; returns the live version of each.
-    fn check_hosts(&mut self, iteration: &Iteration, run: &Finished, when: &str) -> Vec<Option<String>> {
+    fn check_hosts(
+        &mut self,
+        iteration: &Iteration,
+        run: &Finished,
+        when: &str,
+    ) -> Vec<Option<String>> {
         let mut lives = Vec::new();
         for index in 0..HOSTS {
             let (live, problems) = self.check_host(index);
@@ -714,13 +722,18 @@ impl Chaos {
         let run = self.push(&version, target, Some((signal, moment.clone())));
         self.wait_until_quiet();
         if run.exited_before_signal || (run.signalled.is_none() && run.status.success()) {
-            *self.finished_before_signal.entry(signal.name()).or_default() += 1;
+            *self
+                .finished_before_signal
+                .entry(signal.name())
+                .or_default() += 1;
         }
         if let Some(problem) = exit_problem(signal, &moment, &run) {
             self.violation(&iteration, &problem, &run);
         }
         let lives = self.check_hosts(&iteration, &run, "after the signal");
-        if run.status.code() == Some(130) && lives.iter().any(|live| live.as_deref() == Some(&version)) {
+        if run.status.code() == Some(130)
+            && lives.iter().any(|live| live.as_deref() == Some(&version))
+        {
             self.interrupted_but_switched.push(format!(
                 "iteration {number} (SIG{} {moment}): exit 130, live {lives:?}",
                 signal.name()
@@ -962,7 +975,10 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
             .collect::<Vec<_>>()
             .join("\n\n"),
         if chaos.violations.len() > REPORTS_SHOWN {
-            format!("\n\n... and {} more", chaos.violations.len() - REPORTS_SHOWN)
+            format!(
+                "\n\n... and {} more",
+                chaos.violations.len() - REPORTS_SHOWN
+            )
         } else {
             String::new()
         }

@@ -1,0 +1,175 @@
+//! Snapshots of every program sent to a host, for fixed inputs (a base_dir with a quote and a
+//! space in it), so that a change to what runs as root on production is reviewed as a diff
+//! (`cargo insta review`). Each script is also checked to be valid `sh` (`sh -n`).
+
+use crate::facts::{self, LogAction};
+use crate::inventory::Version;
+use crate::plan::{HistoryRecord, HookEnvironment, HookPhase, Lowering, Step, Switch, lock_script};
+
+const BASE: &str = "/srv/it's my app";
+const RUN: &str = "20261130T120000Z-1f";
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn version(text: &str) -> Version {
+    Version::parse(text).expect("valid version")
+}
+
+fn record(result: &str) -> HistoryRecord {
+    HistoryRecord {
+        time: "2026-11-30T12:00:00Z".to_string(),
+        id: RUN.to_string(),
+        operator: "alice@laptop".to_string(),
+        action: "push".to_string(),
+        service: "myapp".to_string(),
+        from: Some("v1".to_string()),
+        to: Some("v2".to_string()),
+        sha256: Some(SHA.to_string()),
+        result: result.to_string(),
+        error: (result != "ok").then(|| "health: it's down".to_string()),
+    }
+}
+
+fn environment() -> HookEnvironment {
+    HookEnvironment {
+        service: "myapp".to_string(),
+        host: "web1".to_string(),
+        version: version("v2"),
+        previous: Some(version("v1")),
+    }
+}
+
+/// Every program, by name.
+fn programs() -> Vec<(&'static str, String)> {
+    let shared = vec!["log".to_string(), "config/app.env".to_string()];
+    let lowering = Lowering {
+        base_dir: BASE,
+        run_id: RUN,
+        shared_paths: &shared,
+        now: 1_764_504_000,
+    };
+    let switch = Switch {
+        from: Some(version("v1")),
+        to: version("v2"),
+        action: LogAction::Push,
+    };
+    let first = Switch {
+        from: None,
+        to: version("v1"),
+        action: LogAction::Push,
+    };
+    let lower = |step: &Step| lowering.lower(step).script;
+    vec![
+        ("prepare", lower(&Step::Prepare)),
+        (
+            "upload",
+            lower(&Step::Upload {
+                version: version("v2"),
+                sha256: SHA.to_string(),
+                bytes: 1024,
+            }),
+        ),
+        (
+            "fetch",
+            lower(&Step::Fetch {
+                version: version("v2"),
+                sha256: SHA.to_string(),
+                source: "https://example.com/app.tar.gz".to_string(),
+            }),
+        ),
+        (
+            "finalize",
+            lower(&Step::Finalize {
+                version: version("v2"),
+                sha256: SHA.to_string(),
+                replace: false,
+            }),
+        ),
+        (
+            "finalize_replace",
+            lower(&Step::Finalize {
+                version: version("v2"),
+                sha256: SHA.to_string(),
+                replace: true,
+            }),
+        ),
+        ("switch", lower(&switch.recorded(record("ok")))),
+        ("switch_back", lower(&switch.undo(Some(record("failed"))))),
+        ("retract", lower(&first.undo(Some(record("rolled_back"))))),
+        (
+            "prune",
+            lower(&Step::Prune {
+                versions: vec![version("v0"), version("v-1")],
+            }),
+        ),
+        (
+            "unlock_stale",
+            lower(&Step::Unlock {
+                holder: "4242 bob@ci 20261129T000000Z-2 1764400000 boot 77".to_string(),
+                kill: false,
+            }),
+        ),
+        (
+            "unlock_force",
+            lower(&Step::Unlock {
+                holder: "4242 bob@ci 20261129T000000Z-2 1764400000 boot 77".to_string(),
+                kill: true,
+            }),
+        ),
+        (
+            "hook",
+            lower(&Step::Hook {
+                phase: HookPhase::AfterSwitch,
+                command: "systemctl restart 'myapp'".to_string(),
+                environment: environment(),
+            }),
+        ),
+        (
+            "health",
+            lower(&Step::Health {
+                command: "curl -fsS http://127.0.0.1:8080/healthz".to_string(),
+                timeout_seconds: 5,
+                attempts: 3,
+                environment: environment(),
+            }),
+        ),
+        ("stop_steps", lowering.stop_steps()),
+        ("discard_staging", lowering.discard_staging()),
+        ("append_history", lowering.append_history(&record("ok"))),
+        (
+            "lock",
+            lock_script(BASE, "alice@laptop", RUN, 1_764_504_000),
+        ),
+        ("facts", facts::command(BASE)),
+        ("history", facts::history_command(BASE, Some(20))),
+        ("manifest", facts::manifest_command(BASE, &version("v2"))),
+        ("scan", facts::scan_command(BASE, &version("v2"))),
+        (
+            "probe",
+            crate::commands::check::probe_script(&[("myapp".to_string(), BASE.to_string())], true),
+        ),
+    ]
+}
+
+#[test]
+fn every_remote_program_is_reviewed_as_a_snapshot() {
+    for (name, script) in programs() {
+        insta::assert_snapshot!(name, script);
+    }
+}
+
+#[test]
+fn every_remote_program_is_valid_sh() {
+    for (name, script) in programs() {
+        let output = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        assert!(
+            output.status.success(),
+            "{name}: {}\n{script}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
