@@ -11,8 +11,8 @@ mod facts;
 mod fetch;
 mod http;
 mod inventory;
-mod known_hosts;
 mod logging;
+mod manifest;
 mod notify;
 #[cfg(test)]
 mod parser_properties;
@@ -126,47 +126,50 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
     // Each command's result, and how its text view is drawn.
-    let (result, render): (report::RunResult, fn(&report::RunResult) -> String) = match &cli.command
-    {
-        Command::Check => (commands::check::run(&context).await?, report::render_table),
-        Command::Status(arguments) => (
-            commands::status::run(&context, arguments).await?,
-            commands::status::render,
-        ),
-        Command::Push(arguments) => (
-            commands::push::run(&context, arguments).await?,
-            changes_text,
-        ),
-        Command::Rollback(arguments) => (
-            commands::rollback::run(&context, arguments).await?,
-            changes_text,
-        ),
-        Command::History(arguments) => (
-            commands::history::run(&context, arguments).await?,
-            commands::history::render,
-        ),
-        Command::Prune(arguments) => (
-            commands::prune::run(&context, arguments).await?,
-            report::render_plan,
-        ),
-        Command::Unlock(arguments) => {
-            if cli.global.hosts.is_none() {
-                return Err(InputError(
-                    "unlock needs --hosts: name the hosts whose lock to remove".to_string(),
-                )
-                .into());
-            }
-            (
-                commands::unlock::run(&context, arguments).await?,
+    let (mut result, render): (report::RunResult, fn(&report::RunResult) -> String) =
+        match &cli.command {
+            Command::Check => (commands::check::run(&context).await?, report::render_table),
+            Command::Status(arguments) => (
+                commands::status::run(&context, arguments).await?,
+                report::render_status,
+            ),
+            Command::Push(arguments) => (
+                commands::push::run(&context, arguments).await?,
+                changes_text,
+            ),
+            Command::Rollback(arguments) => (
+                commands::rollback::run(&context, arguments).await?,
+                changes_text,
+            ),
+            Command::History(arguments) => (
+                commands::history::run(&context, arguments).await?,
+                report::render_history,
+            ),
+            Command::Prune(arguments) => (
+                commands::prune::run(&context, arguments).await?,
                 report::render_plan,
-            )
-        }
-        Command::Diff(arguments) => (
-            commands::diff::run(&context, arguments).await?,
-            commands::diff::render,
-        ),
-        Command::Completions { .. } => return Ok(0),
-    };
+            ),
+            Command::Unlock(arguments) => {
+                if cli.global.hosts.is_none() {
+                    return Err(InputError(
+                        "unlock needs --hosts: name the hosts whose lock to remove".to_string(),
+                    )
+                    .into());
+                }
+                (
+                    commands::unlock::run(&context, arguments).await?,
+                    report::render_plan,
+                )
+            }
+            Command::Diff(arguments) => (
+                commands::diff::run(&context, arguments).await?,
+                report::render_diff_view,
+            ),
+            Command::Completions { .. } => return Ok(0),
+        };
+    if context.is_interrupted() {
+        result.interrupted();
+    }
     let changing = matches!(
         cli.command,
         Command::Push(_) | Command::Rollback(_) | Command::Prune(_) | Command::Unlock(_)

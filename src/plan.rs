@@ -44,7 +44,8 @@ const REGISTER_STEP: &str = "step_record=\n\
                              trap '[ -z \"$step_record\" ] || rm -f -- \"$step_record\"' EXIT\n";
 
 /// `stop_steps DIR`: stops every step registered in DIR (TERM to its process group, KILL after
-/// 5 s) and waits up to 10 s for the groups to be gone. A record whose leader is not the
+/// 5 s) and waits up to 10 s for the groups to be gone (zombies waiting for their parent to
+/// reap them count as gone). A record whose leader is not the
 /// process that wrote it (another start time: the PID was reused) is dropped, never signalled.
 const STOP_STEPS: &str = r#"stop_steps() {
   for f in "$1"/step.*; do
@@ -59,7 +60,7 @@ const STOP_STEPS: &str = r#"stop_steps() {
     for f in "$1"/step.*; do
       [ -f "$f" ] || continue
       IFS=' ' read -r group start < "$f" || group=
-      if [ -n "$group" ] && kill -0 -"$group" 2>/dev/null; then
+      if [ -n "$group" ] && group_alive; then
         left=yes
         [ "$tries" -lt 25 ] || kill -KILL -"$group" 2>/dev/null
       else
@@ -261,7 +262,7 @@ impl Step {
             Step::Prepare => "prepare layout and remove staging leftovers".to_string(),
             Step::Upload { version, bytes, .. } => format!(
                 "upload {} and extract {version} into staging, verifying its sha256",
-                crate::report::format_bytes(*bytes)
+                crate::text::format_bytes(*bytes)
             ),
             Step::Fetch {
                 version, source, ..
@@ -935,8 +936,8 @@ pub fn plan_push(
         if free < needed {
             return PushDecision::Refused(format!(
                 "not enough disk space: {} free, {} needed to unpack the release",
-                crate::report::format_bytes(free),
-                crate::report::format_bytes(needed)
+                crate::text::format_bytes(free),
+                crate::text::format_bytes(needed)
             ));
         }
     }

@@ -1,6 +1,65 @@
-//! Text helpers shared below `plan` and `report`: bounding long texts that come from hosts
-//! (a hook's stderr, tar errors on a full disk) before they reach a history record, a result
-//! or a terminal.
+//! Text helpers shared below `plan` and `report`: human-readable byte counts, showing
+//! host-supplied (untrusted) text on a terminal (`escape_for_terminal`, the one way it is made
+//! safe, and `escape_line`, its one-line form), and bounding long host texts (a hook's stderr,
+//! tar errors on a full disk) before they reach a history record, a result or a terminal.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Human-readable byte counts (binary units).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Renders host-supplied (untrusted) text for a terminal (SPEC §5): every control character but
+/// the newline — C0 controls, DEL and the C1 controls U+0080–U+009F — becomes a visible escape
+/// (`\r`, `\t`, `\x1b`, `\x7f`, `\u{9b}`), so that no host can clear the screen, set the
+/// window title or overwrite a line. Backslashes stay as they are: the result is for reading,
+/// not for reversing, and escaping it again changes nothing. Text without control characters
+/// is returned as it is.
+pub fn escape_for_terminal(text: &str) -> Cow<'_, str> {
+    let kept = |character: char| character == '\n' || !character.is_control();
+    if text.chars().all(kept) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for character in text.chars() {
+        match character {
+            character if kept(character) => escaped.push(character),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            // The rest of C0, and DEL.
+            '\0'..='\x7f' => {
+                let _ = write!(escaped, "\\x{:02x}", u32::from(character));
+            }
+            // C1.
+            _ => {
+                let _ = write!(escaped, "\\u{{{:x}}}", u32::from(character));
+            }
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Host-supplied text that must stay on one line (table cells, progress bar messages, plan
+/// lines): `escape_for_terminal`, and newlines shown as `\n`.
+pub fn escape_line(text: &str) -> Cow<'_, str> {
+    match escape_for_terminal(text) {
+        Cow::Borrowed(text) if !text.contains('\n') => Cow::Borrowed(text),
+        escaped => Cow::Owned(escaped.replace('\n', "\\n")),
+    }
+}
 
 /// `text` cut to at most about `limit` bytes: its start and its end, with a marker saying how
 /// many bytes were left out in the middle (the end of an error usually says the most).
@@ -28,6 +87,40 @@ pub fn shorten(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(50 * 1024 * 1024), "50.0 MiB");
+    }
+
+    #[test]
+    fn terminal_escapes_make_control_characters_visible() {
+        let hostile = "a\u{1b}[2J\u{1b}]0;title\u{7}b\rc\td\u{7f}e\u{9b}f\u{85}g\\h\nnext line ü";
+        insta::assert_snapshot!(escape_for_terminal(hostile), @r"
+        a\x1b[2J\x1b]0;title\x07b\rc\td\x7fe\u{9b}f\u{85}g\h
+        next line ü
+        ");
+        assert_eq!(escape_line("one\ntwo\u{1b}"), "one\\ntwo\\x1b");
+    }
+
+    #[test]
+    fn terminal_escapes_leave_clean_text_alone_and_are_idempotent() {
+        assert!(matches!(
+            escape_for_terminal("plain text\nwith ünïcode and \\ backslash"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(escape_line("plain"), Cow::Borrowed(_)));
+        let once = escape_for_terminal("x\u{1b}\u{0}\u{9f}\r\n").into_owned();
+        assert_eq!(escape_for_terminal(&once), once);
+        assert!(
+            !once
+                .chars()
+                .any(|character| character != '\n' && character.is_control())
+        );
+    }
 
     #[test]
     fn short_texts_are_kept_and_long_ones_keep_both_ends() {

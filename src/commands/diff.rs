@@ -118,31 +118,3 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
     )
     .await
 }
-
-/// Text view: per host, the counts and the paths (long lists cut with a count).
-pub fn render(result: &RunResult) -> String {
-    let mut text = String::new();
-    for host in &result.hosts {
-        let service = host.service.as_deref().unwrap_or("");
-        match (&host.diff, &host.error) {
-            (Some(difference), _) => {
-                let lines = crate::report::render_diff(difference, 20);
-                text.push_str(&format!(
-                    "{} ({service}): {} -> {}: {}\n",
-                    host.host,
-                    host.from.as_deref().unwrap_or(""),
-                    host.to.as_deref().unwrap_or(""),
-                    lines[0]
-                ));
-                for line in &lines[1..] {
-                    text.push_str(&format!("  {line}\n"));
-                }
-            }
-            (None, Some(error)) => {
-                text.push_str(&format!("{} ({service}): error: {error}\n", host.host))
-            }
-            (None, None) => {}
-        }
-    }
-    text
-}

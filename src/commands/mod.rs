@@ -1,5 +1,6 @@
 //! One module per command. Each turns a `Context` and its flags into a `RunResult`; none of
-//! them prints (the reporter and `report::print_result` do) or names russh types.
+//! them prints (the reporter task draws progress; `main` prints the result, rendered by
+//! `report`) or names russh types.
 
 pub mod check;
 pub mod diff;
@@ -231,7 +232,12 @@ pub fn failed(
     events: &Events,
     label: &str,
 ) -> HostResult {
-    result.result = Outcome::Failed;
+    // Ctrl-C is not this host's failure: it was stopped before it changed anything.
+    result.result = if matches!(error, HostError::Interrupted { .. }) {
+        Outcome::Skipped
+    } else {
+        Outcome::Failed
+    };
     result.lock_held = matches!(error, HostError::LockHeld { .. });
     result.error = Some(error.to_string());
     result.duration_ms = elapsed_ms(started);

@@ -329,8 +329,8 @@ async fn plan_host(
     if let Some(free) = facts.free_bytes {
         notes.push(format!(
             "disk: {} free, {} needed to unpack",
-            crate::report::format_bytes(free),
-            crate::report::format_bytes(shipment.artifact.unpacked_size)
+            crate::text::format_bytes(free),
+            crate::text::format_bytes(shipment.artifact.unpacked_size)
         ));
     }
     let mut steps: Vec<String> = Vec::new();
@@ -512,9 +512,6 @@ async fn stage<'a>(
             result.steps = Some(run.executed());
             result.bytes = run.uploaded();
             let mut result = super::failed(result, &error, started, events, &label);
-            if matches!(error, HostError::Interrupted { .. }) {
-                result.result = Outcome::Skipped;
-            }
             run.record(Some(&history(context, shipment, &result)), None)
                 .await;
             result.history_lost = run.history_lost();
@@ -541,14 +538,14 @@ fn disk_hint(error: HostError, free: Option<u64>, shipment: &Shipment) -> HostEr
         return HostError::Failed { step, message };
     }
     let free = free
-        .map(crate::report::format_bytes)
+        .map(crate::text::format_bytes)
         .unwrap_or_else(|| "unknown".to_string());
     HostError::Failed {
         step,
         message: format!(
             "{message}\nhint: the host cannot hold the release: {free} free, {} needed to unpack it \
              (plus the artifact while it streams); free space under the base_dir or lower keep_releases",
-            crate::report::format_bytes(shipment.artifact.unpacked_size)
+            crate::text::format_bytes(shipment.artifact.unpacked_size)
         ),
     }
 }

@@ -8,7 +8,7 @@
 //! Owns: the seeded PRNG (`DEPLOY_CHAOS_SEED` overrides [`DEFAULT_SEED`]), the three many-file
 //! artifacts, the signal schedule, and the host-state invariants checked after every push.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
@@ -30,13 +30,15 @@ const DEFAULT_SEED: u64 = 0x00C0_FFEE_2024_0001;
 /// Test hosts (`web1`..`web3`), all worked on at once.
 const HOSTS: usize = 3;
 /// Regular files in every artifact (nested two directories deep).
-const FILES: usize = 3000;
+const FILES: usize = 2000;
 /// Iterations per signal with a uniformly drawn delay.
 const RANDOM_ITERATIONS: usize = 20;
 /// Random delays are drawn from [0, DELAY_SPAN × a normal push's duration].
 const DELAY_SPAN: f64 = 1.2;
-/// The progress steps whose line triggers a signal, one iteration per (step, host).
+/// The progress steps whose line (`webN: step`) triggers a signal...
 const TARGETED_STEPS: [&str; 2] = ["finalize", "switch"];
+/// ...in this many iterations per step and signal, each on a host drawn at random.
+const TARGETED_ITERATIONS: usize = 2;
 /// How long one push may take before the test kills it and calls it a hang.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the hosts' sessions may outlive the controller before the state is checked anyway.
@@ -112,10 +114,9 @@ fn build_artifact(dir: &Path, name: &str) -> Artifact {
     let mut files = BTreeMap::new();
     for number in 0..FILES {
         let path = format!(
-            "d{:02}/e{}/f{:03}.txt",
+            "d{:02}/e{}/f{number:04}.txt",
             number / 300,
             number / 30 % 10,
-            number
         );
         let content = format!("{name} file {number}\n").repeat(1 + number % 4);
         files.insert(path, content.into_bytes());
@@ -287,18 +288,10 @@ fn has_exited(pid: u32) -> bool {
     !matches!(process_stat(pid), Some((_, state)) if state != 'Z' && state != 'X')
 }
 
-/// Live processes whose parent is `parent` (an sshd's per-connection processes).
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(listing) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    listing
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            matches!(process_stat(pid), Some((ppid, state)) if ppid == parent && state != 'Z')
-        })
-        .collect()
+/// Whether `parent` (an sshd listener, single-threaded) has any child process left.
+fn has_children(parent: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .is_ok_and(|children| !children.trim().is_empty())
 }
 
 /// Sends `signal` to `pid` with kill(1) (std has no kill(2) with a signal of our choice). The
@@ -321,6 +314,8 @@ fn send(signal: Signal, pid: u32) {
 struct Finished {
     status: ExitStatus,
     duration: Duration,
+    /// It did not end within [`RUN_DEADLINE`] and was killed.
+    hung: bool,
     /// When the signal was sent (since spawn), if it was.
     signalled: Option<Duration>,
     /// The process had already exited when the signal was due.
@@ -328,7 +323,8 @@ struct Finished {
     /// A `webN: ...` progress line had been read when the signal was sent.
     progress_seen: bool,
     stdout: String,
-    stderr: Vec<String>,
+    /// Every stderr line with when it was read (since spawn).
+    stderr: Vec<(Duration, String)>,
 }
 
 impl Finished {
@@ -342,61 +338,100 @@ impl Finished {
 
     fn stderr_tail(&self, lines: usize) -> String {
         let start = self.stderr.len().saturating_sub(lines);
-        self.stderr[start..].join("\n")
+        self.stderr[start..]
+            .iter()
+            .map(|(at, line)| format!("{:>6} ms  {line}", at.as_millis()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// When the first line ending with `: {step}` was read.
+    fn first(&self, step: &str) -> Option<Duration> {
+        let suffix = format!(": {step}");
+        self.stderr
+            .iter()
+            .find(|(_, line)| line.starts_with("web") && line.ends_with(&suffix))
+            .map(|(at, _)| *at)
     }
 }
 
 /// What the stderr reader saw.
 struct Reading {
-    lines: Vec<String>,
+    lines: Vec<(Duration, String)>,
     signalled: Option<Duration>,
     exited_before_signal: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
-// The chaos run
+// The chaos run of one signal, on its own fleet
 
-struct Chaos {
+/// What the runs of one signal found.
+#[derive(Default)]
+struct Tally {
+    iterations: usize,
+    /// Iterations whose push had ended before its signal was due.
+    ended_before_signal: usize,
+    /// Random-instant iterations whose signal came before any host progress line.
+    before_any_host: usize,
+    violations: Vec<String>,
+    /// Exit 130 although a host stayed live on the version being pushed.
+    interrupted_but_switched: Vec<String>,
+    /// Times the hosts still had sessions [`QUIET_DEADLINE`] after the controller ended.
+    slow_to_quiet: usize,
+    /// A normal push's duration on this fleet.
+    normal: Duration,
+    /// Time spent checking the hosts' trees.
+    checking: Duration,
+}
+
+struct Chaos<'a> {
     seed: u64,
+    signal: Signal,
     random: Random,
     fleet: Fleet,
+    /// Where the hosts' `app` directories really live (dropped after the fleet has stopped).
+    _trees: tempfile::TempDir,
     inventory: PathBuf,
-    artifacts: Vec<Artifact>,
+    artifacts: &'a [Artifact],
     /// Extra push flags this build needs (`--allow-downgrade` where it exists).
-    extra_flags: Vec<&'static str>,
+    extra_flags: &'a [&'static str],
     /// Index into `artifacts` of what every host is live on between iterations.
     live_artifact: usize,
     /// Versions pushed so far (each push gets a fresh version: `v2-017`).
     pushes: usize,
-    /// Release directories already compared file by file: (host, version) -> inode.
+    /// Release directories already compared file by file: (host, version) -> (dev, inode).
     verified: HashMap<(usize, String), (u64, u64)>,
-    violations: Vec<String>,
-    /// Iterations whose push had ended before its signal was due.
-    finished_before_signal: BTreeMap<&'static str, usize>,
-    /// Iterations per signal.
-    iterations: BTreeMap<&'static str, usize>,
-    /// Exit 130 although some host stayed live on the version being pushed.
-    interrupted_but_switched: Vec<String>,
-    /// Hosts' sessions still running at [`QUIET_DEADLINE`] after the controller ended.
-    slow_to_quiet: usize,
+    /// Broken release directories already reported: ((host, version), (dev, inode)).
+    reported: HashSet<((usize, String), (u64, u64))>,
+    tally: Tally,
 }
 
 /// Names what an iteration did, for reports.
+#[derive(Clone)]
 struct Iteration {
     number: usize,
-    signal: Signal,
     moment: Moment,
     version: String,
     from: String,
 }
 
-impl Chaos {
-    fn start(seed: u64) -> Chaos {
+impl<'a> Chaos<'a> {
+    fn start(
+        seed: u64,
+        signal: Signal,
+        artifacts: &'a [Artifact],
+        extra_flags: &'a [&'static str],
+    ) -> Chaos<'a> {
         let fleet = Fleet::start(HOSTS);
-        let artifacts: Vec<Artifact> = ["v1", "v2", "v3"]
-            .iter()
-            .map(|name| build_artifact(fleet.dir(), name))
-            .collect();
+        // Each host's base dir is a link to a directory in memory: thousands of files created
+        // and deleted per push make ext4's inode allocator the slowest part of a run otherwise.
+        let trees = fast_temp_dir("deploy-chaos-trees-");
+        for host in fleet.hosts() {
+            let tree = trees.path().join(&host.name);
+            std::fs::create_dir(&tree).expect("create a host's tree");
+            std::os::unix::fs::symlink(&tree, host.root.join("app"))
+                .expect("link the host's base dir");
+        }
         let inventory = fleet.dir().join("chaos.toml");
         let text = fleet
             .inventory_text(&format!(
@@ -406,27 +441,23 @@ impl Chaos {
             .replace("connect_timeout = \"5s\"", "connect_timeout = \"2s\"");
         assert!(text.contains("connect_timeout = \"2s\""), "{text}");
         std::fs::write(&inventory, text).expect("write the inventory");
-        let help = crate::run(support::deploy().args(["push", "--help"]));
-        let extra_flags = if help.stdout.contains("--allow-downgrade") {
-            vec!["--allow-downgrade"]
-        } else {
-            Vec::new()
-        };
         Chaos {
             seed,
-            random: Random::new(seed),
+            signal,
+            // Each signal draws from its own stream of the one seed.
+            random: Random::new(
+                seed ^ (signal.number() as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+            ),
             fleet,
+            _trees: trees,
             inventory,
             artifacts,
             extra_flags,
             live_artifact: 0,
             pushes: 0,
             verified: HashMap::new(),
-            violations: Vec::new(),
-            finished_before_signal: BTreeMap::new(),
-            iterations: BTreeMap::new(),
-            interrupted_but_switched: Vec::new(),
-            slow_to_quiet: 0,
+            reported: HashSet::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -435,7 +466,7 @@ impl Chaos {
         format!("{}-{:03}", self.artifacts[artifact].name, self.pushes)
     }
 
-    fn artifact_of(&self, version: &str) -> Option<&Artifact> {
+    fn artifact_of(&self, version: &str) -> Option<&'a Artifact> {
         let (name, _) = version.split_once('-')?;
         self.artifacts.iter().find(|artifact| artifact.name == name)
     }
@@ -445,8 +476,8 @@ impl Chaos {
     }
 
     /// Spawns `deploy -v push` of `version` and delivers `signal` at `moment` (if any); waits
-    /// for the process to end.
-    fn push(&self, version: &str, artifact: usize, signal: Option<(Signal, Moment)>) -> Finished {
+    /// for the process to end (killing it after [`RUN_DEADLINE`]).
+    fn push(&self, version: &str, artifact: usize, moment: Option<&Moment>) -> Finished {
         let stdout_path = self.fleet.dir().join("push.stdout");
         let mut child: Child = support::deploy()
             .args(["-v", "push", "-i"])
@@ -454,7 +485,7 @@ impl Chaos {
             .args(["--version", version, "--artifact"])
             .arg(&self.artifacts[artifact].path)
             .args(["--output", "json", "--no-progress"])
-            .args(&self.extra_flags)
+            .args(self.extra_flags)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
             .stderr(Stdio::piped())
@@ -464,14 +495,14 @@ impl Chaos {
         let pid = child.id();
         let stderr = child.stderr.take().expect("piped stderr");
         let progress_seen = Arc::new(AtomicBool::new(false));
-        let trigger = match &signal {
-            Some((signal, Moment::OnLine(line))) => Some((*signal, line.clone())),
+        let trigger = match moment {
+            Some(Moment::OnLine(line)) => Some((self.signal, line.clone())),
             _ => None,
         };
         let (done, reading) = mpsc::channel();
         let seen = Arc::clone(&progress_seen);
-        // The reader sends a line-triggered signal itself (the child is never reaped before
-        // the reader has finished, so its PID cannot be reused meanwhile).
+        // The reader sends a line-triggered signal itself. The child is reaped only after the
+        // reader has finished, so its PID cannot name another process meanwhile.
         thread::spawn(move || {
             let mut result = Reading {
                 lines: Vec::new(),
@@ -491,7 +522,7 @@ impl Chaos {
                     send(*signal, pid);
                     result.signalled = Some(started.elapsed());
                 }
-                result.lines.push(line);
+                result.lines.push((started.elapsed(), line));
             }
             let _ = done.send(result);
         });
@@ -499,23 +530,23 @@ impl Chaos {
         let mut signalled = None;
         let mut exited_before_signal = false;
         let mut progress_at_signal = false;
-        if let Some((signal, Moment::After(delay))) = &signal {
+        if let Some(Moment::After(delay)) = moment {
             thread::sleep(delay.saturating_sub(started.elapsed()));
             exited_before_signal = has_exited(pid);
             progress_at_signal = progress_seen.load(Ordering::SeqCst);
-            send(*signal, pid);
+            send(self.signal, pid);
             signalled = Some(started.elapsed());
         }
-        let reading = match reading.recv_timeout(RUN_DEADLINE) {
-            Ok(reading) => reading,
+        let (reading, hung) = match reading.recv_timeout(RUN_DEADLINE) {
+            Ok(reading) => (reading, false),
             Err(_) => {
                 let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "seed {:#x}: `deploy push --version {version}` did not end within {:?} \
-                     (signal {signal:?}); killed it",
-                    self.seed, RUN_DEADLINE
-                );
+                let reading = reading.recv_timeout(RUN_DEADLINE).unwrap_or(Reading {
+                    lines: Vec::new(),
+                    signalled: None,
+                    exited_before_signal: false,
+                });
+                (reading, true)
             }
         };
         let status = child.wait().expect("wait for deploy");
@@ -527,6 +558,7 @@ impl Chaos {
         Finished {
             status,
             duration: started.elapsed(),
+            hung,
             signalled,
             exited_before_signal,
             progress_seen: progress_at_signal,
@@ -545,14 +577,12 @@ impl Chaos {
             .iter()
             .filter_map(|host| host.pid())
             .collect();
-        while daemons
-            .iter()
-            .any(|&daemon| !children_of(daemon).is_empty())
-        {
+        while daemons.iter().any(|&daemon| has_children(daemon)) {
             if Instant::now() > deadline {
-                self.slow_to_quiet += 1;
+                self.tally.slow_to_quiet += 1;
                 eprintln!(
-                    "chaos: hosts still have sessions {QUIET_DEADLINE:?} after the controller ended"
+                    "chaos SIG{}: hosts still have sessions {QUIET_DEADLINE:?} after the controller ended",
+                    self.signal.name()
                 );
                 return;
             }
@@ -567,38 +597,32 @@ impl Chaos {
         let app = self.app(index);
         let mut problems = Vec::new();
 
-        // (a) complete releases only.
+        // (a) complete releases only. A release is never changed once named: a directory
+        // already compared file by file (same inode) is not read again, and a broken one is
+        // reported once, however long it stays.
         let releases = sorted_entries(&app.join("releases"));
         for name in &releases {
             let path = app.join("releases").join(name);
-            let metadata = match std::fs::symlink_metadata(&path) {
-                Ok(metadata) => metadata,
+            let identity = match std::fs::symlink_metadata(&path) {
+                Ok(metadata) => (metadata.dev(), metadata.ino()),
                 Err(error) => {
                     problems.push(format!("releases/{name}: {error}"));
                     continue;
                 }
             };
-            if !metadata.is_dir() {
-                problems.push(format!("releases/{name} is not a directory"));
+            let key = (index, name.clone());
+            if self.verified.get(&key) == Some(&identity)
+                || self.reported.contains(&(key.clone(), identity))
+            {
                 continue;
             }
-            let Some(artifact) = self.artifact_of(name) else {
-                problems.push(format!("releases/{name} is no version this test pushed"));
-                continue;
-            };
-            // A release is never changed once named: a directory already compared file by
-            // file (same inode) is not read again.
-            let identity = (metadata.dev(), metadata.ino());
-            if self.verified.get(&(index, name.clone())) == Some(&identity) {
-                continue;
-            }
-            match release_mismatch(&path, artifact) {
-                Some(mismatch) => problems.push(format!(
-                    "releases/{name} is not a complete release of {}: {mismatch}",
-                    artifact.name
-                )),
+            match self.release_problem(&path, name) {
+                Some(problem) => {
+                    problems.push(problem);
+                    self.reported.insert((key, identity));
+                }
                 None => {
-                    self.verified.insert((index, name.clone()), identity);
+                    self.verified.insert(key, identity);
                 }
             }
         }
@@ -637,6 +661,22 @@ impl Chaos {
         (live, problems)
     }
 
+    /// Why `releases/<name>` at `path` is not a complete release; `None` when it is.
+    fn release_problem(&self, path: &Path, name: &str) -> Option<String> {
+        if !path.is_dir() || path.is_symlink() {
+            return Some(format!("releases/{name} is not a directory"));
+        }
+        let Some(artifact) = self.artifact_of(name) else {
+            return Some(format!("releases/{name} is no version this test pushed"));
+        };
+        release_mismatch(path, artifact).map(|mismatch| {
+            format!(
+                "releases/{name} is not a complete release of {}: {mismatch}",
+                artifact.name
+            )
+        })
+    }
+
     /// `ls releases`, `readlink current`, the last history line, staging and lock of every host.
     fn state_of_hosts(&self) -> String {
         let mut text = String::new();
@@ -663,25 +703,32 @@ impl Chaos {
 
     fn violation(&mut self, iteration: &Iteration, problem: &str, run: &Finished) {
         let report = format!(
-            "VIOLATION (seed {seed:#x}, iteration {number}, SIG{signal} {moment}, push {from} -> {version}):\n  {problem}\n\
-             push: {status} after {duration} ms (signal sent at {signalled:?}, progress seen then: {progress})\n\
-             hosts:\n{hosts}deploy stderr (last lines):\n{stderr}\ndeploy stdout:\n{stdout}",
+            "VIOLATION (seed {seed:#x}, SIG{signal} iteration {number}, signal {moment}, push {from} -> {version}):\n  {problem}\n\
+             push: {status} after {duration} ms (signal sent at {signalled}, progress lines seen by then: {progress})\n\
+             hosts:\n{hosts}deploy stderr (last lines, ms since spawn):\n{stderr}\ndeploy stdout:\n{stdout}",
             seed = self.seed,
+            signal = self.signal.name(),
             number = iteration.number,
-            signal = iteration.signal.name(),
             moment = iteration.moment,
             from = iteration.from,
             version = iteration.version,
             status = run.describe_status(),
             duration = run.duration.as_millis(),
-            signalled = run.signalled.map(|at| at.as_millis()),
+            signalled = run
+                .signalled
+                .map(|at| format!("{} ms", at.as_millis()))
+                .unwrap_or_else(|| "never".to_string()),
             progress = run.progress_seen,
             hosts = self.state_of_hosts(),
             stderr = run.stderr_tail(25),
             stdout = trimmed(&run.stdout, 3000),
         );
-        eprintln!("{report}");
-        self.violations.push(report);
+        eprintln!(
+            "chaos SIG{} iteration {}: VIOLATION: {problem}",
+            self.signal.name(),
+            iteration.number
+        );
+        self.tally.violations.push(report);
     }
 
     /// Checks every host; returns the live version of each.
@@ -691,85 +738,24 @@ impl Chaos {
         run: &Finished,
         when: &str,
     ) -> Vec<Option<String>> {
+        let started = Instant::now();
         let mut lives = Vec::new();
+        let mut found = Vec::new();
         for index in 0..HOSTS {
             let (live, problems) = self.check_host(index);
-            for problem in problems {
-                let name = self.fleet.host(index).name.clone();
-                self.violation(iteration, &format!("{when}, {name}: {problem}"), run);
-            }
+            let name = &self.fleet.host(index).name;
+            found.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| format!("{when}, {name}: {problem}")),
+            );
             lives.push(live);
         }
+        self.tally.checking += started.elapsed();
+        for problem in found {
+            self.violation(iteration, &problem, run);
+        }
         lives
-    }
-
-    /// One iteration: a push to a fresh version of the next artifact with `signal` at
-    /// `moment`, the invariants, then a push of the third artifact with no signal.
-    fn iteration(&mut self, number: usize, signal: Signal, moment: Moment) {
-        let target = (self.live_artifact + 1) % self.artifacts.len();
-        let recovery = (self.live_artifact + 2) % self.artifacts.len();
-        let from = self.lives_text();
-        let version = self.next_version(target);
-        let iteration = Iteration {
-            number,
-            signal,
-            moment: moment.clone(),
-            version: version.clone(),
-            from,
-        };
-        *self.iterations.entry(signal.name()).or_default() += 1;
-
-        let run = self.push(&version, target, Some((signal, moment.clone())));
-        self.wait_until_quiet();
-        if run.exited_before_signal || (run.signalled.is_none() && run.status.success()) {
-            *self
-                .finished_before_signal
-                .entry(signal.name())
-                .or_default() += 1;
-        }
-        if let Some(problem) = exit_problem(signal, &moment, &run) {
-            self.violation(&iteration, &problem, &run);
-        }
-        let lives = self.check_hosts(&iteration, &run, "after the signal");
-        if run.status.code() == Some(130)
-            && lives.iter().any(|live| live.as_deref() == Some(&version))
-        {
-            self.interrupted_but_switched.push(format!(
-                "iteration {number} (SIG{} {moment}): exit 130, live {lives:?}",
-                signal.name()
-            ));
-        }
-
-        // (d) the next push, to another version, succeeds without `deploy unlock`.
-        let next = self.next_version(recovery);
-        let after = self.push(&next, recovery, None);
-        let recovery_iteration = Iteration {
-            version: next.clone(),
-            from: format!("{lives:?}"),
-            ..iteration
-        };
-        if !after.status.success() {
-            self.violation(
-                &recovery_iteration,
-                &format!(
-                    "the next push (no signal) to {next} did not succeed: {}",
-                    after.describe_status()
-                ),
-                &after,
-            );
-        }
-        let lives = self.check_hosts(&recovery_iteration, &after, "after the next push");
-        for (index, live) in lives.iter().enumerate() {
-            if live.as_deref() != Some(next.as_str()) {
-                let name = self.fleet.host(index).name.clone();
-                self.violation(
-                    &recovery_iteration,
-                    &format!("after the next push, {name} is live on {live:?}, not {next}"),
-                    &after,
-                );
-            }
-        }
-        self.live_artifact = recovery;
     }
 
     fn lives_text(&self) -> String {
@@ -783,12 +769,13 @@ impl Chaos {
         lives.join(",")
     }
 
-    /// The plain push of `artifact` before any signal; returns how long it took.
-    fn plain_push(&mut self, artifact: usize) -> Duration {
+    /// A push with no signal, before the chaos; returns it after checking every host is live
+    /// on its version.
+    fn plain_push(&mut self, artifact: usize) -> Finished {
         let version = self.next_version(artifact);
         let run = self.push(&version, artifact, None);
         assert!(
-            run.status.success(),
+            run.status.success() && !run.hung,
             "seed {:#x}: the plain push of {version} failed ({}):\n{}\n{}",
             self.seed,
             run.describe_status(),
@@ -805,7 +792,114 @@ impl Chaos {
             );
         }
         self.live_artifact = artifact;
-        run.duration
+        run
+    }
+
+    /// One iteration: a push to a fresh version of the next artifact with the signal at
+    /// `moment`, the invariants, then a push of the third artifact with no signal (d).
+    fn iteration(&mut self, number: usize, moment: Moment) {
+        let target = (self.live_artifact + 1) % self.artifacts.len();
+        let recovery = (self.live_artifact + 2) % self.artifacts.len();
+        let iteration = Iteration {
+            number,
+            moment: moment.clone(),
+            version: self.next_version(target),
+            from: self.lives_text(),
+        };
+        self.tally.iterations += 1;
+
+        let run = self.push(&iteration.version, target, Some(&moment));
+        self.wait_until_quiet();
+        if run.exited_before_signal {
+            self.tally.ended_before_signal += 1;
+        } else if matches!(moment, Moment::After(_)) && !run.progress_seen {
+            self.tally.before_any_host += 1;
+        }
+        if let Some(problem) = exit_problem(self.signal, &moment, &run) {
+            self.violation(&iteration, &problem, &run);
+        }
+        let lives = self.check_hosts(&iteration, &run, "after the signal");
+        if run.status.code() == Some(130)
+            && lives
+                .iter()
+                .any(|live| live.as_deref() == Some(iteration.version.as_str()))
+        {
+            self.tally.interrupted_but_switched.push(format!(
+                "SIG{} iteration {number} ({moment}): exit 130, live {lives:?}",
+                self.signal.name()
+            ));
+        }
+
+        // (d) the next push, to another version, succeeds without `deploy unlock`.
+        let next = Iteration {
+            version: self.next_version(recovery),
+            from: format!("{lives:?}"),
+            ..iteration
+        };
+        let after = self.push(&next.version, recovery, None);
+        self.wait_until_quiet();
+        if !after.status.success() || after.hung {
+            let problem = format!(
+                "the next push (no signal) to {} did not succeed: {}{}",
+                next.version,
+                after.describe_status(),
+                if after.hung { " (hung; killed)" } else { "" }
+            );
+            self.violation(&next, &problem, &after);
+        }
+        let lives = self.check_hosts(&next, &after, "after the next push");
+        for (index, live) in lives.iter().enumerate() {
+            if live.as_deref() != Some(next.version.as_str()) {
+                let problem = format!(
+                    "after the next push, {} is live on {live:?}, not {}",
+                    self.fleet.host(index).name,
+                    next.version
+                );
+                self.violation(&next, &problem, &after);
+            }
+        }
+        self.live_artifact = recovery;
+    }
+
+    /// Three plain pushes (the last two time a normal push), then [`RANDOM_ITERATIONS`]
+    /// random instants and [`TARGETED_ITERATIONS`] line-triggered instants per step, shuffled.
+    fn run(mut self) -> Tally {
+        self.plain_push(0);
+        let timed = [self.plain_push(1), self.plain_push(2)];
+        let normal = (timed[0].duration + timed[1].duration) / 2;
+        let span = normal.mul_f64(DELAY_SPAN);
+        let at = |run: &Finished, step: &str| {
+            run.first(step)
+                .map(|at| format!("{} ms", at.as_millis()))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        eprintln!(
+            "chaos SIG{}: a normal push takes {} ms (first connect at {}, upload at {}, finalize at {}, \
+             switch at {}); random delays in [0, {} ms]",
+            self.signal.name(),
+            normal.as_millis(),
+            at(&timed[1], "connect"),
+            at(&timed[1], "upload"),
+            at(&timed[1], "finalize"),
+            at(&timed[1], "switch"),
+            span.as_millis()
+        );
+        self.tally.normal = normal;
+
+        let mut moments: Vec<Moment> = (0..RANDOM_ITERATIONS)
+            .map(|_| Moment::After(span.mul_f64(self.random.fraction())))
+            .collect();
+        for step in TARGETED_STEPS {
+            for _ in 0..TARGETED_ITERATIONS {
+                let host = &self.fleet.host(self.random.below(HOSTS)).name;
+                moments.push(Moment::OnLine(format!("{host}: {step}")));
+            }
+        }
+        self.random.shuffle(&mut moments);
+        for (index, moment) in moments.into_iter().enumerate() {
+            self.iteration(index + 1, moment);
+        }
+        self.tally
     }
 }
 
@@ -813,6 +907,11 @@ impl Chaos {
 fn exit_problem(signal: Signal, moment: &Moment, run: &Finished) -> Option<String> {
     let code = run.status.code();
     let killed_by = run.status.signal();
+    if run.hung {
+        return Some(format!(
+            "the push did not end within {RUN_DEADLINE:?} of its start (killed)"
+        ));
+    }
     if run.signalled.is_none() {
         // A line-triggered signal whose line never came.
         return Some(format!(
@@ -886,6 +985,18 @@ fn history_disagreement(record: &Value, live: Option<&str>) -> Option<String> {
     })
 }
 
+/// A temp dir in memory (`/dev/shm`) when there is one, else in the usual temp dir.
+fn fast_temp_dir(prefix: &str) -> tempfile::TempDir {
+    let builder = tempfile::Builder::new().prefix(prefix).clone();
+    let memory = Path::new("/dev/shm");
+    if memory.is_dir()
+        && let Ok(dir) = builder.tempdir_in(memory)
+    {
+        return dir;
+    }
+    builder.tempdir().expect("a temp dir")
+}
+
 fn sorted_entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|listing| {
@@ -922,63 +1033,93 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
     let started = Instant::now();
     let seed = seed();
     eprintln!("chaos: seed {seed:#x} (set DEPLOY_CHAOS_SEED to replay another)");
-    let mut chaos = Chaos::start(seed);
+    let artifacts_dir = fast_temp_dir("deploy-chaos-artifacts-");
+    let artifacts: Vec<Artifact> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|name| build_artifact(artifacts_dir.path(), name))
+        .collect();
+    let help = crate::run(support::deploy().args(["push", "--help"]));
+    let extra_flags: Vec<&'static str> = if help.stdout.contains("--allow-downgrade") {
+        vec!["--allow-downgrade"]
+    } else {
+        Vec::new()
+    };
 
-    chaos.plain_push(0);
-    let normal = (chaos.plain_push(1) + chaos.plain_push(2)) / 2;
-    let span = normal.mul_f64(DELAY_SPAN);
-    eprintln!(
-        "chaos: a normal push takes {} ms; random delays in [0, {} ms]",
-        normal.as_millis(),
-        span.as_millis()
-    );
-
-    let mut number = 0;
-    for signal in [Signal::Kill, Signal::Terminate, Signal::Interrupt] {
-        let mut moments: Vec<Moment> = (0..RANDOM_ITERATIONS)
-            .map(|_| Moment::After(span.mul_f64(chaos.random.fraction())))
+    // One fleet per signal, run side by side: the pushes wait on sshd and the hosts' shells a
+    // good part of the time.
+    let signals = [Signal::Kill, Signal::Terminate, Signal::Interrupt];
+    let tallies: Vec<(Signal, Tally)> = thread::scope(|scope| {
+        let runs: Vec<_> = signals
+            .iter()
+            .map(|&signal| {
+                let (artifacts, extra_flags) = (&artifacts, &extra_flags);
+                scope.spawn(move || {
+                    (
+                        signal,
+                        Chaos::start(seed, signal, artifacts, extra_flags).run(),
+                    )
+                })
+            })
             .collect();
-        for step in TARGETED_STEPS {
-            for host in chaos.fleet.hosts() {
-                moments.push(Moment::OnLine(format!("{}: {step}", host.name)));
-            }
-        }
-        chaos.random.shuffle(&mut moments);
-        for moment in moments {
-            number += 1;
-            chaos.iteration(number, signal, moment);
-        }
-    }
+        runs.into_iter()
+            .map(|run| {
+                run.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
 
+    let per_signal: Vec<String> = tallies
+        .iter()
+        .map(|(signal, tally)| {
+            format!(
+                "SIG{} {} iterations ({} ended before the signal, {} random signals before any host line, \
+                 normal push {} ms, checks {:.1} s): {} violations",
+                signal.name(),
+                tally.iterations,
+                tally.ended_before_signal,
+                tally.before_any_host,
+                tally.normal.as_millis(),
+                tally.checking.as_secs_f64(),
+                tally.violations.len()
+            )
+        })
+        .collect();
+    let violations: Vec<&String> = tallies
+        .iter()
+        .flat_map(|(_, tally)| &tally.violations)
+        .collect();
     let summary = format!(
-        "chaos: seed {seed:#x}: iterations {:?}, ended before the signal {:?}, violations {}, \
-         exit 130 with a host left on the new version {}, hosts slow to quiet {}, {:.1} s",
-        chaos.iterations,
-        chaos.finished_before_signal,
-        chaos.violations.len(),
-        chaos.interrupted_but_switched.len(),
-        chaos.slow_to_quiet,
+        "chaos: seed {seed:#x}, {FILES} files x {HOSTS} hosts: {}; exit 130 with a host on the new version: {}; \
+         hosts slow to quiet: {}; {:.1} s",
+        per_signal.join("; "),
+        tallies
+            .iter()
+            .map(|(_, tally)| tally.interrupted_but_switched.len())
+            .sum::<usize>(),
+        tallies
+            .iter()
+            .map(|(_, tally)| tally.slow_to_quiet)
+            .sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
     eprintln!("{summary}");
-    for note in &chaos.interrupted_but_switched {
-        eprintln!("chaos: note: {note}");
+    for (_, tally) in &tallies {
+        for note in &tally.interrupted_but_switched {
+            eprintln!("chaos: note: {note}");
+        }
     }
     assert!(
-        chaos.violations.is_empty(),
+        violations.is_empty(),
         "{summary}\n\n{}{}",
-        chaos
-            .violations
+        violations
             .iter()
             .take(REPORTS_SHOWN)
-            .cloned()
+            .map(|report| report.as_str())
             .collect::<Vec<_>>()
             .join("\n\n"),
-        if chaos.violations.len() > REPORTS_SHOWN {
-            format!(
-                "\n\n... and {} more",
-                chaos.violations.len() - REPORTS_SHOWN
-            )
+        if violations.len() > REPORTS_SHOWN {
+            format!("\n\n... and {} more", violations.len() - REPORTS_SHOWN)
         } else {
             String::new()
         }

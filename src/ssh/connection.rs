@@ -1,25 +1,22 @@
-//! SSH transport. The only module that names russh types.
-//!
-//! Owns: connecting to one host under a deadline (TCP connect, handshake and authentication),
-//! the host-key decision (known_hosts files plus an optional pin, delegated to `known_hosts`),
-//! authentication (ssh-agent first, then identity files, passphrases from the environment or a
-//! terminal prompt), and running remote commands: plain, with stdin streamed from a reader with
-//! backpressure, and "held" (a command kept running until we close its stdin, used for locks).
-//! Callers get plain Rust types back (`Output`, `SshError`), never russh ones.
+//! Connections: the [`Connector`] (one connection per host, shared by the services of a run,
+//! made under a deadline), the [`Session`] on it, and running remote commands: plain, with
+//! stdin streamed from a reader with backpressure, and [`Held`] open (for locks). Results come
+//! back as [`Output`] or [`SshError`], never as russh types.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::Algorithm;
 use russh::{ChannelMsg, Disconnect};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::inventory::HostKeyPolicy;
-use crate::known_hosts::{self, PresentedKey, Verdict};
+use super::auth::KeyCache;
+use super::host_key::{Trust, Verifier};
+use super::known_hosts;
 
 /// The most stdout one remote command may return before it is treated as hostile.
 const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
@@ -37,13 +34,6 @@ pub struct Endpoint {
     pub user: String,
     pub identity_files: Vec<PathBuf>,
     pub host_key_pin: Option<String>,
-}
-
-/// How host keys are trusted, shared by every connection of a run.
-#[derive(Debug, Clone)]
-pub struct Trust {
-    pub known_hosts: Vec<PathBuf>,
-    pub policy: HostKeyPolicy,
 }
 
 /// Errors a caller may branch on. Display texts are the operator-facing messages.
@@ -117,7 +107,7 @@ impl Output {
 pub struct Connector {
     trust: Trust,
     connect_timeout: Duration,
-    keys: KeyCache,
+    pub(super) keys: KeyCache,
     /// Per host name: the shared connection (dropped when its last user is done), or why it
     /// could not be made (not tried again in this run).
     shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Shared>>>>,
@@ -241,285 +231,14 @@ impl Connector {
         if !recorded.is_empty() {
             let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
             preferred.sort_by_key(|algorithm| {
-                let family = key_family(algorithm.as_str());
-                !recorded.iter().any(|known| key_family(known) == family)
+                let family = known_hosts::algorithm_family(algorithm.as_str());
+                !recorded
+                    .iter()
+                    .any(|known| known_hosts::algorithm_family(known) == family)
             });
             config.preferred.key = Cow::Owned(preferred);
         }
         config
-    }
-
-    async fn authenticate(
-        &self,
-        handle: &mut Handle<Verifier>,
-        endpoint: &Endpoint,
-    ) -> Result<(), SshError> {
-        let mut tried = Vec::new();
-        let user = endpoint.user.as_str();
-
-        if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-            match russh::keys::agent::client::AgentClient::connect_env().await {
-                Ok(mut agent) => match agent.request_identities().await {
-                    Ok(identities) => {
-                        for identity in identities {
-                            let public = identity.public_key().into_owned();
-                            let hash = rsa_hash(handle, public.algorithm()).await?;
-                            tried
-                                .push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
-                            match handle
-                                .authenticate_publickey_with(user, public, hash, &mut agent)
-                                .await
-                            {
-                                Ok(result) if result.success() => return Ok(()),
-                                Ok(_) => {}
-                                Err(error) => {
-                                    tracing::debug!(host = %endpoint.name, "agent signing failed: {error}")
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => tried.push(format!("ssh-agent (unusable: {error})")),
-                },
-                Err(error) => tried.push(format!("ssh-agent (cannot connect: {error})")),
-            }
-        }
-
-        for path in &endpoint.identity_files {
-            let label = path.display().to_string();
-            match self.keys.load(path).await {
-                LoadedKey::Missing => tried.push(format!("{label} (missing)")),
-                LoadedKey::Unusable(reason) => tried.push(format!("{label} ({reason})")),
-                LoadedKey::Key(key) => {
-                    let hash = rsa_hash(handle, key.algorithm()).await?;
-                    tried.push(label);
-                    let result = handle
-                        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-                        .await?;
-                    if result.success() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Err(SshError::Auth {
-            user: user.to_string(),
-            tried,
-        })
-    }
-}
-
-/// Same family for the RSA signature variants: the key blob is always `ssh-rsa`.
-fn key_family(name: &str) -> &str {
-    match name {
-        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
-        other => other,
-    }
-}
-
-async fn rsa_hash(
-    handle: &Handle<Verifier>,
-    algorithm: Algorithm,
-) -> Result<Option<HashAlg>, SshError> {
-    if !algorithm.is_rsa() {
-        return Ok(None);
-    }
-    // None (no server-sig-algs) is answered with SHA-512: SHA-1 signatures are refused by
-    // every current OpenSSH, and we never fall back to them.
-    Ok(match handle.best_supported_rsa_hash().await? {
-        Some(hash) => hash.or(Some(HashAlg::Sha512)),
-        None => Some(HashAlg::Sha512),
-    })
-}
-
-enum LoadedKey {
-    Key(Arc<PrivateKey>),
-    Missing,
-    Unusable(String),
-}
-
-impl Clone for LoadedKey {
-    fn clone(&self) -> Self {
-        match self {
-            LoadedKey::Key(key) => LoadedKey::Key(key.clone()),
-            LoadedKey::Missing => LoadedKey::Missing,
-            LoadedKey::Unusable(reason) => LoadedKey::Unusable(reason.clone()),
-        }
-    }
-}
-
-/// Identity files are read (and decrypted, prompting at most once per file) once per run.
-#[derive(Default)]
-struct KeyCache {
-    loaded: tokio::sync::Mutex<HashMap<PathBuf, LoadedKey>>,
-}
-
-impl KeyCache {
-    async fn load(&self, path: &Path) -> LoadedKey {
-        // Holding the lock while loading serializes passphrase prompts.
-        let mut loaded = self.loaded.lock().await;
-        if let Some(key) = loaded.get(path) {
-            return key.clone();
-        }
-        let key = load_identity(path.to_path_buf()).await;
-        loaded.insert(path.to_path_buf(), key.clone());
-        key
-    }
-}
-
-async fn load_identity(path: PathBuf) -> LoadedKey {
-    if !path.exists() {
-        return LoadedKey::Missing;
-    }
-    let result =
-        tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&path, None) {
-            Ok(key) => LoadedKey::Key(Arc::new(key)),
-            Err(russh::keys::Error::KeyIsEncrypted) => {
-                let passphrase = match std::env::var("DEPLOY_KEY_PASSPHRASE") {
-                    Ok(passphrase) => Some(passphrase),
-                    Err(_) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-                        rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
-                            .ok()
-                    }
-                    Err(_) => None,
-                };
-                match passphrase {
-                    None => LoadedKey::Unusable(
-                        "encrypted; set DEPLOY_KEY_PASSPHRASE or run on a terminal".to_string(),
-                    ),
-                    Some(passphrase) => {
-                        match russh::keys::load_secret_key(&path, Some(&passphrase)) {
-                            Ok(key) => LoadedKey::Key(Arc::new(key)),
-                            Err(_) => LoadedKey::Unusable("wrong passphrase".to_string()),
-                        }
-                    }
-                }
-            }
-            Err(error) => LoadedKey::Unusable(format!("unreadable key: {error}")),
-        })
-        .await;
-    result.unwrap_or_else(|_| LoadedKey::Unusable("key loading task failed".to_string()))
-}
-
-/// The russh handler: decides whether the presented host key is trusted.
-struct Verifier {
-    endpoint: Endpoint,
-    trust: Trust,
-}
-
-impl client::Handler for Verifier {
-    type Error = SshError;
-
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, SshError> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            PublicKeyOrCertificate::Certificate(_) => {
-                return Err(SshError::HostKey(format!(
-                    "host key of {} is a certificate; host certificates are not accepted",
-                    self.endpoint.name
-                )));
-            }
-        };
-        let openssh = key
-            .to_openssh()
-            .map_err(|error| SshError::HostKey(format!("unreadable host key: {error}")))?;
-        let mut fields = openssh.split_whitespace();
-        let (Some(algorithm), Some(blob)) = (fields.next(), fields.next()) else {
-            return Err(SshError::HostKey("unreadable host key".to_string()));
-        };
-        decide_host_key(&self.endpoint, &self.trust, algorithm, blob).map(|()| true)
-    }
-}
-
-/// The trust decision, separated from russh so it reads as policy.
-fn decide_host_key(
-    endpoint: &Endpoint,
-    trust: &Trust,
-    algorithm: &str,
-    blob: &str,
-) -> Result<(), SshError> {
-    let presented = PresentedKey {
-        algorithm,
-        base64: blob,
-    };
-    let fingerprint = known_hosts::fingerprint(blob);
-    let host = &endpoint.name;
-    let lookup = known_hosts::lookup_name(&endpoint.address, endpoint.port);
-
-    if let Some(pin) = &endpoint.host_key_pin {
-        let mut pinned = pin.split_whitespace();
-        let matches = matches!(
-            (pinned.next(), pinned.next()),
-            (Some(pin_algorithm), Some(pin_blob))
-                if key_family(pin_algorithm) == key_family(algorithm) && pin_blob == blob
-        );
-        if !matches {
-            return Err(SshError::HostKey(format!(
-                "host key of {host} ({lookup}) does not match its `host_key` pin in the inventory: \
-                 the server presented {algorithm} {fingerprint}. Refusing to connect."
-            )));
-        }
-    }
-
-    let verdict = known_hosts::check(
-        &trust.known_hosts,
-        &endpoint.address,
-        endpoint.port,
-        &presented,
-    )
-    .map_err(|error| SshError::HostKey(error.to_string()))?;
-    match verdict {
-        Verdict::Trusted { .. } => Ok(()),
-        Verdict::Revoked { file, line } => Err(SshError::HostKey(format!(
-            "host key of {host} ({lookup}, {algorithm} {fingerprint}) is REVOKED in {}:{line}. Refusing to connect.",
-            file.display()
-        ))),
-        Verdict::Changed { file, line } => Err(SshError::HostKey(format!(
-            "HOST KEY CHANGED for {host} ({lookup}): the server presented {algorithm} {fingerprint}, \
-             which differs from the key recorded in {}:{line}. This may be an attack. If the host was \
-             really reinstalled, remove that line and verify the new key out of band.",
-            file.display()
-        ))),
-        Verdict::OtherType {
-            file,
-            line,
-            algorithm: known,
-        } => Err(SshError::HostKey(format!(
-            "host key of {host} ({lookup}) is recorded as {known} in {}:{line}, but the server \
-             presented {algorithm} {fingerprint}. Refusing to connect; add the host's {algorithm} \
-             key after verifying it.",
-            file.display()
-        ))),
-        Verdict::Unknown => match trust.policy {
-            HostKeyPolicy::AcceptNew => {
-                let Some(file) = trust.known_hosts.first() else {
-                    return Err(SshError::HostKey(format!(
-                        "host {host} ({lookup}) is unknown and no known_hosts file is configured to record it"
-                    )));
-                };
-                known_hosts::append(file, &endpoint.address, endpoint.port, &presented)
-                    .map_err(|error| SshError::HostKey(error.to_string()))?;
-                tracing::warn!(host = %host, "trusted new host key {algorithm} {fingerprint} and recorded it in {}", file.display());
-                Ok(())
-            }
-            HostKeyPolicy::Strict => Err(SshError::HostKey(format!(
-                "host {host} ({lookup}) is not in any known_hosts file ({}); it presented {algorithm} {fingerprint}. \
-                 Verify the fingerprint, then add it with `ssh-keyscan -p {} {} >> {}` or set \
-                 host_key_policy = \"accept-new\".",
-                trust
-                    .known_hosts
-                    .iter()
-                    .map(|path| path.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                endpoint.port,
-                endpoint.address,
-                trust
-                    .known_hosts
-                    .first()
-                    .map(|path| path.display().to_string())
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".to_string()),
-            ))),
-        },
     }
 }
 

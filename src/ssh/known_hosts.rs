@@ -401,7 +401,7 @@ fn embedded_algorithm(blob: &[u8]) -> Option<&str> {
 }
 
 /// Maps the RSA signature algorithm names onto the `ssh-rsa` key type.
-fn algorithm_family(algorithm: &str) -> &str {
+pub(super) fn algorithm_family(algorithm: &str) -> &str {
     match algorithm {
         "rsa-sha2-256" | "rsa-sha2-512" => RSA_KEY_TYPE,
         other => other,

@@ -1,0 +1,26 @@
+//! The release artifact: reading and validating a release tarball (`.tar.gz`) once.
+//!
+//! This module owns:
+//! - [`inspect_with`]: a single streaming pass over the artifact that computes the sha256 and
+//!   size of the whole file, checks gzip and tar integrity, enforces the member rules (no
+//!   absolute or `..` paths, no name component over 255 bytes, no device files, symlinks that
+//!   stay inside the release, no setuid/setgid bits unless the service's [`MemberPolicy`]
+//!   allows them, ...) and builds the [`Manifest`] (per-file sha256, modes, sizes, link
+//!   targets). Memory use does not depend on the artifact's size: data flows through fixed
+//!   64 KiB buffers and is never held whole in memory (only the manifest grows, with the number
+//!   of members).
+//!
+//! It does no network I/O. The manifest itself (its text form, its comparable form, diffs) is
+//! `crate::manifest`; its types are re-exported here.
+//!
+//! - `inspection`: the one pass, [`Artifact`] and `ArtifactError`;
+//! - `members`: the member rules, and how modes are recorded;
+//! - `streaming`: the readers under the tar parser (hashing, gzip member chain, header budget).
+
+mod inspection;
+mod members;
+mod streaming;
+
+pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
+pub use inspection::{Artifact, inspect_with};
+pub use members::MemberPolicy;

@@ -1,0 +1,89 @@
+//! The text view of `deploy history`: one table of records per host, newest first, or the
+//! host's error. The records' host-supplied fields are escaped for the terminal.
+
+use super::result::RunResult;
+use super::table::table;
+use crate::text::escape_for_terminal;
+
+/// The text view of `history`: one table per host (`table` escapes every cell).
+pub fn render_history(result: &RunResult) -> String {
+    let mut text = String::new();
+    for host in &result.hosts {
+        text.push_str(&format!(
+            "{} ({}):\n",
+            host.host,
+            host.service.as_deref().unwrap_or("")
+        ));
+        if let Some(error) = &host.error {
+            text.push_str(&format!("  error: {}\n", escape_for_terminal(error)));
+        }
+        let Some(entries) = &host.entries else {
+            continue;
+        };
+        if entries.is_empty() {
+            text.push_str("  (no history)\n");
+            continue;
+        }
+        let mut rows = vec![
+            [
+                "TIME", "ACTION", "CHANGE", "RESULT", "OPERATOR", "RUN", "ERROR",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        ];
+        for entry in entries {
+            rows.push(vec![
+                entry.time.clone(),
+                entry.action.clone(),
+                format!(
+                    "{} -> {}",
+                    entry.from.as_deref().unwrap_or("(none)"),
+                    entry.to.as_deref().unwrap_or("(none)")
+                ),
+                entry.result.clone(),
+                entry.operator.clone(),
+                entry.id.clone(),
+                entry.error.clone().unwrap_or_default(),
+            ]);
+        }
+        for line in table(&rows).lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{HostResult, Outcome};
+
+    #[test]
+    fn history_text_escapes_host_supplied_fields() {
+        let record: crate::plan::HistoryRecord = serde_json::from_value(serde_json::json!({
+            "time": "2026-01-01T00:00:00Z",
+            "id": "run\r1",
+            "operator": "\u{1b}[2Jmallory",
+            "action": "push",
+            "service": "app",
+            "from": null,
+            "to": "v1",
+            "sha256": null,
+            "result": "failed",
+            "error": "boom\u{7}\nweb2 ok",
+        }))
+        .expect("a history record");
+        let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        host.entries = Some(vec![record]);
+        let mut broken = HostResult::new(Some("app"), "web2", Outcome::Failed);
+        broken.error = Some("read history: \u{1b}]0;title\u{7}".to_string());
+        let result = RunResult::new("run-1", "history", false, vec![host, broken]);
+        insta::assert_snapshot!(render_history(&result), @r"
+        web1 (app):
+          TIME                  ACTION  CHANGE        RESULT  OPERATOR        RUN     ERROR
+          2026-01-01T00:00:00Z  push    (none) -> v1  failed  \x1b[2Jmallory  run\r1  boom\x07\nweb2 ok
+        web2 (app):
+          error: read history: \x1b]0;title\x07
+        ");
+    }
+}

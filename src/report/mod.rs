@@ -1,0 +1,29 @@
+//! The operator's view: the one owner of the terminal, and of stdout's final result.
+//!
+//! Owns the result model (`HostResult`, `RunResult`, `Outcome`, exit codes), progress (the
+//! events host workers send and the reporter task that draws them on stderr: bars, plain
+//! `HOST: step` lines, or diagnostics), and every text view of a result on stdout (SPEC §5):
+//! the summary table, the plan, diffs, and the `status`, `history` and `diff` views. Workers
+//! never print. Every text rendering here passes host-supplied text through
+//! `text::escape_for_terminal`; JSON output (the serialized `RunResult`) needs no escaping.
+//!
+//! One idea per file: `result` (the model), `progress` (events and reporter), `table` (column layout), and one file per view: `summary`, `plan`,
+//! `diff`, `status`, `history`. The rest of the crate names everything through the
+//! re-exports below (`crate::report::X`).
+
+mod diff;
+mod history;
+mod plan;
+mod progress;
+mod result;
+mod status;
+mod summary;
+mod table;
+
+pub use diff::{render_diff, render_diff_view};
+pub use history::render_history;
+pub use plan::render_plan;
+pub use progress::{Events, ProgressMode, Reporter};
+pub use result::{CheckView, HostResult, LockView, Outcome, RunResult, StatusView};
+pub use status::render_status;
+pub use summary::render_table;
