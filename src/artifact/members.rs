@@ -40,7 +40,8 @@ pub struct MemberPolicy {
 pub(super) enum Failure {
     /// A member broke a rule.
     Rejected(ArtifactError),
-    /// Reading or decoding failed; classified by [`GzipMembers::classify`].
+    /// Reading or decoding failed; classified by
+    /// [`GzipMembers::classify`](super::streaming::GzipMembers::classify).
     Stream(io::Error),
 }
 

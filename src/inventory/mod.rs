@@ -24,14 +24,15 @@
 //!
 //! Files, one idea each: `model` (the validated types: [`Inventory`], hosts, services,
 //! [`Version`]), `selection` (hosts by name or tag), `raw` (the file-shaped serde types),
-//! `validation` (raw values to the model, defaults, local artifact files), `values` (rules for
-//! single values: names, host keys, URLs, paths), `location` ([`InventoryError`]: file, line and
-//! dotted key of a problem).
+//! `validation` (raw values to the model, with the defaults), `values` (rules for single values:
+//! names, host keys, URLs, paths), `location` ([`InventoryError`]: file, line and dotted key of
+//! a problem), `artifact_files` (local artifact files exist before a run).
 
 use std::path::Path;
 
 use toml::de::DeTable;
 
+mod artifact_files;
 mod location;
 mod model;
 mod raw;

@@ -4,13 +4,12 @@
 //! run, the check that local artifact files exist.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::location::{InventoryError, io_error_text, shown};
+use super::location::{InventoryError, shown};
 use super::model::{
     ArtifactSource, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
     MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
@@ -690,49 +689,6 @@ fn default_user(environment_user: Option<String>) -> String {
     environment_user
         .filter(|user| !user.is_empty())
         .unwrap_or_else(|| DEFAULT_USER.to_string())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Local artifact files
-// ---------------------------------------------------------------------------------------------
-
-impl Inventory {
-    /// Checks that every local artifact file of the given services (indexes into
-    /// [`Inventory::services`]) exists and is a regular file. URL artifacts are not checked here.
-    pub fn check_artifact_files(&self, services: &[usize]) -> Result<(), InventoryError> {
-        for &index in services {
-            let Some(service) = self.services.get(index) else {
-                return Err(InventoryError {
-                    file: self.file.clone(),
-                    line: 0,
-                    key: "services".to_string(),
-                    message: format!("no service with index {index}"),
-                });
-            };
-            let Some(ArtifactSource::Path(path)) = &service.artifact else {
-                continue;
-            };
-            let problem = match std::fs::metadata(path) {
-                Ok(metadata) if metadata.is_file() => continue,
-                Ok(_) => format!("artifact is not a regular file: {}", path.display()),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    format!("artifact file not found: {}", path.display())
-                }
-                Err(error) => format!(
-                    "cannot read artifact file {}: {}",
-                    path.display(),
-                    io_error_text(&error)
-                ),
-            };
-            return Err(InventoryError {
-                file: self.file.clone(),
-                line: service.artifact_line,
-                key: format!("services.{}.artifact", service.name),
-                message: problem,
-            });
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -1934,6 +1890,7 @@ mod properties {
     use super::*;
     use crate::inventory::{load, parse_str};
     use proptest::prelude::*;
+    use std::io;
 
     const FILE: &str = "/etc/deploy/prod.toml";
 
