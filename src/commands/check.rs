@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::app::{Context, InputError, for_each, unix_now};
 use crate::executor::elapsed_ms;
-use crate::report::{CheckView, HostResult, Outcome, Reporter, RunResult};
+use crate::report::{CheckView, Detail, HostResult, Outcome, Reporter, RunResult};
 use crate::shell::quote;
 
 /// Commands every host needs (SPEC §3, plus what the lowered scripts use).
@@ -158,14 +158,14 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     if failed.is_empty() {
                         events.done(name, "ok");
                     } else {
-                        result.result = Outcome::Failed;
+                        result.outcome = Outcome::Failed;
                         result.error = Some(failed.join("; "));
                         events.done(name, &format!("failed: {}", failed.join("; ")));
                     }
-                    result.checks = Some(checks);
+                    result.detail = Some(Detail::Checks { checks });
                 }
                 Err(error) => {
-                    result.result = Outcome::Failed;
+                    result.outcome = Outcome::Failed;
                     result.error = Some(error.to_string());
                     events.done(name, &format!("failed: {error}"));
                 }

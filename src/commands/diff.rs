@@ -9,7 +9,7 @@ use crate::cli::{DiffArgs, PushArgs};
 use crate::executor::{HostError, HostRun};
 use crate::facts;
 use crate::inventory::{Service, Version};
-use crate::report::{Outcome, RunResult};
+use crate::report::{Detail, Outcome, RunResult};
 
 /// The manifest recorded on the host for `version`.
 pub async fn recorded_manifest(
@@ -112,7 +112,7 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
             let summary = crate::report::render_diff(&difference, 0)[0].clone();
             result.from = Some(from_version.to_string());
             result.to = Some(to_name);
-            result.diff = Some(difference);
+            result.detail = Some(Detail::Diff { diff: difference });
             Ok(super::Worked { result, summary })
         },
     )

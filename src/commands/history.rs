@@ -5,7 +5,7 @@
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::HistoryArgs;
 use crate::facts;
-use crate::report::{Outcome, RunResult};
+use crate::report::{Detail, Outcome, RunResult};
 
 pub async fn run(context: &Context, arguments: &HistoryArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
@@ -35,7 +35,7 @@ pub async fn run(context: &Context, arguments: &HistoryArgs) -> Result<RunResult
                 result.notes = Some(problems);
             }
             let summary = format!("{} records", entries.len());
-            result.entries = Some(entries);
+            result.detail = Some(Detail::History { entries });
             Ok(super::Worked { result, summary })
         },
     )

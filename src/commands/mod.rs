@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::app::{Context, InputError, Target, for_each};
 use crate::executor::{HostError, HostRun, elapsed_ms};
 use crate::plan::Lowering;
-use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Events, Failure, HostResult, Outcome, Reporter, RunResult};
 
 /// Connects to one target with its service's lowering values and the host deadline.
 pub async fn connect<'a>(
@@ -233,12 +233,14 @@ pub fn failed(
     label: &str,
 ) -> HostResult {
     // Ctrl-C is not this host's failure: it was stopped before it changed anything.
-    result.result = if matches!(error, HostError::Interrupted { .. }) {
+    result.outcome = if matches!(error, HostError::Interrupted { .. }) {
         Outcome::Skipped
     } else {
         Outcome::Failed
     };
-    result.lock_held = matches!(error, HostError::LockHeld { .. });
+    if matches!(error, HostError::LockHeld { .. }) {
+        result.failure = Some(Failure::LockHeld);
+    }
     result.error = Some(error.to_string());
     result.duration_ms = elapsed_ms(started);
     switching::announce(events, label, &result);
@@ -277,7 +279,7 @@ pub fn history_record(
         from: result.from.clone(),
         to: result.to.clone(),
         sha256,
-        result: match result.result {
+        result: match result.outcome {
             Outcome::Ok | Outcome::Unchanged | Outcome::Planned => "ok",
             Outcome::RolledBack => "rolled_back",
             Outcome::Failed | Outcome::Skipped => "failed",
@@ -328,7 +330,9 @@ where
                 Err(error) => {
                     events.done(&label, &format!("failed: {error}"));
                     let mut result = result_for(context, target, Outcome::Failed);
-                    result.lock_held = matches!(error, HostError::LockHeld { .. });
+                    if matches!(error, HostError::LockHeld { .. }) {
+                        result.failure = Some(Failure::LockHeld);
+                    }
                     result.error = Some(error.to_string());
                     result
                 }

@@ -7,7 +7,7 @@ use crate::cli::PruneArgs;
 use crate::executor::{HostError, Payload};
 use crate::inventory::Version;
 use crate::plan::{Step, plan_prune};
-use crate::report::{Outcome, RunResult};
+use crate::report::{Detail, Outcome, RunResult};
 
 pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
@@ -59,7 +59,7 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                 .await;
                 let mut recorded = result.clone();
                 if let Err(error) = &outcome {
-                    recorded.result = Outcome::Failed;
+                    recorded.outcome = Outcome::Failed;
                     recorded.error = Some(error.to_string());
                 }
                 run.record(
@@ -67,7 +67,7 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                     None,
                 )
                 .await;
-                result.history_lost = run.history_lost();
+                result.history_lost(run.history_lost());
                 run.unlock(lock).await;
                 run.close().await;
                 outcome?
@@ -81,10 +81,10 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                 format!("pruned {}", names.join(", "))
             };
             if names.is_empty() && !dry_run {
-                result.result = Outcome::Unchanged;
+                result.outcome = Outcome::Unchanged;
             }
             result.notes = Some(vec![summary.clone()]);
-            result.pruned = Some(names);
+            result.detail = Some(Detail::Pruned { pruned: names });
             Ok(super::Worked { result, summary })
         },
     )

@@ -22,7 +22,7 @@ use crate::inventory::{ArtifactSource, Fetch, Version};
 use crate::plan::{
     HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
 };
-use crate::report::{Events, HostResult, Outcome, Reporter, RunResult};
+use crate::report::{Detail, Events, HostResult, Outcome, Reporter, RunResult};
 
 /// What one service pushes.
 pub struct Shipment {
@@ -303,7 +303,7 @@ async fn plan_host(
     let mut result = super::result_for(context, target, Outcome::Planned);
     result.to = Some(shipment.version.to_string());
     result.from = facts.live().map(ToString::to_string);
-    result.diff = difference;
+    result.detail = difference.map(|diff| Detail::Diff { diff });
     let mut notes = vec![format!(
         "live: {}",
         facts.live().map(Version::as_str).unwrap_or("(none)")
@@ -343,7 +343,7 @@ async fn plan_host(
             result.from = Some(shipment.version.to_string());
         }
         PushDecision::Refused(reason) => {
-            result.result = Outcome::Failed;
+            result.outcome = Outcome::Failed;
             result.error = Some(reason.clone());
             notes.push(format!("refused: {reason}"));
         }
@@ -480,7 +480,7 @@ async fn stage<'a>(
             result.bytes = run.uploaded();
             run.wait_for_others("staged; waiting for the other hosts");
             if plan.is_none() {
-                result.result = Outcome::Unchanged;
+                result.outcome = Outcome::Unchanged;
             }
             let (switch, prune) = match plan {
                 Some(plan) => (
@@ -514,7 +514,7 @@ async fn stage<'a>(
             let mut result = super::failed(result, &error, started, events, &label);
             run.record(Some(&history(context, shipment, &result)), None)
                 .await;
-            result.history_lost = run.history_lost();
+            result.history_lost(run.history_lost());
             run.unlock(lock).await;
             run.close().await;
             Err((target, result))

@@ -90,7 +90,7 @@ async fn plan_host(
         }
         RollbackDecision::Nothing(reason) => notes.push(reason),
         RollbackDecision::Missing => {
-            result.result = Outcome::Failed;
+            result.outcome = Outcome::Failed;
             let message = format!(
                 "{} is not complete on this host",
                 to.map(Version::as_str).unwrap_or("")
@@ -136,12 +136,12 @@ async fn roll_back_service<'a>(
                     Some(switch)
                 }
                 RollbackDecision::Unchanged => {
-                    result.result = Outcome::Unchanged;
+                    result.outcome = Outcome::Unchanged;
                     result.to = result.from.clone();
                     None
                 }
                 RollbackDecision::Nothing(reason) => {
-                    result.result = Outcome::Skipped;
+                    result.outcome = Outcome::Skipped;
                     result.error = Some(reason);
                     None
                 }
@@ -204,8 +204,8 @@ async fn roll_back_service<'a>(
             let reason = reason.clone();
             async move {
                 host.run.unlock(host.lock).await;
-                if host.result.result == Outcome::Ok {
-                    host.result.result = Outcome::Skipped;
+                if host.result.outcome == Outcome::Ok {
+                    host.result.outcome = Outcome::Skipped;
                     host.result.error = Some(reason);
                 }
                 host.result.duration_ms = elapsed_ms(host.started);

@@ -5,7 +5,7 @@
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::StatusArgs;
 use crate::facts;
-use crate::report::{LockView, Outcome, RunResult, StatusView};
+use crate::report::{Detail, LockView, Outcome, RunResult, StatusView};
 
 pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
@@ -38,22 +38,24 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                     crate::report::render_diff(drift, 0)[0]
                 ));
             }
-            result.drift = drift;
-            result.status = Some(StatusView {
-                reachable: true,
-                live: facts.live().map(ToString::to_string),
-                previous: facts.previous().map(ToString::to_string),
-                releases: facts
-                    .releases_newest_first()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                lock: facts.lock.as_ref().map(|lock| LockView {
-                    operator: lock.operator.clone(),
-                    run_id: lock.run_id.clone(),
-                    since: lock.since_text(),
-                    alive: lock.alive,
-                }),
+            result.detail = Some(Detail::Status {
+                drift,
+                view: StatusView {
+                    reachable: true,
+                    live: facts.live().map(ToString::to_string),
+                    previous: facts.previous().map(ToString::to_string),
+                    releases: facts
+                        .releases_newest_first()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    lock: facts.lock.as_ref().map(|lock| LockView {
+                        operator: lock.operator.clone(),
+                        run_id: lock.run_id.clone(),
+                        since: lock.since_text(),
+                        alive: lock.alive,
+                    }),
+                },
             });
             let summary = result.error.clone().unwrap_or_else(|| "ok".to_string());
             Ok(super::Worked { result, summary })
@@ -62,13 +64,16 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
     .await?;
     // A host that could not be read is reported unreachable.
     for host in &mut result.hosts {
-        if host.status.is_none() {
-            host.status = Some(StatusView {
-                reachable: false,
-                live: None,
-                previous: None,
-                releases: Vec::new(),
-                lock: None,
+        if host.status().is_none() {
+            host.detail = Some(Detail::Status {
+                view: StatusView {
+                    reachable: false,
+                    live: None,
+                    previous: None,
+                    releases: Vec::new(),
+                    lock: None,
+                },
+                drift: None,
             });
         }
     }

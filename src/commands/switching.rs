@@ -47,7 +47,7 @@ impl Locked<'_> {
     /// The history record of this host's switch, with `outcome` and `error`.
     fn record(&self, context: &Context, outcome: Outcome, error: Option<String>) -> HistoryRecord {
         let mut result = self.result.clone();
-        result.result = outcome;
+        result.outcome = outcome;
         result.error = error;
         if let Some(switch) = &self.switch {
             result.from = switch.from.as_ref().map(ToString::to_string);
@@ -150,14 +150,14 @@ async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Sem
             };
             if interrupted && !outcome.switched {
                 // Ctrl-C: not a failure of this host.
-                host.result.result = if outcome.recorded {
+                host.result.outcome = if outcome.recorded {
                     Outcome::RolledBack
                 } else {
                     Outcome::Skipped
                 };
             } else {
                 failures += 1;
-                host.result.result = Outcome::Failed;
+                host.result.outcome = Outcome::Failed;
             }
             host.result.error = Some(text);
         }
@@ -288,12 +288,12 @@ async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str
             Ok(()) => {
                 host.switched = false;
                 host.recorded = true;
-                host.result.result = Outcome::RolledBack;
+                host.result.outcome = Outcome::RolledBack;
                 host.result.error = Some(message);
             }
             Err(error) => {
                 host.recorded = false;
-                host.result.result = Outcome::Failed;
+                host.result.outcome = Outcome::Failed;
                 host.result.error =
                     Some(format!("switching back after `{reason}` failed: {error}"));
             }
@@ -317,16 +317,16 @@ pub async fn finish(
             prune = Some(Step::Prune {
                 versions: host.prune.clone(),
             });
-        } else if !host.switched && host.result.result == Outcome::Ok {
+        } else if !host.switched && host.result.outcome == Outcome::Ok {
             // Ready but not switched: other hosts failed, or Ctrl-C.
-            host.result.result = Outcome::Skipped;
+            host.result.outcome = Outcome::Skipped;
             host.result.error = Some(halted.unwrap_or("not switched").to_string());
         }
     }
     host.result.duration_ms = elapsed_ms(host.started);
     let history = (!host.recorded).then(|| record(&host.result));
     host.run.record(history.as_ref(), prune.as_ref()).await;
-    host.result.history_lost = host.run.history_lost();
+    host.result.history_lost(host.run.history_lost());
     host.result.steps = Some(host.run.executed());
     host.run.unlock(host.lock).await;
     announce(&host.run.events, &host.run.label, &host.result);
@@ -336,9 +336,9 @@ pub async fn finish(
 
 /// The one-line result of a finished host, for the reporter.
 pub fn announce(events: &Events, label: &str, result: &HostResult) {
-    match (&result.result, &result.error) {
+    match (&result.outcome, &result.error) {
         (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
-            events.done(label, &format!("{}: {error}", result.result.as_str()))
+            events.done(label, &format!("{}: {error}", result.outcome.as_str()))
         }
         (outcome, _) => events.done(
             label,

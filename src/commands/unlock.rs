@@ -17,7 +17,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
         let facts = run.facts().await;
         let Some(lock) = facts?.lock else {
             run.close().await;
-            result.result = Outcome::Unchanged;
+            result.outcome = Outcome::Unchanged;
             result.notes = Some(vec!["no lock".to_string()]);
             return Ok(super::Worked { result, summary: "no lock".to_string() });
         };
@@ -60,7 +60,7 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
                 None,
             )
             .await;
-            result.history_lost = run.history_lost();
+            result.history_lost(run.history_lost());
         }
         run.close().await;
         outcome?;

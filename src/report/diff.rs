@@ -32,7 +32,7 @@ pub fn render_diff_view(result: &RunResult) -> String {
     let mut text = String::new();
     for host in &result.hosts {
         let service = host.service.as_deref().unwrap_or("");
-        match (&host.diff, &host.error) {
+        match (host.diff(), &host.error) {
             (Some(difference), _) => {
                 let lines = render_diff(difference, 20);
                 text.push_str(&format!(

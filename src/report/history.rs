@@ -17,7 +17,7 @@ pub fn render_history(result: &RunResult) -> String {
         if let Some(error) = &host.error {
             text.push_str(&format!("  error: {}\n", escape_for_terminal(error)));
         }
-        let Some(entries) = &host.entries else {
+        let Some(entries) = host.entries() else {
             continue;
         };
         if entries.is_empty() {
@@ -74,7 +74,9 @@ mod tests {
         }))
         .expect("a history record");
         let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
-        host.entries = Some(vec![record]);
+        host.detail = Some(crate::report::Detail::History {
+            entries: vec![record],
+        });
         let mut broken = HostResult::new(Some("app"), "web2", Outcome::Failed);
         broken.error = Some("read history: \u{1b}]0;title\u{7}".to_string());
         let result = RunResult::new("run-1", "history", false, vec![host, broken]);

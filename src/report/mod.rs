@@ -24,6 +24,8 @@ pub use diff::{render_diff, render_diff_view};
 pub use history::render_history;
 pub use plan::render_plan;
 pub use progress::{Events, ProgressMode, Reporter};
-pub use result::{CheckView, HostResult, LockView, Outcome, RunResult, StatusView};
+pub use result::{
+    CheckView, Detail, Failure, HostResult, LockView, Outcome, RunResult, StatusView,
+};
 pub use status::render_status;
 pub use summary::render_table;

@@ -13,7 +13,7 @@ pub fn render_plan(result: &RunResult) -> String {
         text.push_str(&format!(
             "{} ({service}): {}\n",
             host.host,
-            host.result.as_str()
+            host.outcome.as_str()
         ));
         for line in host.notes.iter().flatten() {
             text.push_str(&format!("  {}\n", escape_line(line)));
@@ -21,13 +21,13 @@ pub fn render_plan(result: &RunResult) -> String {
         for line in host.steps.iter().flatten() {
             text.push_str(&format!("  - {}\n", escape_line(line)));
         }
-        if let Some(difference) = &host.diff {
+        if let Some(difference) = host.diff() {
             for line in render_diff(difference, 20) {
                 text.push_str(&format!("  diff: {line}\n"));
             }
         }
         if let Some(error) = &host.error
-            && host.result == Outcome::Failed
+            && host.outcome == Outcome::Failed
         {
             text.push_str(&format!("  error: {}\n", escape_for_terminal(error)));
         }

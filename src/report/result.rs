@@ -41,68 +41,135 @@ pub struct LockView {
     pub alive: bool,
 }
 
+/// Why a host counts against the exit code beyond its outcome (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Another run (or a freeze) held the lock: exit code 3 when nothing else failed.
+    LockHeld,
+    /// A history record of this host could not be written: exit code 1 at least.
+    HistoryLost,
+}
+
+/// What one command adds to a host's line (SPEC §5), flattened into the same JSON object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    /// `status`: reachability, releases, lock, and with `--verify` the drift.
+    Status {
+        #[serde(flatten)]
+        view: StatusView,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        drift: Option<crate::artifact::Diff>,
+    },
+    /// `check`: one item per prerequisite.
+    Checks { checks: Vec<CheckView> },
+    /// `prune`: releases removed.
+    Pruned { pruned: Vec<String> },
+    /// `diff` and `push --dry-run --diff`: file-level difference.
+    Diff { diff: crate::artifact::Diff },
+    /// `history`: the host's records, newest first.
+    History {
+        entries: Vec<crate::plan::HistoryRecord>,
+    },
+}
+
 /// One host's line of the result (SPEC §5 `hosts[]`), with the per-command extras.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {
     pub service: Option<String>,
     pub host: String,
-    pub result: Outcome,
+    #[serde(rename = "result")]
+    pub outcome: Outcome,
     pub from: Option<String>,
     pub to: Option<String>,
     pub bytes: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
-    /// Set when the failure was a lock held by another run (exit code 3).
+    /// The typed cause behind the exit code, where the outcome alone does not tell.
     #[serde(skip)]
-    pub lock_held: bool,
-    /// Set when a history record of this host could not be written (exit code 1 at least).
-    #[serde(skip)]
-    pub history_lost: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checks: Option<Vec<CheckView>>,
+    pub failure: Option<Failure>,
     /// Planned steps (dry run) or the steps that completed (real run), one line each.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<String>>,
     /// Facts and decisions worth showing (live release, lock, disk, why nothing changes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<Vec<String>>,
-    /// `prune`: releases removed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pruned: Option<Vec<String>>,
-    /// `diff` and `push --dry-run --diff`: file-level difference.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<crate::artifact::Diff>,
-    /// `status --verify`: files changed on the host since the push.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drift: Option<crate::artifact::Diff>,
-    /// `history`: the host's records, newest first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entries: Option<Vec<crate::plan::HistoryRecord>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
 }
 
 impl HostResult {
-    pub fn new(service: Option<&str>, host: &str, result: Outcome) -> Self {
+    pub fn new(service: Option<&str>, host: &str, outcome: Outcome) -> Self {
         HostResult {
             service: service.map(str::to_string),
             host: host.to_string(),
-            result,
+            outcome,
             from: None,
             to: None,
             bytes: 0,
             duration_ms: 0,
             error: None,
-            lock_held: false,
-            history_lost: false,
-            status: None,
-            checks: None,
+            failure: None,
             steps: None,
             notes: None,
-            pruned: None,
-            diff: None,
-            drift: None,
-            entries: None,
+            detail: None,
+        }
+    }
+
+    /// Remembers that a history record of this host was lost (unless a lock held by another
+    /// run already explains the failure).
+    pub fn history_lost(&mut self, lost: bool) {
+        if lost && self.failure.is_none() {
+            self.failure = Some(Failure::HistoryLost);
+        }
+    }
+
+    /// This host's share of the exit code (SPEC §6): 3 for a lock held elsewhere, 1 for a
+    /// failure, a switch back, a lost history record or drift, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match (self.outcome, self.failure, &self.detail) {
+            (Outcome::Failed, Some(Failure::LockHeld), _) => 3,
+            (Outcome::Failed | Outcome::RolledBack, _, _) | (_, Some(Failure::HistoryLost), _) => 1,
+            (
+                _,
+                _,
+                Some(Detail::Status {
+                    drift: Some(drift), ..
+                }),
+            ) if !drift.is_empty() => 1,
+            _ => 0,
+        }
+    }
+
+    /// The `status` view, if this is a `status` line.
+    pub fn status(&self) -> Option<&StatusView> {
+        match &self.detail {
+            Some(Detail::Status { view, .. }) => Some(view),
+            _ => None,
+        }
+    }
+
+    /// The file-level difference of `diff` and `push --dry-run --diff`.
+    pub fn diff(&self) -> Option<&crate::artifact::Diff> {
+        match &self.detail {
+            Some(Detail::Diff { diff }) => Some(diff),
+            _ => None,
+        }
+    }
+
+    /// The history records of `history`, newest first.
+    pub fn entries(&self) -> Option<&[crate::plan::HistoryRecord]> {
+        match &self.detail {
+            Some(Detail::History { entries }) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The `--verify` drift, if any was checked.
+    pub fn drift(&self) -> Option<&crate::artifact::Diff> {
+        match &self.detail {
+            Some(Detail::Status { drift, .. }) => drift.as_ref(),
+            _ => None,
         }
     }
 }
@@ -140,9 +207,9 @@ pub struct RunResult {
 impl RunResult {
     /// Overall result: failed if any host failed, rolled_back if the run rolled hosts back.
     pub fn new(id: &str, action: &str, dry_run: bool, hosts: Vec<HostResult>) -> Self {
-        let result = if hosts.iter().any(|host| host.result == Outcome::Failed) {
+        let result = if hosts.iter().any(|host| host.outcome == Outcome::Failed) {
             Outcome::Failed
-        } else if hosts.iter().any(|host| host.result == Outcome::RolledBack) {
+        } else if hosts.iter().any(|host| host.outcome == Outcome::RolledBack) {
             Outcome::RolledBack
         } else {
             Outcome::Ok
@@ -164,23 +231,16 @@ impl RunResult {
         }
     }
 
-    /// Exit code of SPEC §6 (130 is decided by the caller).
+    /// Exit code of SPEC §6 (130 is decided by the caller): 1 if any host failed, else 3 if a
+    /// lock held elsewhere stopped some host, else 0.
     pub fn exit_code(&self) -> u8 {
-        let failed: Vec<&HostResult> = self
-            .hosts
-            .iter()
-            .filter(|host| {
-                matches!(host.result, Outcome::Failed | Outcome::RolledBack)
-                    || host.history_lost
-                    || host.drift.as_ref().is_some_and(|drift| !drift.is_empty())
-            })
-            .collect();
-        if failed.is_empty() {
-            0
-        } else if failed.iter().all(|host| host.lock_held) {
+        let codes: Vec<u8> = self.hosts.iter().map(HostResult::exit_code).collect();
+        if codes.contains(&1) {
+            1
+        } else if codes.contains(&3) {
             3
         } else {
-            1
+            0
         }
     }
 }
@@ -193,7 +253,7 @@ mod tests {
     fn exit_codes_follow_the_spec() {
         let ok = HostResult::new(Some("app"), "web1", Outcome::Ok);
         let mut held = HostResult::new(Some("app"), "web2", Outcome::Failed);
-        held.lock_held = true;
+        held.failure = Some(Failure::LockHeld);
         let failed = HostResult::new(Some("app"), "web3", Outcome::Failed);
         assert_eq!(
             RunResult::new("r", "push", false, vec![ok.clone()]).exit_code(),
@@ -206,6 +266,13 @@ mod tests {
         assert_eq!(
             RunResult::new("r", "push", false, vec![held, failed.clone()]).exit_code(),
             1
+        );
+        let mut lost = HostResult::new(Some("app"), "web4", Outcome::Ok);
+        lost.history_lost(true);
+        assert_eq!(
+            RunResult::new("r", "push", false, vec![ok.clone(), lost]).exit_code(),
+            1,
+            "a lost history record is never silent"
         );
         let result = RunResult::new("r", "push", false, vec![ok, failed]);
         assert_eq!(result.result, Outcome::Failed);

@@ -23,7 +23,9 @@ pub fn render_status(result: &RunResult) -> String {
         .to_vec(),
     ];
     for host in &result.hosts {
-        let Some(status) = &host.status else { continue };
+        let Some(status) = host.status() else {
+            continue;
+        };
         rows.push(vec![
             host.host.clone(),
             host.service.clone().unwrap_or_default(),
@@ -51,7 +53,7 @@ pub fn render_status(result: &RunResult) -> String {
         if let Some(error) = &host.error {
             text.push_str(&format!("{}: {}\n", host.host, escape_for_terminal(error)));
         }
-        if let Some(drift) = &host.drift {
+        if let Some(drift) = host.drift() {
             let lines = render_diff(drift, 20);
             if drift.is_empty() {
                 text.push_str(&format!("{}: verified, no drift\n", host.host));
@@ -68,22 +70,25 @@ pub fn render_status(result: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{HostResult, LockView, Outcome, StatusView};
+    use crate::report::{Detail, HostResult, LockView, Outcome, StatusView};
 
     #[test]
     fn status_text_escapes_host_supplied_fields() {
         let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
-        host.status = Some(StatusView {
-            reachable: true,
-            live: Some("v2\u{1b}[1A".to_string()),
-            previous: Some("v1\r".to_string()),
-            releases: vec!["v1".to_string(), "v2".to_string()],
-            lock: Some(LockView {
-                operator: "\u{1b}]0;pwned\u{7}mallory".to_string(),
-                run_id: "run\u{9b}1".to_string(),
-                since: "an unknown time".to_string(),
-                alive: false,
-            }),
+        host.detail = Some(Detail::Status {
+            drift: None,
+            view: StatusView {
+                reachable: true,
+                live: Some("v2\u{1b}[1A".to_string()),
+                previous: Some("v1\r".to_string()),
+                releases: vec!["v1".to_string(), "v2".to_string()],
+                lock: Some(LockView {
+                    operator: "\u{1b}]0;pwned\u{7}mallory".to_string(),
+                    run_id: "run\u{9b}1".to_string(),
+                    since: "an unknown time".to_string(),
+                    alive: false,
+                }),
+            },
         });
         host.error = Some("drift in v2: \u{1b}[2J\nsecond line".to_string());
         let result = RunResult::new("run-1", "status", false, vec![host]);

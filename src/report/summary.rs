@@ -29,7 +29,7 @@ pub fn render_table(result: &RunResult) -> String {
                 to.as_deref().unwrap_or("(none)")
             ),
         };
-        row.push(host.result.as_str().to_string());
+        row.push(host.outcome.as_str().to_string());
         row.push(change);
         row.push(format_bytes(host.bytes));
         row.push(format!("{:.1}s", host.duration_ms as f64 / 1000.0));
@@ -45,7 +45,7 @@ pub fn render_table(result: &RunResult) -> String {
     let failed = result
         .hosts
         .iter()
-        .filter(|host| host.result == Outcome::Failed)
+        .filter(|host| host.outcome == Outcome::Failed)
         .count();
     text.push_str(&format!(
         "{} {}: {} ({} {}, {} failed)\n",
