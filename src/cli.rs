@@ -116,7 +116,7 @@ pub struct PushArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: file-level difference between the live release and the artifact
-    #[arg(long)]
+    #[arg(long, requires = "dry_run")]
     pub diff: bool,
     /// Replace a version already on a host with different content
     #[arg(long)]

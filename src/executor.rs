@@ -22,8 +22,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::facts::{self, Facts, LockHolder};
-use crate::plan::{self, HistoryRecord, Input, Lowering, Step};
+use crate::plan::Step;
+use crate::remote::history::HistoryRecord;
+use crate::remote::lock;
+use crate::remote::scan;
+use crate::remote::state::LockHolder;
+use crate::remote::state::{self, Facts};
+use crate::remote::steps::{self, Input, Lowering};
 use crate::report::Events;
 use crate::ssh::{Connector, Endpoint, Held, Output, Session, SshError};
 
@@ -279,9 +284,27 @@ impl<'a> HostRun<'a> {
     pub async fn facts(&self) -> Result<Facts, HostError> {
         self.events.step(&self.label, "read state");
         let output = self
-            .run("read state", &facts::command(self.lowering.base_dir))
+            .run("read state", &state::command(self.lowering.base_dir))
             .await?;
-        facts::parse(&output.stdout_text()).map_err(|error| HostError::failed("read state", error))
+        state::parse(&output.stdout_text()).map_err(|error| HostError::failed("read state", error))
+    }
+
+    /// The manifest recorded on the host when `version` was pushed (`diff`, `push --diff`,
+    /// `status --verify`).
+    pub async fn recorded_manifest(
+        &self,
+        step: &str,
+        version: &crate::inventory::Version,
+    ) -> Result<crate::artifact::Manifest, HostError> {
+        let output = self
+            .run(
+                step,
+                &scan::manifest_command(self.lowering.base_dir, version),
+            )
+            .await?;
+        crate::artifact::Manifest::from_text(&output.stdout_text()).map_err(|error| {
+            HostError::failed(step, format!("recorded manifest of {version}: {error}"))
+        })
     }
 
     /// Takes the service lock and reads the service's state under it, in one remote command;
@@ -312,7 +335,7 @@ impl<'a> HostRun<'a> {
                 },
             ));
         };
-        match facts::parse(&held.text) {
+        match state::parse(&held.text) {
             Ok(facts) => Ok((held, facts)),
             Err(error) => {
                 self.unlock(held).await;
@@ -417,8 +440,8 @@ impl<'a> HostRun<'a> {
     fn notice_lost_records(&self, output: &Output) {
         let stdout = output.stdout_text();
         for (marker, what) in [
-            (plan::HISTORY_NOT_WRITTEN, "history record"),
-            (plan::RELEASE_LOG_NOT_WRITTEN, "release log line"),
+            (steps::HISTORY_NOT_WRITTEN, "history record"),
+            (steps::RELEASE_LOG_NOT_WRITTEN, "release log line"),
         ] {
             if stdout.lines().any(|line| line == marker) {
                 self.history_lost.store(true, Ordering::Relaxed);
@@ -744,9 +767,9 @@ async fn take_lock(
     host: &str,
     label: &str,
 ) -> Result<(Option<Held>, Option<LockHolder>), HostError> {
-    let script = plan::lock_script(lowering.base_dir, operator, lowering.run_id, now);
+    let script = lock::lock_script(lowering.base_dir, operator, lowering.run_id, now);
     let held =
-        match tokio::time::timeout_at(until.into(), session.hold(&script, plan::LOCK_FACTS_END))
+        match tokio::time::timeout_at(until.into(), session.hold(&script, lock::LOCK_FACTS_END))
             .await
         {
             Ok(Ok(held)) => held,

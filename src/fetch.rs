@@ -133,10 +133,9 @@ fn entry(cache: &Path, sha256: &str) -> PathBuf {
 /// Lower-case hex, exactly 64 digits: the digest becomes a file name, so nothing else passes.
 fn normalize_digest(digest: &str) -> Result<String, FetchError> {
     let digest = digest.trim().to_ascii_lowercase();
-    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(digest)
-    } else {
-        Err(FetchError::BadDigest(digest))
+    match crate::manifest::Sha256::parse(&digest) {
+        Ok(digest) => Ok(digest.to_string()),
+        Err(_) => Err(FetchError::BadDigest(digest)),
     }
 }
 

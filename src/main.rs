@@ -7,7 +7,6 @@ mod artifact;
 mod cli;
 mod commands;
 mod executor;
-mod facts;
 mod fetch;
 mod http;
 mod inventory;
@@ -17,10 +16,8 @@ mod notify;
 #[cfg(test)]
 mod parser_properties;
 mod plan;
+mod remote;
 mod report;
-#[cfg(test)]
-mod script_snapshots;
-mod shell;
 mod ssh;
 mod text;
 

@@ -76,7 +76,7 @@ impl Manifest {
     /// h ␉ 0644 ␉ 0 ␉ bin/app ␉ bin/app-copy
     /// ```
     ///
-    /// Entries produced by [`crate::artifact::inspect_with`] never contain tabs, newlines or other control
+    /// Entries produced by `artifact::inspect_with` never contain tabs, newlines or other control
     /// characters; a hand-built manifest that does produces text that [`Manifest::from_text`]
     /// refuses.
     pub fn to_text(&self) -> String {
@@ -251,7 +251,7 @@ fn parse_manifest_line(line: &str) -> Result<Entry, String> {
     check_manifest_path(path).map_err(|reason| format!("path `{}`: {reason}", quote(path)))?;
     let kind = match *code {
         "f" => {
-            if !is_sha256_hex(detail) {
+            if Sha256::parse(detail).is_err() {
                 return Err(format!(
                     "expected a sha256 (64 lowercase hex digits), found `{}`",
                     quote(detail)
@@ -346,11 +346,50 @@ fn check_manifest_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+// ---------------------------------------------------------------------------------------------
+// Digests
+// ---------------------------------------------------------------------------------------------
+
+/// A sha256 digest as text: exactly 64 lowercase hex digits, checked once by [`Sha256::parse`]
+/// wherever a digest enters the program (the artifact's hash, the inventory, a host's digest
+/// file, the download cache, a manifest line). Safe as it is in a file name or a shell word.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256(String);
+
+impl Sha256 {
+    /// Checks `text`: 64 lowercase hex digits and nothing else. Callers that accept upper case
+    /// (the inventory, a host's digest file, the download cache) lower-case it first.
+    pub fn parse(text: &str) -> Result<Sha256, String> {
+        let hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+        if text.len() == 64 && text.bytes().all(hex) {
+            Ok(Sha256(text.to_string()))
+        } else {
+            Err(format!(
+                "`{}` is not a sha256 (64 lowercase hex digits)",
+                quote(text)
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for Sha256 {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Sha256 {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl PartialEq<String> for Sha256 {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

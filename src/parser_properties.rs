@@ -1,13 +1,15 @@
-//! Property tests for the parsers of host output in `facts` (remote output is untrusted): the
+//! Property tests for the parsers of host output in `remote` (remote output is untrusted): the
 //! facts script's output, the release scan, release-log lines, lock holder lines and history
 //! lines. Each property states what holds for any input (no panic, errors instead) and what
-//! round-trips for well-formed input. Only the public API of `facts` is used.
+//! round-trips for well-formed input. Only the public API of `remote` is used.
 
 use proptest::prelude::*;
 
-use crate::facts::{self, LockHolder, LogAction, LogEntry};
 use crate::inventory::Version;
-use crate::plan::HistoryRecord;
+use crate::remote::history::{self, HistoryRecord};
+use crate::remote::scan;
+use crate::remote::state::LockHolder;
+use crate::remote::state::{self, LogAction, LogEntry};
 
 /// Valid versions: 1–128 characters from `A-Z a-z 0-9 . _ + -`, starting with a letter or digit.
 fn version() -> impl Strategy<Value = Version> {
@@ -88,21 +90,21 @@ proptest! {
 
     #[test]
     fn facts_parse_never_panics_on_any_text(text in any::<String>()) {
-        let _ = facts::parse(&text);
+        let _ = state::parse(&text);
     }
 
     #[test]
     fn facts_parse_never_panics_on_tagged_lines(
         lines in proptest::collection::vec(facts_line(), 0..12)
     ) {
-        let _ = facts::parse(&lines.join("\n"));
+        let _ = state::parse(&lines.join("\n"));
     }
 
     #[test]
     fn release_log_lines_never_panic_and_parse_to_what_they_print(line in "[^\n]*") {
-        if let Ok(parsed) = facts::parse(&format!("log {line}\n")) {
+        if let Ok(parsed) = state::parse(&format!("log {line}\n")) {
             prop_assert_eq!(parsed.log.len(), 1);
-            let again = facts::parse(&format!("log {}\n", facts::log_line(&parsed.log[0])))
+            let again = state::parse(&format!("log {}\n", state::log_line(&parsed.log[0])))
                 .expect("a printed log line parses");
             prop_assert_eq!(again.log, parsed.log);
         }
@@ -112,15 +114,15 @@ proptest! {
     fn release_log_lines_round_trip(entries in proptest::collection::vec(log_entry(), 0..6)) {
         let text: String = entries
             .iter()
-            .map(|entry| format!("log {}\n", facts::log_line(entry)))
+            .map(|entry| format!("log {}\n", state::log_line(entry)))
             .collect();
-        let parsed = facts::parse(&text).expect("printed log lines parse");
+        let parsed = state::parse(&text).expect("printed log lines parse");
         prop_assert_eq!(parsed.log, entries);
     }
 
     #[test]
     fn scan_parse_never_panics_on_any_bytes(bytes in any::<Vec<u8>>()) {
-        let _ = facts::parse_scan(&bytes);
+        let _ = scan::parse_scan(&bytes);
     }
 
     #[test]
@@ -139,7 +141,7 @@ proptest! {
             0..16,
         )
     ) {
-        let _ = facts::parse_scan(&fields.join(&0u8));
+        let _ = scan::parse_scan(&fields.join(&0u8));
     }
 
     #[test]
@@ -179,13 +181,13 @@ proptest! {
     ) {
         let holder = fields.join(" ");
         let state = if alive { "alive" } else { "dead" };
-        let parsed = facts::parse(&format!("lock {state} {holder}\n")).expect("a lock line parses");
+        let parsed = state::parse(&format!("lock {state} {holder}\n")).expect("a lock line parses");
         prop_assert_eq!(parsed.lock, Some(LockHolder::parse(&holder, alive)));
     }
 
     #[test]
     fn history_parse_never_panics_and_accounts_for_every_line(text in any::<String>()) {
-        let (records, problems) = facts::parse_history(&text);
+        let (records, problems) = history::parse_history(&text);
         let lines = text.lines().filter(|line| !line.trim().is_empty()).count();
         prop_assert_eq!(records.len() + problems.len(), lines);
     }
@@ -202,7 +204,7 @@ proptest! {
             .iter()
             .map(|record| history_line(record) + "\n")
             .collect();
-        let (parsed, problems) = facts::parse_history(&text);
+        let (parsed, problems) = history::parse_history(&text);
         prop_assert!(problems.is_empty(), "{problems:?}");
         let newest_first: Vec<HistoryRecord> = records.into_iter().rev().collect();
         prop_assert_eq!(parsed, newest_first);
@@ -233,7 +235,7 @@ proptest! {
                 text.push('\n');
             }
         }
-        let (parsed, problems) = facts::parse_history(&text);
+        let (parsed, problems) = history::parse_history(&text);
         prop_assert_eq!(problems.len(), 1, "{:?}", problems);
         let line_number = truncated + 1;
         prop_assert!(

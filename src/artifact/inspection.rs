@@ -1,5 +1,5 @@
 //! Inspection: the one streaming pass over a `.tar.gz` that yields its digest, sizes and
-//! manifest ([`Artifact`]), or the reason it is refused ([`ArtifactError`]).
+//! manifest ([`Artifact`]), or the reason it is refused ([`ArtifactError`], in `error`).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -7,46 +7,26 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::error::ArtifactError;
 use super::members::{Failure, MemberPolicy, scan_members};
 use super::streaming::{
     BUFFER_SIZE, Budgeted, GzipMembers, HEADER_BUDGET, HashingReader, check_gzip_magic, drain_zeros,
 };
-use crate::manifest::{Manifest, printable};
+use crate::manifest::{Manifest, Sha256};
 
 /// A validated release artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
     /// Where the artifact was read from (as given by the caller).
     pub path: PathBuf,
-    /// sha256 of the whole `.tar.gz` file, 64 lowercase hex digits.
-    pub sha256: String,
+    /// sha256 of the whole `.tar.gz` file.
+    pub sha256: Sha256,
     /// Size of the `.tar.gz` file in bytes.
     pub size: u64,
     /// Sum of the sizes of the regular files in the archive.
     pub unpacked_size: u64,
     /// Every member of the archive (except the root directory `.`), sorted by path.
     pub manifest: Manifest,
-}
-
-/// Why an artifact was refused. Every message starts with the artifact path.
-#[derive(Debug, thiserror::Error)]
-pub enum ArtifactError {
-    #[error("{}: cannot open artifact: {io}", .path.display())]
-    Open { path: PathBuf, io: io::Error },
-    #[error("{}: cannot read artifact: {io}", .path.display())]
-    Read { path: PathBuf, io: io::Error },
-    #[error("{}: not a gzip file: {reason}", .path.display())]
-    NotGzip { path: PathBuf, reason: String },
-    #[error("{}: corrupt or truncated archive: {reason}", .path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("{}: member `{}`: {reason}", .path.display(), printable(.member))]
-    Member {
-        path: PathBuf,
-        member: String,
-        reason: String,
-    },
-    #[error("{}: archive has no entries", .path.display())]
-    Empty { path: PathBuf },
 }
 
 /// Opens `path` and inspects it under `policy` (the service's `allow_setid`; the default policy
@@ -104,6 +84,10 @@ pub fn inspect_reader_with<R: Read>(
     let (sha256, size) = stream.finish().map_err(|error| ArtifactError::Corrupt {
         path: name.to_path_buf(),
         reason: error.to_string(),
+    })?;
+    let sha256 = Sha256::parse(&sha256).map_err(|reason| ArtifactError::Corrupt {
+        path: name.to_path_buf(),
+        reason,
     })?;
     Ok(Artifact {
         path: name.to_path_buf(),

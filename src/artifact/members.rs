@@ -16,7 +16,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
-use super::inspection::ArtifactError;
+use super::error::ArtifactError;
 use super::streaming::{HEADER_BUDGET, describe, hex};
 use crate::manifest::{Entry, EntryKind, has_control, printable, quote};
 

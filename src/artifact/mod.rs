@@ -13,10 +13,12 @@
 //! It does no network I/O. The manifest itself (its text form, its comparable form, diffs) is
 //! `crate::manifest`; its types are re-exported here.
 //!
-//! - `inspection`: the one pass, [`Artifact`] and `ArtifactError`;
+//! - `inspection`: the one pass and [`Artifact`];
+//! - `error`: `ArtifactError`, why an artifact was refused;
 //! - `members`: the member rules, and how modes are recorded;
 //! - `streaming`: the readers under the tar parser (hashing, gzip member chain, header budget).
 
+mod error;
 mod inspection;
 mod members;
 mod streaming;

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
 
-use super::inspection::ArtifactError;
+use super::error::ArtifactError;
 
 /// Size of every buffer used while streaming the artifact.
 pub(super) const BUFFER_SIZE: usize = 64 * 1024;

@@ -4,29 +4,10 @@
 //! (recorded at push time) and from the local artifact; nothing is changed anywhere.
 
 use crate::app::{Context, InputError, unix_now};
-use crate::artifact::Manifest;
-use crate::cli::{DiffArgs, PushArgs};
-use crate::executor::{HostError, HostRun};
-use crate::facts;
-use crate::inventory::{Service, Version};
+use crate::cli::DiffArgs;
+use crate::executor::HostError;
+use crate::inventory::Version;
 use crate::report::{Detail, Outcome, RunResult};
-
-/// The manifest recorded on the host for `version`.
-pub async fn recorded_manifest(
-    run: &HostRun<'_>,
-    service: &Service,
-    version: &Version,
-) -> Result<Manifest, HostError> {
-    let output = run
-        .run(
-            "read manifest",
-            &facts::manifest_command(&service.base_dir, version),
-        )
-        .await?;
-    Manifest::from_text(&output.stdout_text()).map_err(|error| {
-        HostError::failed("read manifest", format!("manifest of {version}: {error}"))
-    })
-}
 
 pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, InputError> {
     let parse = |text: &Option<String>, flag: &str| -> Result<Option<Version>, InputError> {
@@ -46,15 +27,12 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
             .iter()
             .map(|&index| context.inventory.services[index].name.clone())
             .collect();
-        let shipments = super::push::prepare(
+        let shipments = super::shipment::prepare(
             context,
-            &PushArgs {
-                service: names,
+            &super::shipment::Request {
+                services: &names,
                 version: None,
                 artifact: None,
-                dry_run: true,
-                diff: false,
-                force: false,
             },
         )
         .await?;
@@ -74,7 +52,6 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
         "diff",
         false,
         |target, label, events| async move {
-            let service = &context.inventory.services[target.service];
             let run = super::connect(context, target, label, &events, now).await?;
             let compared = async {
                 let from_version = match from {
@@ -83,11 +60,13 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
                         HostError::failed("diff", "no live release on this host to compare from")
                     })?,
                 };
-                let older = recorded_manifest(&run, service, &from_version).await?;
+                let older = run
+                    .recorded_manifest("read manifest", &from_version)
+                    .await?;
                 let (to_name, newer) = match to {
                     Some(version) => (
                         version.to_string(),
-                        recorded_manifest(&run, service, version).await?,
+                        run.recorded_manifest("read manifest", version).await?,
                     ),
                     None => {
                         let shipment = artifacts.get(&target.service).ok_or_else(|| {

@@ -8,6 +8,7 @@ pub mod history;
 pub mod prune;
 pub mod push;
 pub mod rollback;
+pub mod shipment;
 pub mod status;
 pub mod switching;
 pub mod unlock;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each};
 use crate::executor::{HostError, HostRun, elapsed_ms};
-use crate::plan::Lowering;
+use crate::remote::steps::Lowering;
 use crate::report::{Events, Failure, HostResult, Outcome, Reporter, RunResult};
 
 /// Connects to one target with its service's lowering values and the host deadline.
@@ -68,7 +69,7 @@ pub struct Acquired<'a> {
     pub label: String,
     pub run: HostRun<'a>,
     pub lock: crate::ssh::Held,
-    pub facts: crate::facts::Facts,
+    pub facts: crate::remote::state::Facts,
     pub started: Instant,
 }
 
@@ -94,7 +95,7 @@ pub async fn lock_all<'a>(
         label: String,
         started: Instant,
         run: Option<HostRun<'a>>,
-        locked: Option<(crate::ssh::Held, crate::facts::Facts)>,
+        locked: Option<(crate::ssh::Held, crate::remote::state::Facts)>,
         failure: Option<HostError>,
     }
     let mut slots: Vec<Slot<'a>> = for_each(targets, context.concurrency, |target| {
@@ -269,22 +270,22 @@ pub fn history_record(
     action: &str,
     result: &HostResult,
     sha256: Option<String>,
-) -> crate::plan::HistoryRecord {
-    crate::plan::HistoryRecord {
+) -> crate::remote::history::HistoryRecord {
+    use crate::remote::history::{HistoryRecord, RecordResult};
+    HistoryRecord {
         time: crate::app::rfc3339_now(),
         id: context.run_id.clone(),
         operator: context.operator.clone(),
-        action: action.to_string(),
+        action: action.into(),
         service: result.service.clone().unwrap_or_default(),
         from: result.from.clone(),
         to: result.to.clone(),
         sha256,
         result: match result.outcome {
-            Outcome::Ok | Outcome::Unchanged | Outcome::Planned => "ok",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Failed | Outcome::Skipped => "failed",
-        }
-        .to_string(),
+            Outcome::Ok | Outcome::Unchanged | Outcome::Planned => RecordResult::Ok,
+            Outcome::RolledBack => RecordResult::RolledBack,
+            Outcome::Failed | Outcome::Skipped => RecordResult::Failed,
+        },
         error: result.error.clone(),
     }
 }

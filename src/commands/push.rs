@@ -5,74 +5,30 @@
 //! Owns the run's phases and the failure policy; the per-host decisions come from
 //! `plan::plan_push` and every remote call goes through `executor::HostRun`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::app::{Context, InputError, Target, for_each, unix_now};
-use crate::artifact::{self, Artifact};
 use crate::cli::PushArgs;
+use crate::commands::shipment::{Request, Shipment};
 use crate::commands::switching::{Locked, Switch, finish, switch_all};
 use crate::executor::{HostError, Payload};
-use crate::facts::LogAction;
-use crate::inventory::{ArtifactSource, Fetch, Version};
-use crate::plan::{
-    HistoryRecord, PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push,
-};
-use crate::report::{Detail, Events, HostResult, Outcome, Reporter, RunResult};
-
-/// What one service pushes.
-pub struct Shipment {
-    pub service: usize,
-    pub version: Version,
-    pub artifact: Arc<Artifact>,
-    manifest: Arc<String>,
-    /// `fetch = "host"`: every host downloads this URL itself (a secret: never printed).
-    host_url: Option<String>,
-}
-
-fn is_url(text: &str) -> bool {
-    text.starts_with("http://") || text.starts_with("https://")
-}
-
-/// Downloads a URL artifact once into the local cache (a cache hit makes no request when the
-/// sha256 is known), with progress. Failures name the URL without its secrets.
-async fn download(
-    context: &Context,
-    url: &str,
-    sha256: Option<&str>,
-) -> Result<PathBuf, InputError> {
-    let owned_url = url.to_string();
-    let owned_sha256 = sha256.map(str::to_string);
-    let (events, reporter) = Reporter::start(context.progress, 1);
-    let label = "download".to_string();
-    events.step(&label, &format!("fetch {}", crate::http::redact(url)));
-    let progress_events = events.clone();
-    let downloaded = tokio::task::spawn_blocking(move || {
-        crate::fetch::fetch(
-            &owned_url,
-            owned_sha256.as_deref(),
-            crate::http::configured_timeout(std::time::Duration::from_secs(30)),
-            |received, length| {
-                progress_events.downloaded(&label, received, length.unwrap_or(0).max(received))
-            },
-        )
-    })
-    .await;
-    let result = downloaded
-        .map_err(|error| InputError(format!("downloading the artifact: {error}")))?
-        .map_err(|error| InputError(format!("artifact: {error}")));
-    events.done("download", if result.is_ok() { "ok" } else { "failed" });
-    drop(events);
-    reporter.finish().await;
-    result
-}
+use crate::inventory::Version;
+use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
+use crate::remote::history::HistoryRecord;
+use crate::remote::state::LogAction;
+use crate::report::{Detail, Events, HostResult, Outcome, RunResult};
 
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, InputError> {
-    let shipments = prepare(context, arguments).await?;
+    let shipments = super::shipment::prepare(
+        context,
+        &Request {
+            services: &arguments.service,
+            version: arguments.version.as_deref(),
+            artifact: arguments.artifact.as_deref(),
+        },
+    )
+    .await?;
     let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
     let shipment_of = |service: usize| {
         shipments
@@ -128,135 +84,6 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
     .await
 }
 
-/// Resolves services, versions and artifacts, and checks every artifact locally (one read
-/// each). Any problem is an `InputError`: no host has been contacted.
-pub async fn prepare(context: &Context, arguments: &PushArgs) -> Result<Vec<Shipment>, InputError> {
-    let inventory = &context.inventory;
-    let services: Vec<usize> = if arguments.service.is_empty() {
-        let runnable: Vec<usize> = (0..inventory.services.len())
-            .filter(|&index| {
-                let service = &inventory.services[index];
-                service.artifact.is_some() && service.version.is_some()
-            })
-            .collect();
-        if runnable.is_empty() && (arguments.version.is_none() || arguments.artifact.is_none()) {
-            return Err(InputError(format!(
-                "{}: no service has both `version` and `artifact`; name one with --service and pass --version and --artifact",
-                inventory.file.display()
-            )));
-        }
-        if arguments.version.is_some() || arguments.artifact.is_some() {
-            context.services(&[])?
-        } else {
-            runnable
-        }
-    } else {
-        context.services(&arguments.service)?
-    };
-    if (arguments.version.is_some() || arguments.artifact.is_some()) && services.len() != 1 {
-        return Err(InputError(
-            "--version and --artifact apply to one service: select it with --service".to_string(),
-        ));
-    }
-    if arguments.diff && !arguments.dry_run {
-        return Err(InputError("--diff goes with --dry-run".to_string()));
-    }
-    let mut inspected: HashMap<(PathBuf, bool), (Arc<Artifact>, Arc<String>)> = HashMap::new();
-    let mut shipments = Vec::new();
-    for service_index in services {
-        let service = &inventory.services[service_index];
-        let version = match &arguments.version {
-            Some(text) => Version::parse(text)
-                .map_err(|error| InputError(format!("--version {text:?}: {error}")))?,
-            None => service.version.clone().ok_or_else(|| {
-                InputError(format!(
-                    "{}: services.{}.version is not set; pass --version",
-                    inventory.file.display(),
-                    service.name
-                ))
-            })?,
-        };
-        let (path, host_url) = match &arguments.artifact {
-            Some(text) if is_url(text) => (download(context, text, None).await?, None),
-            Some(text) => {
-                let path = PathBuf::from(text);
-                if !path.is_file() {
-                    return Err(InputError(format!("--artifact: file not found: {text}")));
-                }
-                (path, None)
-            }
-            None => match &service.artifact {
-                Some(ArtifactSource::Path(path)) => {
-                    inventory.check_artifact_files(&[service_index])?;
-                    (path.clone(), None)
-                }
-                Some(ArtifactSource::Url(url)) => {
-                    let path = download(context, url, service.sha256.as_deref()).await?;
-                    let host_url = (service.fetch == Fetch::Host).then(|| url.clone());
-                    if let Some(url) = &host_url
-                        && url
-                            .chars()
-                            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
-                    {
-                        return Err(InputError(format!(
-                            "{}:{}: services.{}.artifact: a URL fetched by hosts may not contain spaces, quotes or backslashes (percent-encode them)",
-                            inventory.file.display(),
-                            service.artifact_line,
-                            service.name
-                        )));
-                    }
-                    (path, host_url)
-                }
-                None => {
-                    return Err(InputError(format!(
-                        "{}: services.{}.artifact is not set; pass --artifact",
-                        inventory.file.display(),
-                        service.name
-                    )));
-                }
-            },
-        };
-        let key = (path.clone(), service.allow_setid);
-        let (artifact, manifest) = match inspected.get(&key) {
-            Some(found) => found.clone(),
-            None => {
-                let owned = path.clone();
-                let policy = artifact::MemberPolicy {
-                    allow_setid: service.allow_setid,
-                };
-                let artifact =
-                    tokio::task::spawn_blocking(move || artifact::inspect_with(&owned, &policy))
-                        .await
-                        .map_err(|error| InputError(format!("checking the artifact: {error}")))?
-                        .map_err(|error| InputError(error.to_string()))?;
-                if let Some(expected) = &service.sha256
-                    && arguments.artifact.is_none()
-                    && expected != &artifact.sha256
-                {
-                    return Err(InputError(format!(
-                        "{}: sha256 mismatch: services.{}.sha256 is {expected}, the file has {}",
-                        path.display(),
-                        service.name,
-                        artifact.sha256
-                    )));
-                }
-                let manifest = Arc::new(artifact.manifest.to_text());
-                let found = (Arc::new(artifact), manifest);
-                inspected.insert(key, found.clone());
-                found
-            }
-        };
-        shipments.push(Shipment {
-            service: service_index,
-            version,
-            artifact,
-            manifest,
-            host_url,
-        });
-    }
-    Ok(shipments)
-}
-
 fn release_of(shipment: &Shipment) -> Release<'_> {
     Release {
         fetch_on_host: shipment.host_url.as_deref().map(crate::http::redact),
@@ -285,7 +112,7 @@ async fn plan_host(
     let difference = match (&facts, diff) {
         (Ok(facts), true) => {
             let from = match facts.live() {
-                Some(live) => super::diff::recorded_manifest(&run, service, live).await,
+                Some(live) => run.recorded_manifest("read manifest", live).await,
                 None => Ok(crate::artifact::Manifest {
                     entries: Vec::new(),
                 }),
@@ -503,7 +330,7 @@ async fn stage<'a>(
                 switched: false,
                 prune,
                 action: "push",
-                sha256: Some(shipment.artifact.sha256.clone()),
+                sha256: Some(shipment.artifact.sha256.to_string()),
                 recorded: false,
             })
         }
@@ -556,7 +383,7 @@ fn history(context: &Context, shipment: &Shipment, result: &HostResult) -> Histo
         context,
         "push",
         result,
-        Some(shipment.artifact.sha256.clone()),
+        Some(shipment.artifact.sha256.to_string()),
     );
     record.to = Some(shipment.version.to_string());
     record

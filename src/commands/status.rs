@@ -4,7 +4,7 @@
 
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::StatusArgs;
-use crate::facts;
+use crate::remote::scan;
 use crate::report::{Detail, LockView, Outcome, RunResult, StatusView};
 
 pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult, InputError> {
@@ -89,18 +89,12 @@ async fn verify(
 ) -> Result<crate::artifact::Diff, crate::executor::HostError> {
     use crate::executor::HostError;
     run.events.step(&run.label, "verify");
-    let recorded = run
-        .run("verify", &facts::manifest_command(&service.base_dir, live))
-        .await?;
-    let recorded =
-        crate::artifact::Manifest::from_text(&recorded.stdout_text()).map_err(|error| {
-            HostError::failed("verify", format!("recorded manifest of {live}: {error}"))
-        })?;
+    let recorded = run.recorded_manifest("verify", live).await?;
     let scanned = run
-        .run("verify", &facts::scan_command(&service.base_dir, live))
+        .run("verify", &scan::scan_command(&service.base_dir, live))
         .await?;
     let scanned =
-        facts::parse_scan(&scanned.stdout).map_err(|error| HostError::failed("verify", error))?;
+        scan::parse_scan(&scanned.stdout).map_err(|error| HostError::failed("verify", error))?;
     let shared = &service.shared_paths;
     Ok(recorded
         .comparable()

@@ -17,10 +17,11 @@ use tracing::Instrument;
 
 use crate::app::{Context, Target, for_each};
 use crate::executor::{HostError, HostRun, Payload, elapsed_ms};
-use crate::facts::LogAction;
 use crate::inventory::{OnFailure, Version};
 pub use crate::plan::Switch;
-use crate::plan::{HistoryRecord, Step, SwitchSequence};
+use crate::plan::{Step, SwitchSequence};
+use crate::remote::history::HistoryRecord;
+use crate::remote::state::LogAction;
 use crate::report::{Events, HostResult, Outcome};
 use crate::ssh::Held;
 

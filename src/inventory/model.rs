@@ -117,8 +117,7 @@ pub struct Service {
     pub artifact: Option<ArtifactSource>,
     /// Line of the `artifact` value (0 when there is none), for [`Inventory::check_artifact_files`].
     pub artifact_line: usize,
-    /// 64 lowercase hex digits.
-    pub sha256: Option<String>,
+    pub sha256: Option<crate::manifest::Sha256>,
     pub fetch: Fetch,
     /// At least 1; default 5.
     pub keep_releases: usize,

@@ -32,7 +32,6 @@ const DEFAULT_KEEP_RELEASES: usize = 5;
 const DEFAULT_HEALTH_RETRIES: u32 = 3;
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
-const SHA256_HEX_LENGTH: usize = 64;
 const DURATION_EXAMPLES: &str = "for example \"10s\", \"5m\" or \"1h 30m\"";
 
 /// Connection settings from `[ssh]` that a host entry may override.
@@ -354,17 +353,15 @@ impl Parser<'_> {
 
         let sha256 = match &raw.sha256 {
             Some(sha256) => {
-                let value = sha256.get_ref();
-                if value.len() != SHA256_HEX_LENGTH
-                    || !value.chars().all(|character| character.is_ascii_hexdigit())
-                {
+                let value = sha256.get_ref().to_ascii_lowercase();
+                let Ok(value) = crate::manifest::Sha256::parse(&value) else {
                     return Err(self.error_at(
                         &sha256.span(),
                         format!("{key}.sha256"),
                         "sha256 must be exactly 64 hexadecimal digits",
                     ));
-                }
-                Some(value.to_ascii_lowercase())
+                };
+                Some(value)
             }
             None => None,
         };

@@ -34,13 +34,13 @@ pub fn render_history(result: &RunResult) -> String {
         for entry in entries {
             rows.push(vec![
                 entry.time.clone(),
-                entry.action.clone(),
+                entry.action.to_string(),
                 format!(
                     "{} -> {}",
                     entry.from.as_deref().unwrap_or("(none)"),
                     entry.to.as_deref().unwrap_or("(none)")
                 ),
-                entry.result.clone(),
+                entry.result.to_string(),
                 entry.operator.clone(),
                 entry.id.clone(),
                 entry.error.clone().unwrap_or_default(),
@@ -56,11 +56,12 @@ pub fn render_history(result: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::history::HistoryRecord;
     use crate::report::{HostResult, Outcome};
 
     #[test]
     fn history_text_escapes_host_supplied_fields() {
-        let record: crate::plan::HistoryRecord = serde_json::from_value(serde_json::json!({
+        let record: HistoryRecord = serde_json::from_value(serde_json::json!({
             "time": "2026-01-01T00:00:00Z",
             "id": "run\r1",
             "operator": "\u{1b}[2Jmallory",

@@ -69,7 +69,7 @@ pub enum Detail {
     Diff { diff: crate::artifact::Diff },
     /// `history`: the host's records, newest first.
     History {
-        entries: Vec<crate::plan::HistoryRecord>,
+        entries: Vec<crate::remote::history::HistoryRecord>,
     },
 }
 
@@ -158,7 +158,7 @@ impl HostResult {
     }
 
     /// The history records of `history`, newest first.
-    pub fn entries(&self) -> Option<&[crate::plan::HistoryRecord]> {
+    pub fn entries(&self) -> Option<&[crate::remote::history::HistoryRecord]> {
         match &self.detail {
             Some(Detail::History { entries }) => Some(entries),
             _ => None,

@@ -2,9 +2,15 @@
 //! space in it), so that a change to what runs as root on production is reviewed as a diff
 //! (`cargo insta review`). Each script is also checked to be valid `sh` (`sh -n`).
 
-use crate::facts::{self, LogAction};
+use super::history::{Action, HistoryRecord, RecordResult, history_command};
+use super::lock::lock_script;
+use super::probe::probe_script;
+use super::scan::{manifest_command, scan_command};
+use super::state::{self, LogAction};
+use super::step::{Audit, HookEnvironment, HookPhase, Step};
+use super::steps::Lowering;
 use crate::inventory::Version;
-use crate::plan::{HistoryRecord, HookEnvironment, HookPhase, Lowering, Step, Switch, lock_script};
+use crate::manifest::Sha256;
 
 const BASE: &str = "/srv/it's my app";
 const RUN: &str = "20261130T120000Z-1f";
@@ -14,18 +20,22 @@ fn version(text: &str) -> Version {
     Version::parse(text).expect("valid version")
 }
 
-fn record(result: &str) -> HistoryRecord {
+fn sha256() -> Sha256 {
+    Sha256::parse(SHA).expect("a sha256")
+}
+
+fn record(result: RecordResult) -> HistoryRecord {
     HistoryRecord {
         time: "2026-11-30T12:00:00Z".to_string(),
         id: RUN.to_string(),
         operator: "alice@laptop".to_string(),
-        action: "push".to_string(),
+        action: Action::Push,
         service: "myapp".to_string(),
         from: Some("v1".to_string()),
         to: Some("v2".to_string()),
         sha256: Some(SHA.to_string()),
-        result: result.to_string(),
-        error: (result != "ok").then(|| "health: it's down".to_string()),
+        error: (result != RecordResult::Ok).then(|| "health: it's down".to_string()),
+        result,
     }
 }
 
@@ -47,15 +57,12 @@ fn programs() -> Vec<(&'static str, String)> {
         shared_paths: &shared,
         now: 1_764_504_000,
     };
-    let switch = Switch {
-        from: Some(version("v1")),
-        to: version("v2"),
-        action: LogAction::Push,
-    };
-    let first = Switch {
-        from: None,
-        to: version("v1"),
-        action: LogAction::Push,
+    // The same steps `plan::Switch` builds: forward (its record required), back, retract.
+    let audit = |result: RecordResult, required: bool| {
+        Some(Audit {
+            record: record(result),
+            required,
+        })
     };
     let lower = |step: &Step| lowering.lower(step).script;
     vec![
@@ -64,7 +71,7 @@ fn programs() -> Vec<(&'static str, String)> {
             "upload",
             lower(&Step::Upload {
                 version: version("v2"),
-                sha256: SHA.to_string(),
+                sha256: sha256(),
                 bytes: 1024,
             }),
         ),
@@ -72,7 +79,7 @@ fn programs() -> Vec<(&'static str, String)> {
             "fetch",
             lower(&Step::Fetch {
                 version: version("v2"),
-                sha256: SHA.to_string(),
+                sha256: sha256(),
                 source: "https://example.com/app.tar.gz".to_string(),
             }),
         ),
@@ -80,7 +87,7 @@ fn programs() -> Vec<(&'static str, String)> {
             "finalize",
             lower(&Step::Finalize {
                 version: version("v2"),
-                sha256: SHA.to_string(),
+                sha256: sha256(),
                 replace: false,
             }),
         ),
@@ -88,13 +95,35 @@ fn programs() -> Vec<(&'static str, String)> {
             "finalize_replace",
             lower(&Step::Finalize {
                 version: version("v2"),
-                sha256: SHA.to_string(),
+                sha256: sha256(),
                 replace: true,
             }),
         ),
-        ("switch", lower(&switch.recorded(record("ok")))),
-        ("switch_back", lower(&switch.undo(Some(record("failed"))))),
-        ("retract", lower(&first.undo(Some(record("rolled_back"))))),
+        (
+            "switch",
+            lower(&Step::Switch {
+                from: Some(version("v1")),
+                to: version("v2"),
+                action: LogAction::Push,
+                record: audit(RecordResult::Ok, true),
+            }),
+        ),
+        (
+            "switch_back",
+            lower(&Step::Switch {
+                from: Some(version("v2")),
+                to: version("v1"),
+                action: LogAction::Rollback,
+                record: audit(RecordResult::Failed, false),
+            }),
+        ),
+        (
+            "retract",
+            lower(&Step::Retract {
+                version: version("v1"),
+                record: audit(RecordResult::RolledBack, false),
+            }),
+        ),
         (
             "prune",
             lower(&Step::Prune {
@@ -134,18 +163,21 @@ fn programs() -> Vec<(&'static str, String)> {
         ),
         ("stop_steps", lowering.stop_steps()),
         ("discard_staging", lowering.discard_staging()),
-        ("append_history", lowering.append_history(&record("ok"))),
+        (
+            "append_history",
+            lowering.append_history(&record(RecordResult::Ok)),
+        ),
         (
             "lock",
             lock_script(BASE, "alice@laptop", RUN, 1_764_504_000),
         ),
-        ("facts", facts::command(BASE)),
-        ("history", facts::history_command(BASE, Some(20))),
-        ("manifest", facts::manifest_command(BASE, &version("v2"))),
-        ("scan", facts::scan_command(BASE, &version("v2"))),
+        ("facts", state::command(BASE)),
+        ("history", history_command(BASE, Some(20))),
+        ("manifest", manifest_command(BASE, &version("v2"))),
+        ("scan", scan_command(BASE, &version("v2"))),
         (
             "probe",
-            crate::commands::check::probe_script(&[("myapp".to_string(), BASE.to_string())], true),
+            probe_script(&[("myapp".to_string(), BASE.to_string())], true),
         ),
     ]
 }

@@ -1,19 +1,20 @@
-//! Facts: what one host holds for one service, read by one remote command and parsed here.
+//! State: what one host holds for one service, read by one remote command and parsed here.
 //!
-//! Owns the read-only script that reports a service's state on a host (releases and their
+//! Owns the read-only facts script that reports a service's state on a host (releases and their
 //! digests, `current`, the release log, the lock, staging leftovers, free disk) and the strict
 //! parser of its output (remote output is untrusted: anything unexpected is an error naming the
-//! line). Also owns the derived answers every planner needs: which release is live, which one it
-//! replaced, and in what order releases went live, all from the log recorded on the host, never
-//! from names or modification times.
+//! line). Also owns the release log's lines (`LogEntry`) and the derived answers every planner
+//! needs: which release is live, which one it replaced, and in what order releases went live,
+//! all from the log recorded on the host, never from names or modification times; and the
+//! shell functions shared by the scripts that look at processes (`PROCESS_FUNCTIONS`).
 
 use std::collections::BTreeMap;
 
+use super::layout;
+use super::process::PROCESS_FUNCTIONS;
+use super::script::{Script, quote, script};
 use crate::inventory::Version;
-use crate::shell::quote;
-
-/// Release log: one line per event, `TIME ACTION FROM TO` (`-` for none).
-pub const RELEASE_LOG: &str = ".deploy/releases.log";
+use crate::manifest::Sha256;
 
 /// One line of the release log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,75 +45,6 @@ impl LogAction {
     }
 }
 
-/// Who holds a service lock on a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    /// The holder line exactly as the lock script wrote it:
-    /// `PID OPERATOR RUN_ID SINCE BOOT_ID START` (older runs wrote only the first four).
-    pub line: String,
-    pub pid: String,
-    pub operator: String,
-    pub run_id: String,
-    /// Unix seconds; `None` when the line does not say.
-    pub since: Option<u64>,
-    /// The host's boot id when the lock was taken (`/proc/sys/kernel/random/boot_id`).
-    pub boot_id: Option<String>,
-    /// The holder process's start time in clock ticks since boot (`/proc/PID/stat` field 22):
-    /// with the boot id, it tells the holder apart from a later process that reuses its PID.
-    pub start: Option<String>,
-    /// Whether the holder's process still runs on the host (same PID, boot and start time).
-    pub alive: bool,
-}
-
-impl LockHolder {
-    /// Parses a holder line (from the facts script or the lock script's `HELD` answer); missing
-    /// fields read as "unknown".
-    pub fn parse(line: &str, alive: bool) -> LockHolder {
-        let mut fields = line.split(' ');
-        let mut next = || fields.next().filter(|field| !field.is_empty());
-        LockHolder {
-            line: line.to_string(),
-            pid: next().unwrap_or("").to_string(),
-            operator: next().unwrap_or("unknown").to_string(),
-            run_id: next().unwrap_or("unknown").to_string(),
-            since: next().and_then(|value| value.parse().ok()),
-            boot_id: next().map(str::to_string),
-            start: next().map(str::to_string),
-            alive,
-        }
-    }
-
-    /// Whether the line identifies its process well enough (PID above 1, boot id and start
-    /// time) that `unlock --force` may signal it.
-    pub fn verifiable(&self) -> bool {
-        self.pid.parse::<u32>().is_ok_and(|pid| pid > 1)
-            && self.boot_id.is_some()
-            && self.start.is_some()
-    }
-
-    /// RFC 3339 time the lock was taken, or "an unknown time".
-    pub fn since_text(&self) -> String {
-        self.since
-            .map(|seconds| {
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-                )
-                .to_string()
-            })
-            .unwrap_or_else(|| "an unknown time".to_string())
-    }
-
-    /// "held by OPERATOR (run RUN) since TIME".
-    pub fn describe(&self) -> String {
-        format!(
-            "held by {} (run {}) since {}",
-            self.operator,
-            self.run_id,
-            self.since_text()
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Facts {
     /// `<base_dir>` exists.
@@ -120,7 +52,7 @@ pub struct Facts {
     /// Target of the `current` symlink as read.
     pub current: Option<String>,
     /// Complete releases (directory plus recorded digest), by version.
-    pub releases: BTreeMap<Version, String>,
+    pub releases: BTreeMap<Version, Sha256>,
     pub log: Vec<LogEntry>,
     pub lock: Option<LockHolder>,
     /// Leftover staging directories of earlier runs.
@@ -129,40 +61,14 @@ pub struct Facts {
     pub free_bytes: Option<u64>,
 }
 
-/// Shell functions shared by the scripts that look at processes (facts, lock, unlock, stop):
-/// `group_of PID` prints a process's process group; `state_of PID` its state (`Z`: a zombie,
-/// gone but not yet reaped); `group_alive` (with `$group` set) succeeds while any process of
-/// that group still runs (zombies do not count); `start_of PID` prints a process's start time (clock ticks since boot, `/proc/PID/stat`
-/// field 22); `holder_alive LINE` succeeds when a lock holder line's process still runs: PID
-/// above 1, present, and (when the line records them) the same boot id and start time, so a
-/// PID reused by another process after a crash or reboot never counts as the holder.
-pub const PROCESS_FUNCTIONS: &str = r#"group_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${3-}"; }
-state_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${1-}"; }
-group_alive() (
-  for stat in /proc/[0-9]*/stat; do
-    IFS= read -r line < "$stat" 2>/dev/null || continue
-    line=${line##*) }
-    set -f; set -- $line; set +f
-    [ "${3-}" = "$group" ] && [ "${1-}" != Z ] && exit 0
-  done
-  exit 1
-)
-start_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${20-}"; }
-holder_alive() (
-  set -f; set -- $1
-  case ${1-} in ''|*[!0-9]*) exit 1;; esac
-  [ "$1" -gt 1 ] && [ -d "/proc/$1" ] || exit 1
-  [ "$(state_of "$1")" != Z ] || exit 1
-  if [ -n "${5-}" ]; then [ "$5" = "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" ] || exit 1; fi
-  if [ -n "${6-}" ]; then [ "$6" = "$(start_of "$1")" ] || exit 1; fi
-  exit 0
-)
-"#;
-
 /// The read-only script. It creates nothing and prints one tagged line per fact.
 pub fn command(base_dir: &str) -> String {
-    let base = quote(base_dir);
-    format!(
+    facts_script(base_dir).into_string()
+}
+
+/// `command`, as a piece of another script (the lock script prints the facts under the lock).
+pub(super) fn facts_script(base_dir: &str) -> Script {
+    script!(
         r#"umask 077
 {functions}b={base}
 p="$b"
@@ -170,163 +76,35 @@ while [ ! -d "$p" ]; do p=$(dirname -- "$p"); done
 df -Pk -- "$p" 2>/dev/null | while IFS= read -r line; do printf 'df %s\n' "$line"; done
 if ! cd -- "$b" 2>/dev/null; then printf 'base absent\n'; exit 0; fi
 printf 'base present\n'
-if [ -L current ]; then printf 'current %s\n' "$(readlink current)"; fi
-for d in releases/*; do
+if [ -L {current} ]; then printf 'current %s\n' "$(readlink {current})"; fi
+for d in {releases}/*; do
   [ -d "$d" ] || continue
-  v=${{d#releases/}}
+  v=${{d#{releases}/}}
   case $v in ''|*[!A-Za-z0-9._+-]*) continue;; esac
-  [ -f ".deploy/digests/$v" ] || continue
-  IFS= read -r digest < ".deploy/digests/$v" || digest=
+  [ -f "{digests}/$v" ] || continue
+  IFS= read -r digest < "{digests}/$v" || digest=
   printf 'release %s %s\n' "$v" "$digest"
 done
 if [ -f {log} ]; then while IFS= read -r line; do printf 'log %s\n' "$line"; done < {log}; fi
-if [ -d .deploy/lock ]; then
+if [ -d {lock} ]; then
   holder=
-  [ -f .deploy/lock/holder ] && IFS= read -r holder < .deploy/lock/holder
+  [ -f {lock_holder} ] && IFS= read -r holder < {lock_holder}
   if holder_alive "$holder"; then state=alive; else state=dead; fi
   printf 'lock %s %s\n' "$state" "$holder"
 fi
-for s in .deploy/staging/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#.deploy/staging/}}"; done
+for s in {staging}/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#{staging}/}}"; done
 exit 0
 "#,
-        log = quote(RELEASE_LOG),
         functions = PROCESS_FUNCTIONS,
+        base = quote(base_dir),
+        current = layout::CURRENT,
+        releases = layout::RELEASES,
+        digests = layout::DIGESTS,
+        log = quote(layout::RELEASE_LOG),
+        lock = layout::LOCK,
+        lock_holder = layout::LOCK_HOLDER,
+        staging = layout::STAGING,
     )
-}
-
-/// Reads `.deploy/history.jsonl` (the last `limit` records when given).
-pub fn history_command(base_dir: &str, limit: Option<usize>) -> String {
-    let file = quote(&crate::shell::join(base_dir, ".deploy/history.jsonl"));
-    match limit {
-        Some(limit) => format!("[ -f {file} ] || exit 0\ntail -n {limit} {file}\n"),
-        None => format!("[ -f {file} ] || exit 0\ncat {file}\n"),
-    }
-}
-
-/// Parses history lines, newest first. A line that is not a record (a write cut short by a full
-/// disk, an edit by hand) is skipped and named in the second list, so one bad line never hides
-/// the rest of a host's audit log.
-pub fn parse_history(text: &str) -> (Vec<crate::plan::HistoryRecord>, Vec<String>) {
-    let mut records = Vec::new();
-    let mut problems = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
-            Err(error) => problems.push(format!(
-                "history line {} is not a record (skipped): {error}",
-                index + 1
-            )),
-        }
-    }
-    records.reverse();
-    (records, problems)
-}
-
-/// Prints the manifest recorded for `version` at push time.
-pub fn manifest_command(base_dir: &str, version: &Version) -> String {
-    let file = quote(&crate::shell::join(
-        base_dir,
-        &format!(".deploy/manifests/{version}"),
-    ));
-    format!(
-        "[ -f {file} ] || {{ echo 'no manifest recorded for {version}' >&2; exit 1; }}\ncat {file}\n"
-    )
-}
-
-/// Marker between the listing and the digests in `scan_command` output.
-const SCAN_DIGESTS: &[u8] = b"deploy-digests";
-
-/// Lists every entry of `releases/<version>` (type, mode, size, path, link target) and the
-/// sha256 of every regular file, in one command, NUL-separated so that no file name can forge
-/// a record. Needs GNU find and coreutils (`deploy check` reports them).
-pub fn scan_command(base_dir: &str, version: &Version) -> String {
-    let release = quote(&crate::shell::join(
-        base_dir,
-        &format!("releases/{version}"),
-    ));
-    format!(
-        "cd -- {release} || exit 1\n\
-         find . -printf '%y %m %s\\0%p\\0%l\\0' || exit 1\n\
-         printf '{marker}\\0'\n\
-         find . -type f -exec sha256sum -z -- {{}} + || exit 1\n",
-        marker = String::from_utf8_lossy(SCAN_DIGESTS),
-    )
-}
-
-/// Builds a manifest of what is on the host from `scan_command` output (untrusted).
-pub fn parse_scan(output: &[u8]) -> Result<crate::artifact::Manifest, String> {
-    use crate::artifact::{Entry, EntryKind, Manifest};
-    let mut fields = output.split(|byte| *byte == 0);
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let normalize = |path: &str| path.strip_prefix("./").unwrap_or(path).to_string();
-    let mut listed: Vec<(String, char, u32, String)> = Vec::new();
-    loop {
-        let Some(meta) = fields.next() else {
-            return Err("release scan ended without its digest section".to_string());
-        };
-        if meta == SCAN_DIGESTS {
-            break;
-        }
-        let (Some(path), Some(link)) = (fields.next(), fields.next()) else {
-            return Err("release scan: truncated record".to_string());
-        };
-        let meta = text(meta);
-        let mut parts = meta.split(' ');
-        let kind = parts.next().and_then(|kind| kind.chars().next());
-        let mode = parts
-            .next()
-            .and_then(|mode| u32::from_str_radix(mode, 8).ok());
-        let (Some(kind), Some(mode)) = (kind, mode) else {
-            return Err(format!("release scan: unexpected record {meta:?}"));
-        };
-        let path = normalize(&text(path));
-        if path == "." {
-            continue;
-        }
-        listed.push((path, kind, mode, text(link)));
-    }
-    let mut digests = std::collections::HashMap::new();
-    for record in fields {
-        if record.is_empty() {
-            continue;
-        }
-        let record = text(record);
-        let Some((digest, path)) = record.split_once("  ") else {
-            return Err(format!("release scan: unexpected digest record {record:?}"));
-        };
-        digests.insert(normalize(path), digest.to_string());
-    }
-    let mut entries: Vec<Entry> = listed
-        .into_iter()
-        .map(|(path, kind, mode, link)| {
-            let kind = match kind {
-                'd' => EntryKind::Directory,
-                'l' => EntryKind::Symlink { target: link },
-                'f' => EntryKind::File {
-                    sha256: digests.get(&path).cloned().unwrap_or_default(),
-                },
-                other => EntryKind::File {
-                    sha256: format!("(special file of type {other})"),
-                },
-            };
-            let mode = if matches!(kind, EntryKind::Symlink { .. }) {
-                0o777
-            } else {
-                mode & 0o7777
-            };
-            Entry {
-                path,
-                kind,
-                mode,
-                size: 0,
-            }
-        })
-        .collect();
-    entries.sort_by(|left, right| left.path.cmp(&right.path));
-    Ok(Manifest { entries })
 }
 
 /// Parses the script's output. Every line must be one the script prints.
@@ -356,8 +134,8 @@ pub fn parse(text: &str) -> Result<Facts, String> {
             "release" => {
                 let (version, digest) = rest.split_once(' ').unwrap_or((rest, ""));
                 let version = Version::parse(version).map_err(|_| bad("release name"))?;
-                if digest.len() == 64 && digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-                    facts.releases.insert(version, digest.to_ascii_lowercase());
+                if let Ok(digest) = Sha256::parse(&digest.to_ascii_lowercase()) {
+                    facts.releases.insert(version, digest);
                 }
                 // A release without a readable digest is not one we completed: ignored.
             }
@@ -415,7 +193,10 @@ impl Facts {
     /// The live release: `current` -> `releases/<version>` with that release complete.
     pub fn live(&self) -> Option<&Version> {
         let target = self.current.as_deref()?;
-        let name = target.strip_prefix("releases/")?.trim_end_matches('/');
+        let name = target
+            .strip_prefix(layout::RELEASES)?
+            .strip_prefix('/')?
+            .trim_end_matches('/');
         self.releases
             .keys()
             .find(|version| version.as_str() == name)
@@ -489,6 +270,75 @@ impl Facts {
     }
 }
 
+/// Who holds a service lock on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The holder line exactly as the lock script wrote it:
+    /// `PID OPERATOR RUN_ID SINCE BOOT_ID START` (older runs wrote only the first four).
+    pub line: String,
+    pub pid: String,
+    pub operator: String,
+    pub run_id: String,
+    /// Unix seconds; `None` when the line does not say.
+    pub since: Option<u64>,
+    /// The host's boot id when the lock was taken (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: Option<String>,
+    /// The holder process's start time in clock ticks since boot (`/proc/PID/stat` field 22):
+    /// with the boot id, it tells the holder apart from a later process that reuses its PID.
+    pub start: Option<String>,
+    /// Whether the holder's process still runs on the host (same PID, boot and start time).
+    pub alive: bool,
+}
+
+impl LockHolder {
+    /// Parses a holder line (from the facts script or the lock script's `HELD` answer); missing
+    /// fields read as "unknown".
+    pub fn parse(line: &str, alive: bool) -> LockHolder {
+        let mut fields = line.split(' ');
+        let mut next = || fields.next().filter(|field| !field.is_empty());
+        LockHolder {
+            line: line.to_string(),
+            pid: next().unwrap_or("").to_string(),
+            operator: next().unwrap_or("unknown").to_string(),
+            run_id: next().unwrap_or("unknown").to_string(),
+            since: next().and_then(|value| value.parse().ok()),
+            boot_id: next().map(str::to_string),
+            start: next().map(str::to_string),
+            alive,
+        }
+    }
+
+    /// Whether the line identifies its process well enough (PID above 1, boot id and start
+    /// time) that `unlock --force` may signal it.
+    pub fn verifiable(&self) -> bool {
+        self.pid.parse::<u32>().is_ok_and(|pid| pid > 1)
+            && self.boot_id.is_some()
+            && self.start.is_some()
+    }
+
+    /// RFC 3339 time the lock was taken, or "an unknown time".
+    pub fn since_text(&self) -> String {
+        self.since
+            .map(|seconds| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|| "an unknown time".to_string())
+    }
+
+    /// "held by OPERATOR (run RUN) since TIME".
+    pub fn describe(&self) -> String {
+        format!(
+            "held by {} (run {}) since {}",
+            self.operator,
+            self.run_id,
+            self.since_text()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,18 +406,6 @@ mod tests {
         assert!(error.contains("release log action"), "{error}");
         let error = parse("df a\ndf /dev/x 1 2 lots 1% /\n").expect_err("bad df");
         assert!(error.contains("df"), "{error}");
-    }
-
-    #[test]
-    fn lock_holders_are_described_for_operators() {
-        assert_eq!(
-            LockHolder::parse("42 alice@laptop 20261126T000000Z-1f 0", true).describe(),
-            "held by alice@laptop (run 20261126T000000Z-1f) since 1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            LockHolder::parse("", false).describe(),
-            "held by unknown (run unknown) since an unknown time"
-        );
     }
 
     #[test]
@@ -655,60 +493,6 @@ mod tests {
         };
         assert_eq!(log_line(&entry), "42 rollback v3 v2");
         assert_eq!(parse_log_line(&log_line(&entry)), Ok(entry));
-    }
-
-    #[test]
-    fn a_local_scan_matches_what_was_written_and_sees_changes() {
-        let directory = tempfile::tempdir().expect("tempdir");
-        let release = directory.path().join("app/releases/v1");
-        std::fs::create_dir_all(release.join("bin")).expect("mkdir");
-        std::fs::write(release.join("bin/run"), "#!/bin/sh\n").expect("write");
-        std::fs::write(release.join("odd\nname"), "x").expect("write");
-        std::os::unix::fs::symlink("bin/run", release.join("start")).expect("symlink");
-        let scan = |directory: &std::path::Path| {
-            let output = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(scan_command("app", &version("v1")))
-                .current_dir(directory)
-                .output()
-                .expect("sh runs");
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            parse_scan(&output.stdout).expect("parses")
-        };
-        let manifest = scan(directory.path());
-        let paths: Vec<&str> = manifest
-            .entries
-            .iter()
-            .map(|entry| entry.path.as_str())
-            .collect();
-        assert_eq!(paths, ["bin", "bin/run", "odd\nname", "start"]);
-        assert!(
-            matches!(&manifest.entries[3].kind, crate::artifact::EntryKind::Symlink { target } if target == "bin/run")
-        );
-        std::fs::write(release.join("bin/run"), "changed").expect("write");
-        let changed = scan(directory.path());
-        assert_eq!(
-            manifest.diff(&changed).modified,
-            vec!["bin/run".to_string()]
-        );
-    }
-
-    #[test]
-    fn hostile_scan_output_is_an_error() {
-        assert!(parse_scan(b"f 644 1\0a\0").is_err(), "truncated");
-        assert!(parse_scan(b"f 644 1\0a\0\0").is_err(), "no digest section");
-        assert!(
-            parse_scan(b"zz\0a\0\0deploy-digests\0").is_err(),
-            "bad mode"
-        );
-        assert!(
-            parse_scan(b"deploy-digests\0nospaces\0").is_err(),
-            "bad digest record"
-        );
     }
 
     #[test]

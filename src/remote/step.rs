@@ -1,0 +1,185 @@
+//! The steps of every remote change, as data: what one change on a host is (prepare, upload or
+//! fetch, finalize, switch, hooks, health, prune, retract, unlock), with the history record a
+//! change of `current` carries, and how each is named and described in progress lines and dry
+//! runs. `plan` decides which steps a host gets; `steps` lowers each to its script.
+
+use super::history::HistoryRecord;
+use super::layout;
+use super::state::LogAction;
+use crate::inventory::Version;
+use crate::manifest::Sha256;
+
+/// One remote change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create the layout and remove staging leftovers of earlier runs (under the lock).
+    Prepare,
+    /// Stream the artifact into staging, extracting it and verifying its sha256 on the host.
+    Upload {
+        version: Version,
+        sha256: Sha256,
+        bytes: u64,
+    },
+    /// Have the host download the artifact itself (`fetch = "host"`; the URL comes on stdin),
+    /// extracting it into staging and verifying its sha256 on the host.
+    Fetch {
+        version: Version,
+        sha256: Sha256,
+        /// The URL without its secrets, for descriptions.
+        source: String,
+    },
+    /// Link shared paths, record manifest and digest, rename staging into `releases/<version>`.
+    Finalize {
+        version: Version,
+        sha256: Sha256,
+        replace: bool,
+    },
+    /// Point `current` at `releases/<to>` by renaming a new symlink over it, appending the
+    /// history record of the change in the same remote command.
+    Switch {
+        from: Option<Version>,
+        to: Version,
+        action: LogAction,
+        record: Option<Audit>,
+    },
+    /// Remove these releases (never the live one: the script re-checks).
+    Prune { versions: Vec<Version> },
+    /// Undo a first deploy: move `current` (pointing at `version`) aside by rename, leaving
+    /// the host as it was before it had any live release.
+    Retract {
+        version: Version,
+        record: Option<Audit>,
+    },
+    /// Break the lock whose holder line is `holder` (only if it is still that one), stopping
+    /// the steps its run left running; with `kill`, first stop the holder's process group, but
+    /// only if the line's PID, boot id and start time still name it (never a reused PID).
+    Unlock { holder: String, kill: bool },
+    /// Run one hook command with `sh` in the release directory, with the DEPLOY_* environment.
+    Hook {
+        phase: HookPhase,
+        command: String,
+        environment: HookEnvironment,
+    },
+    /// Run the health check command once (the executor retries it), bounded by `timeout`.
+    Health {
+        command: String,
+        timeout_seconds: u64,
+        attempts: u32,
+        environment: HookEnvironment,
+    },
+}
+
+/// The history record a change of `current` writes in the same remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub record: HistoryRecord,
+    /// A forward switch refuses to change `current` when its record cannot be written; a
+    /// switch back (putting a host where it was) goes ahead and reports the lost record.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    BeforeSwitch,
+    AfterSwitch,
+}
+
+impl HookPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::BeforeSwitch => "before_switch",
+            HookPhase::AfterSwitch => "after_switch",
+        }
+    }
+}
+
+/// The DEPLOY_* values of SPEC §2 (base dir and run id come from the lowering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEnvironment {
+    pub service: String,
+    pub host: String,
+    /// The release going live (hooks and health run in its directory).
+    pub version: Version,
+    /// The release it replaces, if any.
+    pub previous: Option<Version>,
+}
+
+impl Step {
+    /// The step's name as shown in progress lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::Upload { .. } => "upload",
+            Step::Fetch { .. } => "fetch",
+            Step::Finalize { .. } => "finalize",
+            Step::Switch { .. } => "switch",
+            Step::Prune { .. } => "prune",
+            Step::Retract { .. } => "rollback",
+            Step::Unlock { .. } => "unlock",
+            Step::Hook { phase, .. } => phase.as_str(),
+            Step::Health { .. } => "health",
+        }
+    }
+
+    /// One line describing the step for dry-run output.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Prepare => "prepare layout and remove staging leftovers".to_string(),
+            Step::Upload { version, bytes, .. } => format!(
+                "upload {} and extract {version} into staging, verifying its sha256",
+                crate::text::format_bytes(*bytes)
+            ),
+            Step::Fetch {
+                version, source, ..
+            } => format!(
+                "download {source} on the host and extract {version} into staging, verifying its sha256"
+            ),
+            Step::Finalize {
+                version, replace, ..
+            } => {
+                if *replace {
+                    format!("replace release {version} (--force) with the staged one")
+                } else {
+                    format!(
+                        "link shared paths and rename staging into {}",
+                        layout::release(version)
+                    )
+                }
+            }
+            Step::Switch { from, to, .. } => format!(
+                "switch current: {} -> {to}",
+                from.as_ref().map(Version::as_str).unwrap_or("(none)")
+            ),
+            Step::Prune { versions } => format!(
+                "prune {}",
+                versions
+                    .iter()
+                    .map(Version::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::Retract { version, .. } => {
+                format!("retract current ({version}): the host had no live release before")
+            }
+            Step::Unlock { kill, .. } => {
+                if *kill {
+                    "stop the lock holder and remove its lock".to_string()
+                } else {
+                    "remove the stale lock".to_string()
+                }
+            }
+            Step::Hook {
+                phase,
+                command,
+                environment,
+            } => format!(
+                "{} hook in {}: {command}",
+                phase.as_str(),
+                layout::release(&environment.version)
+            ),
+            Step::Health {
+                command, attempts, ..
+            } => format!("health check (up to {attempts} attempts): {command}"),
+        }
+    }
+}
