@@ -169,6 +169,9 @@ pub struct HostRun<'a> {
     uploaded: AtomicU64,
     /// A history record (or release-log line) could not be written on this host.
     history_lost: AtomicBool,
+    /// How many steps were lowered for this host: each gets the next number, and a stop fences
+    /// off every number up to the last one (see `Lowering::stop_steps`).
+    steps: AtomicU64,
     /// The connection stopped answering: the next switch back reconnects first.
     broken: AtomicBool,
 }
@@ -212,6 +215,7 @@ impl<'a> HostRun<'a> {
             executed: std::sync::Mutex::new(Vec::new()),
             uploaded: AtomicU64::new(0),
             history_lost: AtomicBool::new(false),
+            steps: AtomicU64::new(0),
             broken: AtomicBool::new(false),
         })
     }
@@ -372,7 +376,7 @@ impl<'a> HostRun<'a> {
         interruptible: bool,
     ) -> Result<u64, HostError> {
         let name = step.name();
-        let remote = self.lowering.lower(step);
+        let remote = self.lower(step);
         let session = self.session();
         let (output, sent) = match remote.input {
             Input::Nothing => (
@@ -466,8 +470,11 @@ impl<'a> HostRun<'a> {
         let stopped = if session.is_closed() {
             Err("the connection is closed".to_string())
         } else {
-            match tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps()))
-                .await
+            match tokio::time::timeout_at(
+                until.into(),
+                session.run(&self.lowering.stop_steps(self.steps_started())),
+            )
+            .await
             {
                 Ok(Ok(output)) if output.success() => Ok(()),
                 Ok(Ok(output)) => Err(output.failure_text()),
@@ -484,6 +491,21 @@ impl<'a> HostRun<'a> {
                 ),
             );
         }
+    }
+
+    /// `step` lowered with the next step number of this host.
+    fn lower(&self, step: &Step) -> crate::remote::steps::Remote {
+        let number = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        Lowering {
+            step_number: number,
+            ..self.lowering.clone()
+        }
+        .lower(step)
+    }
+
+    /// The number of the last step lowered so far: a stop fences off everything up to it.
+    fn steps_started(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
     }
 
     fn completed(&self, step: &Step) {
@@ -522,7 +544,7 @@ impl<'a> HostRun<'a> {
             return Err(HostError::failed("health", "not a health check step"));
         };
         self.events.step(&self.label, "health");
-        let remote = self.lowering.lower(step);
+        let remote = self.lower(step);
         let limit = Duration::from_secs(timeout_seconds + 5);
         let mut last = String::new();
         for attempt in 1..=*attempts {
@@ -579,7 +601,7 @@ impl<'a> HostRun<'a> {
         }
         if let Some(step) = then {
             // In a subshell: the step's own `exit` ends only its part of the script.
-            script.push_str(&format!("(\n{}\n)\n", self.lowering.lower(step).script));
+            script.push_str(&format!("(\n{}\n)\n", self.lower(step).script));
         }
         if script.is_empty() {
             return;
@@ -712,8 +734,11 @@ impl<'a> HostRun<'a> {
                 ),
             ));
         }
-        let stopped =
-            tokio::time::timeout_at(until.into(), session.run(&self.lowering.stop_steps())).await;
+        let stopped = tokio::time::timeout_at(
+            until.into(),
+            session.run(&self.lowering.stop_steps(self.steps_started())),
+        )
+        .await;
         if !matches!(stopped, Ok(Ok(ref output)) if output.success()) {
             self.events.note(
                 &self.label,

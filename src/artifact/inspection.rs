@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -105,7 +105,7 @@ mod tests {
     use crate::manifest::{Diff, EntryKind};
     use flate2::Compression;
     use flate2::write::GzEncoder;
-    use std::io::Write;
+    use std::io::{self, Write};
     use tar::{Builder, EntryType, Header};
 
     const NAME: &str = "dist/app.tar.gz";

@@ -465,7 +465,7 @@ fn describe_entry_type(entry_type: EntryType) -> String {
 
 /// Property tests: the member rules hold for arbitrary member names, modes and types.
 #[cfg(test)]
-mod properties {
+mod tests {
     use super::*;
     use crate::artifact::inspection::inspect_reader_with;
     use crate::manifest::Manifest;

@@ -43,6 +43,7 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     run_id: &context.run_id,
                     shared_paths: &[],
                     now,
+                    step_number: 0,
                 };
                 let run =
                     super::connect_host(context, host, name.clone(), lowering, &events).await?;

@@ -38,6 +38,7 @@ pub async fn connect<'a>(
         run_id: &context.run_id,
         shared_paths: &service.shared_paths,
         now,
+        step_number: 0,
     };
     connect_host(context, target.host, label, lowering, events).await
 }

@@ -1,15 +1,14 @@
 //! Inventory errors and where they are: [`InventoryError`] (file, 1-based line, dotted key), the
-//! line of a byte offset, the dotted key at an offset (also in a file that does not parse: TOML
-//! syntax errors, then schema errors from serde), and how values and I/O errors read in messages.
+//! `Parser` (the text being validated and its file), the line of a byte offset, the dotted key
+//! at an offset (also in a file that does not parse: TOML syntax errors, then schema errors from
+//! serde), and how values and I/O errors read in messages.
 
 use std::io;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
-
-use super::validation::Parser;
 
 /// A problem with the inventory file, located by file, line and dotted key.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +37,13 @@ impl InventoryError {
         }
         format!("{text}: {}", self.message)
     }
+}
+
+/// One inventory text being validated, and the file it came from. Its error methods (line,
+/// location, messages) are here; the validation itself (`build`) is in `validation`.
+pub(super) struct Parser<'a> {
+    pub(super) text: &'a str,
+    pub(super) file: &'a Path,
 }
 
 impl Parser<'_> {

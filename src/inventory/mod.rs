@@ -26,7 +26,8 @@
 //! [`Version`]), `selection` (hosts by name or tag), `raw` (the file-shaped serde types),
 //! `validation` (raw values to the model, with the defaults), `values` (rules for single values:
 //! names, host keys, URLs, paths), `location` ([`InventoryError`]: file, line and dotted key of
-//! a problem), `artifact_files` (local artifact files exist before a run).
+//! a problem; the `Parser` that holds the text), `artifact_files` (local artifact files exist
+//! before a run).
 
 use std::path::Path;
 
@@ -43,9 +44,8 @@ mod values;
 pub use location::InventoryError;
 pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
 
-use location::io_error_text;
+use location::{Parser, io_error_text};
 use raw::RawInventory;
-use validation::Parser;
 
 /// Reads and validates the inventory file at `path`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::location::{InventoryError, shown};
+use super::location::{InventoryError, Parser, shown};
 use super::model::{
     ArtifactSource, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
     MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
@@ -39,12 +39,6 @@ struct ConnectionDefaults {
     user: String,
     port: u16,
     identity_files: Vec<PathBuf>,
-}
-
-/// Validates one inventory text; its error methods (line, location, messages) are in `location`.
-pub(super) struct Parser<'a> {
-    pub(super) text: &'a str,
-    pub(super) file: &'a Path,
 }
 
 impl Parser<'_> {

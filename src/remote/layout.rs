@@ -34,6 +34,11 @@ pub const LOCK_HOLDER: &str = ".deploy/lock/holder";
 pub const LOCK_BREAK: &str = ".deploy/lock.break";
 /// Name prefix of a running step's record in the lock directory: `step.<pid>`.
 pub const STEP_RECORD: &str = "step.";
+/// In the lock directory: the number of the last step a stop applies to; a step numbered at
+/// or below it that starts late (after the stop looked) exits before doing anything.
+pub const STEP_FENCE: &str = "fence";
+/// A fence above every step number: the whole run is stopped (its controller is gone).
+pub const FENCE_ALL: u64 = 999_999_999;
 /// Releases being received, one directory per run.
 pub const STAGING: &str = ".deploy/staging";
 /// `digests/<version>`: the artifact's sha256; its presence names a release complete.

@@ -53,7 +53,7 @@ while [ "$(cat {lock_holder} 2>/dev/null)" != "$me" ]; do
   if ! holder_alive "$holder" && mkdir {lock_break} 2>/dev/null; then
     again=
     [ -f {lock_holder} ] && IFS= read -r again < {lock_holder}
-    if [ "$again" = "$holder" ]; then stop_steps {lock}; rm -rf {lock}; fi
+    if [ "$again" = "$holder" ]; then stop_steps {lock} {all}; rm -rf {lock}; fi
     rmdir {lock_break}
     continue
   fi
@@ -70,11 +70,12 @@ printf 'LOCKED\n'
 printf '{end}\n'
 cat >/dev/null
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
-if [ "$(cat {lock_holder} 2>/dev/null)" = "$me" ]; then stop_steps {lock}; rm -rf {lock}; fi
+if [ "$(cat {lock_holder} 2>/dev/null)" = "$me" ]; then stop_steps {lock} {all}; rm -rf {lock}; fi
 exit 0
 "#,
         functions = PROCESS_FUNCTIONS,
         stop_steps = stop_steps_function(),
+        all = &layout::FENCE_ALL,
         base = quote(base_dir),
         state = layout::STATE,
         operator = quote(operator),

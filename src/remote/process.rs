@@ -35,13 +35,16 @@ holder_alive() (
 )
 "#;
 
-/// `stop_steps DIR`: stops every step registered in DIR (TERM to its process group, KILL after
-/// 5 s) and waits up to 10 s for the groups to be gone (zombies waiting for their parent to
-/// reap them count as gone). A record whose leader is not the
-/// process that wrote it (another start time: the PID was reused) is dropped, never signalled.
+/// `stop_steps DIR FENCE`: first writes FENCE (so a step numbered at or below it that registers
+/// after this look exits at once: see `steps::register_step`), then stops every step registered
+/// in DIR (TERM to its process group, KILL after 5 s) and waits up to 10 s for the groups to be
+/// gone (zombies waiting for their parent to reap them count as gone). A record whose leader
+/// is not the process that wrote it (another start time: the PID was reused) is dropped, never
+/// signalled.
 pub(super) fn stop_steps_function() -> Script {
     script!(
         r#"stop_steps() {{
+  printf '%s\n' "$2" > "$1/{fence}" 2>/dev/null
   for f in "$1"/{step}*; do
     [ -f "$f" ] || continue
     IFS=' ' read -r group start < "$f" || group=
@@ -69,5 +72,6 @@ pub(super) fn stop_steps_function() -> Script {
 }}
 "#,
         step = layout::STEP_RECORD,
+        fence = layout::STEP_FENCE,
     )
 }

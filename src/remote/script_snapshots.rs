@@ -56,6 +56,7 @@ fn programs() -> Vec<(&'static str, String)> {
         run_id: RUN,
         shared_paths: &shared,
         now: 1_764_504_000,
+        step_number: 3,
     };
     // The same steps `plan::Switch` builds: forward (its record required), back, retract.
     let audit = |result: RecordResult, required: bool| {
@@ -161,7 +162,7 @@ fn programs() -> Vec<(&'static str, String)> {
                 environment: environment(),
             }),
         ),
-        ("stop_steps", lowering.stop_steps()),
+        ("stop_steps", lowering.stop_steps(3)),
         ("discard_staging", lowering.discard_staging()),
         (
             "append_history",

@@ -46,22 +46,32 @@ fn prepare() -> Script {
     )
 }
 
-/// Registers the running step (its process group and the group leader's start time) in the
-/// lock directory, so that whoever abandons it (the executor after a timeout or Ctrl-C, the
-/// lock holder when the controller's connection ends, `unlock --force`) can stop it and wait
-/// for it before anything else touches the same paths. Run inside `<base_dir>`; the record is
-/// removed when the step's shell exits.
-fn register_step() -> Script {
+/// Starts a step under its run's lock, or not at all. A step only runs while the lock is held
+/// by its run (`run_id` in the holder line): a late step of a run that lost its lock (its
+/// controller died, `unlock --force`) never touches a host another run now works on. The step
+/// then registers (its process group and the group leader's start time) in the lock directory,
+/// so that whoever abandons it (the executor after a timeout or Ctrl-C, the lock holder when
+/// the controller's connection ends, `unlock --force`) can stop it and wait for it; and, after
+/// registering, it exits if a stop already fenced it off (it started after the stop looked).
+/// Run inside `<base_dir>`; the record is removed when the step's shell exits.
+fn register_step(run_id: &str, number: u64) -> Script {
     script!(
-        "step_record=\n\
-         if [ -d {lock} ]; then\n\
-         \x20 step_group=$(group_of $$)\n\
-         \x20 step_record=\"$(pwd -P)/{lock}/{step}$$\"\n\
-         \x20 printf '%s %s\\n' \"$step_group\" \"$(start_of \"$step_group\")\" > \"$step_record\" 2>/dev/null || step_record=\n\
-         fi\n\
-         trap '[ -z \"$step_record\" ] || rm -f -- \"$step_record\"' EXIT\n",
+        "step_holder=\n\
+         [ ! -f {holder} ] || IFS= read -r step_holder < {holder} || true\n\
+         case \" $step_holder \" in *\" \"{run}\" \"*) ;; *) echo \"this run no longer holds the lock on this host: step not started\" >&2; exit 1;; esac\n\
+         step_group=$(group_of $$)\n\
+         step_record=\"$(pwd -P)/{lock}/{step}$$\"\n\
+         printf '%s %s\\n' \"$step_group\" \"$(start_of \"$step_group\")\" > \"$step_record\" 2>/dev/null || step_record=\n\
+         trap '[ -z \"$step_record\" ] || rm -f -- \"$step_record\"' EXIT\n\
+         step_fence=\n\
+         [ ! -f {lock}/{fence} ] || IFS= read -r step_fence < {lock}/{fence} || true\n\
+         case $step_fence in ''|*[!0-9]*) ;; *) [ {number} -gt \"$step_fence\" ] || {{ echo \"step stopped before it started\" >&2; exit 1; }};; esac\n",
+        holder = layout::LOCK_HOLDER,
+        run = quote(run_id),
         lock = layout::LOCK,
         step = layout::STEP_RECORD,
+        fence = layout::STEP_FENCE,
+        number = &number,
     )
 }
 
@@ -101,6 +111,9 @@ pub struct Lowering<'a> {
     pub shared_paths: &'a [String],
     /// Unix seconds, recorded in the release log.
     pub now: u64,
+    /// This step's number in the run on this host (increasing): a stop fences off every step
+    /// numbered at or below the one it abandons (`stop_steps`).
+    pub step_number: u64,
 }
 
 /// Downloads the artifact on the host (`fetch = "host"`): the URL comes on stdin, never in a
@@ -183,7 +196,7 @@ impl Lowering<'_> {
             "{functions}b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n{register_step}",
             functions = PROCESS_FUNCTIONS,
             base = quote(self.base_dir),
-            register_step = register_step(),
+            register_step = register_step(self.run_id, self.step_number),
         )
     }
 
@@ -412,7 +425,7 @@ impl Lowering<'_> {
              cd -- \"$DEPLOY_RELEASE_DIR\" || exit 1\n{body}",
             functions = PROCESS_FUNCTIONS,
             base = quote(self.base_dir),
-            register_step = register_step(),
+            register_step = register_step(self.run_id, self.step_number),
             release = quote(&layout::release(&environment.version)),
             service = quote(&environment.service),
             host = quote(&environment.host),
@@ -430,14 +443,16 @@ impl Lowering<'_> {
     }
 
     /// Stops the steps this run left running on the host (after a timeout or Ctrl-C abandoned
-    /// one) and waits for them, so nothing else touches their paths while they still run.
-    pub fn stop_steps(&self) -> String {
+    /// one) and waits for them, so nothing else touches their paths while they still run; steps
+    /// numbered up to `fence` that have not started yet never will.
+    pub fn stop_steps(&self, fence: u64) -> String {
         script!(
-            "{functions}{stop_steps}b={base}\ncd -- \"$b\" 2>/dev/null || exit 0\nstop_steps {lock}\n",
+            "{functions}{stop_steps}b={base}\ncd -- \"$b\" 2>/dev/null || exit 0\n[ -d {lock} ] || exit 0\nstop_steps {lock} {fence}\n",
             functions = PROCESS_FUNCTIONS,
             stop_steps = stop_steps_function(),
             base = quote(self.base_dir),
             lock = layout::LOCK,
+            fence = &fence,
         )
         .into_string()
     }
@@ -485,9 +500,10 @@ fn unlock(base_dir: &str, holder: &str, kill: bool) -> Script {
          [ -d {lock} ] || {{ echo 'there is no lock' >&2; exit 1; }}\n\
          current_holder=\n[ -f {lock_holder} ] && IFS= read -r current_holder < {lock_holder}\n\
          [ \"$current_holder\" = {holder} ] || {{ echo \"the lock changed hands while unlocking (now: $current_holder)\" >&2; exit 1; }}\n\
-         {kill}stop_steps {lock}\nrm -rf {lock} || exit 1\n",
+         {kill}stop_steps {lock} {all}\nrm -rf {lock} || exit 1\n",
         functions = PROCESS_FUNCTIONS,
         stop_steps = stop_steps_function(),
+        all = &layout::FENCE_ALL,
         base = quote(base_dir),
         state = layout::STATE,
         lock = within_state(layout::LOCK),
@@ -547,6 +563,7 @@ mod tests {
             run_id: "run-1",
             shared_paths: &shared,
             now: 7,
+            step_number: 1,
         };
         let script = lowering
             .lower(&Step::Switch {
@@ -625,7 +642,15 @@ mod tests {
             run_id: "run-1",
             shared_paths: &shared,
             now: 5,
+            step_number: 1,
         };
+        // Steps only run under their run's lock.
+        std::fs::create_dir_all(directory.path().join("app/.deploy/lock")).expect("mkdir lock");
+        std::fs::write(
+            directory.path().join("app/.deploy/lock/holder"),
+            "1 alice@laptop run-1 5 boot 1\n",
+        )
+        .expect("write holder");
         let v1 = version("v1");
         run(&lowering.lower(&Step::Prepare).script, b"");
         run(

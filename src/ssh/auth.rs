@@ -9,67 +9,67 @@ use std::sync::Arc;
 use russh::client::Handle;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::connection::{Connector, Endpoint, SshError};
+use super::endpoint::Endpoint;
+use super::error::SshError;
 use super::host_key::Verifier;
 
-impl Connector {
-    pub(super) async fn authenticate(
-        &self,
-        handle: &mut Handle<Verifier>,
-        endpoint: &Endpoint,
-    ) -> Result<(), SshError> {
-        let mut tried = Vec::new();
-        let user = endpoint.user.as_str();
+/// Authenticates as `endpoint.user`: the ssh-agent's keys first, then the endpoint's identity
+/// files (loaded through `keys`, once per run).
+pub(super) async fn authenticate(
+    keys: &KeyCache,
+    handle: &mut Handle<Verifier>,
+    endpoint: &Endpoint,
+) -> Result<(), SshError> {
+    let mut tried = Vec::new();
+    let user = endpoint.user.as_str();
 
-        if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-            match russh::keys::agent::client::AgentClient::connect_env().await {
-                Ok(mut agent) => match agent.request_identities().await {
-                    Ok(identities) => {
-                        for identity in identities {
-                            let public = identity.public_key().into_owned();
-                            let hash = rsa_hash(handle, public.algorithm()).await?;
-                            tried
-                                .push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
-                            match handle
-                                .authenticate_publickey_with(user, public, hash, &mut agent)
-                                .await
-                            {
-                                Ok(result) if result.success() => return Ok(()),
-                                Ok(_) => {}
-                                Err(error) => {
-                                    tracing::debug!(host = %endpoint.name, "agent signing failed: {error}")
-                                }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match russh::keys::agent::client::AgentClient::connect_env().await {
+            Ok(mut agent) => match agent.request_identities().await {
+                Ok(identities) => {
+                    for identity in identities {
+                        let public = identity.public_key().into_owned();
+                        let hash = rsa_hash(handle, public.algorithm()).await?;
+                        tried.push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
+                        match handle
+                            .authenticate_publickey_with(user, public, hash, &mut agent)
+                            .await
+                        {
+                            Ok(result) if result.success() => return Ok(()),
+                            Ok(_) => {}
+                            Err(error) => {
+                                tracing::debug!(host = %endpoint.name, "agent signing failed: {error}")
                             }
                         }
                     }
-                    Err(error) => tried.push(format!("ssh-agent (unusable: {error})")),
-                },
-                Err(error) => tried.push(format!("ssh-agent (cannot connect: {error})")),
-            }
+                }
+                Err(error) => tried.push(format!("ssh-agent (unusable: {error})")),
+            },
+            Err(error) => tried.push(format!("ssh-agent (cannot connect: {error})")),
         }
+    }
 
-        for path in &endpoint.identity_files {
-            let label = path.display().to_string();
-            match self.keys.load(path).await {
-                LoadedKey::Missing => tried.push(format!("{label} (missing)")),
-                LoadedKey::Unusable(reason) => tried.push(format!("{label} ({reason})")),
-                LoadedKey::Key(key) => {
-                    let hash = rsa_hash(handle, key.algorithm()).await?;
-                    tried.push(label);
-                    let result = handle
-                        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-                        .await?;
-                    if result.success() {
-                        return Ok(());
-                    }
+    for path in &endpoint.identity_files {
+        let label = path.display().to_string();
+        match keys.load(path).await {
+            LoadedKey::Missing => tried.push(format!("{label} (missing)")),
+            LoadedKey::Unusable(reason) => tried.push(format!("{label} ({reason})")),
+            LoadedKey::Key(key) => {
+                let hash = rsa_hash(handle, key.algorithm()).await?;
+                tried.push(label);
+                let result = handle
+                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                    .await?;
+                if result.success() {
+                    return Ok(());
                 }
             }
         }
-        Err(SshError::Auth {
-            user: user.to_string(),
-            tried,
-        })
     }
+    Err(SshError::Auth {
+        user: user.to_string(),
+        tried,
+    })
 }
 
 async fn rsa_hash(

@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,9 @@ use russh::keys::Algorithm;
 use russh::{ChannelMsg, Disconnect};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::auth::KeyCache;
+use super::auth::{KeyCache, authenticate};
+use super::endpoint::Endpoint;
+use super::error::SshError;
 use super::host_key::{Trust, Verifier};
 use super::known_hosts;
 
@@ -24,48 +25,6 @@ const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
 const STDERR_LIMIT: usize = 256 * 1024;
 /// Size of the buffer the upload reads from its source (never `channel.data(reader)`: 8 KiB packets).
 const UPLOAD_CHUNK: usize = 1024 * 1024;
-
-/// Everything that identifies and authenticates one host.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub user: String,
-    pub identity_files: Vec<PathBuf>,
-    pub host_key_pin: Option<String>,
-}
-
-/// Errors a caller may branch on. Display texts are the operator-facing messages.
-#[derive(Debug, thiserror::Error)]
-pub enum SshError {
-    #[error("cannot connect to {address}: {message}")]
-    Connect { address: String, message: String },
-    #[error("timed out after {} while {what}", humantime::format_duration(*after))]
-    Timeout { what: String, after: Duration },
-    #[error("{0}")]
-    HostKey(String),
-    #[error(
-        "authentication as `{user}` failed; tried: {}",
-        if tried.is_empty() { "nothing (no ssh-agent, no identity file)".to_string() } else { tried.join(", ") }
-    )]
-    Auth { user: String, tried: Vec<String> },
-    #[error("ssh: {0}")]
-    Protocol(String),
-    #[error("remote command: {0}")]
-    Command(String),
-    #[error("{0}")]
-    Local(String),
-    /// The same host already failed to connect in this run.
-    #[error("{0}")]
-    Earlier(String),
-}
-
-impl From<russh::Error> for SshError {
-    fn from(error: russh::Error) -> Self {
-        SshError::Protocol(error.to_string())
-    }
-}
 
 /// What a finished remote command produced.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +66,7 @@ impl Output {
 pub struct Connector {
     trust: Trust,
     connect_timeout: Duration,
-    pub(super) keys: KeyCache,
+    keys: KeyCache,
     /// Per host name: the shared connection (dropped when its last user is done), or why it
     /// could not be made (not tried again in this run).
     shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Shared>>>>,
@@ -200,7 +159,7 @@ impl Connector {
             trust: self.trust.clone(),
         };
         let mut handle = client::connect_stream(config, stream, verifier).await?;
-        self.authenticate(&mut handle, endpoint).await?;
+        authenticate(&self.keys, &mut handle, endpoint).await?;
         Ok(Session { handle })
     }
 

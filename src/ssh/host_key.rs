@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
-use super::connection::{Endpoint, SshError};
+use super::endpoint::Endpoint;
+use super::error::SshError;
 use super::known_hosts::{self, PresentedKey, Verdict};
 use crate::inventory::HostKeyPolicy;
 

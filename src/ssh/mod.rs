@@ -8,14 +8,19 @@
 //! Callers get plain Rust types back (`Output`, `SshError`), never russh ones.
 //!
 //! Files, one idea each: `connection` (the [`Connector`], sessions, running commands and their
-//! [`Output`]), `auth` (ssh-agent, identity files, passphrases, the RSA signature hash),
-//! `host_key` (the trust decision for a presented key, under a [`Trust`]) and `known_hosts`
-//! (the OpenSSH files themselves; free of russh).
+//! [`Output`]), `endpoint` (the [`Endpoint`] that identifies one host), `error` ([`SshError`]),
+//! `auth` (ssh-agent, identity files, passphrases, the RSA signature hash), `host_key` (the
+//! trust decision for a presented key, under a [`Trust`]) and `known_hosts` (the OpenSSH files
+//! themselves; free of russh).
 
 mod auth;
 mod connection;
+mod endpoint;
+mod error;
 mod host_key;
 mod known_hosts;
 
-pub use connection::{Connector, Endpoint, Held, Output, Session, SshError};
+pub use connection::{Connector, Held, Output, Session};
+pub use endpoint::Endpoint;
+pub use error::SshError;
 pub use host_key::Trust;
