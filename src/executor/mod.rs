@@ -7,13 +7,27 @@
 //! what to run comes from `plan`.
 //!
 //! Time: everything done for a host in a run shares one budget of `host_timeout` (time spent
-//! waiting for other hosts does not count). Working steps stop `cleanup_reserve` before the
+//! waiting for other hosts does not count). Working steps stop a reserve (`Budget`) before the
 //! budget ends, so the clean-up (stopping an abandoned step, discarding staging, the history
 //! record, unlocking) fits inside it; only a switch back gets its own grace
 //! (`SWITCH_BACK_GRACE`), since it is what keeps a fleet from staying split.
 //!
 //! Abandoning: a step given up on (host deadline, Ctrl-C) is stopped on the host and waited for
 //! (`Lowering::stop_steps`) before anything else runs there.
+//!
+//! One idea per file: `error` (why a host's work stopped), `budget` (the host's time), `lock`
+//! (taking and releasing the lock), `health` (the health check's attempts), `switch_back`
+//! (switching back, reconnecting if needed); this file holds the run itself (connecting,
+//! sending steps with their payload, stopping abandoned ones, history, clean-up).
+
+mod budget;
+mod error;
+mod health;
+mod lock;
+mod switch_back;
+
+use budget::Budget;
+pub use error::HostError;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,61 +38,17 @@ use tokio::sync::watch;
 
 use crate::plan::Step;
 use crate::remote::history::HistoryRecord;
-use crate::remote::lock;
 use crate::remote::scan;
-use crate::remote::state::LockHolder;
 use crate::remote::state::{self, Facts};
 use crate::remote::steps::{self, Input, Lowering};
 use crate::report::Events;
-use crate::ssh::{Connector, Endpoint, Held, Output, Session, SshError};
+use crate::ssh::{Connector, Endpoint, Output, Session, SshError};
 
 /// How long a switch back may take beyond the host's budget, reconnecting included.
 pub const SWITCH_BACK_GRACE: Duration = Duration::from_secs(20);
 
 /// How long stopping an abandoned step may take (TERM, then KILL after 5 s, wait).
 const STOP_GRACE: Duration = Duration::from_secs(12);
-
-/// Why a host's work stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    #[error("{step}: {message}")]
-    Failed { step: String, message: String },
-    /// The SSH connection failed while the step ran (dropped, refused, broken).
-    #[error("{step}: {message}")]
-    Connection { step: String, message: String },
-    #[error(
-        "lock: {holder}; when that run is gone, `deploy unlock --hosts {host}` removes its lock"
-    )]
-    LockHeld {
-        holder: String,
-        host: String,
-        /// The holder's run id.
-        run_id: String,
-    },
-    #[error("{step}: host_timeout reached")]
-    TimedOut { step: String },
-    #[error("{step}: interrupted")]
-    Interrupted { step: String },
-}
-
-impl HostError {
-    pub fn failed(step: &str, message: impl Into<String>) -> Self {
-        HostError::Failed {
-            step: step.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The remote command may still be running: the controller gave up on it.
-    fn abandoned(&self) -> bool {
-        matches!(
-            self,
-            HostError::TimedOut { .. }
-                | HostError::Interrupted { .. }
-                | HostError::Connection { .. }
-        )
-    }
-}
 
 /// What a step streams, when it streams anything.
 pub struct Payload<'a> {
@@ -97,53 +67,6 @@ impl Payload<'static> {
             artifact_size: 0,
             manifest: "",
             url: None,
-        }
-    }
-}
-
-/// The time one host may take in one run; waiting for other hosts is not counted.
-struct Budget {
-    deadline: std::sync::Mutex<(Instant, Option<Instant>)>,
-    /// Kept back at the end of the budget for the clean-up.
-    reserve: Duration,
-}
-
-impl Budget {
-    fn new(host_timeout: Duration) -> Budget {
-        Budget {
-            deadline: std::sync::Mutex::new((Instant::now() + host_timeout, None)),
-            reserve: (host_timeout / 5).min(Duration::from_secs(10)),
-        }
-    }
-
-    /// When everything for this host must be done (clean-up included).
-    fn end(&self) -> Instant {
-        self.deadline
-            .lock()
-            .map(|deadline| deadline.0)
-            .unwrap_or_else(|_| Instant::now())
-    }
-
-    /// When working steps must stop, leaving the reserve for clean-up.
-    fn work_end(&self) -> Instant {
-        self.end() - self.reserve
-    }
-
-    /// The host starts waiting for others: the clock stops.
-    fn pause(&self) {
-        if let Ok(mut deadline) = self.deadline.lock()
-            && deadline.1.is_none()
-        {
-            deadline.1 = Some(Instant::now());
-        }
-    }
-
-    /// The host works again: the wait is added back.
-    fn resume(&self) {
-        if let Ok(mut deadline) = self.deadline.lock()
-            && let Some(since) = deadline.1.take()
-        {
-            deadline.0 += since.elapsed();
         }
     }
 }
@@ -309,43 +232,6 @@ impl<'a> HostRun<'a> {
         crate::artifact::Manifest::from_text(&output.stdout_text()).map_err(|error| {
             HostError::failed(step, format!("recorded manifest of {version}: {error}"))
         })
-    }
-
-    /// Takes the service lock and reads the service's state under it, in one remote command;
-    /// the lock is held until `unlock` or until the session ends.
-    pub async fn lock(&self, operator: &str, now: u64) -> Result<(Held, Facts), HostError> {
-        self.events.step(&self.label, "lock");
-        if let Ok(mut stored) = self.operator.lock() {
-            *stored = operator.to_string();
-        }
-        let session = self.session();
-        let (held, holder) = take_lock(
-            &session,
-            &self.lowering,
-            operator,
-            now,
-            self.budget.work_end(),
-            &self.host,
-            &self.label,
-        )
-        .await?;
-        let Some(held) = held else {
-            return Err(holder.map_or_else(
-                || HostError::failed("lock", "the lock was not taken"),
-                |holder| HostError::LockHeld {
-                    holder: holder.describe(),
-                    host: self.host.clone(),
-                    run_id: holder.run_id,
-                },
-            ));
-        };
-        match state::parse(&held.text) {
-            Ok(facts) => Ok((held, facts)),
-            Err(error) => {
-                self.unlock(held).await;
-                Err(HostError::failed("read state", error))
-            }
-        }
     }
 
     /// Runs one planned step; returns the bytes it uploaded. A step abandoned on the deadline
@@ -532,64 +418,6 @@ impl<'a> HostRun<'a> {
             .unwrap_or_default()
     }
 
-    /// Runs a `Step::Health` up to its attempt count, `interval` apart; each attempt is bounded
-    /// on the host (`timeout`) and here (the same plus a margin).
-    pub async fn health(&self, step: &Step, interval: Duration) -> Result<(), HostError> {
-        let Step::Health {
-            attempts,
-            timeout_seconds,
-            ..
-        } = step
-        else {
-            return Err(HostError::failed("health", "not a health check step"));
-        };
-        self.events.step(&self.label, "health");
-        let remote = self.lower(step);
-        let limit = Duration::from_secs(timeout_seconds + 5);
-        let mut last = String::new();
-        for attempt in 1..=*attempts {
-            let session = self.session();
-            let outcome = self
-                .bounded("health", self.budget.work_end(), true, async {
-                    match tokio::time::timeout(limit, session.run(&remote.script)).await {
-                        Ok(result) => result,
-                        Err(_) => Ok(Output {
-                            status: None,
-                            signal: Some(format!("timed out after {timeout_seconds}s")),
-                            ..Output::default()
-                        }),
-                    }
-                })
-                .await;
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    if error.abandoned() {
-                        self.stop_abandoned().await;
-                    }
-                    return Err(error);
-                }
-            };
-            if outcome.success() {
-                self.completed(step);
-                return Ok(());
-            }
-            last = failure_of(step, &outcome);
-            tracing::info!(host = %self.label, step = "health", "attempt {attempt} of {attempts} failed: {last}");
-            if attempt < *attempts {
-                self.bounded("health", self.budget.work_end(), true, async {
-                    tokio::time::sleep(interval).await;
-                    Ok(())
-                })
-                .await?;
-            }
-        }
-        Err(HostError::failed(
-            "health",
-            format!("failed {attempts} of {attempts} attempts; last: {last}"),
-        ))
-    }
-
     /// Appends one history record, then runs `then` (a planned step such as the prune) in the
     /// same remote command: one round trip for a host's last changes. Bounded by the host's
     /// budget (its clean-up reserve), not by Ctrl-C: history is written even then. A record
@@ -653,124 +481,6 @@ impl<'a> HostRun<'a> {
                 .await;
     }
 
-    /// Puts a switched host back: runs `steps` (the reverse switch with its history record,
-    /// then the old release's `after_switch` hooks) outside Ctrl-C and beyond the budget, for
-    /// at most `SWITCH_BACK_GRACE`. When the connection died or froze, it reconnects, takes
-    /// the lock again (or finds it still held by this run), stops what the run left running
-    /// there, and switches back through the new connection.
-    pub async fn switch_back(&self, steps: &[Step]) -> Result<(), HostError> {
-        let grace_end = Instant::now() + SWITCH_BACK_GRACE;
-        if !self.broken.load(Ordering::Relaxed) && !self.session().is_closed() {
-            // The first try gets half the grace, so a frozen connection leaves time to reconnect.
-            let first_try = Instant::now() + SWITCH_BACK_GRACE / 2;
-            match self.send_all(steps, first_try).await {
-                Ok(()) => return Ok(()),
-                Err(error) if !error.abandoned() => return Err(error),
-                Err(error) => {
-                    self.events.note(
-                        &self.label,
-                        &format!("warning: switching back failed ({error}); reconnecting"),
-                    );
-                }
-            }
-        }
-        self.broken.store(true, Ordering::Relaxed);
-        let relock = self.reconnect(grace_end).await?;
-        let outcome = self.send_all(steps, grace_end).await;
-        if let Some(held) = relock {
-            self.unlock(held).await;
-        }
-        outcome
-    }
-
-    async fn send_all(&self, steps: &[Step], until: Instant) -> Result<(), HostError> {
-        for step in steps {
-            self.events.step(&self.label, step.name());
-            self.send(step, &Payload::none(), until, false).await?;
-        }
-        Ok(())
-    }
-
-    /// A new connection to the host for the rest of this run, with the lock taken again (or
-    /// found still held by this run) and the run's abandoned steps stopped.
-    async fn reconnect(&self, until: Instant) -> Result<Option<Held>, HostError> {
-        self.events.step(&self.label, "reconnect");
-        let session =
-            match tokio::time::timeout_at(until.into(), self.connector.connect(&self.endpoint))
-                .await
-            {
-                Ok(Ok(session)) => Arc::new(session),
-                Ok(Err(error)) => return Err(HostError::failed("reconnect", error.to_string())),
-                Err(_) => {
-                    return Err(HostError::TimedOut {
-                        step: "reconnect".to_string(),
-                    });
-                }
-            };
-        let operator = self
-            .operator
-            .lock()
-            .map(|operator| operator.clone())
-            .unwrap_or_default();
-        let (held, holder) = take_lock(
-            &session,
-            &self.lowering,
-            &operator,
-            self.lowering.now,
-            until,
-            &self.host,
-            &self.label,
-        )
-        .await?;
-        if held.is_none()
-            && let Some(holder) = holder
-            && holder.run_id != self.lowering.run_id
-        {
-            return Err(HostError::failed(
-                "reconnect",
-                format!(
-                    "the lock was taken by another run ({}): not switching back",
-                    holder.describe()
-                ),
-            ));
-        }
-        let stopped = tokio::time::timeout_at(
-            until.into(),
-            session.run(&self.lowering.stop_steps(self.steps_started())),
-        )
-        .await;
-        if !matches!(stopped, Ok(Ok(ref output)) if output.success()) {
-            self.events.note(
-                &self.label,
-                "warning: could not confirm that the abandoned step stopped",
-            );
-        }
-        if let Ok(mut current) = self.session.lock() {
-            *current = session;
-        }
-        self.broken.store(false, Ordering::Relaxed);
-        Ok(held)
-    }
-
-    /// Releases a lock (closing the holder's stdin; it stops the run's leftover steps and
-    /// removes the lock), waiting for it within the budget; a failure is logged.
-    pub async fn unlock(&self, held: Held) {
-        let until = self
-            .budget
-            .end()
-            .max(Instant::now() + Duration::from_secs(2));
-        match tokio::time::timeout_at(until.into(), held.release()).await {
-            Ok(Ok(output)) if output.success() => {}
-            Ok(Ok(output)) => {
-                tracing::warn!(host = %self.label, "unlock: {}", output.failure_text())
-            }
-            Ok(Err(error)) => tracing::warn!(host = %self.label, "unlock: {error}"),
-            Err(_) => {
-                tracing::warn!(host = %self.label, "unlock: timed out (the lock ends with the session)")
-            }
-        }
-    }
-
     /// Gives up this run's use of the host's connection (the last user closes it).
     pub async fn close(self) {
         let session = match self.session.into_inner() {
@@ -781,57 +491,9 @@ impl<'a> HostRun<'a> {
     }
 }
 
-/// Runs the lock script on `session`: `(Some(held), None)` when the lock is ours, `(None,
-/// Some(holder))` when another run (or this run, on another connection) holds it.
-async fn take_lock(
-    session: &Session,
-    lowering: &Lowering<'_>,
-    operator: &str,
-    now: u64,
-    until: Instant,
-    host: &str,
-    label: &str,
-) -> Result<(Option<Held>, Option<LockHolder>), HostError> {
-    let script = lock::lock_script(lowering.base_dir, operator, lowering.run_id, now);
-    let held =
-        match tokio::time::timeout_at(until.into(), session.hold(&script, lock::LOCK_FACTS_END))
-            .await
-        {
-            Ok(Ok(held)) => held,
-            Ok(Err(error)) => {
-                return Err(HostError::Connection {
-                    step: "lock".to_string(),
-                    message: error.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(HostError::TimedOut {
-                    step: "lock".to_string(),
-                });
-            }
-        };
-    if held.first_line == "LOCKED" && held.finished.is_none() {
-        return Ok((Some(held), None));
-    }
-    if let Some(holder) = held.first_line.strip_prefix("HELD ") {
-        let holder = LockHolder::parse(holder, true);
-        let _ = held.release().await;
-        return Ok((None, Some(holder)));
-    }
-    let message = match held.first_line.strip_prefix("ERROR ") {
-        Some(error) => error.to_string(),
-        None => match held.release().await {
-            Ok(output) => output.failure_text(),
-            Err(error) => error.to_string(),
-        },
-    };
-    tracing::debug!(host = %host, label = %label, "lock failed: {message}");
-    Err(HostError::failed("lock", message))
-}
-
 /// The error text of a failed step: exit status and stderr, plus the output's tail for hooks
 /// and health checks (their output is what explains the failure), bounded in size.
-fn failure_of(step: &Step, output: &Output) -> String {
+pub(super) fn failure_of(step: &Step, output: &Output) -> String {
     let mut text = output.failure_text();
     if matches!(step, Step::Hook { .. } | Step::Health { .. }) {
         let stdout = output.stdout_text();

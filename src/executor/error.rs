@@ -1,0 +1,44 @@
+//! Why a host's work stopped: the typed error of every remote call, and whether the command it
+//! names may still be running on the host (abandoned).
+
+/// Why a host's work stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{step}: {message}")]
+    Failed { step: String, message: String },
+    /// The SSH connection failed while the step ran (dropped, refused, broken).
+    #[error("{step}: {message}")]
+    Connection { step: String, message: String },
+    #[error(
+        "lock: {holder}; when that run is gone, `deploy unlock --hosts {host}` removes its lock"
+    )]
+    LockHeld {
+        holder: String,
+        host: String,
+        /// The holder's run id.
+        run_id: String,
+    },
+    #[error("{step}: host_timeout reached")]
+    TimedOut { step: String },
+    #[error("{step}: interrupted")]
+    Interrupted { step: String },
+}
+
+impl HostError {
+    pub fn failed(step: &str, message: impl Into<String>) -> Self {
+        HostError::Failed {
+            step: step.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The remote command may still be running: the controller gave up on it.
+    pub(super) fn abandoned(&self) -> bool {
+        matches!(
+            self,
+            HostError::TimedOut { .. }
+                | HostError::Interrupted { .. }
+                | HostError::Connection { .. }
+        )
+    }
+}
