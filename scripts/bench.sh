@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Performance targets of issue 3, measured against a throw-away local fleet of real OpenSSH sshd
-# hosts on 127.0.0.1 (see scripts/lib/fleet.sh).
+# hosts on 127.0.0.1: the integration tests' own fleet, run by examples/testfleet.rs (see
+# scripts/lib/common.sh).
 #
 #   1. Wall time: `deploy push` of a 50 MiB / 2,000-file artifact of incompressible data to 8 hosts
 #      vs. a plain OpenSSH pipeline doing the same by hand (8 `ssh ... 'mkdir && tar -xzf - && ln
@@ -16,30 +17,29 @@
 # measurement, not a test) unless something failed to run. Environment:
 #   BENCH_ROUNDS=9   rounds of (deploy push, ssh pipeline)
 #   BENCH_HOSTS=8    hosts in the fleet
-#   DEPLOY_BIN=path  use this deploy binary instead of `cargo build --release`
+#   DEPLOY_BIN=path  use this deploy binary instead of `cargo build --release` (the local fleet is
+#                    still built: cargo build --release --example testfleet)
 #   TMPDIR           where the fleet lives (needs ~3 GiB of disk; avoid a small tmpfs)
 #   DEPLOY_FLEET_KEEP=1  keep the temp dir afterwards
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "$0")" && pwd -P)
-# shellcheck source=scripts/lib/fleet.sh
-. "$script_dir/lib/fleet.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$script_dir/lib/common.sh"
 
 rounds=${BENCH_ROUNDS:-9}
 host_count=${BENCH_HOSTS:-8}
-case $rounds in '' | *[!0-9]* | 0) fleet_die "BENCH_ROUNDS must be a positive integer (got '$rounds')" ;; esac
-case $host_count in '' | *[!0-9]* | 0) fleet_die "BENCH_HOSTS must be a positive integer (got '$host_count')" ;; esac
+case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive integer (got '$rounds')" ;; esac
+case $host_count in '' | *[!0-9]* | 0) die "BENCH_HOSTS must be a positive integer (got '$host_count')" ;; esac
 
-bench_tmp=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
   set +e # clean up everything, whatever fails on the way
   # A timed run (deploy, or the ssh pipelines) still going: by PID, with everything below it.
-  if [ ${#child_pids[@]} -gt 0 ]; then fleet_kill_tree "${child_pids[@]}"; fi
-  if [ ${#gen_pids[@]} -gt 0 ]; then fleet_kill_tree "${gen_pids[@]}"; fi
-  fleet_cleanup
-  [ -z "$bench_tmp" ] || rm -rf -- "$bench_tmp" 2>/dev/null || true
+  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
+  if [ ${#gen_pids[@]} -gt 0 ]; then kill_tree "${gen_pids[@]}"; fi
+  fleet_down
   exit "$status"
 }
 child_pids=()
@@ -48,31 +48,29 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM HUP
 
-log() { printf '%s\n' "$*" >&2; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # ---------------------------------------------------------------------------------------------
 # Set-up
 
-fleet_require_openssh
+require_openssh
 if [ ! -x /usr/bin/time ]; then
-  fleet_apt_install "the benchmark measures CPU time and peak RSS with /usr/bin/time -v" time
+  apt_install "the benchmark measures CPU time and peak RSS with /usr/bin/time -v" time
 fi
-/usr/bin/time -v true 2>/dev/null || fleet_die "/usr/bin/time -v does not work (GNU time needed)"
-command -v split >/dev/null 2>&1 || fleet_die "split (coreutils) is missing"
+/usr/bin/time -v true 2>/dev/null || die "/usr/bin/time -v does not work (GNU time needed)"
+command -v split >/dev/null 2>&1 || die "split (coreutils) is missing"
 
-deploy_bin=$(fleet_build_deploy release)
+build_deploy release
+deploy_bin=$DEPLOY_PATH
 
-bench_tmp=$(mktemp -d "${TMPDIR:-/tmp}/deploy-bench.XXXXXX")
-fleet_init "$bench_tmp"
-log "starting a local fleet of $host_count sshd hosts on 127.0.0.1 in $FLEET_DIR"
-fleet_start "$host_count"
+log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
+fleet_up "$host_count"
+log "the fleet lives in $FLEET_DIR"
 cd "$FLEET_DIR"
 
-{
-  fleet_inventory_header
-  cat <<EOF
+# deploy.toml holds the fleet's [ssh] table and its [[hosts]]; the rest is the benchmark's.
+cat >>deploy.toml <<EOF
 [deploy]
 concurrency = $host_count
 host_timeout = "10m"
@@ -81,7 +79,6 @@ host_timeout = "10m"
 base_dir = "app"
 keep_releases = 2
 EOF
-} >deploy.toml
 
 # make_artifact NAME MIB FILES: NAME.tar.gz of FILES files (in 20 directories) of random bytes,
 # MIB MiB in all, gzip -1 (random data does not compress, so the upload is the full size).
@@ -108,7 +105,7 @@ make_artifact a50 50 2000 &
 gen_pids+=($!)
 make_artifact a20 20 2000 &
 gen_pids+=($!)
-for pid in "${gen_pids[@]}"; do wait "$pid" || fleet_die "generating the artifacts failed"; done
+for pid in "${gen_pids[@]}"; do wait "$pid" || die "generating the artifacts failed"; done
 gen_pids=()
 log "  done in $(elapsed "$t" "$(now)") s: $(ls -l a20.tar.gz a50.tar.gz a200.tar.gz | awk '{ printf "%s %s B; ", $NF, $5 }')"
 
@@ -203,7 +200,7 @@ prune_plain() {
 
 # Connections warm (and host keys checked) before anything is timed.
 env -u SSH_AUTH_SOCK NO_COLOR=1 "$deploy_bin" -i deploy.toml check --no-progress -q >/dev/null \
-  || fleet_die "deploy check failed against the fresh fleet"
+  || die "deploy check failed against the fresh fleet"
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 deploy_walls=() ssh_walls=() deploy_cpus=() ssh_cpus=() rss50=()

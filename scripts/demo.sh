@@ -2,9 +2,10 @@
 # A self-contained tour of `deploy` against a throw-away local fleet.
 #
 # On a fresh Debian machine it installs what it needs (openssh-server, when run as root), builds
-# deploy (release; DEPLOY_DEMO_DEBUG=1 for a debug build; DEPLOY_BIN=path to skip the build),
-# starts three real OpenSSH sshd "hosts" web1..web3 on 127.0.0.1 (free ports, strict host keys,
-# each host confined to its own directory), writes an inventory and two sample releases, then runs:
+# deploy and the local test fleet (release; DEPLOY_DEMO_DEBUG=1 for a debug build; DEPLOY_BIN=path
+# to use that deploy binary), starts three real OpenSSH sshd "hosts" web1..web3 on 127.0.0.1 with
+# the integration tests' own fleet (examples/testfleet.rs: free ports, strict host keys, each host
+# confined to its own directory), writes an inventory and two sample releases, then runs:
 #
 #   deploy check / status / push v1 / push v2 / status / rollback --hosts web3 / status /
 #   history --hosts web1
@@ -15,16 +16,14 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "$0")" && pwd -P)
-# shellcheck source=scripts/lib/fleet.sh
-. "$script_dir/lib/fleet.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$script_dir/lib/common.sh"
 
-demo_tmp=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
   set +e # clean up everything, whatever fails on the way
-  fleet_cleanup
-  [ -z "$demo_tmp" ] || rm -rf -- "$demo_tmp" 2>/dev/null || true
+  fleet_down
   exit "$status"
 }
 trap cleanup EXIT
@@ -33,23 +32,22 @@ trap 'exit 143' TERM HUP
 
 bold() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
 
-fleet_require_openssh
+require_openssh
 profile=release
 [ "${DEPLOY_DEMO_DEBUG:-}" = 1 ] && profile=debug
-deploy_bin=$(fleet_build_deploy "$profile")
+build_deploy "$profile"
+deploy_bin=$DEPLOY_PATH
 
-demo_tmp=$(mktemp -d "${TMPDIR:-/tmp}/deploy-demo.XXXXXX")
-fleet_init "$demo_tmp"
-echo "starting a local fleet of 3 sshd hosts on 127.0.0.1 in $FLEET_DIR" >&2
-fleet_start 3
+echo "starting a local fleet of 3 sshd hosts on 127.0.0.1" >&2
+fleet_up 3
+echo "the fleet lives in $FLEET_DIR" >&2
 
 # ---------------------------------------------------------------------------------------------
 # Inventory and releases
 
 cd "$FLEET_DIR"
-{
-  fleet_inventory_header
-  cat <<'EOF'
+# deploy.toml holds the fleet's [ssh] table and its [[hosts]]; the rest is the demo's.
+cat >>deploy.toml <<'EOF'
 [deploy]
 concurrency = 10
 on_failure = "rollback"
@@ -59,7 +57,6 @@ base_dir = "app"            # relative to each host's login directory
 keep_releases = 3
 shared_paths = ["log"]
 EOF
-} >deploy.toml
 
 make_release() { # $1: version
   local v=$1 src=$1.src

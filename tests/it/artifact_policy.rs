@@ -7,8 +7,6 @@
 //! inventories name a `sentinel` host that points at a local TCP listener nobody accepts from,
 //! so any connection attempt would sit in its backlog.
 
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -16,8 +14,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use tar::{Builder, EntryType, Header};
 
-use crate::support::Fleet;
-use crate::{Ran, deploy, deploy_json};
+use crate::support::{Scenario, Sentinel, push};
 
 /// Owner of every member of the foreign-owner artifact: a user that does not run the tests.
 const FOREIGN_ID: u64 = 4242;
@@ -72,67 +69,21 @@ fn artifact(dir: &Path, name: &str, owner: u64, members: &[Member]) -> PathBuf {
     path
 }
 
-fn service(extra: &str) -> String {
-    format!("[services.app]\nbase_dir = \"app\"\n{extra}")
-}
-
-/// `deploy push -i INVENTORY --version V --artifact PATH --output json --no-progress`.
-fn push(inventory: &Path, version: &str, artifact: &Path) -> Ran {
-    deploy(&[
-        "push",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--version",
-        version,
-        "--artifact",
-        artifact.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--no-progress",
-    ])
-}
-
-/// A listener that is never accepted from, named as one more host of an inventory.
-struct Sentinel {
-    listener: TcpListener,
-}
-
-impl Sentinel {
-    fn new() -> Sentinel {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 for the sentinel");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        Sentinel { listener }
-    }
-
-    /// The `[[hosts]]` entry of the sentinel.
-    fn host_entry(&self) -> String {
-        let port = self.listener.local_addr().expect("listener address").port();
-        format!("[[hosts]]\nname = \"sentinel\"\naddress = \"127.0.0.1\"\nport = {port}\n\n")
-    }
-
-    fn assert_not_contacted(&self, ran: &Ran) {
-        match self.listener.accept() {
-            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-            Ok((_, peer)) => panic!("a host was contacted (from {peer}): {ran:?}"),
-            Err(error) => panic!("sentinel listener: {error}"),
-        }
-    }
-}
-
 /// Pushes `artifact` through an inventory holding the fleet and a sentinel and checks the
 /// input-error contract: exit 2, nothing on stdout, nothing contacted, nothing on the fleet's
 /// hosts. Returns stderr.
-fn assert_refused_before_any_host(fleet: &Fleet, artifact: &Path) -> String {
+fn assert_refused_before_any_host(scenario: &Scenario, artifact: &Path) -> String {
     let sentinel = Sentinel::new();
-    let inventory = fleet.write_inventory(&format!("{}{}", sentinel.host_entry(), service("")));
-    let ran = push(&inventory, "v1", artifact);
-    assert_eq!(ran.code, 2, "{ran:?}");
+    let inventory = scenario.fleet().inventory_text(&format!(
+        "{}[services.app]\nbase_dir = \"app\"\n",
+        sentinel.host_entry("sentinel")
+    ));
+    let path = scenario.dir().join("sentinel.toml");
+    std::fs::write(&path, inventory).expect("write the inventory");
+    let ran = push(&path, "v1", artifact, &[]).expect_code(2);
     assert_eq!(ran.stdout, "", "{ran:?}");
     sentinel.assert_not_contacted(&ran);
-    for host in fleet.hosts() {
+    for host in scenario.hosts() {
         let left: Vec<_> = std::fs::read_dir(&host.root)
             .expect("host root")
             .flatten()
@@ -169,9 +120,8 @@ fn walk(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     found
 }
 
-fn assert_no_drift(inventory: &Path) {
-    let ran = deploy_json(inventory, &["status", "--verify"]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+fn assert_no_drift(scenario: &Scenario) {
+    let ran = scenario.json(&["status", "--verify"]).expect_code(0);
     assert_eq!(
         ran.host("web1")["drift"],
         serde_json::json!({"added": [], "modified": [], "removed": []}),
@@ -184,9 +134,9 @@ fn assert_no_drift(inventory: &Path) {
 
 #[test]
 fn a_setuid_member_is_refused_before_any_host_is_contacted() {
-    let fleet = Fleet::start(1);
+    let scenario = Scenario::new(1);
     let setuid = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "setuid",
         0,
         &[
@@ -195,27 +145,27 @@ fn a_setuid_member_is_refused_before_any_host_is_contacted() {
             file("bin/helper", 0o4755, b"#!/bin/sh\n"),
         ],
     );
-    let stderr = assert_refused_before_any_host(&fleet, &setuid);
+    let stderr = assert_refused_before_any_host(&scenario, &setuid);
     assert!(stderr.contains("member `bin/helper`"), "{stderr}");
     assert!(stderr.contains("setuid bit (04000)"), "{stderr}");
     assert!(stderr.contains("allow_setid = true"), "{stderr}");
 
     let setgid = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "setgid",
         0,
         &[directory("shared", 0o2775), file("shared/x", 0o644, b"x")],
     );
-    let stderr = assert_refused_before_any_host(&fleet, &setgid);
+    let stderr = assert_refused_before_any_host(&scenario, &setgid);
     assert!(stderr.contains("member `shared`"), "{stderr}");
     assert!(stderr.contains("setgid bit (02000)"), "{stderr}");
 }
 
 #[test]
 fn allow_setid_lets_a_setuid_member_through() {
-    let fleet = Fleet::start(1);
+    let scenario = Scenario::new(1);
     let setuid = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "setuid",
         0,
         &[
@@ -224,17 +174,16 @@ fn allow_setid_lets_a_setuid_member_through() {
             file("bin/helper", 0o4755, b"#!/bin/sh\n"),
         ],
     );
-    let inventory = fleet.write_inventory(&service("allow_setid = true\n"));
-    let ran = push(&inventory, "v1", &setuid);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let scenario = scenario.service("allow_setid = true");
+    let ran = scenario.push_artifact("v1", &setuid, &[]).expect_code(0);
     assert_eq!(ran.host("web1")["result"], "ok", "{ran:?}");
-    let helper = fleet.host(0).root.join("app/current/bin/helper");
+    let helper = scenario.app(0).join("current/bin/helper");
     let mode = std::fs::metadata(&helper)
         .expect("helper")
         .permissions()
         .mode();
     assert_eq!(mode & 0o7777, 0o4755, "{mode:o}");
-    assert_no_drift(&inventory);
+    assert_no_drift(&scenario);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,10 +191,10 @@ fn allow_setid_lets_a_setuid_member_through() {
 
 #[test]
 fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
-    let fleet = Fleet::start(1);
+    let scenario = Scenario::new(1);
     let long_name = format!("assets/{}", "n".repeat(256));
     let long = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "long",
         0,
         &[
@@ -254,7 +203,7 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
             file(&long_name, 0o644, b"x"),
         ],
     );
-    let stderr = assert_refused_before_any_host(&fleet, &long);
+    let stderr = assert_refused_before_any_host(&scenario, &long);
     assert!(
         stderr.contains(&format!("member `{long_name}`")),
         "{stderr}"
@@ -264,22 +213,13 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
     // 255 bytes is fine (and the host can hold it).
     let longest = format!("assets/{}", "n".repeat(255));
     let fits = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "fits",
         0,
         &[directory("assets", 0o755), file(&longest, 0o644, b"x")],
     );
-    let inventory = fleet.write_inventory(&service(""));
-    let ran = push(&inventory, "v1", &fits);
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(
-        fleet
-            .host(0)
-            .root
-            .join("app/current")
-            .join(&longest)
-            .is_file()
-    );
+    scenario.push_artifact("v1", &fits, &[]).expect_code(0);
+    assert!(scenario.app(0).join("current").join(&longest).is_file());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,9 +227,9 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
 
 #[test]
 fn foreign_owners_and_world_writable_modes_do_not_reach_the_host() {
-    let fleet = Fleet::start(1);
+    let scenario = Scenario::new(1);
     let foreign = artifact(
-        fleet.dir(),
+        scenario.dir(),
         "foreign",
         FOREIGN_ID,
         &[
@@ -301,12 +241,10 @@ fn foreign_owners_and_world_writable_modes_do_not_reach_the_host() {
             file("bin/run", 0o757, b"#!/bin/sh\n"),
         ],
     );
-    let inventory = fleet.write_inventory(&service(""));
-    let ran = push(&inventory, "v1", &foreign);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    scenario.push_artifact("v1", &foreign, &[]).expect_code(0);
 
-    let (uid, gid) = own_ids(fleet.dir());
-    let release = fleet.host(0).root.join("app/releases/v1");
+    let (uid, gid) = own_ids(scenario.dir());
+    let release = scenario.app(0).join("releases/v1");
     let entries = walk(&release);
     assert_eq!(entries.len(), 6, "{entries:?}");
     let mut problems = Vec::new();
@@ -332,5 +270,5 @@ fn foreign_owners_and_world_writable_modes_do_not_reach_the_host() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // What the host holds is what the manifest recorded: no drift.
-    assert_no_drift(&inventory);
+    assert_no_drift(&scenario);
 }

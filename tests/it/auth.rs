@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Fleet, deploy as deploy_command};
-use crate::{Ran, run};
+use crate::support::{Fleet, Ran, json_command, run};
 
 /// Generates a key of `kind` (with `passphrase`) and authorizes it on every host.
 fn authorized_key(fleet: &Fleet, name: &str, kind: &str, passphrase: &str) -> PathBuf {
@@ -44,19 +43,11 @@ fn inventory_with(fleet: &Fleet, key: Option<&Path>) -> PathBuf {
     path
 }
 
+/// `deploy -i INVENTORY --output json check`, with `environment` set.
 fn check(inventory: &Path, environment: &[(&str, &str)]) -> Ran {
-    let mut command = deploy_command();
-    command.args([
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "check",
-    ]);
-    for (name, value) in environment {
-        command.env(name, value);
-    }
-    run(&mut command)
+    run(json_command(inventory)
+        .arg("check")
+        .envs(environment.iter().copied()))
 }
 
 #[test]
@@ -121,13 +112,9 @@ fn the_ssh_agent_is_tried_first_and_rsa_signs_with_sha2() {
     // No identity file at all: only the agent can authenticate. The key is RSA and OpenSSH
     // (>= 8.8) refuses SHA-1 `ssh-rsa` signatures by default, so success means rsa-sha2-*.
     let inventory = inventory_with(&fleet, None);
-    let ran = run(deploy_command().env("SSH_AUTH_SOCK", &socket).args([
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "check",
-    ]));
+    let ran = run(json_command(&inventory)
+        .env("SSH_AUTH_SOCK", &socket)
+        .arg("check"));
     assert_eq!(ran.code, 0, "{ran:?}");
     // Without the agent the same inventory has nothing to offer, and says so.
     let ran = check(&inventory, &[]);

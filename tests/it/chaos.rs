@@ -1,16 +1,23 @@
 //! Chaos test of `deploy push` (SPEC §3, §4, §6): the controller is killed (SIGKILL) or
 //! interrupted (SIGTERM, SIGINT) at seeded random instants of a push, and at the instants a
-//! host's `finalize` or `switch` progress line appears. After each signal, once the hosts are
-//! quiet, every host must hold complete releases only, a `current` naming one of them and a last
-//! history record that agrees with what is live; the next push (no signal, no `deploy unlock`)
-//! must then succeed everywhere.
+//! host's `finalize` or `switch` progress line appears. After each signal and once the hosts'
+//! SSH sessions have ended, every host must hold (a) complete releases only, (b) a `current`
+//! naming one of them, (c) a last history record that agrees with what is live; (d) the next
+//! push (no signal, no `deploy unlock`) must then succeed and leave every host live on it. The
+//! exit status must fit the signal (SIGKILL: killed; SIGINT/SIGTERM: 130, or 0 if the run had
+//! finished).
 //!
-//! Owns: the seeded PRNG (`DEPLOY_CHAOS_SEED` overrides [`DEFAULT_SEED`]), the three many-file
-//! artifacts, the signal schedule, and the host-state invariants checked after every push.
+//! Every push ships a fresh version (`v2-017`) whose content is one of three prebuilt artifacts
+//! of [`FILES`] small files, so every push uploads, finalizes, switches and prunes. Each signal
+//! runs on its own three-host fleet, the three side by side; the hosts' base dirs live in
+//! memory (`/dev/shm`).
+//!
+//! Owns: the seeded PRNG (`DEPLOY_CHAOS_SEED` overrides [`DEFAULT_SEED`]), the artifacts, the
+//! signal schedule, the invariant checks (and a test of the checks themselves).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -106,6 +113,8 @@ struct Artifact {
     name: String,
     path: PathBuf,
     files: BTreeMap<String, Vec<u8>>,
+    /// Directories the files are in (`d00`, `d00/e0`, ...).
+    directories: BTreeSet<String>,
 }
 
 /// `<dir>/<name>.tar.gz` with [`FILES`] small files in `dNN/eN/` directories, every content
@@ -162,13 +171,60 @@ fn build_artifact(dir: &Path, name: &str) -> Artifact {
         name: name.to_string(),
         path,
         files,
+        directories: directories
+            .iter()
+            .map(|directory| directory.trim_end_matches('/').to_string())
+            .collect(),
     }
+}
+
+/// Whether the tree at `release` is exactly `artifact`'s files: each member read once, and
+/// the tree holding as many entries, all files and directories. Cheap; [`release_mismatch`]
+/// says what differs.
+fn release_matches(release: &Path, artifact: &Artifact) -> bool {
+    // Every member is far smaller than this: a full read means a bigger file.
+    let mut buffer = [0u8; 1024];
+    let contents_match = artifact.files.iter().all(|(path, expected)| {
+        File::open(release.join(path))
+            .and_then(|mut file| file.read(&mut buffer))
+            .is_ok_and(|length| length < buffer.len() && buffer[..length] == expected[..])
+    });
+    if !contents_match {
+        return false;
+    }
+    let mut entries = 0;
+    let mut pending = vec![release.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&directory) else {
+            return false;
+        };
+        for entry in listing {
+            let Ok(kind) = entry.and_then(|entry| {
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                }
+                Ok(kind)
+            }) else {
+                return false;
+            };
+            if !kind.is_dir() && !kind.is_file() {
+                return false;
+            }
+            entries += 1;
+        }
+    }
+    entries == artifact.files.len() + artifact.directories.len()
 }
 
 /// Why the tree at `release` is not exactly `artifact`'s files; `None` when it is.
 fn release_mismatch(release: &Path, artifact: &Artifact) -> Option<String> {
+    if release_matches(release, artifact) {
+        return None;
+    }
     let mut found = BTreeSet::new();
     let mut odd = Vec::new();
+    let mut present = 0;
     let mut different = Vec::new();
     let mut pending = vec![release.to_path_buf()];
     while let Some(directory) = pending.pop() {
@@ -188,10 +244,14 @@ fn release_mismatch(release: &Path, artifact: &Artifact) -> Option<String> {
                 Err(error) => return Some(format!("cannot stat {relative}: {error}")),
             };
             if kind.is_dir() {
+                if !artifact.directories.contains(&relative) {
+                    odd.push(format!("{relative}/"));
+                }
                 pending.push(path);
             } else if kind.is_file() {
                 match artifact.files.get(&relative) {
                     Some(expected) => {
+                        present += 1;
                         if std::fs::read(&path).ok().as_ref() != Some(expected) {
                             different.push(relative.clone());
                         }
@@ -210,7 +270,7 @@ fn release_mismatch(release: &Path, artifact: &Artifact) -> Option<String> {
         .filter(|file| !found.contains(*file))
         .collect();
     if missing.is_empty() && odd.is_empty() && different.is_empty() {
-        return None;
+        return Some("the tree changed while it was compared".to_string());
     }
     let sample = |items: Vec<String>| -> String {
         let count = items.len();
@@ -218,8 +278,7 @@ fn release_mismatch(release: &Path, artifact: &Artifact) -> Option<String> {
         format!("{count} {shown:?}")
     };
     Some(format!(
-        "{} of {} files present; missing {}; not in the artifact {}; different content {}",
-        found.len() - odd.len().min(found.len()),
+        "{present} of {} files present; missing {}; not in the artifact {}; different content {}",
         artifact.files.len(),
         sample(missing.into_iter().cloned().collect()),
         sample(odd),
@@ -356,6 +415,7 @@ impl Finished {
 }
 
 /// What the stderr reader saw.
+#[derive(Default)]
 struct Reading {
     lines: Vec<(Duration, String)>,
     signalled: Option<Duration>,
@@ -378,6 +438,8 @@ struct Tally {
     interrupted_but_switched: Vec<String>,
     /// Times the hosts still had sessions [`QUIET_DEADLINE`] after the controller ended.
     slow_to_quiet: usize,
+    /// The longest the hosts' sessions outlived the controller.
+    slowest_quiet: Duration,
     /// A normal push's duration on this fleet.
     normal: Duration,
     /// Time spent checking the hosts' trees.
@@ -393,11 +455,10 @@ struct Chaos<'a> {
     _trees: tempfile::TempDir,
     inventory: PathBuf,
     artifacts: &'a [Artifact],
-    /// Extra push flags this build needs (`--allow-downgrade` where it exists).
-    extra_flags: &'a [&'static str],
     /// Index into `artifacts` of what every host is live on between iterations.
     live_artifact: usize,
-    /// Versions pushed so far (each push gets a fresh version: `v2-017`).
+    /// Versions pushed so far. Each push gets a fresh version (`v2-017`): never a downgrade,
+    /// never already staged.
     pushes: usize,
     /// Release directories already compared file by file: (host, version) -> (dev, inode).
     verified: HashMap<(usize, String), (u64, u64)>,
@@ -407,7 +468,6 @@ struct Chaos<'a> {
 }
 
 /// Names what an iteration did, for reports.
-#[derive(Clone)]
 struct Iteration {
     number: usize,
     moment: Moment,
@@ -416,12 +476,7 @@ struct Iteration {
 }
 
 impl<'a> Chaos<'a> {
-    fn start(
-        seed: u64,
-        signal: Signal,
-        artifacts: &'a [Artifact],
-        extra_flags: &'a [&'static str],
-    ) -> Chaos<'a> {
+    fn start(seed: u64, signal: Signal, artifacts: &'a [Artifact]) -> Chaos<'a> {
         let fleet = Fleet::start(HOSTS);
         // Each host's base dir is a link to a directory in memory: thousands of files created
         // and deleted per push make ext4's inode allocator the slowest part of a run otherwise.
@@ -452,7 +507,6 @@ impl<'a> Chaos<'a> {
             _trees: trees,
             inventory,
             artifacts,
-            extra_flags,
             live_artifact: 0,
             pushes: 0,
             verified: HashMap::new(),
@@ -475,8 +529,8 @@ impl<'a> Chaos<'a> {
         self.fleet.host(host).root.join("app")
     }
 
-    /// Spawns `deploy -v push` of `version` and delivers `signal` at `moment` (if any); waits
-    /// for the process to end (killing it after [`RUN_DEADLINE`]).
+    /// Spawns `deploy -v push` of `version`, sends this run's signal at `moment` (if any), and
+    /// waits for the process to end (killing it after [`RUN_DEADLINE`]).
     fn push(&self, version: &str, artifact: usize, moment: Option<&Moment>) -> Finished {
         let stdout_path = self.fleet.dir().join("push.stdout");
         let mut child: Child = support::deploy()
@@ -485,7 +539,6 @@ impl<'a> Chaos<'a> {
             .args(["--version", version, "--artifact"])
             .arg(&self.artifacts[artifact].path)
             .args(["--output", "json", "--no-progress"])
-            .args(self.extra_flags)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
             .stderr(Stdio::piped())
@@ -504,11 +557,7 @@ impl<'a> Chaos<'a> {
         // The reader sends a line-triggered signal itself. The child is reaped only after the
         // reader has finished, so its PID cannot name another process meanwhile.
         thread::spawn(move || {
-            let mut result = Reading {
-                lines: Vec::new(),
-                signalled: None,
-                exited_before_signal: false,
-            };
+            let mut result = Reading::default();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if line.starts_with("web") && line.contains(": ") {
@@ -541,11 +590,7 @@ impl<'a> Chaos<'a> {
             Ok(reading) => (reading, false),
             Err(_) => {
                 let _ = child.kill();
-                let reading = reading.recv_timeout(RUN_DEADLINE).unwrap_or(Reading {
-                    lines: Vec::new(),
-                    signalled: None,
-                    exited_before_signal: false,
-                });
+                let reading = reading.recv_timeout(RUN_DEADLINE).unwrap_or_default();
                 (reading, true)
             }
         };
@@ -570,7 +615,7 @@ impl<'a> Chaos<'a> {
     /// Waits until no host has an SSH session left (whatever the dead controller started on a
     /// host has finished), for up to [`QUIET_DEADLINE`].
     fn wait_until_quiet(&mut self) {
-        let deadline = Instant::now() + QUIET_DEADLINE;
+        let started = Instant::now();
         let daemons: Vec<u32> = self
             .fleet
             .hosts()
@@ -578,16 +623,17 @@ impl<'a> Chaos<'a> {
             .filter_map(|host| host.pid())
             .collect();
         while daemons.iter().any(|&daemon| has_children(daemon)) {
-            if Instant::now() > deadline {
+            if started.elapsed() > QUIET_DEADLINE {
                 self.tally.slow_to_quiet += 1;
                 eprintln!(
                     "chaos SIG{}: hosts still have sessions {QUIET_DEADLINE:?} after the controller ended",
                     self.signal.name()
                 );
-                return;
+                break;
             }
             thread::sleep(POLL);
         }
+        self.tally.slowest_quiet = self.tally.slowest_quiet.max(started.elapsed());
     }
 
     /// The live version of host `index` and every invariant it breaks: (a) each
@@ -1038,27 +1084,16 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
         .iter()
         .map(|name| build_artifact(artifacts_dir.path(), name))
         .collect();
-    let help = crate::run(support::deploy().args(["push", "--help"]));
-    let extra_flags: Vec<&'static str> = if help.stdout.contains("--allow-downgrade") {
-        vec!["--allow-downgrade"]
-    } else {
-        Vec::new()
-    };
 
-    // One fleet per signal, run side by side: the pushes wait on sshd and the hosts' shells a
-    // good part of the time.
+    // One fleet per signal, run side by side: a push waits on sshd, the hosts' shells and its
+    // own local phase (one core) a good part of the time.
     let signals = [Signal::Kill, Signal::Terminate, Signal::Interrupt];
     let tallies: Vec<(Signal, Tally)> = thread::scope(|scope| {
         let runs: Vec<_> = signals
             .iter()
             .map(|&signal| {
-                let (artifacts, extra_flags) = (&artifacts, &extra_flags);
-                scope.spawn(move || {
-                    (
-                        signal,
-                        Chaos::start(seed, signal, artifacts, extra_flags).run(),
-                    )
-                })
+                let artifacts = &artifacts;
+                scope.spawn(move || (signal, Chaos::start(seed, signal, artifacts).run()))
             })
             .collect();
         runs.into_iter()
@@ -1091,12 +1126,17 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
         .collect();
     let summary = format!(
         "chaos: seed {seed:#x}, {FILES} files x {HOSTS} hosts: {}; exit 130 with a host on the new version: {}; \
-         hosts slow to quiet: {}; {:.1} s",
+         sessions outlived the controller by at most {} ms, {} times by over {QUIET_DEADLINE:?}; {:.1} s",
         per_signal.join("; "),
         tallies
             .iter()
             .map(|(_, tally)| tally.interrupted_but_switched.len())
             .sum::<usize>(),
+        tallies
+            .iter()
+            .map(|(_, tally)| tally.slowest_quiet.as_millis())
+            .max()
+            .unwrap_or(0),
         tallies
             .iter()
             .map(|(_, tally)| tally.slow_to_quiet)
@@ -1124,4 +1164,76 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
             String::new()
         }
     );
+}
+
+/// The invariant checks themselves: a vacuous check would let every chaos run pass.
+#[test]
+fn the_invariant_checks_see_broken_releases_and_untruthful_history() {
+    let dir = fast_temp_dir("deploy-chaos-self-check-");
+    let artifact = build_artifact(dir.path(), "v1");
+    let release = dir.path().join("release");
+    std::fs::create_dir(&release).expect("mkdir");
+    assert!(
+        release_mismatch(&release, &artifact).is_some_and(|text| text.contains("0 of")),
+        "an empty release"
+    );
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&artifact.path)
+        .arg("-C")
+        .arg(&release)
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar -x failed");
+    assert_eq!(
+        release_mismatch(&release, &artifact),
+        None,
+        "the whole release"
+    );
+
+    let (first, _) = artifact.files.iter().next().expect("a file");
+    let (last, content) = artifact.files.iter().next_back().expect("a file");
+    std::fs::write(release.join(last), &content[..content.len() - 1]).expect("truncate");
+    assert!(
+        release_mismatch(&release, &artifact).is_some(),
+        "a truncated file"
+    );
+    std::fs::write(release.join(last), content).expect("restore");
+    std::fs::remove_file(release.join(first)).expect("remove");
+    std::os::unix::fs::symlink(release.join(last), release.join(first)).expect("symlink");
+    assert!(
+        release_mismatch(&release, &artifact).is_some_and(|text| text.contains("not a regular")),
+        "a symlink instead of a file"
+    );
+    std::fs::remove_file(release.join(first)).expect("remove");
+    std::fs::write(release.join(first), &artifact.files[first]).expect("restore");
+    std::fs::create_dir(release.join("extra")).expect("mkdir");
+    assert!(
+        release_mismatch(&release, &artifact).is_some_and(|text| text.contains("extra/")),
+        "an extra directory"
+    );
+
+    let record = |result: &str, error: Option<&str>| serde_json::json!({"from": "v1", "to": "v2", "result": result, "error": error});
+    let cases = [
+        ("ok", None, Some("v2"), true),
+        ("ok", None, Some("v1"), false),
+        ("rolled_back", None, Some("v1"), true),
+        ("rolled_back", None, Some("v2"), false),
+        ("failed", Some("switch: interrupted"), Some("v1"), true),
+        ("failed", Some("switch: interrupted"), Some("v2"), false),
+        (
+            "failed",
+            Some("x; switching back failed: y"),
+            Some("v2"),
+            true,
+        ),
+        ("failed", None, None, false),
+    ];
+    for (result, error, live, agrees) in cases {
+        assert_eq!(
+            history_disagreement(&record(result, error), live).is_none(),
+            agrees,
+            "result {result}, error {error:?}, live {live:?}"
+        );
+    }
 }

@@ -2,23 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Blackhole, Fleet};
-use crate::{deploy, normalize};
+use crate::support::{Blackhole, Fleet, Scenario, deploy_json, redact};
 
 const SERVICE: &str = "[services.app]\nbase_dir = \"app\"\n";
 
 #[test]
 fn healthy_fleet_passes_every_check() {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(SERVICE);
-    let ran = deploy(&[
-        "check",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let scenario = Scenario::new(3);
+    let ran = scenario.json(&["check"]).expect_code(0);
     for host in ["web1", "web2", "web3"] {
         let entry = ran.host(host);
         assert_eq!(entry["result"], "ok", "{entry:#}");
@@ -34,25 +25,15 @@ fn healthy_fleet_passes_every_check() {
         assert!(checks.iter().any(|check| check["name"] == "base_dir:app"));
         assert!(checks.iter().any(|check| check["name"] == "tool:sha256sum"));
     }
-    assert!(
-        !fleet.host(0).root.join("app").exists(),
-        "check creates nothing"
-    );
+    assert!(!scenario.app(0).exists(), "check creates nothing");
 }
 
 #[test]
 fn a_stopped_host_is_reported_while_the_others_succeed() {
-    let mut fleet = Fleet::start(3);
-    fleet.stop(1);
-    let inventory = fleet.write_inventory(SERVICE);
-    let ran = deploy(&[
-        "check",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--no-progress",
-    ]);
-    assert_eq!(ran.code, 1, "{ran:?}");
-    let table = normalize(&ran.stdout, &fleet);
+    let mut scenario = Scenario::new(3);
+    scenario.fleet_mut().stop(1);
+    let ran = scenario.text(&["check"]).expect_code(1);
+    let table = redact(&ran.stdout, scenario.fleet());
     assert!(table.contains("web1  ok"), "{table}");
     assert!(table.contains("web3  ok"), "{table}");
     assert!(
@@ -76,13 +57,7 @@ fn a_blackhole_host_fails_within_its_connect_timeout() {
     let inventory = fleet.dir().join("blackhole.toml");
     std::fs::write(&inventory, text).expect("write inventory");
     let started = Instant::now();
-    let ran = deploy(&[
-        "check",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-    ]);
+    let ran = deploy_json(&inventory, &["check"]);
     let elapsed = started.elapsed();
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(ran.host("web1")["result"], "ok");

@@ -3,10 +3,9 @@
 //! real host, shown by `history`, `status` and `push` with text output. JSON output carries the
 //! text unchanged (serde escapes it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::support::Fleet;
-use crate::{Ran, deploy, deploy_json, tarball};
+use crate::support::{Ran, Scenario, path_str};
 
 /// Characters that must never reach the terminal raw from a host.
 const RAW_CONTROLS: [char; 3] = ['\u{1b}', '\u{7}', '\r'];
@@ -17,29 +16,11 @@ const HOSTILE_ERROR: &str = "disk \u{7}full\r web1  push  ok";
 const HOSTILE_MESSAGE: &str = "\u{1b}[31mall good\u{1b}[0m\r";
 
 /// A one-host fleet with the service `app` (base_dir `app`) and v1 pushed.
-fn fleet_with_v1() -> (Fleet, PathBuf) {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory("[services.app]\nbase_dir = \"app\"\n");
-    let artifact = tarball(fleet.dir(), "v1", &[("version.txt", "v1")]);
-    let ran = deploy_json(
-        &inventory,
-        &[
-            "push",
-            "--version",
-            "v1",
-            "--artifact",
-            artifact.to_str().expect("utf-8"),
-        ],
-    );
+fn fleet_with_v1() -> Scenario {
+    let scenario = Scenario::new(1);
+    let ran = scenario.push_version("v1");
     assert_eq!(ran.code, 0, "push v1: {ran:?}");
-    (fleet, inventory)
-}
-
-/// `deploy -i INVENTORY --no-progress ARGS` with the default text output.
-fn deploy_text(inventory: &Path, args: &[&str]) -> Ran {
-    let mut all = vec!["-i", inventory.to_str().expect("utf-8"), "--no-progress"];
-    all.extend_from_slice(args);
-    deploy(&all)
+    scenario
 }
 
 fn assert_no_raw_controls(ran: &Ran) {
@@ -88,10 +69,10 @@ fn write_hostile_lock(base: &Path) {
 
 #[test]
 fn history_text_shows_hostile_records_escaped() {
-    let (fleet, inventory) = fleet_with_v1();
-    let base = fleet.host(0).root.join("app");
+    let scenario = fleet_with_v1();
+    let base = scenario.app(0);
     append_hostile_history(&base);
-    let ran = deploy_text(&inventory, &["history"]);
+    let ran = scenario.text(&["history"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_no_raw_controls(&ran);
     assert!(
@@ -106,7 +87,7 @@ fn history_text_shows_hostile_records_escaped() {
         ran.stdout
     );
     // JSON output carries the host's text as it is (serde escapes it): unchanged.
-    let ran = deploy_json(&inventory, &["history"]);
+    let ran = scenario.json(&["history"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let entries = ran.host("web1")["entries"].clone();
     assert_eq!(entries[0]["operator"], HOSTILE_OPERATOR, "{entries:#}");
@@ -115,11 +96,11 @@ fn history_text_shows_hostile_records_escaped() {
 
 #[test]
 fn status_text_shows_a_hostile_lock_holder_escaped() {
-    let (fleet, inventory) = fleet_with_v1();
-    let base = fleet.host(0).root.join("app");
+    let scenario = fleet_with_v1();
+    let base = scenario.app(0);
     append_hostile_history(&base);
     write_hostile_lock(&base);
-    let ran = deploy_text(&inventory, &["status"]);
+    let ran = scenario.text(&["status"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_no_raw_controls(&ran);
     assert!(
@@ -128,7 +109,7 @@ fn status_text_shows_a_hostile_lock_holder_escaped() {
         "lock holder escaped:\n{}",
         ran.stdout
     );
-    let ran = deploy_json(&inventory, &["status"]);
+    let ran = scenario.json(&["status"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let lock = ran.host("web1")["lock"].clone();
     assert_eq!(lock["operator"], HOSTILE_OPERATOR, "{lock:#}");
@@ -137,27 +118,16 @@ fn status_text_shows_a_hostile_lock_holder_escaped() {
 
 #[test]
 fn a_hostile_remote_error_is_escaped_in_progress_lines_and_the_summary() {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(
-        r#"[services.app]
-base_dir = "app"
-
+    let scenario = Scenario::new(1).service(
+        r#"
 [services.app.hooks]
 before_switch = ['printf "refused\033]0;pwned\007\033[2J\rweb1  ok\n" >&2; exit 3']
 "#,
     );
-    let artifact = tarball(fleet.dir(), "v1", &[("version.txt", "v1")]);
-    let ran = deploy_text(
-        &inventory,
-        &[
-            "push",
-            "--version",
-            "v1",
-            "--artifact",
-            artifact.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(ran.code, 1, "{ran:?}");
+    let artifact = scenario.versioned_artifact("v1");
+    let ran = scenario
+        .text(&["push", "--version", "v1", "--artifact", path_str(&artifact)])
+        .expect_code(1);
     assert_no_raw_controls(&ran);
     let escaped = "refused\\x1b]0;pwned\\x07\\x1b[2J\\rweb1  ok";
     assert!(

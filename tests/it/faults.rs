@@ -6,125 +6,29 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, Background, Fleet, MountGuard};
-use crate::{Ran, deploy, tarball};
+use crate::support::{self, Background, MountGuard, Ran, Scenario, many_files, path_str};
 
 /// How long a polled condition (or a background run) may take before the test gives up; only
 /// keeps a broken build from hanging the suite.
 const PATIENCE: Duration = Duration::from_secs(120);
-const POLL: Duration = Duration::from_millis(20);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn service(extra: &str) -> String {
-    format!("[services.app]\nbase_dir = \"app\"\n{extra}")
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-/// `-i INVENTORY --output json --no-progress [-v] push --version V --artifact A`
-fn push_args<'a>(
-    inventory: &'a Path,
-    version: &'a str,
-    artifact: &'a Path,
-    verbose: bool,
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "-i",
-        path_str(inventory),
-        "--output",
-        "json",
-        "--no-progress",
-    ];
-    if verbose {
-        args.push("-v");
-    }
-    args.extend([
-        "push",
-        "--version",
-        version,
-        "--artifact",
-        path_str(artifact),
-    ]);
-    args
-}
-
-fn push(inventory: &Path, version: &str, artifact: &Path) -> Ran {
-    deploy(&push_args(inventory, version, artifact, false))
-}
-
 /// A push in the background with plain `HOST: STEP` lines on stderr (`-v`, no terminal).
-fn spawn_push(
-    fleet: &Fleet,
-    tag: &str,
-    inventory: &Path,
-    version: &str,
-    artifact: &Path,
-) -> Background {
-    support::spawn_deploy(
-        fleet.dir(),
-        tag,
-        &push_args(inventory, version, artifact, true),
-    )
-}
-
-fn app(fleet: &Fleet, index: usize) -> PathBuf {
-    fleet.host(index).root.join("app")
-}
-
-/// The version `current` points at (`releases/<v>`), `None` without a `current` link.
-fn live(fleet: &Fleet, index: usize) -> Option<String> {
-    let target = std::fs::read_link(app(fleet, index).join("current")).ok()?;
-    let target = target.display().to_string();
-    Some(
-        target
-            .strip_prefix("releases/")
-            .unwrap_or_else(|| panic!("current -> {target}: not releases/<v>"))
-            .to_string(),
-    )
-}
-
-fn lives(fleet: &Fleet) -> Vec<Option<String>> {
-    (0..fleet.hosts().len()).map(|i| live(fleet, i)).collect()
-}
-
-/// Every record of the host's `.deploy/history.jsonl`, oldest first; each line must be JSON.
-fn history(fleet: &Fleet, index: usize) -> Vec<Value> {
-    let path = app(fleet, index).join(".deploy/history.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.lines()
-        .enumerate()
-        .map(|(number, line)| {
-            serde_json::from_str(line).unwrap_or_else(|error| {
-                panic!(
-                    "{} line {} is not JSON ({error}): {line:?}",
-                    path.display(),
-                    number + 1
-                )
-            })
-        })
-        .collect()
-}
-
-fn last_record(fleet: &Fleet, index: usize) -> Value {
-    history(fleet, index)
-        .pop()
-        .unwrap_or_else(|| panic!("{}: no history record at all", fleet.host(index).name))
+fn spawn_push(scenario: &Scenario, tag: &str, version: &str, artifact: &Path) -> Background {
+    scenario.spawn_push(tag, version, artifact, &["-v"])
 }
 
 /// The last history record of host `index` agrees with what is live there: `ok` means the
 /// host is on `to`; `failed` / `rolled_back` mean it is (back) on `from`.
-fn assert_last_record_agrees(fleet: &Fleet, index: usize) {
-    let record = last_record(fleet, index);
-    let live = live(fleet, index);
+fn assert_last_record_agrees(scenario: &Scenario, index: usize) {
+    let record = scenario.last_record(index);
+    let live = scenario.live(index);
     let expected = match record["result"].as_str() {
         Some("ok") => &record["to"],
         Some("failed" | "rolled_back") => &record["from"],
@@ -134,39 +38,26 @@ fn assert_last_record_agrees(fleet: &Fleet, index: usize) {
         expected.as_str(),
         live.as_deref(),
         "{}: the last history record does not agree with what is live ({live:?}): {record:#}",
-        fleet.host(index).name
+        scenario.host(index).name
     );
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-        thread::sleep(POLL);
-    }
+fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    support::wait_until(what, PATIENCE, condition);
 }
 
 /// Polls for up to `seconds` (clean-up that may finish just after the controller exits).
-fn eventually(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(seconds: u64, condition: impl FnMut() -> bool) -> bool {
+    support::eventually(Duration::from_secs(seconds), condition)
 }
 
-fn assert_no_lock_left(fleet: &Fleet) {
-    for index in 0..fleet.hosts().len() {
-        let lock = app(fleet, index).join(".deploy/lock");
+fn assert_no_lock_left(scenario: &Scenario) {
+    for index in 0..scenario.hosts().len() {
+        let lock = scenario.app(index).join(".deploy/lock");
         assert!(
             eventually(10, || !lock.exists()),
             "{}: lock left behind: {:?}",
-            fleet.host(index).name,
+            scenario.host(index).name,
             std::fs::read_to_string(lock.join("holder"))
         );
     }
@@ -175,8 +66,8 @@ fn assert_no_lock_left(fleet: &Fleet) {
 /// Waits until no wrapper started on any host of the fleet is still running: a slowed `mv`
 /// outlives the session (and the controller) that started it, and the host's tree is only
 /// final once it is done.
-fn wait_for_wrappers(fleet: &Fleet) {
-    for host in fleet.hosts() {
+fn wait_for_wrappers(scenario: &Scenario) {
+    for host in scenario.hosts() {
         wait_until(&format!("{}: wrappers done", host.name), || {
             host.wrapper_processes().is_empty()
         });
@@ -186,8 +77,8 @@ fn wait_for_wrappers(fleet: &Fleet) {
 /// Waits until host `index` runs one of its wrappers with `needle` in its arguments: the
 /// remote step is then really in flight (a progress line is printed when the step starts,
 /// possibly before the command reaches the host).
-fn wait_for_wrapper(fleet: &Fleet, index: usize, needle: &str) {
-    let host = fleet.host(index);
+fn wait_for_wrapper(scenario: &Scenario, index: usize, needle: &str) {
+    let host = scenario.host(index);
     let bin = format!("{}/", path_str(&host.bin_dir()));
     wait_until(
         &format!(
@@ -202,10 +93,10 @@ fn wait_for_wrapper(fleet: &Fleet, index: usize, needle: &str) {
 }
 
 /// `mv` on host `index` sleeps `seconds` before moving when its arguments contain `needle`.
-fn slow_mv(fleet: &Fleet, index: usize, needle: &str, seconds: u32) {
+fn slow_mv(scenario: &Scenario, index: usize, needle: &str, seconds: u32) {
     let mv = support::real_program("mv");
     let sleep = support::real_program("sleep");
-    fleet.host(index).wrap_command(
+    scenario.host(index).wrap_command(
         "mv",
         &format!(
             "case \"$*\" in *{needle}*) {} {seconds};; esac\n{} \"$@\"",
@@ -215,48 +106,27 @@ fn slow_mv(fleet: &Fleet, index: usize, needle: &str, seconds: u32) {
     );
 }
 
-/// The index of the host named `name`.
-fn host_index(fleet: &Fleet, name: &str) -> usize {
-    fleet
-        .hosts()
-        .iter()
-        .position(|host| host.name == name)
-        .unwrap_or_else(|| panic!("no host {name:?} in the fleet"))
-}
-
-/// The text of a host's JSON row error (empty when none).
-fn error_of(ran: &Ran, host: &str) -> String {
-    ran.host(host)["error"].as_str().unwrap_or("").to_string()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Interrupted finalize
 
-/// (path, content) of a release of `count` small files in 30 directories.
-fn many_files(version: &str, count: usize) -> Vec<(String, String)> {
-    (0..count)
-        .map(|i| {
-            (
-                format!("d{:02}/f{i:04}.txt", i % 30),
-                format!("{version} {i}\n"),
-            )
-        })
-        .collect()
-}
-
-fn many_files_tarball(fleet: &Fleet, version: &str) -> (PathBuf, Vec<(String, String)>) {
+fn many_files_tarball(scenario: &Scenario, version: &str) -> (PathBuf, Vec<(String, String)>) {
     let files = many_files(version, 3000);
     let borrowed: Vec<(&str, &str)> = files
         .iter()
         .map(|(path, content)| (path.as_str(), content.as_str()))
         .collect();
-    (tarball(fleet.dir(), version, &borrowed), files)
+    (scenario.artifact(version, &borrowed), files)
 }
 
 /// `releases/<version>` on host `index` does not exist, or holds every file of the artifact
 /// with its content.
-fn assert_whole_or_absent(fleet: &Fleet, index: usize, version: &str, files: &[(String, String)]) {
-    let release = app(fleet, index).join("releases").join(version);
+fn assert_whole_or_absent(
+    scenario: &Scenario,
+    index: usize,
+    version: &str,
+    files: &[(String, String)],
+) {
+    let release = scenario.app(index).join("releases").join(version);
     if !release.exists() {
         return;
     }
@@ -270,7 +140,7 @@ fn assert_whole_or_absent(fleet: &Fleet, index: usize, version: &str, files: &[(
     assert!(
         missing.is_empty(),
         "{}: releases/{version} exists but is incomplete: {} of {} files missing or wrong (e.g. {:?})",
-        fleet.host(index).name,
+        scenario.host(index).name,
         missing.len(),
         files.len(),
         &missing[..missing.len().min(5)]
@@ -279,27 +149,26 @@ fn assert_whole_or_absent(fleet: &Fleet, index: usize, version: &str, files: &[(
 
 /// The same push again succeeds and every host is live on a complete `version`.
 fn rerun_completes(
-    fleet: &Fleet,
-    inventory: &Path,
+    scenario: &Scenario,
     version: &str,
     artifact: &Path,
     files: &[(String, String)],
     first: &Ran,
 ) {
-    let ran = push(inventory, version, artifact);
+    let ran = scenario.push_artifact(version, artifact, &[]);
     assert_eq!(
         ran.code, 0,
         "re-running the interrupted push failed: {ran:?}\nthe first run was: {first:?}"
     );
-    for index in 0..fleet.hosts().len() {
-        assert_eq!(live(fleet, index).as_deref(), Some(version), "{ran:?}");
-        let release = app(fleet, index).join("releases").join(version);
+    for index in 0..scenario.hosts().len() {
+        assert_eq!(scenario.live(index).as_deref(), Some(version), "{ran:?}");
+        let release = scenario.app(index).join("releases").join(version);
         assert!(
             release.is_dir(),
             "{}: no releases/{version}",
-            fleet.host(index).name
+            scenario.host(index).name
         );
-        assert_whole_or_absent(fleet, index, version, files);
+        assert_whole_or_absent(scenario, index, version, files);
     }
 }
 
@@ -308,12 +177,12 @@ fn rerun_completes(
 /// top-level directories): the finalize window is wide open, and a clean-up that deletes the
 /// staged tree while the rename is pending is caught in the act, not only when it happens to
 /// be slow.
-fn slow_finalize_mv(fleet: &Fleet, index: usize, seconds: u32) {
+fn slow_finalize_mv(scenario: &Scenario, index: usize, seconds: u32) {
     let mv = support::real_program("mv");
     let sleep = support::real_program("sleep");
     // About 75 polls a second; counting by glob keeps each poll to one fork (the sleep).
     let polls = seconds * 75;
-    fleet.host(index).wrap_command(
+    scenario.host(index).wrap_command(
         "mv",
         &format!(
             "whole() {{ set -- \"$1\"/d*; [ $# -ge 30 ]; }}\n\
@@ -333,23 +202,22 @@ fn slow_finalize_mv(fleet: &Fleet, index: usize, seconds: u32) {
 /// SIGINT or SIGTERM while web1's finalize (its `mv` of the tree into `releases/`) is held up
 /// for ~2 s: exit 130, no incomplete release anywhere, and the same push then completes.
 fn finalize_interrupted_by(signal: &str) {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory(&service(""));
-    let (artifact, files) = many_files_tarball(&fleet, "v2");
-    slow_finalize_mv(&fleet, 0, 2);
+    let scenario = Scenario::new(2);
+    let (artifact, files) = many_files_tarball(&scenario, "v2");
+    slow_finalize_mv(&scenario, 0, 2);
 
-    let mut running = spawn_push(&fleet, signal, &inventory, "v2", &artifact);
+    let mut running = spawn_push(&scenario, signal, "v2", &artifact);
     running.wait_for_line("web1: finalize", PATIENCE);
-    wait_for_wrapper(&fleet, 0, "releases/");
+    wait_for_wrapper(&scenario, 0, "releases/");
     running.signal(signal);
     let ran = running.wait(PATIENCE);
     assert_eq!(ran.code, 130, "SIG{signal} during finalize: {ran:?}");
 
-    wait_for_wrappers(&fleet);
+    wait_for_wrappers(&scenario);
     for index in 0..2 {
-        assert_whole_or_absent(&fleet, index, "v2", &files);
+        assert_whole_or_absent(&scenario, index, "v2", &files);
     }
-    rerun_completes(&fleet, &inventory, "v2", &artifact, &files, &ran);
+    rerun_completes(&scenario, "v2", &artifact, &files, &ran);
 }
 
 #[test]
@@ -364,17 +232,13 @@ fn sigterm_during_finalize_never_leaves_an_incomplete_release() {
 
 #[test]
 fn host_timeout_during_finalize_never_leaves_an_incomplete_release() {
-    let fleet = Fleet::start(2);
     // Generous enough for connect + upload of 3,000 files on a loaded machine: the deadline
     // must fall in web1's finalize, which is held up far longer.
-    let inventory = fleet.write_inventory(&format!(
-        "[deploy]\nhost_timeout = \"15s\"\n\n{}",
-        service("")
-    ));
-    let (artifact, files) = many_files_tarball(&fleet, "v2");
-    slow_finalize_mv(&fleet, 0, 60);
+    let scenario = Scenario::new(2).deploy_table("host_timeout = \"15s\"");
+    let (artifact, files) = many_files_tarball(&scenario, "v2");
+    slow_finalize_mv(&scenario, 0, 60);
 
-    let ran = push(&inventory, "v2", &artifact);
+    let ran = scenario.push_artifact("v2", &artifact, &[]);
     assert_eq!(ran.code, 1, "web1 ran out of time: {ran:?}");
     let web1 = ran.host("web1");
     assert_eq!(web1["result"], "failed", "{ran:?}");
@@ -384,14 +248,14 @@ fn host_timeout_during_finalize_never_leaves_an_incomplete_release() {
          for the test to mean anything): {web1:#}"
     );
 
-    wait_for_wrappers(&fleet);
+    wait_for_wrappers(&scenario);
     for index in 0..2 {
-        assert_whole_or_absent(&fleet, index, "v2", &files);
+        assert_whole_or_absent(&scenario, index, "v2", &files);
     }
     // The re-run is about recovery, not the deadline: no slow mv, the default host_timeout.
-    fleet.host(0).unwrap_command("mv");
-    let inventory = fleet.write_inventory(&service(""));
-    rerun_completes(&fleet, &inventory, "v2", &artifact, &files, &ran);
+    scenario.host(0).unwrap_command("mv");
+    let scenario = scenario.deploy_table("");
+    rerun_completes(&scenario, "v2", &artifact, &files, &ran);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,36 +263,35 @@ fn host_timeout_during_finalize_never_leaves_an_incomplete_release() {
 
 #[test]
 fn ctrl_c_during_the_switch_rolls_every_host_back() {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let ran = push(&inventory, "v1", &v1);
+    let scenario = Scenario::new(3);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
     // Every rename of `current` takes 2 s: the switch is in flight when Ctrl-C comes.
     for index in 0..3 {
-        slow_mv(&fleet, index, "current", 2);
+        slow_mv(&scenario, index, "current", 2);
     }
 
-    let mut running = spawn_push(&fleet, "interrupted", &inventory, "v2", &v2);
+    let mut running = spawn_push(&scenario, "interrupted", "v2", &v2);
     let line = running.wait_for_line_where(
         "a `webN: switch` line",
         |line| line.starts_with("web") && line.ends_with(": switch"),
         PATIENCE,
     );
-    let index = host_index(&fleet, line.trim_end_matches(": switch"));
-    wait_for_wrapper(&fleet, index, "current");
+    let index = scenario.host_index(line.trim_end_matches(": switch"));
+    wait_for_wrapper(&scenario, index, "current");
     running.signal("INT");
     let ran = running.wait(PATIENCE);
     assert_eq!(ran.code, 130, "SIGINT at {line:?}: {ran:?}");
 
-    wait_for_wrappers(&fleet);
+    wait_for_wrappers(&scenario);
     assert_eq!(
-        lives(&fleet),
+        scenario.lives(),
         vec![Some("v1".to_string()); 3],
         "every host is back on v1 after Ctrl-C at {line:?}: {ran:?}"
     );
-    for host in fleet.hosts() {
+    for host in scenario.hosts() {
         let row = ran.host(&host.name);
         let error = row["error"].as_str().unwrap_or("");
         assert!(
@@ -443,7 +306,7 @@ fn ctrl_c_during_the_switch_rolls_every_host_back() {
         );
     }
     for index in 0..3 {
-        assert_last_record_agrees(&fleet, index);
+        assert_last_record_agrees(&scenario, index);
     }
 }
 
@@ -452,27 +315,26 @@ fn ctrl_c_during_the_switch_rolls_every_host_back() {
 
 #[test]
 fn sigkill_right_after_the_switch_keeps_the_audit_log() {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&service(
+    let scenario = Scenario::new(3).service(
         "[services.app.hooks]\n\
          after_switch = [\"echo \\\"$DEPLOY_RUN_ID\\\" > \\\"$DEPLOY_BASE_DIR/run-$DEPLOY_VERSION\\\"; [ \\\"$DEPLOY_VERSION\\\" != v2 ] || sleep 5\"]\n",
-    ));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let v3 = tarball(fleet.dir(), "v3", &[("index.html", "three")]);
-    let ran = push(&inventory, "v1", &v1);
+    );
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let v3 = scenario.artifact("v3", &[("index.html", "three")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
 
-    let mut running = spawn_push(&fleet, "killed", &inventory, "v2", &v2);
+    let mut running = spawn_push(&scenario, "killed", "v2", &v2);
     let line = running.wait_for_line_where(
         "a `webN: after_switch` line",
         |line| line.starts_with("web") && line.ends_with(": after_switch"),
         PATIENCE,
     );
     let host = line.trim_end_matches(": after_switch").to_string();
-    let index = host_index(&fleet, &host);
+    let index = scenario.host_index(&host);
     // The hook has started on that host (it writes the run id, then sleeps 5 s): SIGKILL now.
-    let run_file = app(&fleet, index).join("run-v2");
+    let run_file = scenario.app(index).join("run-v2");
     wait_until("the after_switch hook wrote the run id", || {
         std::fs::read_to_string(&run_file).is_ok_and(|text| text.ends_with('\n'))
     });
@@ -483,16 +345,16 @@ fn sigkill_right_after_the_switch_keeps_the_audit_log() {
         .trim()
         .to_string();
     assert_eq!(
-        live(&fleet, index).as_deref(),
+        scenario.live(index).as_deref(),
         Some("v2"),
         "{host} ran its after_switch hook, so it is live on v2"
     );
     for index in 0..3 {
-        if live(&fleet, index).as_deref() != Some("v2") {
+        if scenario.live(index).as_deref() != Some("v2") {
             continue;
         }
-        let record = last_record(&fleet, index);
-        let name = &fleet.host(index).name;
+        let record = scenario.last_record(index);
+        let name = &scenario.host(index).name;
         assert_eq!(
             (
                 record["action"].as_str(),
@@ -513,13 +375,13 @@ fn sigkill_right_after_the_switch_keeps_the_audit_log() {
         );
     }
 
-    let ran = push(&inventory, "v3", &v3);
+    let ran = scenario.push_artifact("v3", &v3, &[]);
     assert_eq!(
         ran.code, 0,
         "a push after a killed run needs no unlock: {ran:?}\nkilled run's stderr:\n{}",
         killed.stderr
     );
-    assert_eq!(lives(&fleet), vec![Some("v3".to_string()); 3]);
+    assert_eq!(scenario.lives(), vec![Some("v3".to_string()); 3]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,27 +390,22 @@ fn sigkill_right_after_the_switch_keeps_the_audit_log() {
 #[test]
 fn a_hook_with_huge_error_output_fails_within_bounded_records() {
     const LIMIT: usize = 16 * 1024;
-    let fleet = Fleet::start(1);
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let inventory = fleet.write_inventory(&service(""));
-    assert_eq!(push(&inventory, "v1", &v1).code, 0);
-    let inventory = fleet.write_inventory(&service(
+    let scenario = Scenario::new(1);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    assert_eq!(scenario.push_artifact("v1", &v1, &[]).code, 0);
+    let scenario = scenario.service(
         "[services.app.hooks]\n\
          before_switch = [\"head -c 409600 /dev/zero | tr '\\\\000' e >&2; exit 1\"]\n",
-    ));
-
-    let running = support::spawn_deploy(
-        fleet.dir(),
-        "huge",
-        &push_args(&inventory, "v2", &v2, false),
     );
+
+    let running = scenario.spawn_push("huge", "v2", &v2, &[]);
     // Ends: a hang here is the fault.
     let ran = running.wait(Duration::from_secs(60));
     assert_eq!(ran.code, 1, "{}", &ran.stderr[..ran.stderr.len().min(4000)]);
 
     let text =
-        std::fs::read_to_string(app(&fleet, 0).join(".deploy/history.jsonl")).expect("history");
+        std::fs::read_to_string(scenario.app(0).join(".deploy/history.jsonl")).expect("history");
     let last = text.lines().last().expect("a history line");
     assert!(
         last.len() < LIMIT,
@@ -559,15 +416,15 @@ fn a_hook_with_huge_error_output_fails_within_bounded_records() {
     let record: Value = serde_json::from_str(last).expect("the last history line is JSON");
     assert_eq!(record["result"], "failed", "{record:#}");
     assert_eq!(record["to"], "v2", "{record:#}");
-    let error = error_of(&ran, "web1");
+    let error = ran.error("web1");
     assert!(
         !error.is_empty() && error.len() < LIMIT,
         "the JSON error of web1 is {} bytes (limit {LIMIT}): {}...",
         error.len(),
         &error[..300.min(error.len())]
     );
-    assert_eq!(live(&fleet, 0).as_deref(), Some("v1"));
-    assert_no_lock_left(&fleet);
+    assert_eq!(scenario.live(0).as_deref(), Some("v1"));
+    assert_no_lock_left(&scenario);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,8 +434,8 @@ fn a_hook_with_huge_error_output_fails_within_bounded_records() {
 /// whole number of pages. On tmpfs an append that fits in the last page's slack needs no new
 /// block, so a "full" disk would still take a short record; padded, the next append needs a
 /// page the disk no longer has.
-fn pad_history_to_a_page(fleet: &Fleet, index: usize) {
-    let path = app(fleet, index).join(".deploy/history.jsonl");
+fn pad_history_to_a_page(scenario: &Scenario, index: usize) {
+    let path = scenario.app(index).join(".deploy/history.jsonl");
     let text = std::fs::read_to_string(&path).expect("history");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut record: Value = serde_json::from_str(lines.last().expect("a record")).expect("JSON");
@@ -595,23 +452,22 @@ fn pad_history_to_a_page(fleet: &Fleet, index: usize) {
 
 #[test]
 fn a_full_disk_refuses_the_switch_rather_than_lose_its_history_record() {
-    let fleet = Fleet::start(1);
-    let base = app(&fleet, 0);
-    let _disk = MountGuard::tmpfs(&base, 8 * 1024);
     // Fills the disk once, when the test asks for it (marker file), then succeeds.
-    let inventory = fleet.write_inventory(&service(
+    let scenario = Scenario::new(1).service(
         "[services.app.hooks]\n\
          before_switch = [\"if [ -e \\\"$DEPLOY_BASE_DIR/fill-now\\\" ]; then rm -f \\\"$DEPLOY_BASE_DIR/fill-now\\\"; dd if=/dev/zero of=\\\"$DEPLOY_BASE_DIR/fill\\\" bs=64k 2>/dev/null; fi; true\"]\n",
-    ));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let ran = push(&inventory, "v1", &v1);
+    );
+    let base = scenario.app(0);
+    let _disk = MountGuard::tmpfs(&base, 8 * 1024);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    pad_history_to_a_page(&fleet, 0);
-    let records_before = history(&fleet, 0).len();
+    pad_history_to_a_page(&scenario, 0);
+    let records_before = scenario.history(0).len();
 
     std::fs::write(base.join("fill-now"), "").expect("marker");
-    let ran = push(&inventory, "v2", &v2);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert!(
         !base.join("fill-now").exists() && base.join("fill").exists(),
         "the hook filled the disk: {ran:?}"
@@ -621,7 +477,7 @@ fn a_full_disk_refuses_the_switch_rather_than_lose_its_history_record() {
         "the switch could not be recorded, so it must not count as done: {ran:?}"
     );
     assert_eq!(
-        live(&fleet, 0).as_deref(),
+        scenario.live(0).as_deref(),
         Some("v1"),
         "current is not changed without its history record: {ran:?}"
     );
@@ -632,14 +488,14 @@ fn a_full_disk_refuses_the_switch_rather_than_lose_its_history_record() {
     );
     // Every line is still a whole record (history() parses each), and whatever this run
     // managed to record agrees with what is live.
-    assert!(history(&fleet, 0).len() >= records_before);
-    assert_last_record_agrees(&fleet, 0);
+    assert!(scenario.history(0).len() >= records_before);
+    assert_last_record_agrees(&scenario, 0);
 
     std::fs::remove_file(base.join("fill")).expect("remove the fill file");
-    let ran = push(&inventory, "v2", &v2);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 0, "with room again: {ran:?}");
-    assert_eq!(live(&fleet, 0).as_deref(), Some("v2"));
-    let record = last_record(&fleet, 0);
+    assert_eq!(scenario.live(0).as_deref(), Some("v2"));
+    let record = scenario.last_record(0);
     assert_eq!(
         (record["to"].as_str(), record["result"].as_str()),
         (Some("v2"), Some("ok")),
@@ -649,12 +505,11 @@ fn a_full_disk_refuses_the_switch_rather_than_lose_its_history_record() {
 
 #[test]
 fn a_torn_history_line_is_isolated_and_reported() {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    assert_eq!(push(&inventory, "v1", &v1).code, 0);
-    let path = app(&fleet, 0).join(".deploy/history.jsonl");
+    let scenario = Scenario::new(1);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    assert_eq!(scenario.push_artifact("v1", &v1, &[]).code, 0);
+    let path = scenario.app(0).join(".deploy/history.jsonl");
     // A short write: the record was cut off, without its newline.
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -667,7 +522,7 @@ fn a_torn_history_line_is_isolated_and_reported() {
         .lines()
         .count();
 
-    let ran = push(&inventory, "v2", &v2);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let run_id = ran.json()["id"].as_str().expect("run id").to_string();
     let text = std::fs::read_to_string(&path).expect("history");
@@ -678,14 +533,7 @@ fn a_torn_history_line_is_isolated_and_reported() {
     assert_eq!(last["id"], run_id.as_str(), "{text}");
     assert_eq!(last["to"], "v2", "{text}");
 
-    let ran = deploy(&[
-        "-i",
-        path_str(&inventory),
-        "--output",
-        "json",
-        "--no-progress",
-        "history",
-    ]);
+    let ran = scenario.json(&["history"]);
     assert_eq!(
         ran.code, 0,
         "one bad line does not hide the others: {ran:?}"
@@ -755,36 +603,27 @@ impl Drop for Stranger {
     }
 }
 
-fn write_holder(fleet: &Fleet, line: &str) {
-    let lock = app(fleet, 0).join(".deploy/lock");
+fn write_holder(scenario: &Scenario, line: &str) {
+    let lock = scenario.app(0).join(".deploy/lock");
     std::fs::create_dir_all(&lock).expect("mkdir lock");
     std::fs::write(lock.join("holder"), format!("{line}\n")).expect("write holder");
 }
 
-fn unlock(inventory: &Path, force: bool) -> Ran {
-    let mut args = vec![
-        "-i",
-        path_str(inventory),
-        "--output",
-        "json",
-        "--no-progress",
-        "unlock",
-        "--hosts",
-        "web1",
-    ];
+/// `deploy unlock --hosts web1 [--force]`.
+fn unlock(scenario: &Scenario, force: bool) -> Ran {
+    let mut args = vec!["unlock", "--hosts", "web1"];
     if force {
         args.push("--force");
     }
-    deploy(&args)
+    scenario.json(&args)
 }
 
-fn fleet_with_v1() -> (Fleet, PathBuf) {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let ran = push(&inventory, "v1", &v1);
+fn fleet_with_v1() -> Scenario {
+    let scenario = Scenario::new(1);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    (fleet, inventory)
+    scenario
 }
 
 /// How `deploy unlock` must treat a holder line naming an unrelated live process.
@@ -800,12 +639,12 @@ enum HolderLine {
 /// `deploy unlock` (with and without --force) on a lock whose holder line names an unrelated
 /// live process: the process always survives.
 fn unlock_spares(kind: HolderLine, holder_of: impl Fn(&Stranger) -> String) {
-    let (fleet, inventory) = fleet_with_v1();
+    let scenario = fleet_with_v1();
     for force in [false, true] {
         let mut stranger = Stranger::start();
         let holder = holder_of(&stranger);
-        write_holder(&fleet, &holder);
-        let ran = unlock(&inventory, force);
+        write_holder(&scenario, &holder);
+        let ran = unlock(&scenario, force);
         let how = if force { "unlock --force" } else { "unlock" };
         assert!(
             stranger.alive(),
@@ -822,7 +661,7 @@ fn unlock_spares(kind: HolderLine, holder_of: impl Fn(&Stranger) -> String) {
                 "the refusal says the process is never signalled: {ran:?}"
             );
             assert!(
-                app(&fleet, 0).join(".deploy/lock").exists(),
+                scenario.app(0).join(".deploy/lock").exists(),
                 "the lock is kept: {ran:?}"
             );
             continue;
@@ -832,7 +671,7 @@ fn unlock_spares(kind: HolderLine, holder_of: impl Fn(&Stranger) -> String) {
             "{how} of a lock whose holder line {holder:?} names a stranger: {ran:?}"
         );
         assert!(
-            !app(&fleet, 0).join(".deploy/lock").exists(),
+            !scenario.app(0).join(".deploy/lock").exists(),
             "the lock is removed: {ran:?}"
         );
     }
@@ -863,16 +702,16 @@ fn unlock_never_kills_a_stranger_whose_start_time_differs() {
 #[test]
 fn a_lock_naming_pid_1_is_stale_and_never_suggests_force() {
     // Without --force only: PID 1 of this machine must not be put at risk by a broken build.
-    let (fleet, inventory) = fleet_with_v1();
-    write_holder(&fleet, "1 op@host run-x 1700000000");
-    let ran = unlock(&inventory, false);
+    let scenario = fleet_with_v1();
+    write_holder(&scenario, "1 op@host run-x 1700000000");
+    let ran = unlock(&scenario, false);
     assert!(
         !ran.stdout.contains("--force") && !ran.stderr.contains("--force"),
         "a lock naming pid 1 is not a run to stop: {ran:?}"
     );
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(
-        !app(&fleet, 0).join(".deploy/lock").exists(),
+        !scenario.app(0).join(".deploy/lock").exists(),
         "the stale lock is removed: {ran:?}"
     );
 }
@@ -883,25 +722,23 @@ fn a_lock_naming_pid_1_is_stale_and_never_suggests_force() {
 const SLOW_AFTER_SWITCH: &str = "[services.app.hooks]\n\
      after_switch = [\"[ \\\"$DEPLOY_VERSION\\\" != v2 ] || sleep 2\"]\n";
 
-fn fleet_for_after_switch_faults() -> (Fleet, PathBuf, PathBuf) {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&format!(
-        "[deploy]\nhost_timeout = \"4s\"\non_failure = \"rollback\"\n\n{}",
-        service(SLOW_AFTER_SWITCH)
-    ));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let ran = push(&inventory, "v1", &v1);
+fn fleet_for_after_switch_faults() -> (Scenario, PathBuf) {
+    let scenario = Scenario::new(3)
+        .deploy_table("host_timeout = \"4s\"\non_failure = \"rollback\"")
+        .service(SLOW_AFTER_SWITCH);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    (fleet, inventory, v2)
+    (scenario, v2)
 }
 
 /// Thaws web2's sessions when dropped (also when the test fails).
-struct Thaw<'a>(&'a Fleet);
+struct Thaw<'a>(&'a Scenario);
 
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
-        self.0.signal_sessions(1, "CONT");
+        self.0.fleet().signal_sessions(1, "CONT");
     }
 }
 
@@ -913,12 +750,12 @@ fn host_timeout_bounds_a_run_whose_host_froze_during_after_switch() {
     // what the contract promises an operator, not a speed target. Without a deadline, a frozen
     // host holds the run for as long as the TCP connection stays up.
     const BOUND: Duration = Duration::from_secs(45);
-    let (fleet, inventory, v2) = fleet_for_after_switch_faults();
+    let (scenario, v2) = fleet_for_after_switch_faults();
 
-    let mut running = spawn_push(&fleet, "frozen", &inventory, "v2", &v2);
+    let mut running = spawn_push(&scenario, "frozen", "v2", &v2);
     running.wait_for_line("web2: after_switch", PATIENCE);
-    let frozen = fleet.signal_sessions(1, "STOP");
-    let thaw = Thaw(&fleet);
+    let frozen = scenario.fleet().signal_sessions(1, "STOP");
+    let thaw = Thaw(&scenario);
     assert!(!frozen.is_empty(), "web2 had sessions to freeze");
     // Measured from the run's start (host_timeout is one budget for a host's whole run).
     let finished = running.wait_within(BOUND.saturating_sub(running.elapsed()));
@@ -935,11 +772,11 @@ fn host_timeout_bounds_a_run_whose_host_froze_during_after_switch() {
 
     // After CONT, web2's old sessions see their closed connections and end.
     assert!(
-        eventually(15, || fleet.session_pids(1).is_empty()),
+        eventually(15, || scenario.fleet().session_pids(1).is_empty()),
         "web2's thawed sessions ended"
     );
     assert_eq!(
-        lives(&fleet),
+        scenario.lives(),
         vec![Some("v1".to_string()); 3],
         "on_failure = rollback puts every host back on v1: {ran:?}"
     );
@@ -947,21 +784,21 @@ fn host_timeout_bounds_a_run_whose_host_froze_during_after_switch() {
 
 #[test]
 fn a_connection_dropped_during_after_switch_is_switched_back_through_a_new_one() {
-    let (fleet, inventory, v2) = fleet_for_after_switch_faults();
+    let (scenario, v2) = fleet_for_after_switch_faults();
 
-    let mut running = spawn_push(&fleet, "dropped", &inventory, "v2", &v2);
+    let mut running = spawn_push(&scenario, "dropped", "v2", &v2);
     running.wait_for_line("web2: after_switch", PATIENCE);
-    let dropped = fleet.signal_sessions(1, "KILL");
+    let dropped = scenario.fleet().signal_sessions(1, "KILL");
     assert!(!dropped.is_empty(), "web2 had sessions to drop");
     let ran = running.wait(PATIENCE);
     assert_eq!(ran.code, 1, "{ran:?}");
 
     assert_eq!(
-        lives(&fleet),
+        scenario.lives(),
         vec![Some("v1".to_string()); 3],
         "every host, web2 included, is back on v1: {ran:?}"
     );
-    assert_last_record_agrees(&fleet, 1);
+    assert_last_record_agrees(&scenario, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -969,7 +806,7 @@ fn a_connection_dropped_during_after_switch_is_switched_back_through_a_new_one()
 
 /// `sleep 4242` processes started under this fleet's hosts (their working directory is in the
 /// fleet's directory), killed by PID when dropped.
-struct Sleepers<'a>(&'a Fleet);
+struct Sleepers<'a>(&'a Scenario);
 
 impl Sleepers<'_> {
     fn pids(&self) -> Vec<u32> {
@@ -988,18 +825,12 @@ impl Drop for Sleepers<'_> {
 
 #[test]
 fn a_hook_that_never_returns_is_stopped_at_host_timeout() {
-    let fleet = Fleet::start(1);
-    let sleepers = Sleepers(&fleet);
-    let inventory = fleet.write_inventory(&format!(
-        "[deploy]\nhost_timeout = \"3s\"\n\n{}",
-        service("[services.app.hooks]\nbefore_switch = [\"sleep 4242\"]\n")
-    ));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let running = support::spawn_deploy(
-        fleet.dir(),
-        "hook",
-        &push_args(&inventory, "v1", &v1, false),
-    );
+    let scenario = Scenario::new(1)
+        .deploy_table("host_timeout = \"3s\"")
+        .service("[services.app.hooks]\nbefore_switch = [\"sleep 4242\"]\n");
+    let sleepers = Sleepers(&scenario);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let running = scenario.spawn_push("hook", "v1", &v1, &[]);
     let ran = running.wait(PATIENCE);
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(
@@ -1007,7 +838,7 @@ fn a_hook_that_never_returns_is_stopped_at_host_timeout() {
         "the hook's `sleep 4242` still runs after the run ended (pids {:?}): {ran:?}",
         sleepers.pids()
     );
-    assert_no_lock_left(&fleet);
+    assert_no_lock_left(&scenario);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1015,21 +846,21 @@ fn a_hook_that_never_returns_is_stopped_at_host_timeout() {
 
 #[test]
 fn a_read_only_base_dir_is_reported_as_such_not_as_a_held_lock() {
-    let (fleet, inventory) = fleet_with_v1();
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let _read_only = MountGuard::read_only(&app(&fleet, 0));
-    let ran = push(&inventory, "v2", &v2);
+    let scenario = fleet_with_v1();
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let _read_only = MountGuard::read_only(&scenario.app(0));
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(
         ran.code, 1,
         "a read-only disk is a failure, not a held lock: {ran:?}"
     );
-    let error = error_of(&ran, "web1");
+    let error = ran.error("web1");
     assert!(!error.contains("held by"), "{ran:?}");
     assert!(
         error.contains("Read-only file system"),
         "the error names the real problem: {ran:?}"
     );
-    assert_eq!(live(&fleet, 0).as_deref(), Some("v1"));
+    assert_eq!(scenario.live(0).as_deref(), Some("v1"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1037,28 +868,21 @@ fn a_read_only_base_dir_is_reported_as_such_not_as_a_held_lock() {
 
 #[test]
 fn two_controllers_at_once_never_both_lose() {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    assert_eq!(push(&inventory, "v1", &v1).code, 0);
+    let scenario = Scenario::new(3);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    assert_eq!(scenario.push_artifact("v1", &v1, &[]).code, 0);
 
     for round in 1..=10 {
         let versions = [format!("r{round}a"), format!("r{round}b")];
         let artifacts: Vec<PathBuf> = versions
             .iter()
-            .map(|version| tarball(fleet.dir(), version, &[("index.html", version)]))
+            .map(|version| scenario.artifact(version, &[("index.html", version)]))
             .collect();
         // Both started at once.
         let running: Vec<Background> = versions
             .iter()
             .zip(&artifacts)
-            .map(|(version, artifact)| {
-                support::spawn_deploy(
-                    fleet.dir(),
-                    version,
-                    &push_args(&inventory, version, artifact, false),
-                )
-            })
+            .map(|(version, artifact)| scenario.spawn_push(version, version, artifact, &[]))
             .collect();
         let ran: Vec<Ran> = running.into_iter().map(|run| run.wait(PATIENCE)).collect();
         let codes = [ran[0].code, ran[1].code];
@@ -1080,7 +904,7 @@ fn two_controllers_at_once_never_both_lose() {
                 show()
             );
         }
-        let live = lives(&fleet);
+        let live = scenario.lives();
         assert!(
             live.iter().all(|version| version == &live[0]),
             "all hosts on one version: {live:?}; {}",
@@ -1097,6 +921,6 @@ fn two_controllers_at_once_never_both_lose() {
             "live {live:?} is a version whose run succeeded ({winners:?}); {}",
             show()
         );
-        assert_no_lock_left(&fleet);
+        assert_no_lock_left(&scenario);
     }
 }

@@ -1,57 +1,25 @@
 //! Hooks, health checks and health-gated batches against a real fleet.
 
-use std::path::{Path, PathBuf};
+use crate::support::{Scenario, read};
 
-use crate::support::Fleet;
-use crate::{Ran, deploy, tarball};
-
-fn inventory(fleet: &Fleet, deploy_table: &str, service_extra: &str) -> PathBuf {
-    fleet.write_inventory(&format!(
-        "{deploy_table}\n[services.app]\nbase_dir = \"app\"\n{service_extra}"
-    ))
-}
-
-fn push(inventory: &Path, fleet: &Fleet, version: &str) -> Ran {
-    let artifact = tarball(fleet.dir(), version, &[("version.txt", version)]);
-    deploy(&[
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--no-progress",
-        "push",
-        "--version",
-        version,
-        "--artifact",
-        artifact.to_str().expect("utf-8"),
-    ])
-}
-
-fn live(fleet: &Fleet, index: usize) -> Option<String> {
-    std::fs::read_to_string(fleet.host(index).root.join("app/current/version.txt")).ok()
-}
-
-fn after_log(fleet: &Fleet, index: usize) -> String {
-    std::fs::read_to_string(fleet.host(index).root.join("app/after.log")).unwrap_or_default()
+/// The lines `after_switch` appends to `<base_dir>/after.log` on host `index`.
+fn after_log(scenario: &Scenario, index: usize) -> String {
+    std::fs::read_to_string(scenario.app(index).join("after.log")).unwrap_or_default()
 }
 
 const AFTER_HOOK: &str = "[services.app.hooks]\nafter_switch = [\"echo $DEPLOY_VERSION >> $DEPLOY_BASE_DIR/after.log\"]\n";
 
 #[test]
 fn hooks_see_the_deploy_environment_in_the_release_directory() {
-    let fleet = Fleet::start(1);
-    let inventory = inventory(
-        &fleet,
-        "",
+    let scenario = Scenario::new(1).service(
         "[services.app.hooks]\nbefore_switch = [\"pwd > $DEPLOY_BASE_DIR/before.pwd\"]\nafter_switch = [\"printenv DEPLOY_BASE_DIR DEPLOY_HOST DEPLOY_PREVIOUS DEPLOY_RELEASE_DIR DEPLOY_RUN_ID DEPLOY_SERVICE DEPLOY_VERSION > $DEPLOY_BASE_DIR/hook.env\"]\n",
     );
-    assert_eq!(push(&inventory, &fleet, "v1").code, 0);
-    let ran = push(&inventory, &fleet, "v2");
-    assert_eq!(ran.code, 0, "{ran:?}");
-    let app = fleet.host(0).root.join("app");
+    scenario.push_version("v1").expect_code(0);
+    let ran = scenario.push_version("v2").expect_code(0);
+    let app = scenario.app(0);
     let base = std::fs::canonicalize(&app).expect("canonical base");
     let run_id = ran.json()["id"].as_str().expect("id").to_string();
-    let environment = std::fs::read_to_string(app.join("hook.env")).expect("hook.env");
+    let environment = read(app.join("hook.env"));
     assert_eq!(
         environment,
         format!(
@@ -60,9 +28,7 @@ fn hooks_see_the_deploy_environment_in_the_release_directory() {
         )
     );
     assert_eq!(
-        std::fs::read_to_string(app.join("before.pwd"))
-            .expect("before.pwd")
-            .trim(),
+        read(app.join("before.pwd")).trim(),
         format!("{}/releases/v2", base.display())
     );
     let steps: Vec<String> = ran.host("web1")["steps"]
@@ -89,19 +55,11 @@ fn hooks_see_the_deploy_environment_in_the_release_directory() {
 
 #[test]
 fn a_failing_before_switch_hook_leaves_the_host_untouched() {
-    let fleet = Fleet::start(2);
-    let inventory = inventory(
-        &fleet,
-        "[deploy]\non_failure = \"continue\"\n",
-        "[services.app.hooks]\nbefore_switch = [\"test $DEPLOY_HOST != web2 || { echo refusing on web2; exit 4; }\"]\n",
-    );
-    assert_eq!(
-        push(&inventory, &fleet, "v1").code,
-        1,
-        "web2 refuses v1 too"
-    );
-    let ran = push(&inventory, &fleet, "v2");
-    assert_eq!(ran.code, 1, "{ran:?}");
+    let scenario = Scenario::new(2)
+        .deploy_table("on_failure = \"continue\"")
+        .service("[services.app.hooks]\nbefore_switch = [\"test $DEPLOY_HOST != web2 || { echo refusing on web2; exit 4; }\"]\n");
+    assert_eq!(scenario.push_version("v1").code, 1, "web2 refuses v1 too");
+    let ran = scenario.push_version("v2").expect_code(1);
     let web2 = ran.host("web2");
     assert_eq!(web2["result"], "failed");
     let error = web2["error"].as_str().unwrap_or("");
@@ -110,9 +68,9 @@ fn a_failing_before_switch_hook_leaves_the_host_untouched() {
         error.contains("refusing on web2"),
         "hook output shown: {error}"
     );
-    assert_eq!(live(&fleet, 1), None, "web2 never switched");
+    assert_eq!(scenario.live(1), None, "web2 never switched");
     assert_eq!(
-        live(&fleet, 0).as_deref(),
+        scenario.live(0).as_deref(),
         Some("v2"),
         "continue: web1 switched"
     );
@@ -120,12 +78,10 @@ fn a_failing_before_switch_hook_leaves_the_host_untouched() {
 
 #[test]
 fn an_unhealthy_host_under_rollback_puts_every_host_back() {
-    let fleet = Fleet::start(3);
     let health = "[services.app.health_check]\ncommand = \"test $DEPLOY_VERSION = v1 || test $DEPLOY_HOST != web2\"\nretries = 2\ninterval = \"100ms\"\ntimeout = \"5s\"\n";
-    let inventory = inventory(&fleet, "", &format!("{AFTER_HOOK}{health}"));
-    assert_eq!(push(&inventory, &fleet, "v1").code, 0);
-    let ran = push(&inventory, &fleet, "v2");
-    assert_eq!(ran.code, 1, "{ran:?}");
+    let scenario = Scenario::new(3).service(&format!("{AFTER_HOOK}{health}"));
+    scenario.push_version("v1").expect_code(0);
+    let ran = scenario.push_version("v2").expect_code(1);
     let web2 = ran.host("web2");
     assert_eq!(web2["result"], "failed");
     assert!(
@@ -146,78 +102,65 @@ fn an_unhealthy_host_under_rollback_puts_every_host_back() {
         assert_eq!(entry["result"], "rolled_back", "{entry:#}");
         let index = if index == 0 { 0 } else { 2 };
         assert_eq!(
-            after_log(&fleet, index),
+            after_log(&scenario, index),
             "v1\nv2\nv1\n",
             "after_switch reran for v1"
         );
     }
-    assert_eq!(after_log(&fleet, 1), "v1\nv2\nv1\n");
-    for index in 0..3 {
-        assert_eq!(live(&fleet, index).as_deref(), Some("v1"));
-    }
+    assert_eq!(after_log(&scenario, 1), "v1\nv2\nv1\n");
+    assert_eq!(scenario.lives(), vec![Some("v1".to_string()); 3]);
     // The history of the failed host says so.
-    let history = std::fs::read_to_string(fleet.host(1).root.join("app/.deploy/history.jsonl"))
-        .expect("history");
-    let last: serde_json::Value =
-        serde_json::from_str(history.lines().last().expect("a record")).expect("json");
+    let last = scenario.last_record(1);
     assert_eq!(last["result"], "failed");
     assert_eq!(last["to"], "v2");
 }
 
 #[test]
 fn continue_keeps_the_healthy_hosts_switched() {
-    let fleet = Fleet::start(3);
-    let health = "[services.app.health_check]\ncommand = \"test $DEPLOY_VERSION = v1 || test $DEPLOY_HOST != web2\"\nretries = 1\n";
-    let inventory = inventory(&fleet, "[deploy]\non_failure = \"continue\"\n", health);
-    assert_eq!(push(&inventory, &fleet, "v1").code, 0);
-    let ran = push(&inventory, &fleet, "v2");
-    assert_eq!(ran.code, 1, "{ran:?}");
+    let scenario = Scenario::new(3)
+        .deploy_table("on_failure = \"continue\"")
+        .service("[services.app.health_check]\ncommand = \"test $DEPLOY_VERSION = v1 || test $DEPLOY_HOST != web2\"\nretries = 1\n");
+    scenario.push_version("v1").expect_code(0);
+    let ran = scenario.push_version("v2").expect_code(1);
     assert_eq!(ran.host("web1")["result"], "ok");
     assert_eq!(ran.host("web2")["result"], "failed");
     assert_eq!(ran.host("web3")["result"], "ok");
-    assert_eq!(live(&fleet, 0).as_deref(), Some("v2"));
-    assert_eq!(live(&fleet, 1).as_deref(), Some("v1"));
-    assert_eq!(live(&fleet, 2).as_deref(), Some("v2"));
+    assert_eq!(
+        scenario.lives(),
+        [
+            Some("v2".to_string()),
+            Some("v1".to_string()),
+            Some("v2".to_string())
+        ]
+    );
 }
 
 #[test]
 fn batches_stop_at_the_first_unhealthy_batch() {
-    let fleet = Fleet::start(3);
     let health = "[services.app.health_check]\ncommand = \"test $DEPLOY_VERSION = v1 || test $DEPLOY_HOST != web2\"\nretries = 1\n";
-    let inventory = inventory(
-        &fleet,
-        "[deploy]\nbatch_size = 1\nconcurrency = 1\n",
-        &format!("{AFTER_HOOK}{health}"),
-    );
-    assert_eq!(push(&inventory, &fleet, "v1").code, 0);
-    let ran = push(&inventory, &fleet, "v2");
-    assert_eq!(ran.code, 1, "{ran:?}");
+    let scenario = Scenario::new(3)
+        .deploy_table("batch_size = 1\nconcurrency = 1")
+        .service(&format!("{AFTER_HOOK}{health}"));
+    scenario.push_version("v1").expect_code(0);
+    let ran = scenario.push_version("v2").expect_code(1);
     assert_eq!(ran.host("web1")["result"], "rolled_back");
     assert_eq!(ran.host("web2")["result"], "failed");
     assert_eq!(ran.host("web3")["result"], "skipped");
-    assert_eq!(after_log(&fleet, 2), "v1\n", "web3 never went live on v2");
-    for index in 0..3 {
-        assert_eq!(live(&fleet, index).as_deref(), Some("v1"));
-    }
+    assert_eq!(
+        after_log(&scenario, 2),
+        "v1\n",
+        "web3 never went live on v2"
+    );
+    assert_eq!(scenario.lives(), vec![Some("v1".to_string()); 3]);
 }
 
 #[test]
 fn rollback_runs_the_hooks_and_health_check_of_the_release_it_goes_back_to() {
-    let fleet = Fleet::start(1);
     let health = "[services.app.health_check]\ncommand = \"echo $DEPLOY_VERSION >> $DEPLOY_BASE_DIR/health.log\"\n";
-    let inventory = inventory(&fleet, "", &format!("{AFTER_HOOK}{health}"));
-    assert_eq!(push(&inventory, &fleet, "v1").code, 0);
-    assert_eq!(push(&inventory, &fleet, "v2").code, 0);
-    let ran = deploy(&[
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "rollback",
-    ]);
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(after_log(&fleet, 0), "v1\nv2\nv1\n");
-    let health_log =
-        std::fs::read_to_string(fleet.host(0).root.join("app/health.log")).expect("health log");
-    assert_eq!(health_log, "v1\nv2\nv1\n");
+    let scenario = Scenario::new(1).service(&format!("{AFTER_HOOK}{health}"));
+    scenario.push_version("v1").expect_code(0);
+    scenario.push_version("v2").expect_code(0);
+    scenario.json(&["rollback"]).expect_code(0);
+    assert_eq!(after_log(&scenario, 0), "v1\nv2\nv1\n");
+    assert_eq!(read(scenario.app(0).join("health.log")), "v1\nv2\nv1\n");
 }

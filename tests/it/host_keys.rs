@@ -4,25 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::Fleet;
-use crate::{Ran, deploy};
+use crate::support::{Filters, Fleet, Ran, deploy_json, read};
 
 const SERVICE: &str = "[services.app]\nbase_dir = \"app\"\n";
 
-fn utf8(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
 /// `deploy check -i INVENTORY --output json`.
 fn check(inventory: &Path) -> Ran {
-    deploy(&[
-        "check",
-        "-i",
-        utf8(inventory),
-        "--output",
-        "json",
-        "--no-progress",
-    ])
+    deploy_json(inventory, &["check"])
 }
 
 /// Writes `text` as `<fleet dir>/<name>` and returns its path.
@@ -55,7 +43,8 @@ fn with_host_line(text: &str, host: &str, line: &str) -> String {
     text.replacen(&entry, &format!("{entry}{line}\n"), 1)
 }
 
-/// The `error` of `host`, with the fleet dir replaced by `[DIR]` and `host`'s port by `[PORT]`.
+/// The `error` of `host`, with the fleet dir replaced by `[DIR]` and `host`'s port (only) by
+/// `[PORT]`.
 fn error_of(ran: &Ran, fleet: &Fleet, index: usize) -> String {
     let host = fleet.host(index);
     let entry = ran.host(&host.name);
@@ -64,12 +53,13 @@ fn error_of(ran: &Ran, fleet: &Fleet, index: usize) -> String {
         "{entry:#}\nstderr:\n{}",
         ran.stderr
     );
-    entry["error"]
+    let error = entry["error"]
         .as_str()
-        .unwrap_or_else(|| panic!("no error text: {entry:#}"))
-        .replace(&fleet.dir().display().to_string(), "[DIR]")
-        .replace(&format!("]:{}", host.port), "]:[PORT]")
-        .replace(&format!("-p {} ", host.port), "-p [PORT] ")
+        .unwrap_or_else(|| panic!("no error text: {entry:#}"));
+    Filters::literal()
+        .dir(fleet.dir())
+        .port(host.port)
+        .apply(error)
 }
 
 fn assert_ok(ran: &Ran, host: &str) {
@@ -124,10 +114,6 @@ fn generate_public_key(key_type: &str) -> String {
         .take(2)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn sorted_lines(text: &str) -> Vec<String> {

@@ -3,32 +3,24 @@
 //! local TCP listener that is never accepted from: any connection attempt would sit in its
 //! backlog, so "nothing was contacted" is checked, not assumed.
 
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 
-use crate::support;
-use crate::{Ran, run, tarball};
+use crate::support::{self, Filters, Ran, Sentinel, run, tarball};
 
-/// A temp dir holding `deploy.toml`, and the listener its host `web1` points at.
+/// A temp dir holding `deploy.toml`, and the sentinel listener its host `web1` points at.
 struct Scratch {
     dir: tempfile::TempDir,
-    listener: TcpListener,
+    sentinel: Sentinel,
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 for the host");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         Scratch {
             dir: tempfile::Builder::new()
                 .prefix("deploy-inventory-")
                 .tempdir()
                 .expect("temp dir"),
-            listener,
+            sentinel: Sentinel::new(),
         }
     }
 
@@ -41,7 +33,7 @@ impl Scratch {
     }
 
     fn port(&self) -> u16 {
-        self.listener.local_addr().expect("listener address").port()
+        self.sentinel.port()
     }
 
     fn inventory(&self) -> PathBuf {
@@ -88,15 +80,6 @@ impl Scratch {
         run(support::deploy().args(&full))
     }
 
-    /// Asserts that no connection reached the host's listener.
-    fn assert_not_contacted(&self, ran: &Ran) {
-        match self.listener.accept() {
-            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-            Ok((_, peer)) => panic!("the host was contacted (from {peer}): {ran:?}"),
-            Err(error) => panic!("listener: {error}"),
-        }
-    }
-
     /// Runs `deploy -i deploy.toml ARGS` on `text` and checks the input-error contract: exit 2,
     /// empty stdout, nothing contacted, one `error: ` line on stderr (any other stderr line is a
     /// log line carrying the same message). Returns that message with the temp dir as `[DIR]`.
@@ -104,8 +87,8 @@ impl Scratch {
         let ran = self.deploy(text, args);
         assert_eq!(ran.code, 2, "{ran:?}");
         assert_eq!(ran.stdout, "", "{ran:?}");
-        self.assert_not_contacted(&ran);
-        let stderr = ran.stderr.replace(&self.dir(), "[DIR]");
+        self.sentinel.assert_not_contacted(&ran);
+        let stderr = self.redact(&ran.stderr);
         let messages: Vec<&str> = stderr
             .lines()
             .filter_map(|line| line.strip_prefix("error: "))
@@ -120,6 +103,11 @@ impl Scratch {
             );
         }
         message.to_string()
+    }
+
+    /// `text` with the temp dir as `[DIR]`.
+    fn redact(&self, text: &str) -> String {
+        Filters::literal().dir(self.dir.path()).apply(text)
     }
 
     /// `error()` for `deploy check`.
@@ -147,7 +135,7 @@ fn the_base_inventory_is_valid_and_its_host_is_reachable() {
     );
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(
-        scratch.listener.accept().is_ok(),
+        scratch.sentinel.contacted(),
         "the host should have been contacted: {ran:?}"
     );
 }
@@ -479,7 +467,7 @@ fn missing_inventory_file_does_not_print_line_zero_or_an_empty_key() {
     let ran = run(support::deploy().args(["check", "-i", &missing]));
     assert_eq!(ran.code, 2, "{ran:?}");
     assert_eq!(ran.stdout, "");
-    let stderr = ran.stderr.replace(&scratch.dir(), "[DIR]");
+    let stderr = scratch.redact(&ran.stderr);
     assert!(
         stderr.lines().any(|line| {
             line == "error: [DIR]/nope.toml: cannot read inventory: No such file or directory"
@@ -509,7 +497,7 @@ fn inventory_error_with_json_log_format_is_json_lines_only() {
     let ran = scratch.deploy(&text, &["check", "--log-format", "json"]);
     assert_eq!(ran.code, 2, "{ran:?}");
     assert_eq!(ran.stdout, "");
-    scratch.assert_not_contacted(&ran);
+    scratch.sentinel.assert_not_contacted(&ran);
     // SPEC §5: with --log-format json every diagnostic is one JSON object per line on stderr,
     // with `time`, `level` and `message`.
     let mut problems = Vec::new();
@@ -528,12 +516,7 @@ fn inventory_error_with_json_log_format_is_json_lines_only() {
             .as_str()
             .is_some_and(|level| level.eq_ignore_ascii_case("error"))
         {
-            errors.push(
-                object["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .replace(&scratch.dir(), "[DIR]"),
-            );
+            errors.push(scratch.redact(object["message"].as_str().unwrap_or("")));
         }
     }
     assert_eq!(problems, Vec::<String>::new(), "stderr:\n{}", ran.stderr);
@@ -579,6 +562,6 @@ fn usage_errors_exit_2_without_contacting_anything() {
             "{args:?}: {}",
             ran.stderr
         );
-        scratch.assert_not_contacted(&ran);
+        scratch.sentinel.assert_not_contacted(&ran);
     }
 }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, Fleet};
-use crate::{Ran, big_tarball, run, tarball};
+use crate::support::{
+    self, Fleet, Ran, big_tarball, deploy_text, path_str, redact, run, squeeze_columns, tarball,
+};
 
 /// How long a run inside tmux may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -23,10 +24,6 @@ const FRAME_POLL: Duration = Duration::from_millis(100);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// `[services.app]` pushing `v1.tar.gz` (relative to the inventory) as `v1`.
 const SERVICE: &str =
@@ -51,67 +48,6 @@ impl Checks {
             self.0.join("\n- ")
         );
     }
-}
-
-/// `crate::normalize` (fleet dir, ports, run ids, `1.2s` durations) plus byte sizes:
-/// `153 B`, `1.5 KiB`, `30.0 MiB` become `[BYTES]`.
-fn filter(text: &str, fleet: &Fleet) -> String {
-    let text = crate::normalize(text, fleet);
-    let mut out = String::with_capacity(text.len());
-    for (index, line) in text.split('\n').enumerate() {
-        if index > 0 {
-            out.push('\n');
-        }
-        out.push_str(&filter_bytes(line));
-    }
-    out
-}
-
-fn filter_bytes(line: &str) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let words: Vec<&str> = line.split(' ').collect();
-    let mut out: Vec<String> = Vec::with_capacity(words.len());
-    let mut index = 0;
-    while index < words.len() {
-        let word = words[index];
-        let is_number = !word.is_empty()
-            && word.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && word.parse::<f64>().is_ok();
-        if is_number && let Some(next) = words.get(index + 1) {
-            let unit = next.trim_end_matches(|c: char| !c.is_ascii_alphabetic());
-            if UNITS.contains(&unit) {
-                out.push(format!("[BYTES]{}", &next[unit.len()..]));
-                index += 2;
-                continue;
-            }
-        }
-        out.push(word.to_string());
-        index += 1;
-    }
-    out.join(" ")
-}
-
-/// A table's runs of 2+ spaces become exactly two (column widths depend on filtered values).
-fn squeeze_columns(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let mut out = String::new();
-            let mut spaces = 0;
-            for c in line.chars() {
-                if c == ' ' {
-                    spaces += 1;
-                    continue;
-                }
-                if spaces > 0 {
-                    out.push_str(if spaces >= 2 { "  " } else { " " });
-                    spaces = 0;
-                }
-                out.push(c);
-            }
-            out
-        })
-        .map(|line| line + "\n")
-        .collect()
 }
 
 /// Checks that every row of a table starts its cells at the header's column offsets.
@@ -345,19 +281,13 @@ fn plain_lines_and_summary_table_of_a_three_host_push() {
     // stdout: the summary table, whole.
     let table: Vec<&str> = ran.stdout.lines().collect();
     assert_aligned(&table[..table.len() - 1]);
-    assert_eq!(
-        squeeze_columns(&filter(&ran.stdout, &fleet)),
-        "HOST  SERVICE  RESULT  CHANGE  BYTES  TIME  ERROR\n\
-         web1  app  ok  (none) -> v1  [BYTES]  [TIME]\n\
-         web2  app  ok  (none) -> v1  [BYTES]  [TIME]\n\
-         web3  app  ok  (none) -> v1  [BYTES]  [TIME]\n\
-         push [RUN]: ok (3 hosts, 0 failed)\n",
-        "stdout:\n{}",
-        ran.stdout
+    insta::assert_snapshot!(
+        "three_host_push_summary_table",
+        squeeze_columns(&redact(&ran.stdout, &fleet))
     );
 
     // stderr: one plain line per host event; hosts interleave, each host's lines in order.
-    let stderr = filter(&ran.stderr, &fleet);
+    let stderr = redact(&ran.stderr, &fleet);
     let per_host = |host: &str| -> Vec<String> {
         [
             "connect",
@@ -383,12 +313,10 @@ fn plain_lines_and_summary_table_of_a_three_host_push() {
             ran.stderr
         );
     }
-    let expected = sorted(fleet.hosts().iter().flat_map(|host| per_host(&host.name)));
-    assert_eq!(
-        sorted(stderr.lines().map(str::to_string)),
-        expected,
-        "the whole stderr (sorted); stderr:\n{}",
-        ran.stderr
+    // The whole stderr, sorted (hosts interleave).
+    insta::assert_snapshot!(
+        "three_host_push_plain_lines_sorted",
+        sorted(stderr.lines().map(str::to_string)).join("\n")
     );
     assert!(ran.stderr.ends_with('\n'), "{:?}", ran.stderr);
 }
@@ -939,7 +867,7 @@ fn assert_no_debug_formatting(ran: &Ran, what: &str) {
 }
 
 fn push_text(inventory: &Path) -> Ran {
-    run(support::deploy().args(["push", "-i", path_str(inventory), "--no-progress"]))
+    deploy_text(inventory, &["push"])
 }
 
 #[test]

@@ -2,48 +2,17 @@
 
 use std::path::Path;
 
-use crate::support::Fleet;
-use crate::{deploy, tarball};
-
-fn service(extra: &str) -> String {
-    format!("[services.app]\nbase_dir = \"app\"\nkeep_releases = 3\n{extra}")
-}
-
-fn push(inventory: &Path, version: &str, artifact: &Path, extra: &[&str]) -> crate::Ran {
-    let mut args = vec![
-        "push",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--version",
-        version,
-        "--artifact",
-        artifact.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--no-progress",
-    ];
-    args.extend_from_slice(extra);
-    deploy(&args)
-}
-
-fn read(path: impl AsRef<Path>) -> String {
-    std::fs::read_to_string(path.as_ref())
-        .unwrap_or_else(|error| panic!("reading {}: {error}", path.as_ref().display()))
-}
+use crate::support::{self, Fleet, Scenario, path_str, read, tarball};
 
 #[test]
 fn push_v1_then_v2_switches_every_host() {
-    let fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(
-        fleet.dir(),
-        "v1",
-        &[("index.html", "one"), ("bin/run", "#!/bin/sh\n")],
-    );
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let scenario = Scenario::new(3).service("keep_releases = 3");
+    let fleet = scenario.fleet();
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
 
-    let ran = push(&inventory, "v1", &v1, &[]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let ran = scenario
+        .push("v1", &[("index.html", "one"), ("bin/run", "#!/bin/sh\n")])
+        .expect_code(0);
     let document = ran.json();
     assert_eq!(document["action"], "push");
     assert_eq!(document["result"], "ok");
@@ -63,8 +32,7 @@ fn push_v1_then_v2_switches_every_host() {
         assert!(!app.join(".deploy/lock").exists(), "lock released");
     }
 
-    let ran = push(&inventory, "v2", &v2, &[]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let ran = scenario.push_artifact("v2", &v2, &[]).expect_code(0);
     let v2_run_id = ran.json()["id"].clone();
     for host in fleet.hosts() {
         let entry = ran.host(&host.name);
@@ -85,8 +53,7 @@ fn push_v1_then_v2_switches_every_host() {
     }
 
     // Re-running the same push changes nothing and uploads nothing.
-    let ran = push(&inventory, "v2", &v2, &[]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let ran = scenario.push_artifact("v2", &v2, &[]).expect_code(0);
     for host in fleet.hosts() {
         let entry = ran.host(&host.name);
         assert_eq!(entry["result"], "unchanged", "{entry:#}");
@@ -140,14 +107,8 @@ fn services_on_the_same_host_share_one_connection() {
         ));
     }
     let inventory = fleet.write_inventory(&services);
-    let mut child = crate::support::deploy()
-        .args([
-            "-i",
-            inventory.to_str().expect("utf-8"),
-            "push",
-            "--no-progress",
-            "-q",
-        ])
+    let mut child = support::deploy()
+        .args(["-i", path_str(&inventory), "push", "--no-progress", "-q"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("deploy starts");

@@ -5,177 +5,32 @@
 //! time (deadlines below only keep a broken run from hanging the suite).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, Fleet};
-use crate::{Ran, big_tarball, deploy, tarball};
-
-/// How long a polled condition (or a spawned run) may take before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(300);
-const POLL: Duration = Duration::from_millis(10);
+use crate::support::{
+    Fleet, PATIENCE, Scenario, big_tarball, deploy_json, entries, history_records, live_release,
+    read, sha256_file, tarball, tree_metadata_snapshot,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn service(extra: &str) -> String {
-    format!("[services.app]\nbase_dir = \"app\"\nkeep_releases = 3\n{extra}")
+/// `hosts` hosts and the service with `keep_releases = 3` and `extra`.
+fn setup(hosts: usize, extra: &str) -> Scenario {
+    Scenario::new(hosts).service(&format!("keep_releases = 3\n{extra}"))
 }
 
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn push_args<'a>(inventory: &'a Path, version: &'a str, artifact: &'a Path) -> Vec<&'a str> {
-    vec![
-        "push",
-        "-i",
-        path_str(inventory),
-        "--version",
-        version,
-        "--artifact",
-        path_str(artifact),
-        "--output",
-        "json",
-        "--no-progress",
-    ]
-}
-
-fn push(inventory: &Path, version: &str, artifact: &Path, extra: &[&str]) -> Ran {
-    let mut args = push_args(inventory, version, artifact);
-    args.extend_from_slice(extra);
-    deploy(&args)
-}
-
-/// A push running in the background; its stdout and stderr go to files (never a full pipe).
-struct Running {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Running {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the run to end (panics after [`PATIENCE`], killing it).
-    fn wait(mut self) -> Ran {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the background push did not finish; stderr so far:\n{}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            thread::sleep(POLL);
-        };
-        Ran {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-        }
-    }
-
-    /// SIGKILL, then reap.
-    fn kill9(mut self) -> String {
-        self.child.kill().expect("SIGKILL the controller");
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-fn spawn_push(
-    fleet: &Fleet,
-    tag: &str,
-    inventory: &Path,
-    version: &str,
-    artifact: &Path,
-) -> Running {
-    let stdout = fleet.dir().join(format!("{tag}.stdout"));
-    let stderr = fleet.dir().join(format!("{tag}.stderr"));
-    let child = support::deploy()
-        .args(push_args(inventory, version, artifact))
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout).expect("stdout file"))
-        .stderr(File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("deploy starts");
-    Running {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-        thread::sleep(POLL);
-    }
+fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    crate::support::wait_until(what, PATIENCE, condition);
 }
 
 /// Polls for up to a few seconds (for cleanup that may finish just after the controller exits).
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn app(fleet: &Fleet, index: usize) -> PathBuf {
-    fleet.host(index).root.join("app")
-}
-
-fn current(app: &Path) -> Option<PathBuf> {
-    std::fs::read_link(app.join("current")).ok()
-}
-
-fn read(path: impl AsRef<Path>) -> String {
-    std::fs::read_to_string(path.as_ref())
-        .unwrap_or_else(|error| panic!("reading {}: {error}", path.as_ref().display()))
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).expect("read artifact");
-    format!("{:x}", sha2::Sha256::digest(&bytes))
-}
-
-/// Sorted entry names of `dir` (empty when it does not exist).
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(read) => read
-            .map(|entry| {
-                entry
-                    .expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
+fn eventually(condition: impl FnMut() -> bool) -> bool {
+    crate::support::eventually(Duration::from_secs(5), condition)
 }
 
 /// Whether `dir` has at least one entry somewhere below it (a file being written).
@@ -211,33 +66,12 @@ fn assert_complete(app: &Path, version: &str) {
 /// `current` is a relative link to `releases/<version>`, and that release is complete.
 fn assert_live(app: &Path, version: &str) {
     assert_eq!(
-        current(app),
-        Some(PathBuf::from(format!("releases/{version}"))),
+        live_release(app).as_deref(),
+        Some(version),
         "current of {}",
         app.display()
     );
     assert_complete(app, version);
-}
-
-fn history(app: &Path) -> Vec<Value> {
-    read(app.join(".deploy/history.jsonl"))
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("history line is JSON"))
-        .collect()
-}
-
-/// The `hosts[]` entry of (`service`, `host`).
-fn entry(ran: &Ran, service: &str, host: &str) -> Value {
-    let document = ran.json();
-    document["hosts"]
-        .as_array()
-        .and_then(|hosts| {
-            hosts
-                .iter()
-                .find(|entry| entry["host"] == host && entry["service"] == service)
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no {service} on {host} in {document:#}"))
 }
 
 /// `text` mentions `word` as itself: not wrapped in quote characters.
@@ -253,84 +87,28 @@ fn error_of(entry: &Value) -> String {
     entry["error"].as_str().unwrap_or("").to_string()
 }
 
-/// Every path under `root` (relative), with its type, mode, size, mtime, link target and
-/// content digest: equal snapshots mean nothing under `root` changed.
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    use std::os::unix::fs::MetadataExt;
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut names = entries(dir);
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
-            let relative = path
-                .strip_prefix(root)
-                .expect("under root")
-                .display()
-                .to_string();
-            let kind = meta.file_type();
-            let detail = if kind.is_symlink() {
-                format!(
-                    "link -> {}",
-                    std::fs::read_link(&path).expect("readlink").display()
-                )
-            } else if kind.is_dir() {
-                "dir".to_string()
-            } else if kind.is_file() {
-                format!("file sha256={}", sha256_of(&path))
-            } else {
-                "other".to_string()
-            };
-            out.insert(
-                relative,
-                format!(
-                    "{detail} mode={:o} size={} mtime={}.{}",
-                    meta.mode(),
-                    if kind.is_dir() { 0 } else { meta.len() },
-                    meta.mtime(),
-                    meta.mtime_nsec()
-                ),
-            );
-            if kind.is_dir() {
-                walk(root, &path, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    out.insert(
-        ".".to_string(),
-        format!(
-            "{:?}",
-            std::fs::symlink_metadata(root).map(|m| (m.mode(), m.mtime(), m.mtime_nsec()))
-        ),
-    );
-    walk(root, root, &mut out);
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Immutable versions
 
 #[test]
 fn same_version_with_other_content_is_refused_unless_forced() {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
-    let v1_other = tarball(fleet.dir(), "v1-other", &[("index.html", "one, rebuilt")]);
-    assert_ne!(sha256_of(&v1), sha256_of(&v1_other));
+    let scenario = setup(2, "");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
+    let v1_other = scenario.artifact("v1-other", &[("index.html", "one, rebuilt")]);
+    assert_ne!(sha256_file(&v1), sha256_file(&v1_other));
 
     // web1 gets v1 then v2 (so v1 is on it but not live); web2 has nothing yet.
     for (version, artifact) in [("v1", &v1), ("v2", &v2)] {
-        let ran = push(&inventory, version, artifact, &["--hosts", "web1"]);
+        let ran = scenario.push_artifact(version, artifact, &["--hosts", "web1"]);
         assert_eq!(ran.code, 0, "{ran:?}");
     }
-    let web1 = app(&fleet, 0);
-    let web2 = app(&fleet, 1);
+    let web1 = scenario.app(0);
+    let web2 = scenario.app(1);
     let old_digest = read(web1.join(".deploy/digests/v1"));
 
     // v1 with other content: refused on web1 (and, with on_failure = rollback, nobody switches).
-    let ran = push(&inventory, "v1", &v1_other, &[]);
+    let ran = scenario.push_artifact("v1", &v1_other, &[]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let refused = ran.host("web1");
     assert_eq!(refused["result"], "failed", "{refused:#}");
@@ -346,10 +124,10 @@ fn same_version_with_other_content_is_refused_unless_forced() {
         "v1 untouched"
     );
     assert_eq!(read(web1.join(".deploy/digests/v1")), old_digest);
-    assert_eq!(current(&web2), None, "web2 was not switched");
+    assert_eq!(live_release(&web2), None, "web2 was not switched");
 
     // --force replaces the (not live) v1 on web1 and ships it everywhere.
-    let ran = push(&inventory, "v1", &v1_other, &["--force"]);
+    let ran = scenario.push_artifact("v1", &v1_other, &["--force"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     for host in ["web1", "web2"] {
         let entry = ran.host(host);
@@ -361,7 +139,7 @@ fn same_version_with_other_content_is_refused_unless_forced() {
         assert_eq!(read(app.join("releases/v1/index.html")), "one, rebuilt");
         assert_eq!(
             read(app.join(".deploy/digests/v1")).trim(),
-            sha256_of(&v1_other),
+            sha256_file(&v1_other),
             "the recorded digest is the new content's"
         );
         assert_eq!(entries(&app.join(".deploy/staging")), Vec::<String>::new());
@@ -377,17 +155,12 @@ fn same_version_with_other_content_is_refused_unless_forced() {
 
 #[test]
 fn keep_releases_is_honoured_over_six_pushes() {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(&service(""));
-    let app = app(&fleet, 0);
+    let scenario = setup(1, "");
+    let app = scenario.app(0);
     for number in 1..=6 {
         let version = format!("v{number}");
-        let artifact = tarball(
-            fleet.dir(),
-            &version,
-            &[("index.html", &format!("release {number}"))],
-        );
-        let ran = push(&inventory, &version, &artifact, &[]);
+        let artifact = scenario.artifact(&version, &[("index.html", &format!("release {number}"))]);
+        let ran = scenario.push_artifact(&version, &artifact, &[]);
         assert_eq!(ran.code, 0, "push {version}: {ran:?}");
         assert_live(&app, &version);
         assert!(
@@ -421,12 +194,10 @@ fn keep_releases_is_honoured_over_six_pushes() {
 
 #[test]
 fn shared_paths_persist_across_releases() {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(&service("shared_paths = [\"log\"]\n"));
-    let app = app(&fleet, 0);
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(
-        fleet.dir(),
+    let scenario = setup(1, "shared_paths = [\"log\"]\n");
+    let app = scenario.app(0);
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact(
         "v2",
         &[
             ("index.html", "two"),
@@ -434,7 +205,7 @@ fn shared_paths_persist_across_releases() {
         ],
     );
 
-    let ran = push(&inventory, "v1", &v1, &[]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(
         app.join("current/log").is_dir(),
@@ -446,7 +217,7 @@ fn shared_paths_persist_across_releases() {
     )
     .expect("write into current/log");
 
-    let ran = push(&inventory, "v2", &v2, &[]);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_live(&app, "v2");
     assert_eq!(
@@ -475,17 +246,16 @@ fn shared_paths_persist_across_releases() {
 
 #[test]
 fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() {
-    let mut fleet = Fleet::start(3);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = big_tarball(fleet.dir(), "v2", 4);
+    let mut scenario = setup(3, "");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = big_tarball(scenario.dir(), "v2", 4);
 
-    let ran = push(&inventory, "v1", &v1, &[]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    fleet.limit_file_size(1, 512);
+    scenario.fleet_mut().limit_file_size(1, 512);
 
     // on_failure = "rollback" (the default): nobody switches.
-    let ran = push(&inventory, "v2", &v2, &[]);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(ran.json()["result"], "failed");
     let web2 = ran.host("web2");
@@ -509,7 +279,7 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
         assert_eq!(entry["result"], "skipped", "{entry:#}");
     }
     for index in 0..3 {
-        let app = app(&fleet, index);
+        let app = scenario.app(index);
         assert_live(&app, "v1");
         assert_eq!(read(app.join("current/index.html")), "one");
         assert!(
@@ -518,7 +288,7 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
             index + 1
         );
     }
-    let web2_app = app(&fleet, 1);
+    let web2_app = scenario.app(1);
     assert_eq!(
         entries(&web2_app.join(".deploy/staging")),
         Vec::<String>::new()
@@ -529,11 +299,8 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
     );
 
     // on_failure = "continue": the others go live, web2 stays on v1.
-    let inventory = fleet.write_inventory(&format!(
-        "[deploy]\non_failure = \"continue\"\n\n{}",
-        service("")
-    ));
-    let ran = push(&inventory, "v2", &v2, &[]);
+    let scenario = scenario.deploy_table("on_failure = \"continue\"");
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let web2 = ran.host("web2");
     assert_eq!(web2["result"], "failed", "{web2:#}");
@@ -547,7 +314,7 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
         assert_eq!(entry["result"], "ok", "{entry:#}");
         assert_eq!(entry["from"], "v1");
         assert_eq!(entry["to"], "v2");
-        let app = app(&fleet, index);
+        let app = scenario.app(index);
         assert_live(&app, "v2");
         assert_eq!(read(app.join("current/index.html")), "v2");
     }
@@ -568,24 +335,23 @@ fn a_host_that_cannot_hold_the_artifact_fails_and_on_failure_decides_the_rest() 
 
 #[test]
 fn a_second_run_on_a_locked_service_fails_at_once_naming_the_holder() {
-    let fleet = Fleet::start(1);
-    let inventory = fleet.write_inventory(&service(""));
-    let app = app(&fleet, 0);
-    let slow = big_tarball(fleet.dir(), "v1", 128);
-    let small = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let scenario = setup(1, "");
+    let app = scenario.app(0);
+    let slow = big_tarball(scenario.dir(), "v1", 128);
+    let small = scenario.artifact("v2", &[("index.html", "two")]);
 
-    let first = spawn_push(&fleet, "first", &inventory, "v1", &slow);
+    let first = scenario.spawn_push("first", "v1", &slow, &[]);
     let holder_file = app.join(".deploy/lock/holder");
     wait_until("the first run holds the lock", || {
         std::fs::read_to_string(&holder_file).is_ok_and(|text| text.ends_with('\n'))
     });
     let holder = read(&holder_file);
 
-    let second = push(&inventory, "v2", &small, &[]);
-    let first = first.wait();
+    let second = scenario.push_artifact("v2", &small, &[]);
+    let first = first.wait(PATIENCE);
     assert_eq!(first.code, 0, "{first:?}");
     let run_id = first.json()["id"].as_str().expect("run id").to_string();
-    let records = history(&app);
+    let records = history_records(&app);
     let operator = records
         .iter()
         .find(|record| record["id"] == run_id.as_str())
@@ -639,17 +405,9 @@ fn two_services_on_the_same_hosts_are_pushed_in_one_run() {
 
     for (api, web, extra) in [("a1", "w1", None), ("a2", "w2", Some("-j1"))] {
         let inventory = fleet.write_inventory(&services(api, web));
-        let mut args = vec![
-            "push",
-            "-i",
-            path_str(&inventory),
-            "--output",
-            "json",
-            "--no-progress",
-        ];
+        let mut args = vec!["push"];
         args.extend(extra);
-        let ran = deploy(&args);
-        assert_eq!(ran.code, 0, "{ran:?}");
+        let ran = deploy_json(&inventory, &args).expect_code(0);
         assert_eq!(ran.json()["result"], "ok");
         assert_eq!(
             ran.json()["hosts"].as_array().map(Vec::len),
@@ -659,7 +417,7 @@ fn two_services_on_the_same_hosts_are_pushed_in_one_run() {
         );
         for host in fleet.hosts() {
             for (service, version) in [("api", api), ("web", web)] {
-                let entry = entry(&ran, service, &host.name);
+                let entry = ran.entry(service, &host.name);
                 assert_eq!(entry["result"], "ok", "{entry:#}");
                 assert_eq!(entry["to"], version);
                 let app = host.root.join(service);
@@ -679,28 +437,23 @@ fn two_services_on_the_same_hosts_are_pushed_in_one_run() {
 
 #[test]
 fn a_controller_killed_mid_upload_leaves_nothing_that_blocks_a_rerun() {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = big_tarball(fleet.dir(), "v2", 96);
-    let ran = push(&inventory, "v1", &v1, &[]);
+    let scenario = setup(2, "");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = big_tarball(scenario.dir(), "v2", 96);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
 
-    let running = spawn_push(&fleet, "killed", &inventory, "v2", &v2);
+    let running = scenario.spawn_push("killed", "v2", &v2, &[]);
     wait_until("the upload has started writing on a host", || {
-        (0..2).any(|index| has_nested_content(&app(&fleet, index).join(".deploy/staging")))
+        (0..2).any(|index| has_nested_content(&scenario.app(index).join(".deploy/staging")))
     });
-    let stderr = running.kill9();
+    running.signal("KILL");
+    let stderr = running.wait(PATIENCE).stderr;
 
     // Right after the kill: whatever `current` is, it points at a complete release.
     for index in 0..2 {
-        let app = app(&fleet, index);
-        if let Some(target) = current(&app) {
-            let version = target
-                .strip_prefix("releases")
-                .unwrap_or_else(|_| panic!("current -> {}", target.display()))
-                .display()
-                .to_string();
+        let app = scenario.app(index);
+        if let Some(version) = live_release(&app) {
             assert_complete(&app, &version);
         }
         // releases/ holds complete releases only: never a half-uploaded v2.
@@ -710,19 +463,22 @@ fn a_controller_killed_mid_upload_leaves_nothing_that_blocks_a_rerun() {
     }
 
     // An immediate re-run of the same push succeeds.
-    let ran = push(&inventory, "v2", &v2, &[]);
+    let ran = scenario.push_artifact("v2", &v2, &[]);
     assert_eq!(ran.code, 0, "{ran:?}\nkilled run's stderr:\n{stderr}");
     assert!(
         !ran.stdout.contains("held by") && !ran.stderr.contains("held by"),
         "{ran:?}"
     );
-    for (index, host) in fleet.hosts().iter().enumerate() {
+    for (index, host) in scenario.hosts().iter().enumerate() {
         let entry = ran.host(&host.name);
         assert_eq!(entry["result"], "ok", "{entry:#}");
-        let app = app(&fleet, index);
+        let app = scenario.app(index);
         assert_live(&app, "v2");
         assert_eq!(read(app.join("current/index.html")), "v2");
-        assert_eq!(read(app.join(".deploy/digests/v2")).trim(), sha256_of(&v2));
+        assert_eq!(
+            read(app.join(".deploy/digests/v2")).trim(),
+            sha256_file(&v2)
+        );
         assert_eq!(
             std::fs::metadata(app.join("current/blob.bin"))
                 .expect("blob")
@@ -748,16 +504,15 @@ fn a_controller_killed_mid_upload_leaves_nothing_that_blocks_a_rerun() {
 
 #[test]
 fn sigint_mid_upload_exits_130_and_leaves_every_host_as_it_was() {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory(&service(""));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = big_tarball(fleet.dir(), "v2", 96);
-    let ran = push(&inventory, "v1", &v1, &[]);
+    let scenario = setup(2, "");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = big_tarball(scenario.dir(), "v2", 96);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
 
-    let running = spawn_push(&fleet, "interrupted", &inventory, "v2", &v2);
+    let running = scenario.spawn_push("interrupted", "v2", &v2, &[]);
     wait_until("the upload has started writing on a host", || {
-        (0..2).any(|index| has_nested_content(&app(&fleet, index).join(".deploy/staging")))
+        (0..2).any(|index| has_nested_content(&scenario.app(index).join(".deploy/staging")))
     });
     let status = Command::new("kill")
         .arg("-INT")
@@ -765,14 +520,14 @@ fn sigint_mid_upload_exits_130_and_leaves_every_host_as_it_was() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let ran = running.wait();
+    let ran = running.wait(PATIENCE);
 
     assert_eq!(ran.code, 130, "{ran:?}");
     let run_id = ran.json()["id"].as_str().expect("run id").to_string();
-    for (index, host) in fleet.hosts().iter().enumerate() {
+    for (index, host) in scenario.hosts().iter().enumerate() {
         let entry = ran.host(&host.name);
         assert_ne!(entry["result"], "ok", "{entry:#}");
-        let app = app(&fleet, index);
+        let app = scenario.app(index);
         assert_live(&app, "v1");
         assert_eq!(read(app.join("current/index.html")), "one");
         assert_eq!(entries(&app.join("releases")), ["v1"], "no partial v2");
@@ -788,7 +543,7 @@ fn sigint_mid_upload_exits_130_and_leaves_every_host_as_it_was() {
             host.name,
             entries(&app.join(".deploy/staging"))
         );
-        let records = history(&app);
+        let records = history_records(&app);
         let record = records
             .iter()
             .find(|record| record["id"] == run_id.as_str())
@@ -826,37 +581,40 @@ fn assert_no_json(stderr: &str) {
 
 #[test]
 fn json_output_is_one_document_and_dry_run_changes_nothing() {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory(&service("shared_paths = [\"log\"]\n"));
-    let v1 = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
-    let v2 = tarball(fleet.dir(), "v2", &[("index.html", "two")]);
+    let scenario = setup(2, "shared_paths = [\"log\"]\n");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let v2 = scenario.artifact("v2", &[("index.html", "two")]);
     let snapshots = |fleet: &Fleet| -> Vec<BTreeMap<String, String>> {
         fleet
             .hosts()
             .iter()
-            .map(|host| snapshot(&host.root))
+            .map(|host| tree_metadata_snapshot(&host.root))
             .collect()
     };
 
     // Dry run on fresh hosts: nothing is created.
-    let before = snapshots(&fleet);
-    let ran = push(&inventory, "v1", &v1, &["--dry-run"]);
+    let before = snapshots(scenario.fleet());
+    let ran = scenario.push_artifact("v1", &v1, &["--dry-run"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let document: Value = serde_json::from_str(&ran.stdout).expect("stdout is one JSON document");
     assert_eq!(document["dry_run"], true);
     assert_no_json(&ran.stderr);
-    for host in fleet.hosts() {
+    for host in scenario.hosts() {
         let entry = ran.host(&host.name);
         assert_eq!(entry["result"], "planned", "{entry:#}");
         assert_eq!(entry["to"], "v1");
     }
-    assert_eq!(before, snapshots(&fleet), "a dry run changed a fresh host");
-    for host in fleet.hosts() {
+    assert_eq!(
+        before,
+        snapshots(scenario.fleet()),
+        "a dry run changed a fresh host"
+    );
+    for host in scenario.hosts() {
         assert!(!host.root.join("app").exists());
     }
 
     // A real push: stdout is exactly one JSON document, stderr has none.
-    let ran = push(&inventory, "v1", &v1, &[]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let document: Value = serde_json::from_str(&ran.stdout).expect("stdout is one JSON document");
     assert_eq!(document["action"], "push");
@@ -865,25 +623,25 @@ fn json_output_is_one_document_and_dry_run_changes_nothing() {
     assert_no_json(&ran.stderr);
 
     // Dry run of v2 over a live v1: every file, link and directory stays as it was.
-    let before = snapshots(&fleet);
-    let ran = push(&inventory, "v2", &v2, &["--dry-run"]);
+    let before = snapshots(scenario.fleet());
+    let ran = scenario.push_artifact("v2", &v2, &["--dry-run"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let document: Value = serde_json::from_str(&ran.stdout).expect("stdout is one JSON document");
     assert_eq!(document["dry_run"], true);
     assert_eq!(document["action"], "push");
     assert_no_json(&ran.stderr);
-    for host in fleet.hosts() {
+    for host in scenario.hosts() {
         let entry = ran.host(&host.name);
         assert_eq!(entry["result"], "planned", "{entry:#}");
         assert_eq!(entry["from"], "v1");
         assert_eq!(entry["to"], "v2");
     }
-    let after = snapshots(&fleet);
+    let after = snapshots(scenario.fleet());
     for (index, (before, after)) in before.iter().zip(&after).enumerate() {
         assert_eq!(before, after, "a dry run changed web{}", index + 1);
     }
     for index in 0..2 {
-        assert_live(&app(&fleet, index), "v1");
-        assert!(!app(&fleet, index).join("releases/v2").exists());
+        assert_live(&scenario.app(index), "v1");
+        assert!(!scenario.app(index).join("releases/v2").exists());
     }
 }

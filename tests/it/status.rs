@@ -1,20 +1,11 @@
 //! `deploy status` against a real fleet.
 
-use crate::deploy;
-use crate::support::Fleet;
+use crate::support::Scenario;
 
 #[test]
 fn status_on_a_fleet_never_deployed_to() {
-    let fleet = Fleet::start(2);
-    let inventory = fleet.write_inventory("[services.app]\nbase_dir = \"app\"\n");
-    let ran = deploy(&[
-        "status",
-        "-i",
-        inventory.to_str().expect("utf-8"),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(ran.code, 0, "{ran:?}");
+    let scenario = Scenario::new(2);
+    let ran = scenario.json(&["status"]).expect_code(0);
     let document = ran.json();
     assert_eq!(document["action"], "status");
     for host in ["web1", "web2"] {

@@ -10,8 +10,39 @@
 //!
 //! Set `DEPLOY_TEST_KEEP=1` to keep a fleet's directory (configs, keys, `sshd.log`, host roots)
 //! after the test; its path is printed on stderr.
+//!
+//! The rest of the test kit lives beside the fleet, one idea per file:
+//!
+//! | file | holds |
+//! |---|---|
+//! | `scenario.rs` | [`Scenario`]: a fleet, its inventory and the one `push`, `live`, `history`... |
+//! | `runs.rs` | [`Ran`], running `deploy` (plain, JSON, text), the one `push` |
+//! | `artifacts.rs` | tarball builders, sha256 |
+//! | `trees.rs` | what is on a host: `live`, history records, tree snapshots, waiting |
+//! | `filters.rs` | the one set of filters (ports, fleet dir, run ids, times, bytes) for whole-output snapshots |
+//! | `http.rs` | the one test HTTP server (files, request counts, 404, configured replies) |
+//!
+//! This module is also compiled into `examples/testfleet.rs` (the fleet of `scripts/demo.sh`
+//! and `scripts/bench.sh`), so it uses nothing that only exists in the test binary.
 
 #![allow(dead_code)]
+
+mod artifacts;
+mod filters;
+mod http;
+mod runs;
+mod scenario;
+mod trees;
+
+pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
+pub use filters::{Filters, redact, squeeze_columns};
+pub use http::{HttpServer, Reply};
+pub use runs::{Ran, deploy_json, deploy_text, json_command, push, run};
+pub use scenario::Scenario;
+pub use trees::{
+    PATIENCE, entries, eventually, history_records, live_release, read, tree_metadata_snapshot,
+    tree_snapshot, wait_until,
+};
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -42,11 +73,13 @@ const PORT_ATTEMPTS: usize = 3;
 /// `SSH_AUTH_SOCK` (so no agent keys are tried) and no `RUST_LOG`.
 ///
 /// `DEPLOY_TEST_BINARY` points the suite at another build (for example the previous release, to
-/// see a regression test fail there).
+/// see a regression test fail there). Outside the test binary (the `testfleet` example, where
+/// Cargo does not name the binary) it is required.
 pub fn deploy() -> Command {
     let binary = std::env::var_os("DEPLOY_TEST_BINARY")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deploy")));
+        .or_else(|| option_env!("CARGO_BIN_EXE_deploy").map(PathBuf::from))
+        .expect("no deploy binary: set DEPLOY_TEST_BINARY");
     let mut cmd = Command::new(binary);
     cmd.env("NO_COLOR", "1")
         .env_remove("SSH_AUTH_SOCK")
@@ -72,6 +105,7 @@ pub struct Fleet {
     client_key: PathBuf,
     known_hosts: PathBuf,
     user: String,
+    keep: bool,
 }
 
 /// One test host: an sshd on 127.0.0.1:`port` whose logins run inside `root`.
@@ -97,14 +131,24 @@ impl Fleet {
     /// Panics (never skips) when OpenSSH's `sshd` or `ssh-keygen` is missing, or when an sshd
     /// does not come up (the panic message carries its `sshd.log`).
     pub fn start(count: usize) -> Fleet {
+        Fleet::start_in(&std::env::temp_dir(), count)
+    }
+
+    /// [`Fleet::start`], with the fleet's temp dir created inside `parent`.
+    pub fn start_in(parent: &Path, count: usize) -> Fleet {
         sshd_program();
         ssh_keygen_program();
         ensure_privsep_dir();
 
         let temp = tempfile::Builder::new()
             .prefix("deploy-fleet-")
-            .tempdir()
-            .expect("could not create the fleet's temp dir");
+            .tempdir_in(parent)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "could not create the fleet's temp dir in {}: {e}",
+                    parent.display()
+                )
+            });
         // Canonical, so that it equals what `pwd` prints on a host.
         let dir = temp
             .path()
@@ -122,6 +166,7 @@ impl Fleet {
             hosts: Vec::with_capacity(count),
             client_key,
             user: current_user(),
+            keep: false,
         };
         for index in 0..count {
             // Pushed one by one so that a panic while starting host N still stops hosts 1..N-1
@@ -137,6 +182,11 @@ impl Fleet {
     /// The fleet's temp dir (holds `deploy.toml`, the keys, `known_hosts` and one dir per host).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Keeps the fleet's directory when the fleet is dropped (as `DEPLOY_TEST_KEEP=1` does).
+    pub fn keep_dir(&mut self) {
+        self.keep = true;
     }
 
     /// Host `index`, 0-based: `host(0)` is `web1`.
@@ -307,12 +357,9 @@ impl Drop for Fleet {
         terminate(children);
 
         let Some(temp) = self.temp.take() else { return };
-        if keep_requested() {
+        if self.keep || keep_requested() {
             let path = temp.keep();
-            eprintln!(
-                "DEPLOY_TEST_KEEP=1: keeping the test fleet's directory {}",
-                path.display()
-            );
+            eprintln!("keeping the test fleet's directory {}", path.display());
         } else {
             if thread::panicking() {
                 eprintln!(
@@ -714,6 +761,64 @@ impl Drop for Blackhole {
     }
 }
 
+/// A TCP listener on 127.0.0.1 that nobody accepts from, named as a host of an inventory: any
+/// connection attempt would sit in its backlog, so "no host was contacted" is checked, not
+/// assumed.
+pub struct Sentinel {
+    listener: TcpListener,
+}
+
+impl Sentinel {
+    pub fn new() -> Sentinel {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .expect("could not bind 127.0.0.1:0 for the sentinel listener");
+        listener
+            .set_nonblocking(true)
+            .expect("could not make the sentinel listener non-blocking");
+        Sentinel { listener }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("could not read the sentinel listener's address")
+            .port()
+    }
+
+    /// A `[[hosts]]` entry named `name` pointing at the sentinel.
+    pub fn host_entry(&self, name: &str) -> String {
+        format!(
+            "[[hosts]]\nname = {}\naddress = \"127.0.0.1\"\nport = {}\n\n",
+            toml_string(name),
+            self.port()
+        )
+    }
+
+    /// Whether a connection is waiting in the backlog (takes it).
+    pub fn contacted(&self) -> bool {
+        match self.listener.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(e) => panic!("sentinel listener: {e}"),
+        }
+    }
+
+    /// Panics, with `ran`, if anything connected to the sentinel.
+    pub fn assert_not_contacted(&self, ran: &Ran) {
+        match self.listener.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("a host was contacted (from {peer}): {ran:?}"),
+            Err(e) => panic!("sentinel listener: {e}"),
+        }
+    }
+}
+
+impl Default for Sentinel {
+    fn default() -> Sentinel {
+        Sentinel::new()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Background runs of `deploy`
 
@@ -733,19 +838,26 @@ pub struct Background {
 /// Starts `deploy ARGS` (see [`deploy`]) in the background, stdin closed, output in
 /// `<dir>/<tag>.stdout` and `<dir>/<tag>.stderr`.
 pub fn spawn_deploy(dir: &Path, tag: &str, args: &[&str]) -> Background {
+    let mut command = deploy();
+    command.args(args);
+    spawn_command(dir, tag, command)
+}
+
+/// Starts `command` (a `deploy` command line, see [`deploy`]) in the background, as
+/// [`spawn_deploy`] does.
+pub fn spawn_command(dir: &Path, tag: &str, mut command: Command) -> Background {
     let stdout = dir.join(format!("{tag}.stdout"));
     let stderr = dir.join(format!("{tag}.stderr"));
     let create = |path: &Path| {
         fs::File::create(path)
             .unwrap_or_else(|e| panic!("could not create {}: {e}", path.display()))
     };
-    let child = deploy()
-        .args(args)
+    let child = command
         .stdin(Stdio::null())
         .stdout(create(&stdout))
         .stderr(create(&stderr))
         .spawn()
-        .unwrap_or_else(|e| panic!("could not start deploy {args:?}: {e}"));
+        .unwrap_or_else(|e| panic!("could not start {command:?}: {e}"));
     Background {
         child: Some(child),
         stdout,
@@ -835,7 +947,7 @@ impl Background {
 
     /// Waits for it to exit and returns what it did. If it is still running after `patience`,
     /// kills it (SIGKILL) and panics with its stderr.
-    pub fn wait(mut self, patience: Duration) -> crate::Ran {
+    pub fn wait(mut self, patience: Duration) -> Ran {
         match self.wait_within(patience) {
             Some(ran) => ran,
             None => panic!(
@@ -847,7 +959,7 @@ impl Background {
 
     /// Like [`Background::wait`], but returns `None` (after killing it) instead of panicking
     /// when it is still running after `patience`.
-    pub fn wait_within(&mut self, patience: Duration) -> Option<crate::Ran> {
+    pub fn wait_within(&mut self, patience: Duration) -> Option<Ran> {
         let deadline = Instant::now() + patience;
         let mut child = self.child.take().expect("the run was already reaped");
         let status = loop {
@@ -862,7 +974,7 @@ impl Background {
                 Err(e) => panic!("could not check on deploy (pid {}): {e}", child.id()),
             }
         }?;
-        Some(crate::Ran {
+        Some(Ran {
             code: status.code().unwrap_or(-1),
             stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
             stderr: self.stderr_so_far(),
@@ -1283,7 +1395,8 @@ fn keep_requested() -> bool {
     std::env::var("DEPLOY_TEST_KEEP").is_ok_and(|v| v == "1")
 }
 
-fn path_str(path: &Path) -> &str {
+/// `path` as UTF-8 (every path of a test fleet is); panics otherwise.
+pub fn path_str(path: &Path) -> &str {
     path.to_str()
         .unwrap_or_else(|| panic!("test fleet path is not UTF-8: {}", path.display()))
 }
