@@ -1,6 +1,7 @@
 //! The one HTTP server of the integration tests, on 127.0.0.1: serves files, answers 404 for
 //! anything else, lets a test configure other replies, and records every request (for counts
-//! and webhook bodies). One request per connection (`Connection: close`).
+//! and webhook bodies). One request per connection (`Connection: close`). A thin builder over the one test server in
+//! `src/http_test_server.rs`.
 //!
 //! A server that never answers is not an HTTP server: use [`super::Blackhole`] (accepts, then
 //! never sends a byte).
@@ -15,12 +16,12 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
+use std::sync::Mutex;
+
+/// The server itself: the same file as the unit tests of the HTTP client use.
+#[path = "../../../src/http_test_server.rs"]
+#[allow(dead_code)]
+mod engine;
 
 /// A reply of the server.
 #[derive(Clone, Debug)]
@@ -75,46 +76,34 @@ impl HttpServerBuilder {
     }
 
     pub fn start(self) -> HttpServer {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("could not bind 127.0.0.1:0 for the HTTP server");
-        let address = listener
-            .local_addr()
-            .expect("could not read the HTTP server's address");
-        let shared = Arc::new(Shared {
-            files: self.files,
-            replier: self.replier,
-            requests: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+        let files = self.files;
+        let replier = self.replier;
+        let seen: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
+        let server = engine::TestServer::start(move |request| {
+            let request = Request::from(request);
+            let nth = {
+                let mut seen = seen.lock().expect("request counts");
+                let count = seen.entry(request.path().to_string()).or_insert(0);
+                *count += 1;
+                *count - 1
+            };
+            let reply = replier
+                .as_ref()
+                .and_then(|replier| replier(&request, nth))
+                .or_else(|| files.get(request.path()).cloned().map(Reply::Body))
+                .unwrap_or(Reply::Status(404));
+            match reply {
+                Reply::Body(bytes) => engine::Reply::ok(bytes),
+                Reply::Status(code) => engine::Reply::Respond(code, Vec::new(), Vec::new()),
+            }
         });
-        let accepting = Arc::clone(&shared);
-        thread::Builder::new()
-            .name(format!("http-{}", address.port()))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accepting.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let serving = Arc::clone(&accepting);
-                    thread::spawn(move || serve(stream, &serving));
-                }
-            })
-            .expect("could not spawn the HTTP server thread");
-        HttpServer { address, shared }
+        HttpServer { server }
     }
 }
 
 /// A running test HTTP server; stopped when dropped.
 pub struct HttpServer {
-    address: SocketAddr,
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    files: HashMap<String, Vec<u8>>,
-    replier: Option<Box<Replier>>,
-    requests: Mutex<Vec<Request>>,
-    stop: AtomicBool,
+    server: engine::TestServer,
 }
 
 impl HttpServer {
@@ -128,106 +117,38 @@ impl HttpServer {
     }
 
     pub fn port(&self) -> u16 {
-        self.address.port()
+        self.server.addr.port()
     }
 
     /// `http://127.0.0.1:PORT<path_and_query>`.
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.address)
+        self.server.url(path_and_query)
     }
 
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.requests.lock().expect("requests").clone()
+        self.server.requests().iter().map(Request::from).collect()
     }
 
     /// The number of requests so far to `path` (query ignored).
     pub fn count(&self, path: &str) -> usize {
-        self.shared
-            .requests
-            .lock()
-            .expect("requests")
+        self.requests()
             .iter()
             .filter(|request| request.path() == path)
             .count()
     }
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+impl From<&engine::Request> for Request {
+    fn from(request: &engine::Request) -> Request {
+        Request {
+            method: request.method.clone(),
+            target: request.target.clone(),
+            body: String::from_utf8_lossy(&request.body).into_owned(),
+        }
     }
 }
 
 fn path_of(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(clone) => clone,
-        Err(_) => return,
-    });
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
-    let request = Request {
-        method,
-        target,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    let nth = {
-        let mut requests = shared.requests.lock().expect("requests");
-        let nth = requests
-            .iter()
-            .filter(|earlier| earlier.path() == request.path())
-            .count();
-        requests.push(request.clone());
-        nth
-    };
-    let reply = shared
-        .replier
-        .as_ref()
-        .and_then(|replier| replier(&request, nth))
-        .or_else(|| shared.files.get(request.path()).cloned().map(Reply::Body))
-        .unwrap_or(Reply::Status(404));
-    let mut stream = stream;
-    match reply {
-        Reply::Body(bytes) => {
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                bytes.len()
-            );
-            let _ = stream.write_all(&bytes);
-        }
-        Reply::Status(code) => {
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code} Canned\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    }
-    let _ = stream.flush();
 }
