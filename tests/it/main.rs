@@ -21,15 +21,3 @@ mod push_failures;
 mod rollback;
 mod status;
 mod web;
-
-pub use support::{Ran, run};
-// The names this file used to define, kept for test files written against them.
-#[allow(unused_imports)]
-pub use support::{
-    big_tarball, deploy_json, redact as normalize, tarball, tree_snapshot as snapshot,
-};
-
-/// Runs `deploy ARGS` and captures everything.
-pub fn deploy(args: &[&str]) -> Ran {
-    run(support::deploy().args(args))
-}
