@@ -50,15 +50,13 @@ pub enum Failure {
     HistoryLost,
 }
 
-/// What one command adds to a host's line (SPEC §5), flattened into the same JSON object.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+/// What one command adds to a host's line (SPEC §5), written into the same JSON object (see
+/// `HostResult`'s `Serialize`).
+#[derive(Debug, Clone)]
 pub enum Detail {
     /// `status`: reachability, releases, lock, and with `--verify` the drift.
     Status {
-        #[serde(flatten)]
         view: StatusView,
-        #[serde(skip_serializing_if = "Option::is_none")]
         drift: Option<crate::artifact::Diff>,
     },
     /// `check`: one item per prerequisite.
@@ -74,28 +72,72 @@ pub enum Detail {
 }
 
 /// One host's line of the result (SPEC §5 `hosts[]`), with the per-command extras.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HostResult {
     pub service: Option<String>,
     pub host: String,
-    #[serde(rename = "result")]
+    /// Serialised as `result`.
     pub outcome: Outcome,
     pub from: Option<String>,
     pub to: Option<String>,
     pub bytes: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
-    /// The typed cause behind the exit code, where the outcome alone does not tell.
-    #[serde(skip)]
+    /// The typed cause behind the exit code, where the outcome alone does not tell (not
+    /// serialised).
     pub failure: Option<Failure>,
     /// Planned steps (dry run) or the steps that completed (real run), one line each.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<String>>,
     /// Facts and decisions worth showing (live release, lock, disk, why nothing changes).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<Vec<String>>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
+}
+
+/// One JSON object per host, its keys in the order of SPEC §5 and of every release so far: the
+/// common fields, then `status`'s (flattened), `checks`, `steps`, `notes`, `pruned`, `diff`,
+/// `drift`, `entries`; absent extras are left out.
+impl Serialize for HostResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("service", &self.service)?;
+        map.serialize_entry("host", &self.host)?;
+        map.serialize_entry("result", &self.outcome)?;
+        map.serialize_entry("from", &self.from)?;
+        map.serialize_entry("to", &self.to)?;
+        map.serialize_entry("bytes", &self.bytes)?;
+        map.serialize_entry("duration_ms", &self.duration_ms)?;
+        map.serialize_entry("error", &self.error)?;
+        if let Some(view) = self.status() {
+            map.serialize_entry("reachable", &view.reachable)?;
+            map.serialize_entry("live", &view.live)?;
+            map.serialize_entry("previous", &view.previous)?;
+            map.serialize_entry("releases", &view.releases)?;
+            map.serialize_entry("lock", &view.lock)?;
+        }
+        if let Some(Detail::Checks { checks }) = &self.detail {
+            map.serialize_entry("checks", checks)?;
+        }
+        if let Some(steps) = &self.steps {
+            map.serialize_entry("steps", steps)?;
+        }
+        if let Some(notes) = &self.notes {
+            map.serialize_entry("notes", notes)?;
+        }
+        if let Some(Detail::Pruned { pruned }) = &self.detail {
+            map.serialize_entry("pruned", pruned)?;
+        }
+        if let Some(diff) = self.diff() {
+            map.serialize_entry("diff", diff)?;
+        }
+        if let Some(drift) = self.drift() {
+            map.serialize_entry("drift", drift)?;
+        }
+        if let Some(entries) = self.entries() {
+            map.serialize_entry("entries", entries)?;
+        }
+        map.end()
+    }
 }
 
 impl HostResult {
@@ -248,6 +290,67 @@ impl RunResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys of a host line come in the order they always had (SPEC §5 first, then the
+    /// per-command extras), whatever the command.
+    #[test]
+    fn host_lines_keep_their_key_order() {
+        let keys = |host: &HostResult| -> Vec<String> {
+            let text = serde_json::to_string(host).expect("serialises");
+            let value: serde_json::Value = serde_json::from_str(&text).expect("parses");
+            let object = value.as_object().expect("an object");
+            // serde_json's map keeps insertion order only with preserve_order: read the text.
+            let mut found: Vec<(usize, String)> = object
+                .keys()
+                .map(|key| {
+                    (
+                        text.find(&format!("\"{key}\":")).expect("key in text"),
+                        key.clone(),
+                    )
+                })
+                .collect();
+            found.sort();
+            found.into_iter().map(|(_, key)| key).collect()
+        };
+        let common = [
+            "service",
+            "host",
+            "result",
+            "from",
+            "to",
+            "bytes",
+            "duration_ms",
+            "error",
+        ];
+        let mut status = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        status.detail = Some(Detail::Status {
+            view: StatusView {
+                reachable: true,
+                live: None,
+                previous: None,
+                releases: Vec::new(),
+                lock: None,
+            },
+            drift: Some(crate::artifact::Diff::default()),
+        });
+        let mut expected: Vec<&str> = common.to_vec();
+        expected.extend(["reachable", "live", "previous", "releases", "lock", "drift"]);
+        assert_eq!(keys(&status), expected);
+        let mut check = HostResult::new(None, "web1", Outcome::Ok);
+        check.detail = Some(Detail::Checks { checks: Vec::new() });
+        check.notes = Some(Vec::new());
+        let mut expected: Vec<&str> = common.to_vec();
+        expected.extend(["checks", "notes"]);
+        assert_eq!(keys(&check), expected);
+        let mut history = HostResult::new(Some("app"), "web1", Outcome::Ok);
+        history.notes = Some(Vec::new());
+        history.detail = Some(Detail::History {
+            entries: Vec::new(),
+        });
+        let mut expected: Vec<&str> = common.to_vec();
+        expected.extend(["notes", "entries"]);
+        assert_eq!(keys(&history), expected);
+    }
 
     #[test]
     fn exit_codes_follow_the_spec() {
