@@ -381,12 +381,16 @@ impl<'a> HostRun<'a> {
 
     /// `step` lowered with the next step number of this host.
     fn lower(&self, step: &Step) -> crate::remote::steps::Remote {
+        self.numbered().lower(step)
+    }
+
+    /// The run's lowering values with the next step number of this host.
+    fn numbered(&self) -> Lowering<'a> {
         let number = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
         Lowering {
             step_number: number,
             ..self.lowering.clone()
         }
-        .lower(step)
     }
 
     /// The number of the last step lowered so far: a stop fences off everything up to it.
@@ -423,14 +427,7 @@ impl<'a> HostRun<'a> {
     /// budget (its clean-up reserve), not by Ctrl-C: history is written even then. A record
     /// that cannot be written is a warning and makes the run's exit code non-zero.
     pub async fn record(&self, record: Option<&HistoryRecord>, then: Option<&Step>) {
-        let mut script = String::new();
-        if let Some(record) = record {
-            script.push_str(&self.lowering.append_history(record));
-        }
-        if let Some(step) = then {
-            // In a subshell: the step's own `exit` ends only its part of the script.
-            script.push_str(&format!("(\n{}\n)\n", self.lower(step).script));
-        }
+        let script = self.numbered().record_then(record, then);
         if script.is_empty() {
             return;
         }

@@ -480,6 +480,18 @@ impl Lowering<'_> {
         )
         .into_string()
     }
+
+    /// A host's last changes in one command: the history record (when given), then `then` (the
+    /// prune) in a subshell, so that the step's own `exit` ends only its part of the script.
+    pub fn record_then(&self, record: Option<&HistoryRecord>, then: Option<&Step>) -> String {
+        let mut script = record
+            .map(|record| self.append_history(record))
+            .unwrap_or_default();
+        if let Some(step) = then {
+            script.push_str(&format!("(\n{}\n)\n", self.lower(step).script));
+        }
+        script
+    }
 }
 
 /// `append_record .deploy/history.jsonl '<record>'` (inside `<base_dir>`, after `APPEND_RECORD`).
