@@ -924,3 +924,62 @@ fn two_controllers_at_once_never_both_lose() {
         assert_no_lock_left(&scenario);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A release tree damaged on the host, and a release directory that never got its digest
+
+/// A release whose tree lost entries on the host since it was staged is never made live: the
+/// switch re-counts it, refuses, and stops trusting it, so the next push uploads it again.
+#[test]
+fn a_release_damaged_on_the_host_is_never_made_live() {
+    let scenario = Scenario::new(1);
+    let v1 = scenario.artifact("v1", &[("index.html", "one"), ("extra.txt", "kept")]);
+    scenario.push_artifact("v1", &v1, &[]).expect_code(0);
+    scenario.push("v2", &[("index.html", "two")]).expect_code(0);
+    let app = scenario.app(0);
+    std::fs::remove_file(app.join("releases/v1/extra.txt")).expect("damage releases/v1");
+
+    let ran = scenario.json(&["rollback"]);
+    assert_eq!(
+        ran.code, 1,
+        "a rollback onto a damaged release fails: {ran:?}"
+    );
+    assert!(
+        ran.stdout.contains("incomplete on this host"),
+        "the error says why: {ran:?}"
+    );
+    assert_eq!(scenario.live(0).as_deref(), Some("v2"), "still live on v2");
+    assert!(
+        !app.join(".deploy/digests/v1").exists(),
+        "the damaged release is no longer trusted"
+    );
+
+    // The next push of v1 uploads it again, whole.
+    scenario.push_artifact("v1", &v1, &[]).expect_code(0);
+    assert_eq!(scenario.live(0).as_deref(), Some("v1"));
+    assert_eq!(
+        std::fs::read_to_string(app.join("current/extra.txt")).expect("extra.txt is back"),
+        "kept"
+    );
+}
+
+/// A release directory without its digest (left by a run stopped between rename and digest,
+/// or by hand) is cleared under the lock before the release is received again.
+#[test]
+fn a_release_directory_without_its_digest_is_cleared_before_an_upload() {
+    let scenario = Scenario::new(1);
+    scenario.push("v1", &[("index.html", "one")]).expect_code(0);
+    let app = scenario.app(0);
+    std::fs::create_dir_all(app.join("releases/v2/leftover")).expect("a digest-less release");
+
+    let ran = scenario.push("v2", &[("index.html", "two")]).expect_code(0);
+    assert_eq!(scenario.live(0).as_deref(), Some("v2"), "{ran:?}");
+    assert!(
+        !app.join("releases/v2/leftover").exists(),
+        "the leftover tree is gone: {ran:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("current/index.html")).expect("index.html"),
+        "two"
+    );
+}
