@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::cli::{Format, Global};
 use crate::inventory::{self, Inventory};
 use crate::report::ProgressMode;
-use crate::ssh::{Connector, Endpoint, Trust};
+use crate::ssh::{Connector, Endpoint};
 
 /// Bad usage, inventory or artifact: reported before any host is contacted (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub struct Context {
     pub run_id: String,
     pub operator: String,
     pub connector: Arc<Connector>,
+    /// Every inventory host's resolved connection settings (ssh_config read once per run).
+    pub endpoints: Vec<Endpoint>,
     pub interrupted: watch::Receiver<bool>,
 }
 
@@ -58,13 +60,8 @@ impl Context {
             .map(|value| value as usize)
             .unwrap_or(inventory.deploy.concurrency)
             .max(1);
-        let connector = Arc::new(Connector::new(
-            Trust {
-                known_hosts: inventory.ssh.known_hosts.clone(),
-                policy: inventory.ssh.host_key_policy,
-            },
-            inventory.ssh.connect_timeout,
-        ));
+        let endpoints = crate::ssh::resolve_endpoints(&inventory).map_err(InputError)?;
+        let connector = Arc::new(Connector::new(concurrency));
         Ok(Context {
             inventory,
             selected,
@@ -79,19 +76,22 @@ impl Context {
             run_id: run_id(),
             operator: operator(),
             connector,
+            endpoints,
             interrupted,
         })
     }
 
     pub fn endpoint(&self, host: usize) -> Endpoint {
-        let host = &self.inventory.hosts[host];
-        Endpoint {
-            name: host.name.clone(),
-            address: host.address.clone(),
-            port: host.port,
-            user: host.user.clone(),
-            identity_files: host.identity_files.clone(),
-            host_key_pin: host.host_key.clone(),
+        self.endpoints[host].clone()
+    }
+
+    /// Reads the selected hosts' identity files now, so that a passphrase prompt comes before
+    /// any progress display (only when bars will be drawn on a terminal).
+    pub async fn unlock_identities(&self) {
+        if self.progress == ProgressMode::Bars {
+            let selected: Vec<Endpoint> =
+                self.selected.iter().map(|&host| self.endpoint(host)).collect();
+            self.connector.unlock_identities(&selected).await;
         }
     }
 

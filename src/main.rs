@@ -117,6 +117,7 @@ fn changes_text(result: &report::RunResult) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
+    context.unlock_identities().await;
     let span = tracing::info_span!("run", run_id = %context.run_id);
     dispatch_in(cli, context).instrument(span).await
 }

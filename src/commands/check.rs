@@ -18,6 +18,8 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
         async move {
             let started = Instant::now();
             let name = &context.inventory.hosts[host].name;
+            // -v: where each effective connection value came from.
+            crate::ssh::log_origins(&context.endpoint(host));
             let services_here: Vec<&crate::inventory::Service> = context
                 .inventory
                 .services

@@ -37,12 +37,15 @@ mod artifact_files;
 mod location;
 mod model;
 mod raw;
+mod reach;
 mod selection;
 mod validation;
 mod values;
 
 pub use location::InventoryError;
-pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
+pub use model::{
+    ArtifactSource, Fetch, Host, HostKeyPolicy, Inventory, OnFailure, Service, Version,
+};
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;

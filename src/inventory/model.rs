@@ -33,6 +33,8 @@ pub struct SshSettings {
     pub host_key_policy: HostKeyPolicy,
     /// Default 10 s; never zero.
     pub connect_timeout: Duration,
+    /// How hosts are reached: ssh_config file, jump hosts, proxy command (see `reach`).
+    pub reach: super::reach::Reach,
 }
 
 /// What to do with a host key that is not in `known_hosts`. A changed key is always refused.
@@ -103,6 +105,8 @@ pub struct Host {
     pub tags: Vec<String>,
     /// Pinned key, normalized to `"<algorithm> <base64>"`.
     pub host_key: Option<String>,
+    /// Per-host `proxy_jump` (validated; `"none"` kept), and where user/port/identity came from.
+    pub reach: super::reach::HostReach,
 }
 
 /// One `[services.NAME]` table.

@@ -25,6 +25,9 @@ pub(super) struct RawSsh {
     pub(super) known_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) host_key_policy: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) config: Option<Spanned<toml::Value>>,
+    pub(super) proxy_jump: Option<Spanned<String>>,
+    pub(super) proxy_command: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,6 +50,7 @@ pub(super) struct RawHost {
     pub(super) identity_files: Option<Vec<Spanned<String>>>,
     pub(super) tags: Option<Vec<Spanned<String>>>,
     pub(super) host_key: Option<Spanned<String>>,
+    pub(super) proxy_jump: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

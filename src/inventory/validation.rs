@@ -116,11 +116,13 @@ impl Parser<'_> {
             Some(timeout) => self.duration(timeout, "ssh.connect_timeout", false)?,
             None => DEFAULT_CONNECT_TIMEOUT,
         };
+        let reach = self.reach(&raw)?;
         Ok((
             SshSettings {
                 known_hosts,
                 host_key_policy,
                 connect_timeout,
+                reach,
             },
             ConnectionDefaults {
                 user,
@@ -210,18 +212,7 @@ impl Parser<'_> {
             }
             first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
 
-            let address = entry.address.get_ref();
-            if address.is_empty()
-                || address
-                    .chars()
-                    .any(|character| character.is_whitespace() || character.is_control())
-            {
-                return Err(self.error_at(
-                    &entry.address.span(),
-                    format!("{key}.address"),
-                    "address must be a non-empty host name or IP address without whitespace",
-                ));
-            }
+            let address = &self.address(&entry.address, &format!("{key}.address"))?;
             let port = match &entry.port {
                 Some(port) => self.port(port, &format!("{key}.port"))?,
                 None => defaults.port,
@@ -252,6 +243,7 @@ impl Parser<'_> {
                 }
                 None => None,
             };
+            let reach = self.host_reach(&entry, &key)?;
             tag_spans.push(spans);
             hosts.push(Host {
                 name,
@@ -261,6 +253,7 @@ impl Parser<'_> {
                 identity_files,
                 tags,
                 host_key,
+                reach,
             });
         }
         for spans in &tag_spans {

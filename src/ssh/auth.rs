@@ -9,7 +9,7 @@ use std::sync::Arc;
 use russh::client::Handle;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Agent, Endpoint};
 use super::error::SshError;
 use super::host_key::Verifier;
 
@@ -23,12 +23,19 @@ pub(super) async fn authenticate(
     let mut tried = Vec::new();
     let user = endpoint.user.as_str();
 
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match russh::keys::agent::client::AgentClient::connect_env().await {
+    if let Agent::Socket(socket) = &endpoint.agent {
+        match russh::keys::agent::client::AgentClient::connect_uds(socket).await {
             Ok(mut agent) => match agent.request_identities().await {
                 Ok(identities) => {
+                    let allowed = endpoint.identities_only.then(|| own_public_keys(endpoint));
                     for identity in identities {
                         let public = identity.public_key().into_owned();
+                        // IdentitiesOnly: only the agent keys that are one of the identity files.
+                        if let Some(allowed) = &allowed
+                            && !allowed.iter().any(|own| own.key_data() == public.key_data())
+                        {
+                            continue;
+                        }
                         let hash = rsa_hash(handle, public.algorithm()).await?;
                         tried.push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
                         match handle
@@ -72,6 +79,19 @@ pub(super) async fn authenticate(
     })
 }
 
+/// The public halves (`<identity>.pub`) of the endpoint's identity files that exist.
+fn own_public_keys(endpoint: &Endpoint) -> Vec<russh::keys::PublicKey> {
+    endpoint
+        .identity_files
+        .iter()
+        .filter_map(|path| {
+            let mut public = path.clone().into_os_string();
+            public.push(".pub");
+            russh::keys::load_public_key(PathBuf::from(public)).ok()
+        })
+        .collect()
+}
+
 async fn rsa_hash(
     handle: &Handle<Verifier>,
     algorithm: Algorithm,
@@ -110,6 +130,11 @@ pub(super) struct KeyCache {
 }
 
 impl KeyCache {
+    /// Loads `path` now (asking its passphrase if needed), for later connections.
+    pub(super) async fn preload(&self, path: &Path) {
+        self.load(path).await;
+    }
+
     async fn load(&self, path: &Path) -> LoadedKey {
         // Holding the lock while loading serializes passphrase prompts.
         let mut loaded = self.loaded.lock().await;

@@ -19,10 +19,17 @@ pub enum SshError {
     Auth { user: String, tried: Vec<String> },
     #[error("ssh: {0}")]
     Protocol(String),
+    /// The connection was dropped or reset (before the banner, as sshd's `MaxStartups` does
+    /// under load): worth another try while connecting.
+    #[error("ssh: {0}")]
+    Dropped(String),
     #[error("remote command: {0}")]
     Command(String),
     #[error("{0}")]
     Local(String),
+    /// A jump host on the way failed (its name first: `jump host ops@bastion: ...`).
+    #[error("{hop}: {message}")]
+    Jump { hop: String, message: String },
     /// The same host already failed to connect in this run.
     #[error("{0}")]
     Earlier(String),
@@ -30,6 +37,12 @@ pub enum SshError {
 
 impl From<russh::Error> for SshError {
     fn from(error: russh::Error) -> Self {
-        SshError::Protocol(error.to_string())
+        match error {
+            russh::Error::Disconnect
+            | russh::Error::HUP
+            | russh::Error::IO(_)
+            | russh::Error::SendError => SshError::Dropped(error.to_string()),
+            other => SshError::Protocol(other.to_string()),
+        }
     }
 }

@@ -62,7 +62,8 @@ fn decide_host_key(
     };
     let fingerprint = known_hosts::fingerprint(blob);
     let host = &endpoint.name;
-    let lookup = known_hosts::lookup_name(&endpoint.address, endpoint.port);
+    let (key_name, key_port) = endpoint.known_hosts_name();
+    let lookup = known_hosts::lookup_name(key_name, key_port);
 
     if let Some(pin) = &endpoint.host_key_pin {
         let mut pinned = pin.split_whitespace();
@@ -81,12 +82,7 @@ fn decide_host_key(
         }
     }
 
-    let verdict = known_hosts::check(
-        &trust.known_hosts,
-        &endpoint.address,
-        endpoint.port,
-        &presented,
-    )
+    let verdict = known_hosts::check(&trust.known_hosts, key_name, key_port, &presented)
     .map_err(|error| SshError::HostKey(error.to_string()))?;
     match verdict {
         Verdict::Trusted { .. } => Ok(()),
@@ -117,7 +113,7 @@ fn decide_host_key(
                         "host {host} ({lookup}) is unknown and no known_hosts file is configured to record it"
                     )));
                 };
-                known_hosts::append(file, &endpoint.address, endpoint.port, &presented)
+                known_hosts::append(file, key_name, key_port, &presented)
                     .map_err(|error| SshError::HostKey(error.to_string()))?;
                 tracing::warn!(host = %host, "trusted new host key {algorithm} {fingerprint} and recorded it in {}", file.display());
                 Ok(())
