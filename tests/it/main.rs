@@ -18,6 +18,7 @@ mod inventory_errors;
 mod output;
 mod push;
 mod push_failures;
+mod reach;
 mod rollback;
 mod status;
 mod web;

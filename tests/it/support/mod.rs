@@ -28,12 +28,14 @@
 #![allow(dead_code)]
 
 mod artifacts;
+mod bastion;
 mod filters;
 mod http;
 mod runs;
 mod scenario;
 mod trees;
 
+pub use bastion::Bastion;
 pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
 pub use filters::{Filters, redact, squeeze_columns};
 pub use http::{HttpServer, Reply};
