@@ -89,8 +89,11 @@ impl Context {
     /// any progress display (only when bars will be drawn on a terminal).
     pub async fn unlock_identities(&self) {
         if self.progress == ProgressMode::Bars {
-            let selected: Vec<Endpoint> =
-                self.selected.iter().map(|&host| self.endpoint(host)).collect();
+            let selected: Vec<Endpoint> = self
+                .selected
+                .iter()
+                .map(|&host| self.endpoint(host))
+                .collect();
             self.connector.unlock_identities(&selected).await;
         }
     }

@@ -32,7 +32,9 @@ pub(super) async fn authenticate(
                         let public = identity.public_key().into_owned();
                         // IdentitiesOnly: only the agent keys that are one of the identity files.
                         if let Some(allowed) = &allowed
-                            && !allowed.iter().any(|own| own.key_data() == public.key_data())
+                            && !allowed
+                                .iter()
+                                .any(|own| own.key_data() == public.key_data())
                         {
                             continue;
                         }

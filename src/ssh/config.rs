@@ -714,9 +714,7 @@ fn value_of(key: &str, rest: &str) -> Result<Value, String> {
         "stricthostkeychecking" => {
             let text = single()?.to_ascii_lowercase();
             match text.as_str() {
-                "yes" | "true" | "accept-new" | "no" | "off" | "false" | "ask" => {
-                    Value::Text(text)
-                }
+                "yes" | "true" | "accept-new" | "no" | "off" | "false" | "ask" => Value::Text(text),
                 other => {
                     return Err(format!(
                         "`StrictHostKeyChecking`: `{other}` is not yes, accept-new, no, off or ask"
@@ -789,7 +787,8 @@ mod tests {
 
     #[test]
     fn first_value_wins_and_host_patterns_match() {
-        let text = "Host web*\n  HostName %h.internal\n  Port 2222\nHost *\n  Port 22\n  User ops\n";
+        let text =
+            "Host web*\n  HostName %h.internal\n  Port 2222\nHost *\n  Port 22\n  User ops\n";
         let found = query(text, "web1");
         assert_eq!(found.host_name.expect("hostname").value, "web1.internal");
         let port = found.port.expect("port");
@@ -819,7 +818,8 @@ mod tests {
 
     #[test]
     fn match_user_and_all_and_negation() {
-        let text = "Match user deploy\n  Port 1\nMatch !user deploy\n  Port 2\nMatch all\n  User x\n";
+        let text =
+            "Match user deploy\n  Port 1\nMatch !user deploy\n  Port 2\nMatch all\n  User x\n";
         let home = Path::new("/h");
         let config = ClientConfig::parse(Path::new("/h/c"), text, home).expect("parses");
         let as_deploy = Asker {
@@ -827,14 +827,8 @@ mod tests {
             local_user: "me",
             home,
         };
-        assert_eq!(
-            config.query("a", &as_deploy).port.expect("port").value,
-            1
-        );
-        assert_eq!(
-            config.query("a", &asker(home)).port.expect("port").value,
-            2
-        );
+        assert_eq!(config.query("a", &as_deploy).port.expect("port").value, 1);
+        assert_eq!(config.query("a", &asker(home)).port.expect("port").value, 2);
     }
 
     #[test]
@@ -890,8 +884,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path();
         std::fs::create_dir_all(home.join(".ssh/conf.d")).expect("mkdir");
-        std::fs::write(home.join(".ssh/conf.d/1.conf"), "Port 11\nHost b\n  User bee\n")
-            .expect("write");
+        std::fs::write(
+            home.join(".ssh/conf.d/1.conf"),
+            "Port 11\nHost b\n  User bee\n",
+        )
+        .expect("write");
         std::fs::write(home.join(".ssh/conf.d/2.conf"), "Port 12\n").expect("write");
         let top = home.join(".ssh/config");
         std::fs::write(&top, "Host a\n  Include conf.d/*.conf\nHost *\n  Port 99\n")
@@ -936,6 +933,9 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert_eq!(expand_tokens("%h:%p %% %x", &[('h', "a"), ('p', "1")]), "a:1 % %x");
+        assert_eq!(
+            expand_tokens("%h:%p %% %x", &[('h', "a"), ('p', "1")]),
+            "a:1 % %x"
+        );
     }
 }

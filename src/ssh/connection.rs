@@ -275,7 +275,10 @@ impl Connector {
                     )
                     .await
                     .map_err(|error| SshError::Connect {
-                        address: format!("{}:{} through the jump host", endpoint.address, endpoint.port),
+                        address: format!(
+                            "{}:{} through the jump host",
+                            endpoint.address, endpoint.port
+                        ),
                         message: error.to_string(),
                     })?;
                 client::connect_stream(config, channel.into_stream(), verifier).await?
@@ -384,9 +387,8 @@ fn config_for(endpoint: &Endpoint) -> client::Config {
     // Host-key algorithms: the types recorded for this host first, like OpenSSH, so a host
     // known by its RSA key is not asked for an ed25519 key we would then have to refuse.
     let (key_name, key_port) = endpoint.known_hosts_name();
-    let recorded =
-        known_hosts::recorded_algorithms(&endpoint.known_hosts, key_name, key_port)
-            .unwrap_or_default();
+    let recorded = known_hosts::recorded_algorithms(&endpoint.known_hosts, key_name, key_port)
+        .unwrap_or_default();
     if !recorded.is_empty() {
         let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
         preferred.sort_by_key(|algorithm| {

@@ -83,7 +83,7 @@ fn decide_host_key(
     }
 
     let verdict = known_hosts::check(&trust.known_hosts, key_name, key_port, &presented)
-    .map_err(|error| SshError::HostKey(error.to_string()))?;
+        .map_err(|error| SshError::HostKey(error.to_string()))?;
     match verdict {
         Verdict::Trusted { .. } => Ok(()),
         Verdict::Revoked { file, line } => Err(SshError::HostKey(format!(

@@ -31,6 +31,6 @@ mod resolve;
 
 pub use connection::{Connector, Held, Output, Session};
 pub use endpoint::Endpoint;
+pub use error::SshError;
 pub use proxy::parse_jumps;
 pub use resolve::{log_origins, resolve_endpoints};
-pub use error::SshError;

@@ -43,7 +43,9 @@ pub fn parse_jumps(text: &str) -> Result<Vec<JumpHop>, String> {
         return Ok(Vec::new());
     }
     if text.is_empty() {
-        return Err("a jump host list must not be empty (use \"none\" for a direct connection)".to_string());
+        return Err(
+            "a jump host list must not be empty (use \"none\" for a direct connection)".to_string(),
+        );
     }
     text.split(',').map(parse_hop).collect()
 }
@@ -88,7 +90,11 @@ fn parse_hop(hop: &str) -> Result<JumpHop, String> {
         None => None,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err(format!("`{shown}`: `{port}` is not a port number (1-65535)")),
+            _ => {
+                return Err(format!(
+                    "`{shown}`: `{port}` is not a port number (1-65535)"
+                ));
+            }
         },
     };
     Ok(JumpHop {
@@ -199,7 +205,9 @@ mod tests {
 
     #[test]
     fn bad_jump_lists() {
-        for bad in ["", "a,,b", "a:0", "a:x", "[::1", "@a", "a b", "[::1]x", "a:70000"] {
+        for bad in [
+            "", "a,,b", "a:0", "a:x", "[::1", "@a", "a b", "[::1]x", "a:70000",
+        ] {
             assert!(parse_jumps(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -65,7 +65,10 @@ fn pick<T: Clone>(
 ) -> (T, String) {
     match (inventory, config) {
         (Some((value, from)), _) => (value, from.to_string()),
-        (None, Some(setting)) => (setting.value.clone(), format!("ssh_config {}", setting.origin)),
+        (None, Some(setting)) => (
+            setting.value.clone(),
+            format!("ssh_config {}", setting.origin),
+        ),
         (None, None) => (default, FROM_DEFAULT.to_string()),
     }
 }
@@ -150,11 +153,15 @@ impl Resolver<'_> {
         } else if let Some(jump) = &ssh.reach.proxy_jump {
             (Some(RouteText::Jump(jump.clone())), FROM_SSH.to_string())
         } else if let Some(command) = &ssh.reach.proxy_command {
-            (Some(RouteText::Command(command.clone())), FROM_SSH.to_string())
+            (
+                Some(RouteText::Command(command.clone())),
+                FROM_SSH.to_string(),
+            )
         } else {
             match (&found.proxy_jump, &found.proxy_command) {
-                (Some(jump), Some(command)) if command.origin.file == jump.origin.file
-                    && command.origin.line < jump.origin.line =>
+                (Some(jump), Some(command))
+                    if command.origin.file == jump.origin.file
+                        && command.origin.line < jump.origin.line =>
                 {
                     (
                         Some(RouteText::Command(command.value.clone())),
@@ -190,9 +197,8 @@ impl Resolver<'_> {
                 ))
             }
             Some(RouteText::Jump(text)) => {
-                let hops = parse_jumps(&text).map_err(|error| {
-                    format!("host {}: ProxyJump ({from}): {error}", host.name)
-                })?;
+                let hops = parse_jumps(&text)
+                    .map_err(|error| format!("host {}: ProxyJump ({from}): {error}", host.name))?;
                 if hops.is_empty() {
                     Route::Direct
                 } else {
@@ -316,7 +322,8 @@ impl Resolver<'_> {
             policy.1,
         ));
         let (connect_timeout, from) = pick(
-            set.connect_timeout.then_some((ssh.connect_timeout, FROM_SSH)),
+            set.connect_timeout
+                .then_some((ssh.connect_timeout, FROM_SSH)),
             found
                 .connect_timeout
                 .as_ref()

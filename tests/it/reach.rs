@@ -7,16 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    Bastion, Blackhole, Fleet, Ran, deploy, deploy_json, live_release, path_str, push, run,
-    tarball,
+    Bastion, Blackhole, Fleet, Ran, deploy, deploy_json, live_release, path_str, push, run, tarball,
 };
 
 const SERVICE: &str = "[services.app]\nbase_dir = \"app\"\n";
 
-/// `[ssh]` for the fleet's user and key, with `known_hosts` and `extra` lines.
+/// `[ssh]` for the fleet's user and key, with `known_hosts` and `extra` lines, and no
+/// ssh_config.
 fn ssh_table(fleet: &Fleet, known_hosts: &Path, extra: &str) -> String {
+    plain_ssh_table(fleet, known_hosts, &format!("config = false\n{extra}"))
+}
+
+/// [`ssh_table`] without `config = false` (an inventory the build before issue 13 accepts
+/// too, so these tests fail there for the behaviour they test): run it with `HOME` =
+/// the fleet dir, which has no `.ssh/config`.
+fn plain_ssh_table(fleet: &Fleet, known_hosts: &Path, extra: &str) -> String {
     format!(
-        "[ssh]\nconfig = false\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\nconnect_timeout = \"5s\"\n{extra}\n",
+        "[ssh]\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\nconnect_timeout = \"5s\"\n{extra}\n",
         fleet.user(),
         fleet.client_key().display(),
         known_hosts.display(),
@@ -63,7 +70,9 @@ fn write(path: &Path, text: &str) -> PathBuf {
 }
 
 fn internal_names(count: usize) -> Vec<String> {
-    (1..=count).map(|index| format!("internal-h{index}")).collect()
+    (1..=count)
+        .map(|index| format!("internal-h{index}"))
+        .collect()
 }
 
 fn lives(fleet: &Fleet) -> Vec<Option<String>> {
@@ -128,7 +137,11 @@ fn push_through_one_bastion_shares_one_connection_and_checks_each_key_under_its_
     let status = deploy_json(&inventory, &["status"]);
     assert_eq!(status.code, 0, "{status:?}");
     assert_eq!(status.host("web2")["live"], "v1");
-    assert_eq!(bastion.connections(), 2, "one more run, one more connection");
+    assert_eq!(
+        bastion.connections(),
+        2,
+        "one more run, one more connection"
+    );
 }
 
 #[test]
@@ -163,10 +176,7 @@ fn two_hops_each_verified_under_their_own_name() {
         &format!(
             "{}{}{SERVICE}",
             ssh_table(&fleet, &known_hosts, ""),
-            internal_hosts(&fleet).replace(
-                "\n\n",
-                &format!("\nproxy_jump = \"{jump}\"\n\n")
-            )
+            internal_hosts(&fleet).replace("\n\n", &format!("\nproxy_jump = \"{jump}\"\n\n"))
         ),
     );
     let artifact = tarball(fleet.dir(), "v1", &[("index.html", "one")]);
@@ -183,12 +193,8 @@ fn assert_every_host_fails_naming(fleet: &Fleet, jump: &str, known_hosts: &Path,
         &fleet.dir().join("dead.toml"),
         &format!(
             "{}{}{SERVICE}",
-            ssh_table(
-                fleet,
-                known_hosts,
-                &format!("proxy_jump = \"{jump}\"")
-            )
-            .replace("connect_timeout = \"5s\"", "connect_timeout = \"2s\""),
+            ssh_table(fleet, known_hosts, &format!("proxy_jump = \"{jump}\""))
+                .replace("connect_timeout = \"5s\"", "connect_timeout = \"2s\""),
             internal_hosts(fleet)
         ),
     );
@@ -283,7 +289,14 @@ fn an_inventory_of_ssh_config_aliases_works_for_check_push_and_status() {
     let config = home.join(".ssh/config");
     // The reference: OpenSSH's own client reaches the alias with this file.
     let reference = Command::new("ssh")
-        .args(["-F", path_str(&config), "-o", "BatchMode=yes", "app-1", "true"])
+        .args([
+            "-F",
+            path_str(&config),
+            "-o",
+            "BatchMode=yes",
+            "app-1",
+            "true",
+        ])
         .output()
         .expect("run ssh");
     assert!(
@@ -302,7 +315,13 @@ fn an_inventory_of_ssh_config_aliases_works_for_check_push_and_status() {
     let with_home = |args: &[&str]| -> Ran {
         run(deploy()
             .env("HOME", &home)
-            .args(["-i", path_str(&inventory), "--no-progress", "--output", "json"])
+            .args([
+                "-i",
+                path_str(&inventory),
+                "--no-progress",
+                "--output",
+                "json",
+            ])
             .args(args))
     };
     let check = with_home(&["-v", "check"]);
@@ -318,7 +337,9 @@ fn an_inventory_of_ssh_config_aliases_works_for_check_push_and_status() {
         check.stderr
     );
     assert!(
-        check.stderr.contains("StrictHostKeyChecking no` is ignored"),
+        check
+            .stderr
+            .contains("StrictHostKeyChecking no` is ignored"),
         "{}",
         check.stderr
     );
@@ -330,9 +351,14 @@ fn an_inventory_of_ssh_config_aliases_works_for_check_push_and_status() {
     assert_eq!(status.code, 0, "{status:?}");
     assert_eq!(status.host("web1")["live"], "v1");
     // Without the config, the alias is not a host name at all.
-    let without = run(deploy()
-        .env("HOME", fleet.dir())
-        .args(["-i", path_str(&inventory), "--no-progress", "--output", "json", "check"]));
+    let without = run(deploy().env("HOME", fleet.dir()).args([
+        "-i",
+        path_str(&inventory),
+        "--no-progress",
+        "--output",
+        "json",
+        "check",
+    ]));
     assert_eq!(without.code, 1, "{without:?}");
 }
 
@@ -423,10 +449,16 @@ fn ipv6_addresses_in_brackets_are_connected_to_not_looked_up() {
         &fleet.dir().join("v6.toml"),
         &format!(
             "{}[[hosts]]\nname = \"v6\"\naddress = \"[::1]\"\nport = {port}\n",
-            ssh_table(&fleet, fleet.known_hosts(), "")
+            plain_ssh_table(&fleet, fleet.known_hosts(), "")
         ),
     );
-    let ran = deploy_json(&inventory, &["check"]);
+    let ran = run(deploy().env("HOME", fleet.dir()).args([
+        "-i",
+        path_str(&inventory),
+        "--output",
+        "json",
+        "check",
+    ]));
     assert_eq!(ran.code, 1, "{ran:?}");
     let error = ran.error("v6");
     assert!(
@@ -449,13 +481,14 @@ fn an_empty_ssh_auth_sock_means_no_agent() {
         &fleet.dir().join("noagent.toml"),
         &format!(
             "{}[[hosts]]\nname = \"web1\"\naddress = \"127.0.0.1\"\nport = {}\n",
-            ssh_table(&fleet, fleet.known_hosts(), "")
+            plain_ssh_table(&fleet, fleet.known_hosts(), "")
                 .replace(path_str(fleet.client_key()), "/nonexistent/key"),
             fleet.host(0).port
         ),
     );
     let ran = run(deploy()
         .env("SSH_AUTH_SOCK", "")
+        .env("HOME", fleet.dir())
         .args(["-i", path_str(&inventory), "--output", "json", "check"]));
     assert_eq!(ran.code, 1, "{ran:?}");
     let error = ran.error("web1");
@@ -483,13 +516,113 @@ fn handshakes_dropped_by_max_startups_are_tried_again() {
     }
     let inventory = write(
         &fleet.dir().join("crowded.toml"),
-        &format!("{}{hosts}", ssh_table(&fleet, &known_hosts, "")),
+        &format!("{}{hosts}", plain_ssh_table(&fleet, &known_hosts, "")),
     );
-    let ran = run(deploy().args(["-i", path_str(&inventory), "-j", "8", "--output", "json", "check"]));
+    let ran = run(deploy().env("HOME", fleet.dir()).args([
+        "-i",
+        path_str(&inventory),
+        "-j",
+        "8",
+        "--output",
+        "json",
+        "check",
+    ]));
     assert_eq!(ran.code, 0, "{ran:?}\nsshd log:\n{}", sshd.sshd_log());
     assert!(
         sshd.sshd_log().contains("drop connection"),
         "sshd dropped no handshake, so this proved nothing:\n{}",
         sshd.sshd_log()
     );
+}
+
+/// `tmux -L <socket>` for a private tmux server (killed by the test that started it).
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let output = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_passphrase_prompt_comes_before_the_progress_display_in_a_real_terminal() {
+    let fleet = Fleet::start(2);
+    // An encrypted key, authorized on every host.
+    let key = fleet.dir().join("encrypted_key");
+    let generated = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "sesame", "-f", path_str(&key)])
+        .output()
+        .expect("ssh-keygen");
+    assert!(generated.status.success(), "{generated:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    for host in fleet.hosts() {
+        let authorized = host.dir().join("authorized_keys");
+        let mut text = std::fs::read_to_string(&authorized).expect("authorized_keys");
+        text.push_str(&public);
+        write(&authorized, &text);
+    }
+    let inventory = write(
+        &fleet.dir().join("prompt.toml"),
+        &fleet
+            .inventory_text(SERVICE)
+            .replace(path_str(fleet.client_key()), path_str(&key)),
+    );
+    let binary = deploy().get_program().to_owned();
+    let script = write(
+        &fleet.dir().join("prompt.sh"),
+        &format!(
+            "unset SSH_AUTH_SOCK DEPLOY_KEY_PASSPHRASE RUST_LOG\nexport NO_COLOR=1\n'{}' -i '{}' check\necho \"EXIT=$?\"\nsleep 60\n",
+            binary.to_string_lossy(),
+            inventory.display()
+        ),
+    );
+    let socket = format!("deploy-prompt-{}", std::process::id());
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            "sh",
+            path_str(&script),
+        ],
+    );
+    let screen = |socket: &str| tmux(socket, &["capture-pane", "-p"]);
+    let wait_for = |text: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let shown = screen(&socket);
+            if shown.contains(text) {
+                return shown;
+            }
+            if std::time::Instant::now() > deadline {
+                tmux(&socket, &["kill-server"]);
+                panic!("`{text}` never appeared; the terminal shows:\n{shown}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let at_prompt = wait_for(&format!("Passphrase for {}:", key.display()));
+    // Readable: nothing of the progress display (host lines, the overall bar) drawn yet.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let still = screen(&socket);
+    let drawn = |shown: &str| shown.contains("web1") || shown.contains("web2");
+    if drawn(&at_prompt) || drawn(&still) {
+        tmux(&socket, &["kill-server"]);
+        panic!("progress drawn with the prompt:\n{still}");
+    }
+    tmux(&socket, &["send-keys", "sesame", "Enter"]);
+    let finished = wait_for("EXIT=");
+    tmux(&socket, &["kill-server"]);
+    assert!(finished.contains("EXIT=0"), "{finished}");
+    assert!(
+        !finished.contains("sesame"),
+        "the passphrase was echoed:\n{finished}"
+    );
+    // One prompt for both hosts.
+    assert_eq!(finished.matches("Passphrase for").count(), 1, "{finished}");
 }

@@ -172,7 +172,11 @@ impl Bastion {
             }
             thread::sleep(Duration::from_millis(200));
         }
-        panic!("bastion {} did not restart; log:\n{}", self.name, self.sshd_log());
+        panic!(
+            "bastion {} did not restart; log:\n{}",
+            self.name,
+            self.sshd_log()
+        );
     }
 }
 

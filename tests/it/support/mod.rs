@@ -35,8 +35,8 @@ mod runs;
 mod scenario;
 mod trees;
 
-pub use bastion::Bastion;
 pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
+pub use bastion::Bastion;
 pub use filters::{Filters, redact, squeeze_columns};
 pub use http::{HttpServer, Reply};
 pub use runs::{Ran, deploy_json, deploy_text, json_command, push, run};
