@@ -292,12 +292,12 @@ pub(super) fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
+        if p < pattern.len() && pattern[p] == b'*' {
             star = Some((p, t));
             p += 1;
+        } else if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
         } else if let Some((star_p, star_t)) = star {
             p = star_p + 1;
             t = star_t + 1;
@@ -937,5 +937,68 @@ mod tests {
             expand_tokens("%h:%p %% %x", &[('h', "a"), ('p', "1")]),
             "a:1 % %x"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn home() -> &'static Path {
+        Path::new("/home/me")
+    }
+
+    proptest! {
+        /// Any text parses or is refused with a line inside the text; a query never panics.
+        #[test]
+        fn any_text_parses_or_names_a_line(text in "(?s).{0,400}", name in ".{0,20}") {
+            match ClientConfig::parse(Path::new("/c"), &text, home()) {
+                Ok(config) => {
+                    let _ = config.query(&name, &Asker { user: None, local_user: "me", home: home() });
+                }
+                Err(error) => prop_assert!(error.line >= 1 && error.line <= text.lines().count()),
+            }
+        }
+
+        /// Lines of known keys with arbitrary values never panic either.
+        #[test]
+        fn known_keys_with_any_values(
+            lines in proptest::collection::vec(
+                (proptest::sample::select(KEYS.to_vec()), "[ -~]{0,30}"), 0..12),
+            name in "[a-z0-9.-]{1,12}",
+        ) {
+            let text: String = lines.iter().map(|(key, value)| format!("{key} {value}\n")).collect();
+            if let Ok(config) = ClientConfig::parse(Path::new("/c"), &text, home()) {
+                let _ = config.query(&name, &Asker { user: Some("u"), local_user: "me", home: home() });
+            }
+        }
+
+        /// The first `Host` block whose pattern matches gives the port.
+        #[test]
+        fn first_matching_block_wins(
+            blocks in proptest::collection::vec(("[a-c*?]{1,4}", 1u16..), 1..6),
+            name in "[a-c]{1,4}",
+        ) {
+            let text: String = blocks
+                .iter()
+                .map(|(pattern, port)| format!("Host {pattern}\n  Port {port}\n"))
+                .collect();
+            let config = ClientConfig::parse(Path::new("/c"), &text, home()).expect("valid");
+            let found = config.query(&name, &Asker { user: None, local_user: "me", home: home() });
+            let expected = blocks
+                .iter()
+                .find(|(pattern, _)| wildcard_match(pattern.as_bytes(), name.as_bytes()))
+                .map(|(_, port)| *port);
+            prop_assert_eq!(found.port.map(|setting| setting.value), expected);
+        }
+
+        #[test]
+        fn a_star_matches_anything_and_a_text_itself(text in "[ -~]{0,30}") {
+            prop_assert!(wildcard_match(b"*", text.as_bytes()));
+            let literal = text.replace(['*', '?'], "");
+            prop_assert!(wildcard_match(literal.as_bytes(), literal.as_bytes()));
+        }
     }
 }

@@ -226,3 +226,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text parses or is refused; never a panic.
+        #[test]
+        fn any_jump_list_parses_or_is_refused(text in "(?s).{0,80}") {
+            let _ = parse_jumps(&text);
+        }
+
+        /// A valid hop written back (`Display`) parses to itself.
+        #[test]
+        fn hops_round_trip(
+            user in proptest::option::of("[a-z][a-z0-9_-]{0,8}"),
+            host in prop_oneof!["[a-z][a-z0-9.-]{0,12}", Just("::1".to_string()), Just("10.0.0.1".to_string())],
+            port in proptest::option::of(1u16..),
+        ) {
+            let hop = JumpHop { user, host, port };
+            let parsed = parse_jumps(&hop.to_string()).expect("valid hop");
+            prop_assert_eq!(parsed, vec![hop]);
+        }
+    }
+}
