@@ -330,6 +330,14 @@ async fn tcp_connect(
             .collect();
     let mut errors = Vec::new();
     let count = addresses.len();
+    // One address: its error alone (the address is already in the message).
+    let label = |address: &std::net::SocketAddr| {
+        if count == 1 {
+            String::new()
+        } else {
+            format!("{address}: ")
+        }
+    };
     for (index, address) in addresses.into_iter().enumerate() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let share = left / u32::try_from(count - index).unwrap_or(1);
@@ -338,9 +346,10 @@ async fn tcp_connect(
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Ok(Err(error)) => errors.push(format!("{address}: {error}")),
+            Ok(Err(error)) => errors.push(format!("{}{error}", label(&address))),
             Err(_) => errors.push(format!(
-                "{address}: no answer within {}",
+                "{}no answer within {}",
+                label(&address),
                 humantime::format_duration(share)
             )),
         }

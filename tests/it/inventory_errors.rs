@@ -172,7 +172,7 @@ fn unknown_key_inside_a_host() {
     assert_eq!(
         scratch.check_error(&text),
         "[DIR]/deploy.toml:11: hosts[0].prot: unknown key `prot`, expected one of `name`, \
-         `address`, `port`, `user`, `identity_files`, `tags`, `host_key`"
+         `address`, `port`, `user`, `identity_files`, `tags`, `host_key`, `proxy_jump`"
     );
 }
 
