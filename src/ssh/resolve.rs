@@ -203,9 +203,10 @@ impl Resolver<'_> {
                     Route::Direct
                 } else {
                     origins.push(("ProxyJump".to_string(), text.clone(), from));
+                    let behind_user = user_from.map(|_| host.user.as_str());
                     Route::Jump(
                         hops.iter()
-                            .map(|hop| self.hop(hop, &endpoint.identity_files))
+                            .map(|hop| self.hop(hop, behind_user, &endpoint.identity_files))
                             .collect(),
                     )
                 }
@@ -215,10 +216,15 @@ impl Resolver<'_> {
         Ok(endpoint)
     }
 
-    /// A jump host: its spec's user and port, else ssh_config for its name, else the
-    /// inventory's `[ssh]` user and the identity files of the host behind it.
-    fn hop(&self, hop: &JumpHop, behind_identities: &[PathBuf]) -> Endpoint {
-        let ssh = &self.inventory.ssh;
+    /// A jump host: its spec's user and port, else ssh_config for its name, else the user the
+    /// inventory sets for the host behind it (else the local user) and that host's identity
+    /// files.
+    fn hop(
+        &self,
+        hop: &JumpHop,
+        behind_user: Option<&str>,
+        behind_identities: &[PathBuf],
+    ) -> Endpoint {
         let found = self.query(&hop.host, hop.user.as_deref());
         let name = format!("jump host {hop}");
         let mut origins = Vec::new();
@@ -238,13 +244,7 @@ impl Resolver<'_> {
             .user
             .clone()
             .or(found.user.as_ref().map(|setting| setting.value.clone()))
-            .or(ssh.reach.set.user.then(|| {
-                self.inventory
-                    .hosts
-                    .first()
-                    .map(|host| host.user.clone())
-                    .unwrap_or_default()
-            }))
+            .or(behind_user.map(str::to_string))
             .unwrap_or_else(|| self.local_user.clone());
         endpoint.identity_files = if found.identity_files.is_empty() {
             behind_identities.to_vec()
@@ -483,4 +483,165 @@ fn paths_text(paths: &[PathBuf]) -> String {
         .map(|path| path.display().to_string())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::inventory::parse_str;
+
+    /// Endpoints of `inventory` (with `[ssh] config` pointing at a file holding `ssh_config`).
+    fn endpoints(ssh_config: &str, inventory: &str) -> Vec<Endpoint> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        std::fs::write(&config, ssh_config).expect("write config");
+        let text = inventory.replace("CONFIG", &config.display().to_string());
+        let inventory = parse_str(&text, Path::new("/i.toml")).expect("valid inventory");
+        resolve_endpoints(&inventory).expect("resolves")
+    }
+
+    fn origin<'a>(endpoint: &'a Endpoint, key: &str) -> &'a str {
+        endpoint
+            .origins
+            .iter()
+            .find(|(name, _, _)| name == key)
+            .map(|(_, _, from)| from.as_str())
+            .unwrap_or_else(|| panic!("no origin for {key}: {:?}", endpoint.origins))
+    }
+
+    const CONFIG: &str = "Host alias\n  HostName 10.0.0.5\n  Port 2200\n  User cfguser\n  IdentityFile /keys/cfg\n  UserKnownHostsFile /kh/cfg\n  StrictHostKeyChecking accept-new\n  ConnectTimeout 3\n  ServerAliveInterval 7\n";
+
+    #[test]
+    fn the_ssh_config_fills_what_the_inventory_leaves_out() {
+        let found = endpoints(
+            CONFIG,
+            "[ssh]\nconfig = \"CONFIG\"\n[[hosts]]\nname = \"a\"\naddress = \"alias\"\n",
+        );
+        let a = &found[0];
+        assert_eq!(
+            (a.address.as_str(), a.port, a.user.as_str()),
+            ("10.0.0.5", 2200, "cfguser")
+        );
+        assert_eq!(a.identity_files, vec![PathBuf::from("/keys/cfg")]);
+        assert_eq!(a.known_hosts, vec![PathBuf::from("/kh/cfg")]);
+        assert_eq!(a.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(a.connect_timeout, Duration::from_secs(3));
+        assert_eq!(a.keepalive_interval, Duration::from_secs(7));
+        assert!(
+            origin(a, "Port").ends_with("config:3"),
+            "{}",
+            origin(a, "Port")
+        );
+        assert_eq!(a.known_hosts_name(), ("10.0.0.5", 2200));
+    }
+
+    #[test]
+    fn the_inventory_wins_host_entry_first() {
+        let found = endpoints(
+            CONFIG,
+            "[ssh]\nconfig = \"CONFIG\"\nport = 2300\nuser = \"sshuser\"\nidentity_files = [\"/keys/ssh\"]\nknown_hosts = [\"/kh/ssh\"]\nhost_key_policy = \"strict\"\nconnect_timeout = \"9s\"\n\
+             [[hosts]]\nname = \"a\"\naddress = \"alias\"\nport = 2400\nuser = \"hostuser\"\n\
+             [[hosts]]\nname = \"b\"\naddress = \"alias\"\n",
+        );
+        let (a, b) = (&found[0], &found[1]);
+        assert_eq!((a.port, a.user.as_str()), (2400, "hostuser"));
+        assert_eq!(origin(a, "Port"), FROM_HOST);
+        assert_eq!((b.port, b.user.as_str()), (2300, "sshuser"));
+        assert_eq!(origin(b, "User"), FROM_SSH);
+        for endpoint in [a, b] {
+            // HostName is not an inventory key: the ssh_config's applies.
+            assert_eq!(endpoint.address, "10.0.0.5");
+            assert_eq!(endpoint.identity_files, vec![PathBuf::from("/keys/ssh")]);
+            assert_eq!(endpoint.known_hosts, vec![PathBuf::from("/kh/ssh")]);
+            assert_eq!(endpoint.host_key_policy, HostKeyPolicy::Strict);
+            assert_eq!(endpoint.connect_timeout, Duration::from_secs(9));
+        }
+    }
+
+    #[test]
+    fn defaults_without_a_config() {
+        let found = endpoints(
+            "",
+            "[ssh]\nconfig = false\n[[hosts]]\nname = \"a\"\naddress = \"[::1]\"\n",
+        );
+        let a = &found[0];
+        assert_eq!((a.address.as_str(), a.port), ("::1", 22));
+        assert_eq!(origin(a, "Port"), FROM_DEFAULT);
+        assert!(matches!(a.route, Route::Direct));
+        assert_eq!(a.host_key_policy, HostKeyPolicy::Strict);
+    }
+
+    #[test]
+    fn strict_host_key_checking_no_never_weakens() {
+        let found = endpoints(
+            "Host *\n  StrictHostKeyChecking no\n",
+            "[ssh]\nconfig = \"CONFIG\"\n[[hosts]]\nname = \"a\"\naddress = \"x\"\n",
+        );
+        assert_eq!(found[0].host_key_policy, HostKeyPolicy::Strict);
+        assert!(origin(&found[0], "StrictHostKeyChecking").contains("ignored"));
+    }
+
+    #[test]
+    fn jump_hosts_resolve_through_the_config_under_their_own_names() {
+        let found = endpoints(
+            "Host bastion\n  HostName 192.0.2.1\n  Port 2022\n  User ops\n  HostKeyAlias bastion-key\nHost web*\n  ProxyJump bastion,u2@inner:23\n",
+            "[ssh]\nconfig = \"CONFIG\"\nuser = \"deploy\"\n[[hosts]]\nname = \"a\"\naddress = \"web1\"\n\
+             [[hosts]]\nname = \"b\"\naddress = \"web2\"\nproxy_jump = \"none\"\n\
+             [[hosts]]\nname = \"c\"\naddress = \"db1\"\n",
+        );
+        let Route::Jump(hops) = &found[0].route else {
+            panic!("no jump: {:?}", found[0].route);
+        };
+        assert_eq!(hops.len(), 2);
+        assert_eq!(
+            (
+                hops[0].address.as_str(),
+                hops[0].port,
+                hops[0].user.as_str()
+            ),
+            ("192.0.2.1", 2022, "ops")
+        );
+        assert_eq!(hops[0].known_hosts_name(), ("bastion-key", 22));
+        assert_eq!(hops[0].name, "jump host bastion");
+        assert_eq!(
+            (
+                hops[1].address.as_str(),
+                hops[1].port,
+                hops[1].user.as_str()
+            ),
+            ("inner", 23, "u2")
+        );
+        // The target is checked under its own name.
+        assert_eq!(found[0].known_hosts_name(), ("web1", 22));
+        assert!(matches!(found[1].route, Route::Direct), "none = direct");
+        assert!(matches!(found[2].route, Route::Direct));
+    }
+
+    #[test]
+    fn proxy_command_tokens_are_expanded_per_host() {
+        let found = endpoints(
+            "Host app\n  HostName 10.1.1.1\n  Port 2222\n  User me\n  ProxyCommand ssh -W %h:%p %r@b # %n\n",
+            "[ssh]\nconfig = \"CONFIG\"\n[[hosts]]\nname = \"a\"\naddress = \"app\"\n",
+        );
+        let Route::Command(command) = &found[0].route else {
+            panic!("no command: {:?}", found[0].route);
+        };
+        assert_eq!(command, "ssh -W 10.1.1.1:2222 me@b # app");
+    }
+
+    #[test]
+    fn a_bad_proxy_jump_in_the_config_is_an_error_naming_the_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        std::fs::write(&config, "Host *\n  ProxyJump a:0\n").expect("write");
+        let text = format!(
+            "[ssh]\nconfig = \"{}\"\n[[hosts]]\nname = \"a\"\naddress = \"x\"\n",
+            config.display()
+        );
+        let inventory = parse_str(&text, Path::new("/i.toml")).expect("valid");
+        let error = resolve_endpoints(&inventory).expect_err("refused");
+        assert!(error.contains("host a: ProxyJump (ssh_config"), "{error}");
+    }
 }
