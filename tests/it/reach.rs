@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    Bastion, Blackhole, Fleet, Ran, deploy, deploy_json, live_release, path_str, push, run, tarball,
+    Bastion, Blackhole, Fleet, Ran, TestHost, deploy, deploy_json, live_release, path_str, push,
+    run, tarball,
 };
 
 const SERVICE: &str = "[services.app]\nbase_dir = \"app\"\n";
@@ -30,38 +31,34 @@ fn plain_ssh_table(fleet: &Fleet, known_hosts: &Path, extra: &str) -> String {
     )
 }
 
-/// `[[hosts]]` web1..N at `internal-hN` (names only a bastion resolves), each host's port.
-fn internal_hosts(fleet: &Fleet) -> String {
+/// One text per fleet host (`number` counts from 1), joined.
+fn per_host(fleet: &Fleet, text: impl Fn(usize, &TestHost) -> String) -> String {
     fleet
         .hosts()
         .iter()
         .enumerate()
-        .map(|(index, host)| {
-            format!(
-                "[[hosts]]\nname = \"{}\"\naddress = \"internal-h{}\"\nport = {}\n\n",
-                host.name,
-                index + 1,
-                host.port
-            )
-        })
+        .map(|(index, host)| text(index + 1, host))
         .collect()
+}
+
+/// `[[hosts]]` web1..N at `internal-hN` (names only a bastion resolves), each host's port.
+fn internal_hosts(fleet: &Fleet) -> String {
+    per_host(fleet, |number, host| {
+        format!(
+            "[[hosts]]\nname = \"{}\"\naddress = \"internal-h{number}\"\nport = {}\n\n",
+            host.name, host.port
+        )
+    })
 }
 
 /// known_hosts lines for the fleet's hosts under their internal names (not 127.0.0.1).
 fn internal_known_hosts(fleet: &Fleet) -> String {
-    fleet
-        .hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            format!(
-                "[internal-h{}]:{} {}\n",
-                index + 1,
-                host.port,
-                host.host_key_public
-            )
-        })
-        .collect()
+    per_host(fleet, |number, host| {
+        format!(
+            "[internal-h{number}]:{} {}\n",
+            host.port, host.host_key_public
+        )
+    })
 }
 
 fn write(path: &Path, text: &str) -> PathBuf {
@@ -69,10 +66,17 @@ fn write(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-fn internal_names(count: usize) -> Vec<String> {
-    (1..=count)
+/// A jump host named `name` that resolves `internal-h1..N` (one per fleet host).
+fn internal_bastion(fleet: &Fleet, name: &str) -> Bastion {
+    let names: Vec<String> = (1..=fleet.hosts().len())
         .map(|index| format!("internal-h{index}"))
-        .collect()
+        .collect();
+    Bastion::start(
+        fleet,
+        name,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        "",
+    )
 }
 
 fn lives(fleet: &Fleet) -> Vec<Option<String>> {
@@ -94,13 +98,7 @@ fn assert_controller_cannot_resolve(name: &str) {
 #[test]
 fn push_through_one_bastion_shares_one_connection_and_checks_each_key_under_its_own_name() {
     let fleet = Fleet::start(3);
-    let names = internal_names(3);
-    let bastion = Bastion::start(
-        &fleet,
-        "bastion",
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        "",
-    );
+    let bastion = internal_bastion(&fleet, "bastion");
     assert_controller_cannot_resolve("internal-h1");
     // Only the internal names: the hosts' keys are checked under their own names.
     let known_hosts = write(
@@ -147,13 +145,7 @@ fn push_through_one_bastion_shares_one_connection_and_checks_each_key_under_its_
 #[test]
 fn two_hops_each_verified_under_their_own_name() {
     let fleet = Fleet::start(2);
-    let names = internal_names(2);
-    let inner = Bastion::start(
-        &fleet,
-        "inner",
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        "",
-    );
+    let inner = internal_bastion(&fleet, "inner");
     let outer = Bastion::start(&fleet, "outer", &["inner-bastion"], "");
     let known_hosts = write(
         &fleet.dir().join("hops_known_hosts"),
@@ -227,13 +219,7 @@ fn a_blackholed_bastion_fails_every_host_behind_it_naming_it() {
 #[test]
 fn a_bastion_with_a_changed_key_fails_every_host_behind_it_naming_it() {
     let fleet = Fleet::start(2);
-    let names = internal_names(2);
-    let mut bastion = Bastion::start(
-        &fleet,
-        "bastion",
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        "",
-    );
+    let mut bastion = internal_bastion(&fleet, "bastion");
     let known_hosts = write(
         &fleet.dir().join("changed_known_hosts"),
         &format!(
@@ -386,13 +372,7 @@ fn a_bad_ssh_config_is_an_input_error_naming_its_line() {
 #[test]
 fn proxy_command_through_openssh_ssh_w() {
     let fleet = Fleet::start(2);
-    let names = internal_names(2);
-    let bastion = Bastion::start(
-        &fleet,
-        "bastion",
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        "",
-    );
+    let bastion = internal_bastion(&fleet, "bastion");
     let client_known_hosts = write(
         &fleet.dir().join("client_known_hosts"),
         &format!("{}\n", bastion.known_hosts_line()),
