@@ -606,3 +606,44 @@ fn the_passphrase_prompt_comes_before_the_progress_display_in_a_real_terminal() 
     // One prompt for both hosts.
     assert_eq!(finished.matches("Passphrase for").count(), 1, "{finished}");
 }
+
+#[test]
+fn a_name_with_several_addresses_is_tried_address_by_address() {
+    let fleet = Fleet::start(1);
+    let host = fleet.host(0);
+    // In a private /etc/hosts, `multi` is ::1 (nothing listens there: refused) and 127.0.0.1.
+    let hosts = write(
+        &fleet.dir().join("multi_hosts"),
+        "::1 multi\n127.0.0.1 multi localhost\n",
+    );
+    let known_hosts = write(
+        &fleet.dir().join("multi_known_hosts"),
+        &format!("[multi]:{} {}\n", host.port, host.host_key_public),
+    );
+    let inventory = write(
+        &fleet.dir().join("multi.toml"),
+        &format!(
+            "{}[[hosts]]\nname = \"web1\"\naddress = \"multi\"\nport = {}\n",
+            ssh_table(&fleet, &known_hosts, ""),
+            host.port
+        ),
+    );
+    let binary = deploy().get_program().to_owned();
+    let script = format!(
+        "mount --bind '{}' /etc/hosts && getent ahosts multi | head -1 && exec '{}' -i '{}' --output json check",
+        hosts.display(),
+        binary.to_string_lossy(),
+        inventory.display()
+    );
+    let ran = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1"));
+    // The first address tried is ::1 (getent shows the order), which refuses.
+    assert!(ran.stdout.starts_with("::1"), "{ran:?}");
+    let json_start = ran.stdout.find('{').expect("JSON output");
+    let result: serde_json::Value =
+        serde_json::from_str(&ran.stdout[json_start..]).expect("one JSON document");
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(result["hosts"][0]["result"], "ok", "{result:#}");
+}
