@@ -24,7 +24,9 @@
 //!
 //! Files, one idea each: `model` (the validated types: [`Inventory`], hosts, services,
 //! [`Version`]), `selection` (hosts by name or tag), `raw` (the file-shaped serde types),
-//! `validation` (raw values to the model, with the defaults), `values` (rules for single values:
+//! `validation` (raw values to the model, with the defaults), `reach` (`[ssh]` config,
+//! proxy_jump, proxy_command, addresses, and which connection keys the file wrote, for the
+//! precedence over the ssh_config), `values` (rules for single values:
 //! names, host keys, URLs, paths), `location` ([`InventoryError`]: file, line and dotted key of
 //! a problem; the `Parser` that holds the text), `artifact_files` (local artifact files exist
 //! before a run).
