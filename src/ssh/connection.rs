@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::auth::{KeyCache, authenticate};
 use super::endpoint::Endpoint;
 use super::error::SshError;
-use super::host_key::{Trust, Verifier};
-use super::known_hosts;
+use super::host_key::{Trust, Verifier, known_hosts_name};
+use super::known_hosts::{self, KnownHosts};
 
 /// The most stdout one remote command may return before it is treated as hostile.
 const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
@@ -65,6 +65,8 @@ impl Output {
 /// and one connection per host, shared by every service working on it at the same time.
 pub struct Connector {
     trust: Trust,
+    /// The known_hosts files, read and parsed once per run, shared by every host.
+    known: Arc<KnownHosts>,
     connect_timeout: Duration,
     keys: KeyCache,
     /// Per host name: the shared connection (dropped when its last user is done), or why it
@@ -85,6 +87,7 @@ impl Connector {
     pub fn new(trust: Trust, connect_timeout: Duration) -> Self {
         Connector {
             trust,
+            known: Arc::new(KnownHosts::default()),
             connect_timeout,
             keys: KeyCache::default(),
             shared: std::sync::Mutex::new(HashMap::new()),
@@ -157,6 +160,7 @@ impl Connector {
         let verifier = Verifier {
             endpoint: endpoint.clone(),
             trust: self.trust.clone(),
+            known: self.known.clone(),
         };
         let mut handle = client::connect_stream(config, stream, verifier).await?;
         authenticate(&self.keys, &mut handle, endpoint).await?;
@@ -181,12 +185,16 @@ impl Connector {
         // The key-exchange list stays russh's default (it carries strict-kex, Terrapin protection).
         // Host-key algorithms: the types recorded for this host first, like OpenSSH, so a host
         // known by its RSA key is not asked for an ed25519 key we would then have to refuse.
-        let recorded = known_hosts::recorded_algorithms(
-            &self.trust.known_hosts,
-            &endpoint.address,
-            endpoint.port,
-        )
-        .unwrap_or_default();
+        // An unreadable known_hosts file is reported by the host-key check itself.
+        let matched = self
+            .known
+            .matching(
+                &self.trust.known_hosts,
+                known_hosts_name(endpoint),
+                endpoint.port,
+            )
+            .unwrap_or_default();
+        let recorded = known_hosts::recorded_algorithms(&matched);
         if !recorded.is_empty() {
             let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
             preferred.sort_by_key(|algorithm| {
@@ -196,6 +204,20 @@ impl Connector {
                     .any(|known| known_hosts::algorithm_family(known) == family)
             });
             config.preferred.key = Cow::Owned(preferred);
+        }
+        // Host certificates are asked for (ahead of plain keys, as OpenSSH does) only when a
+        // @cert-authority line applies to this host; a certificate from an unknown CA falls
+        // back to the plain known_hosts lines for its key (see host_key).
+        if known_hosts::has_authority(&matched) {
+            config.preferred.host_key_certificates = Cow::Owned(
+                config
+                    .preferred
+                    .key
+                    .iter()
+                    .filter(|algorithm| !matches!(algorithm, Algorithm::Rsa { hash: None }))
+                    .cloned()
+                    .collect(),
+            );
         }
         config
     }
