@@ -163,7 +163,7 @@ impl Connector {
             known: self.known.clone(),
         };
         let mut handle = client::connect_stream(config, stream, verifier).await?;
-        authenticate(&self.keys, &mut handle, endpoint).await?;
+        authenticate(&self.keys, &mut handle, endpoint, &[]).await?;
         Ok(Session { handle })
     }
 
