@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::support::certificates::{Agent, Authority, certificate_only};
-use crate::support::{Fleet, Ran, Scenario, live_release, path_str};
+use crate::support::{Fleet, Ran, Scenario, live_release, path_str, run};
 
 /// A scenario of `hosts` certificate-only hosts (host certificates valid for `127.0.0.1`
 /// signed by the returned host CA) and the fleet's client key certified by the user CA
@@ -222,28 +222,28 @@ fn certificates_in_the_agent_are_offered_as_certificates() {
 }
 
 #[test]
-fn accept_new_records_a_host_reached_under_two_names_once() {
+fn accept_new_records_a_host_reached_under_many_names_once() {
     let scenario = Scenario::new(1);
     let port = scenario.host(0).port;
     fs::write(scenario.fleet().known_hosts(), "").expect("empty known_hosts");
-    // Two inventory hosts on the same address and port: one known_hosts line between them.
+    // Ten inventory hosts on the same address and port, connecting at the same time: one
+    // known_hosts line between them.
+    let aliases: Vec<String> = (1..=10).map(|number| format!("alias{number}")).collect();
+    let entries: String = aliases
+        .iter()
+        .map(|alias| {
+            format!("[[hosts]]\nname = \"{alias}\"\naddress = \"127.0.0.1\"\nport = {port}\n\n")
+        })
+        .collect();
     let text = scenario
         .inventory_text()
         .replacen("[ssh]\n", "[ssh]\nhost_key_policy = \"accept-new\"\n", 1)
-        .replacen(
-            "[[hosts]]\n",
-            &format!(
-                "[[hosts]]\nname = \"alias1\"\naddress = \"127.0.0.1\"\nport = {port}\n\n\
-                 [[hosts]]\nname = \"alias2\"\naddress = \"127.0.0.1\"\nport = {port}\n\n[[hosts]]\n"
-            ),
-            1,
-        );
+        .replacen("[[hosts]]\n", &format!("{entries}[[hosts]]\n"), 1);
     fs::write(scenario.inventory(), text).expect("write inventory");
-    let ran = scenario.json(&["check"]).expect_code(0);
-    for host in ["alias1", "alias2", "web1"] {
+    let ran = run(scenario.json_command().args(["--concurrency", "20", "check"])).expect_code(0);
+    for host in aliases.iter().map(String::as_str).chain(["web1"]) {
         assert_eq!(ran.host(host)["result"], "ok", "{}", ran.stdout);
     }
     let recorded = known_hosts_text(&scenario);
-    assert_eq!(recorded.lines().count(), 1, "{recorded}");
     assert_eq!(recorded, format!("{}\n", scenario.host(0).known_hosts_line()));
 }
