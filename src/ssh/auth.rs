@@ -40,9 +40,10 @@ pub(super) async fn authenticate(
         match russh::keys::agent::client::AgentClient::connect_env().await {
             Ok(mut agent) => match agent.request_identities().await {
                 Ok(identities) => {
-                    let (certificates, plain): (Vec<_>, Vec<_>) = identities
-                        .into_iter()
-                        .partition(|identity| matches!(identity, AgentIdentity::Certificate { .. }));
+                    let (certificates, plain): (Vec<_>, Vec<_>) =
+                        identities.into_iter().partition(|identity| {
+                            matches!(identity, AgentIdentity::Certificate { .. })
+                        });
                     for identity in certificates.into_iter().chain(plain) {
                         let hash = rsa_hash(handle, identity.public_key().algorithm()).await?;
                         let attempt = match identity {
@@ -58,11 +59,19 @@ pub(super) async fn authenticate(
                                 }
                                 tried.push(label);
                                 handle
-                                    .authenticate_certificate_with(user, certificate, hash, &mut agent)
+                                    .authenticate_certificate_with(
+                                        user,
+                                        certificate,
+                                        hash,
+                                        &mut agent,
+                                    )
                                     .await
                             }
                             AgentIdentity::PublicKey { key, .. } => {
-                                tried.push(format!("agent key {}", key.fingerprint(HashAlg::Sha256)));
+                                tried.push(format!(
+                                    "agent key {}",
+                                    key.fingerprint(HashAlg::Sha256)
+                                ));
                                 handle
                                     .authenticate_publickey_with(user, key, hash, &mut agent)
                                     .await
@@ -143,8 +152,8 @@ fn certificates_for(
 ) -> Vec<(PathBuf, Certificate)> {
     let sidecar = sidecar_certificate(identity);
     let mut offered = Vec::new();
-    let candidates = std::iter::once((sidecar, false))
-        .chain(explicit.iter().map(|path| (path.clone(), true)));
+    let candidates =
+        std::iter::once((sidecar, false)).chain(explicit.iter().map(|path| (path.clone(), true)));
     for (path, named) in candidates {
         if offered.iter().any(|(earlier, _)| earlier == &path) {
             continue;
@@ -158,7 +167,10 @@ fn certificates_for(
         let certificate = match Certificate::read_file(&path) {
             Ok(certificate) => certificate,
             Err(error) => {
-                tried.push(format!("certificate {} (unreadable: {error})", path.display()));
+                tried.push(format!(
+                    "certificate {} (unreadable: {error})",
+                    path.display()
+                ));
                 continue;
             }
         };

@@ -16,8 +16,8 @@ use russh::keys::{Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use super::endpoint::Endpoint;
 use super::error::SshError;
 use super::known_hosts::{
-    self, CertificateVerdict, KnownHosts, Matched, PresentedCertificate, PresentedKey,
-    RevokedKey, Verdict,
+    self, CertificateVerdict, KnownHosts, Matched, PresentedCertificate, PresentedKey, RevokedKey,
+    Verdict,
 };
 use crate::inventory::HostKeyPolicy;
 
@@ -293,10 +293,14 @@ impl Decision<'_> {
                     ""
                 }
             )),
-            CertificateVerdict::Plain(verdict) => self.known_key_outcome(verdict, &algorithm, &blob),
+            CertificateVerdict::Plain(verdict) => {
+                self.known_key_outcome(verdict, &algorithm, &blob)
+            }
             CertificateVerdict::Revoked { which, file, line } => {
                 let what = match which {
-                    RevokedKey::Authority => format!("the CA key {authority} that signed the host certificate of {host} ({lookup})"),
+                    RevokedKey::Authority => format!(
+                        "the CA key {authority} that signed the host certificate of {host} ({lookup})"
+                    ),
                     RevokedKey::HostKey => format!(
                         "the host key of {host} ({lookup}, {algorithm} {}) in its certificate",
                         known_hosts::fingerprint(&blob)

@@ -104,7 +104,10 @@ pub enum RevokedKey {
 pub enum CertificateVerdict {
     /// A matching `@cert-authority` line carries the signing CA and the certificate is valid
     /// for this name now (its signature still has to be checked against that CA).
-    Trusted { file: PathBuf, line: usize },
+    Trusted {
+        file: PathBuf,
+        line: usize,
+    },
     /// No matching `@cert-authority` line carries the CA; the certified key judged as a plain
     /// key (as OpenSSH does). `Verdict::Unknown` here means: unknown CA, nothing to fall back on.
     Plain(Verdict),
@@ -117,9 +120,15 @@ pub enum CertificateVerdict {
     /// A user certificate presented as a host key.
     NotHostCertificate,
     /// The certificate does not name the host among its principals (or names none).
-    WrongPrincipal { principals: Vec<String> },
-    NotYetValid { valid_after: u64 },
-    Expired { valid_before: u64 },
+    WrongPrincipal {
+        principals: Vec<String>,
+    },
+    NotYetValid {
+        valid_after: u64,
+    },
+    Expired {
+        valid_before: u64,
+    },
 }
 
 /// Errors from reading or writing `known_hosts` files.
@@ -317,12 +326,10 @@ pub fn decide_certificate(
         return CertificateVerdict::NotHostCertificate;
     }
     let principal = principal.to_ascii_lowercase();
-    let named = certificate.principals.iter().any(|listed| {
-        glob_matches(
-            listed.to_ascii_lowercase().as_bytes(),
-            principal.as_bytes(),
-        )
-    });
+    let named = certificate
+        .principals
+        .iter()
+        .any(|listed| glob_matches(listed.to_ascii_lowercase().as_bytes(), principal.as_bytes()));
     if !named {
         return CertificateVerdict::WrongPrincipal {
             principals: certificate.principals.to_vec(),
@@ -778,7 +785,6 @@ fn ends_with_newline_or_empty(handle: &mut File) -> io::Result<bool> {
     handle.read_exact(&mut last)?;
     Ok(last[0] == b'\n')
 }
-
 
 /// The verdict for `key` presented by `host:port`, reading `files` afresh (tests only).
 #[cfg(test)]
@@ -1708,6 +1714,246 @@ mod tests {
         assert_eq!(lookup_name("Web1", 2222), "[web1]:2222");
         assert_eq!(lookup_name("::1", 2200), "[::1]:2200");
     }
+
+    /// The lines of `text` (one file, `known_hosts`) that match `host:port`.
+    fn matched_in(text: &str, host: &str, port: u16) -> Vec<Matched> {
+        let file = ParsedFile::parse(text.as_bytes());
+        file.matching(&lookup_name(host, port))
+            .map(|entry| entry.matched(Path::new("known_hosts")))
+            .collect()
+    }
+
+    /// A host certificate for `web1.example.com` signed by `authority`, valid from 100 to 200.
+    fn certificate<'a>(
+        key: &'a str,
+        authority: &'a str,
+        principals: &'a [String],
+    ) -> PresentedCertificate<'a> {
+        PresentedCertificate {
+            key: presented("ssh-ed25519", key),
+            authority: presented("ssh-ed25519", authority),
+            host_type: true,
+            principals,
+            valid_after: 100,
+            valid_before: 200,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_certificate_is_trusted_through_a_matching_cert_authority_line() {
+        let (authority, key) = (fake_key("ssh-ed25519", 60), fake_key("ssh-ed25519", 61));
+        let text = format!(
+            "web1.example.com ssh-ed25519 {}\n@cert-authority *.example.com ssh-ed25519 {authority}\n",
+            fake_key("ssh-ed25519", 62)
+        );
+        let principals = names(&["db.example.com", "WEB1.example.com"]);
+        let matched = matched_in(&text, "web1.example.com", 22);
+        assert!(has_authority(&matched));
+        let certificate = certificate(&key, &authority, &principals);
+        let trusted = CertificateVerdict::Trusted {
+            file: PathBuf::from("known_hosts"),
+            line: 2,
+        };
+        // Valid from valid_after (inclusive) to valid_before (exclusive).
+        for now in [100, 150, 199] {
+            assert_eq!(
+                decide_certificate(&matched, "web1.example.com", &certificate, now),
+                trusted
+            );
+        }
+        assert_eq!(
+            decide_certificate(&matched, "web1.example.com", &certificate, 99),
+            CertificateVerdict::NotYetValid { valid_after: 100 }
+        );
+        assert_eq!(
+            decide_certificate(&matched, "web1.example.com", &certificate, 200),
+            CertificateVerdict::Expired { valid_before: 200 }
+        );
+        // A wildcard principal names the host too (as OpenSSH allows for host certificates).
+        let wildcard = names(&["*.example.com"]);
+        assert_eq!(
+            decide_certificate(
+                &matched,
+                "web1.example.com",
+                &self::certificate(&key, &authority, &wildcard),
+                150
+            ),
+            trusted
+        );
+    }
+
+    #[test]
+    fn each_certificate_failure_has_its_own_verdict() {
+        let (authority, other, key) = (
+            fake_key("ssh-ed25519", 63),
+            fake_key("ssh-ed25519", 64),
+            fake_key("ssh-ed25519", 65),
+        );
+        let text = format!("@cert-authority [web1]:2222 ssh-ed25519 {authority}\n");
+        let matched = matched_in(&text, "web1", 2222);
+        let principals = names(&["web1"]);
+        let good = certificate(&key, &authority, &principals);
+        assert!(matches!(
+            decide_certificate(&matched, "web1", &good, 150),
+            CertificateVerdict::Trusted { line: 1, .. }
+        ));
+        // Another CA, with no plain line to fall back on.
+        assert_eq!(
+            decide_certificate(
+                &matched,
+                "web1",
+                &certificate(&key, &other, &principals),
+                150
+            ),
+            CertificateVerdict::Plain(Verdict::Unknown)
+        );
+        // The line is for port 2222 only.
+        assert_eq!(
+            decide_certificate(&matched_in(&text, "web1", 22), "web1", &good, 150),
+            CertificateVerdict::Plain(Verdict::Unknown)
+        );
+        let user = PresentedCertificate {
+            host_type: false,
+            ..good
+        };
+        assert_eq!(
+            decide_certificate(&matched, "web1", &user, 150),
+            CertificateVerdict::NotHostCertificate
+        );
+        for listed in [names(&["web2", "web1.example.com"]), names(&[])] {
+            assert_eq!(
+                decide_certificate(
+                    &matched,
+                    "web1",
+                    &certificate(&key, &authority, &listed),
+                    150
+                ),
+                CertificateVerdict::WrongPrincipal {
+                    principals: listed.clone()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_authority_falls_back_to_the_plain_lines_of_the_certified_key() {
+        let (authority, key) = (fake_key("ssh-ed25519", 66), fake_key("ssh-ed25519", 67));
+        let principals = names(&["web1"]);
+        let certificate = certificate(&key, &authority, &principals);
+        let known = matched_in(&format!("web1 ssh-ed25519 {key}\n"), "web1", 22);
+        assert!(!has_authority(&known));
+        assert_eq!(
+            decide_certificate(&known, "web1", &certificate, 150),
+            CertificateVerdict::Plain(Verdict::Trusted {
+                file: PathBuf::from("known_hosts"),
+                line: 1
+            })
+        );
+        let changed = matched_in(
+            &format!("web1 ssh-ed25519 {}\n", fake_key("ssh-ed25519", 68)),
+            "web1",
+            22,
+        );
+        assert!(matches!(
+            decide_certificate(&changed, "web1", &certificate, 150),
+            CertificateVerdict::Plain(Verdict::Changed { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn revocation_of_the_authority_or_the_certified_key_wins() {
+        let (authority, key) = (fake_key("ssh-ed25519", 69), fake_key("ssh-ed25519", 70));
+        let principals = names(&["web1"]);
+        let certificate = certificate(&key, &authority, &principals);
+        for (revoked, which) in [
+            (&authority, RevokedKey::Authority),
+            (&key, RevokedKey::HostKey),
+        ] {
+            let text = format!(
+                "@cert-authority * ssh-ed25519 {authority}\nweb1 ssh-ed25519 {key}\n@revoked * ssh-ed25519 {revoked}\n"
+            );
+            assert_eq!(
+                decide_certificate(&matched_in(&text, "web1", 22), "web1", &certificate, 150),
+                CertificateVerdict::Revoked {
+                    which,
+                    file: PathBuf::from("known_hosts"),
+                    line: 3
+                }
+            );
+        }
+        // A @revoked line for another host does not apply.
+        let text = format!(
+            "@cert-authority * ssh-ed25519 {authority}\n@revoked web2 ssh-ed25519 {authority}\n"
+        );
+        assert!(matches!(
+            decide_certificate(&matched_in(&text, "web1", 22), "web1", &certificate, 150),
+            CertificateVerdict::Trusted { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn recording_is_visible_at_once_and_never_twice() {
+        let directory = TempDir::new().unwrap();
+        let file = write(
+            &directory,
+            "known_hosts",
+            "# first line, no newline at the end",
+        );
+        let files = [file.clone()];
+        let key = fake_key("ssh-ed25519", 71);
+        let key = presented("ssh-ed25519", &key);
+        let known = KnownHosts::default();
+        assert_eq!(
+            decide_key(&known.matching(&files, "web1", 2222).unwrap(), &key),
+            Verdict::Unknown
+        );
+        known.record(&file, "web1", 2222, &key).unwrap();
+        known.record(&file, "WEB1", 2222, &key).unwrap();
+        // Seen by this run without reading the file again, with its line number.
+        assert_eq!(
+            decide_key(&known.matching(&files, "web1", 2222).unwrap(), &key),
+            trusted(&file, 2)
+        );
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "# first line, no newline at the end\n[web1]:2222 ssh-ed25519 {}\n",
+                key.base64
+            )
+        );
+        // And by a later run, from the file.
+        assert_eq!(
+            check(&files, "web1", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+    }
+
+    #[test]
+    fn a_file_is_read_once_per_run() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 72);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web1", 22).unwrap().len(), 1);
+        // Changed behind the run's back: the run keeps the copy it parsed.
+        fs::write(&file, "").unwrap();
+        assert_eq!(known.matching(&files, "web1", 22).unwrap().len(), 1);
+        assert!(
+            KnownHosts::default()
+                .matching(&files, "web1", 22)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 /// Property tests: arbitrary lines and host names never panic, and every line [`append`] writes
@@ -1976,6 +2222,140 @@ mod properties {
                 }
                 // Already trusted, or revoked: the earlier line still decides.
                 other => prop_assert_eq!(later, other),
+            }
+        }
+    }
+
+    proptest! {
+        /// The per-file index (lines of plain names found by name, the others matched one by
+        /// one) finds exactly the lines that match when each line is tried, in file order.
+        #[test]
+        fn the_index_finds_what_matching_each_line_finds(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    line(),
+                    (host(), key()).prop_map(|(host, (algorithm, base64))| {
+                        format!("{host},{} {algorithm} {base64}", lookup_name(&host, 2222))
+                    }),
+                ],
+                0..12,
+            ),
+            host in host(),
+            port in prop::sample::select(vec![22u16, 2222]),
+        ) {
+            let text = lines.join("\n");
+            let file = ParsedFile::parse(text.as_bytes());
+            let name = lookup_name(&host, port);
+            let found: Vec<usize> = file.matching(&name).map(|entry| entry.line).collect();
+            let expected: Vec<usize> = text
+                .split('\n')
+                .enumerate()
+                .filter_map(|(index, line)| {
+                    let parsed = parse_line(line)?;
+                    host_field_matches(&parsed.hosts, &name).then_some(index + 1)
+                })
+                .collect();
+            prop_assert_eq!(found, expected);
+        }
+
+        /// Only the two markers OpenSSH knows, spelled exactly, make a marker line.
+        #[test]
+        fn markers_are_exact(marker in "@[A-Za-z-]{0,16}", (algorithm, base64) in key()) {
+            let line = format!("{marker} web1 {algorithm} {base64}");
+            let parsed = parse_line(&line);
+            match marker.as_str() {
+                "@revoked" => prop_assert_eq!(parsed.map(|line| line.marker), Some(Marker::Revoked)),
+                "@cert-authority" => {
+                    prop_assert_eq!(parsed.map(|line| line.marker), Some(Marker::CertAuthority))
+                }
+                _ => prop_assert!(parsed.is_none(), "{line:?}"),
+            }
+        }
+    }
+
+    /// A line of a known_hosts file in the certificate model: marker, pattern (0: the host's
+    /// lookup name, 1: `*`, 2: `!<lookup name>,*`, 3: another host) and key (0: the CA,
+    /// 1: another CA, 2: the certified host key).
+    fn certificate_line() -> impl Strategy<Value = (&'static str, u8, u8)> {
+        (
+            prop::sample::select(vec!["", "@revoked ", "@cert-authority "]),
+            0..4u8,
+            0..3u8,
+        )
+    }
+
+    proptest! {
+        /// The certificate decision against a model of OpenSSH's rules: trusted exactly when a
+        /// `@cert-authority` line that applies carries the CA, no applicable `@revoked` line
+        /// carries the CA or the host key, the certificate is a host certificate naming the
+        /// host, and `now` is in its validity period.
+        #[test]
+        fn certificate_decision_follows_the_rules(
+            lines in prop::collection::vec(certificate_line(), 0..6),
+            host_type in any::<bool>(),
+            principals in prop::collection::vec(
+                prop::sample::select(vec!["web1", "WEB1", "web2", "*", "web?", "db"]),
+                0..3,
+            ),
+            valid_after in 0..10u64,
+            valid_before in 0..10u64,
+            now in 0..10u64,
+            port in prop::sample::select(vec![22u16, 2222]),
+        ) {
+            let authority = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 the CA");
+            let other = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 another CA");
+            let host_key = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 the host");
+            let name = lookup_name("web1", port);
+            let text: Vec<String> = lines
+                .iter()
+                .map(|(marker, pattern, key)| {
+                    let pattern = match pattern {
+                        0 => name.clone(),
+                        1 => "*".to_string(),
+                        2 => format!("!{name},*"),
+                        _ => "web2".to_string(),
+                    };
+                    let key = [&authority, &other, &host_key][usize::from(*key)];
+                    format!("{marker}{pattern} ssh-ed25519 {key}")
+                })
+                .collect();
+            let file = ParsedFile::parse(text.join("\n").as_bytes());
+            let matched: Vec<Matched> =
+                file.matching(&name).map(|entry| entry.matched(Path::new("f"))).collect();
+            let principals: Vec<String> = principals.iter().map(|name| name.to_string()).collect();
+            let certificate = PresentedCertificate {
+                key: PresentedKey { algorithm: "ssh-ed25519", base64: &host_key },
+                authority: PresentedKey { algorithm: "ssh-ed25519", base64: &authority },
+                host_type,
+                principals: &principals,
+                valid_after,
+                valid_before,
+            };
+            let applies = |line: &(&str, u8, u8), marker: &str, key: u8| {
+                line.0 == marker && line.1 < 2 && line.2 == key
+            };
+            let revoked = lines
+                .iter()
+                .any(|line| applies(line, "@revoked ", 0) || applies(line, "@revoked ", 2));
+            let authority_known = lines.iter().any(|line| applies(line, "@cert-authority ", 0));
+            let named = principals
+                .iter()
+                .any(|principal| ["web1", "WEB1", "*", "web?"].contains(&principal.as_str()));
+            let expected = !revoked
+                && authority_known
+                && host_type
+                && named
+                && valid_after <= now
+                && now < valid_before;
+            let verdict = decide_certificate(&matched, "web1", &certificate, now);
+            prop_assert_eq!(
+                matches!(verdict, CertificateVerdict::Trusted { .. }),
+                expected,
+                "{:?} -> {:?}", text, verdict
+            );
+            if revoked {
+                let is_revoked = matches!(verdict, CertificateVerdict::Revoked { .. });
+                prop_assert!(is_revoked, "{:?}", verdict);
             }
         }
     }

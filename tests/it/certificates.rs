@@ -87,23 +87,60 @@ fn host_certificates_are_refused_each_with_its_own_reason() {
     let (mut scenario, host_authority, user_authority) = certificate_fleet(5);
     let other_authority = Authority::new(scenario.dir(), "other_ca");
     let fleet = scenario.fleet_mut();
-    certificate_only(fleet, 0, &other_authority, &user_authority, "127.0.0.1", "always:forever");
-    certificate_only(fleet, 1, &host_authority, &user_authority, "db.example.com,10.0.0.1", "always:forever");
-    certificate_only(fleet, 2, &host_authority, &user_authority, "127.0.0.1", "20200101:20200102");
-    certificate_only(fleet, 3, &host_authority, &user_authority, "127.0.0.1", "20990101:20990102");
+    certificate_only(
+        fleet,
+        0,
+        &other_authority,
+        &user_authority,
+        "127.0.0.1",
+        "always:forever",
+    );
+    certificate_only(
+        fleet,
+        1,
+        &host_authority,
+        &user_authority,
+        "db.example.com,10.0.0.1",
+        "always:forever",
+    );
+    certificate_only(
+        fleet,
+        2,
+        &host_authority,
+        &user_authority,
+        "127.0.0.1",
+        "20200101:20200102",
+    );
+    certificate_only(
+        fleet,
+        3,
+        &host_authority,
+        &user_authority,
+        "127.0.0.1",
+        "20990101:20990102",
+    );
     // web5 keeps its good certificate.
     let before = known_hosts_text(&scenario);
     for policy in ["strict", "accept-new"] {
-        let text = scenario
-            .inventory_text()
-            .replacen("[ssh]\n", &format!("[ssh]\nhost_key_policy = \"{policy}\"\n"), 1);
+        let text = scenario.inventory_text().replacen(
+            "[ssh]\n",
+            &format!("[ssh]\nhost_key_policy = \"{policy}\"\n"),
+            1,
+        );
         fs::write(scenario.inventory(), text).expect("write inventory");
         let ran = scenario.json(&["check"]);
-        assert_failed_with(&ran, "web1", &["signed by an unknown CA", "no @cert-authority line"]);
+        assert_failed_with(
+            &ran,
+            "web1",
+            &["signed by an unknown CA", "no @cert-authority line"],
+        );
         assert_failed_with(
             &ran,
             "web2",
-            &["is not valid for the name `127.0.0.1`", "db.example.com, 10.0.0.1"],
+            &[
+                "is not valid for the name `127.0.0.1`",
+                "db.example.com, 10.0.0.1",
+            ],
         );
         assert_failed_with(&ran, "web3", &["expired at 2020-01-0"]);
         assert_failed_with(&ran, "web4", &["is not valid before 2099-01-0"]);
@@ -136,7 +173,11 @@ fn revoked_host_keys_and_authorities_are_refused() {
     )
     .expect("write known_hosts");
     let ran = scenario.json(&["check"]);
-    assert_failed_with(&ran, "web1", &["the host key of web1", "is REVOKED in", ":2"]);
+    assert_failed_with(
+        &ran,
+        "web1",
+        &["the host key of web1", "is REVOKED in", ":2"],
+    );
     assert_eq!(ran.host("web2")["result"], "ok", "{}", ran.stdout);
 
     fs::write(
@@ -159,7 +200,11 @@ fn a_revoked_plain_key_is_refused() {
     let host = scenario.host(0);
     fs::write(
         scenario.fleet().known_hosts(),
-        format!("{}\n@revoked * {}\n", host.known_hosts_line(), host.host_key_public),
+        format!(
+            "{}\n@revoked * {}\n",
+            host.known_hosts_line(),
+            host.host_key_public
+        ),
     )
     .expect("write known_hosts");
     let ran = scenario.json(&["check"]);
@@ -170,13 +215,20 @@ fn a_revoked_plain_key_is_refused() {
 fn an_expired_user_certificate_is_named_in_the_error() {
     let (scenario, _, user_authority) = certificate_fleet(1);
     let user = scenario.fleet().user().to_string();
-    let certificate =
-        user_authority.sign(scenario.fleet().client_key(), false, &user, "20200101:20200102");
+    let certificate = user_authority.sign(
+        scenario.fleet().client_key(),
+        false,
+        &user,
+        "20200101:20200102",
+    );
     let ran = scenario.json(&["check"]);
     assert_failed_with(
         &ran,
         "web1",
-        &[&format!("certificate {} expired at 2020-01-0", path_str(&certificate))],
+        &[&format!(
+            "certificate {} expired at 2020-01-0",
+            path_str(&certificate)
+        )],
     );
 }
 
@@ -217,7 +269,11 @@ fn certificates_in_the_agent_are_offered_as_certificates() {
     let scenario = scenario.env("SSH_AUTH_SOCK", expired_agent.socket());
     let ran = scenario.json(&["check"]);
     for host in ["web1", "web2"] {
-        assert_failed_with(&ran, host, &["agent certificate `deploy-test`", "expired at 2020-01-0"]);
+        assert_failed_with(
+            &ran,
+            host,
+            &["agent certificate `deploy-test`", "expired at 2020-01-0"],
+        );
     }
 }
 
@@ -240,10 +296,16 @@ fn accept_new_records_a_host_reached_under_many_names_once() {
         .replacen("[ssh]\n", "[ssh]\nhost_key_policy = \"accept-new\"\n", 1)
         .replacen("[[hosts]]\n", &format!("{entries}[[hosts]]\n"), 1);
     fs::write(scenario.inventory(), text).expect("write inventory");
-    let ran = run(scenario.json_command().args(["--concurrency", "20", "check"])).expect_code(0);
+    let ran = run(scenario
+        .json_command()
+        .args(["--concurrency", "20", "check"]))
+    .expect_code(0);
     for host in aliases.iter().map(String::as_str).chain(["web1"]) {
         assert_eq!(ran.host(host)["result"], "ok", "{}", ran.stdout);
     }
     let recorded = known_hosts_text(&scenario);
-    assert_eq!(recorded, format!("{}\n", scenario.host(0).known_hosts_line()));
+    assert_eq!(
+        recorded,
+        format!("{}\n", scenario.host(0).known_hosts_line())
+    );
 }

@@ -32,7 +32,10 @@ impl Authority {
         let path = public_path(&self.key);
         let text = fs::read_to_string(&path)
             .unwrap_or_else(|error| panic!("could not read {}: {error}", path.display()));
-        text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn public_key_path(&self) -> PathBuf {
@@ -44,11 +47,14 @@ impl Authority {
     /// `validity` as `ssh-keygen -V` takes it (`always:forever`, `20200101:20200102`...).
     pub fn sign(&self, key: &Path, host: bool, principals: &str, validity: &str) -> PathBuf {
         let mut command = Command::new("ssh-keygen");
-        command
-            .arg("-q")
-            .arg("-s")
-            .arg(&self.key)
-            .args(["-I", "deploy-test", "-n", principals, "-V", validity]);
+        command.arg("-q").arg("-s").arg(&self.key).args([
+            "-I",
+            "deploy-test",
+            "-n",
+            principals,
+            "-V",
+            validity,
+        ]);
         if host {
             command.arg("-h");
         }
@@ -111,7 +117,11 @@ impl Agent {
             .expect("ssh-agent runs (install openssh-client)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not create {}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "ssh-agent did not create {}",
+                socket.display()
+            );
             thread::sleep(Duration::from_millis(20));
         }
         Agent { child, socket }
