@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::auth::{KeyCache, authenticate};
 use super::endpoint::Endpoint;
 use super::error::SshError;
-use super::host_key::{Trust, Verifier, known_hosts_name};
+use super::host_key::{self, Trust, Verifier};
 use super::known_hosts::{self, KnownHosts};
 
 /// The most stdout one remote command may return before it is treated as hostile.
@@ -85,9 +85,11 @@ enum Shared {
 
 impl Connector {
     pub fn new(trust: Trust, connect_timeout: Duration) -> Self {
+        let known = KnownHosts::default();
+        known.preload(&trust.known_hosts);
         Connector {
             trust,
-            known: Arc::new(KnownHosts::default()),
+            known: Arc::new(known),
             connect_timeout,
             keys: KeyCache::default(),
             shared: std::sync::Mutex::new(HashMap::new()),
@@ -149,7 +151,10 @@ impl Connector {
 
     async fn connect_inner(&self, endpoint: &Endpoint) -> Result<Session, SshError> {
         let address = format!("{}:{}", endpoint.address, endpoint.port);
-        let config = Arc::new(self.config_for(endpoint));
+        // The host's known_hosts lines, looked up once for both the algorithm preferences and
+        // the host-key decision (off the async workers: hashed lines cost an HMAC each).
+        let matched = host_key::lookup(&self.known, &self.trust.known_hosts, endpoint).await;
+        let config = Arc::new(self.config_for(matched.as_deref().unwrap_or_default()));
         let stream = tokio::net::TcpStream::connect((endpoint.address.as_str(), endpoint.port))
             .await
             .map_err(|error| SshError::Connect {
@@ -161,13 +166,14 @@ impl Connector {
             endpoint: endpoint.clone(),
             trust: self.trust.clone(),
             known: self.known.clone(),
+            matched,
         };
         let mut handle = client::connect_stream(config, stream, verifier).await?;
         authenticate(&self.keys, &mut handle, endpoint, &[]).await?;
         Ok(Session { handle })
     }
 
-    fn config_for(&self, endpoint: &Endpoint) -> client::Config {
+    fn config_for(&self, matched: &[known_hosts::Matched]) -> client::Config {
         let mut config = client::Config {
             nodelay: true,
             keepalive_interval: Some(Duration::from_secs(15)),
@@ -186,15 +192,7 @@ impl Connector {
         // Host-key algorithms: the types recorded for this host first, like OpenSSH, so a host
         // known by its RSA key is not asked for an ed25519 key we would then have to refuse.
         // An unreadable known_hosts file is reported by the host-key check itself.
-        let matched = self
-            .known
-            .matching(
-                &self.trust.known_hosts,
-                known_hosts_name(endpoint),
-                endpoint.port,
-            )
-            .unwrap_or_default();
-        let recorded = known_hosts::recorded_algorithms(&matched);
+        let recorded = known_hosts::recorded_algorithms(matched);
         if !recorded.is_empty() {
             let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
             preferred.sort_by_key(|algorithm| {
@@ -208,7 +206,7 @@ impl Connector {
         // Host certificates are asked for (ahead of plain keys, as OpenSSH does) only when a
         // @cert-authority line applies to this host; a certificate from an unknown CA falls
         // back to the plain known_hosts lines for its key (see host_key).
-        if known_hosts::has_authority(&matched) {
+        if known_hosts::has_authority(matched) {
             config.preferred.host_key_certificates = Cow::Owned(
                 config
                     .preferred

@@ -32,8 +32,25 @@ pub struct Trust {
 pub(super) struct Verifier {
     pub(super) endpoint: Endpoint,
     pub(super) trust: Trust,
-    /// The run's parsed known_hosts files.
+    /// The run's parsed known_hosts files (for recording under accept-new).
     pub(super) known: Arc<KnownHosts>,
+    /// The known_hosts lines that match this host ([`lookup`]), or why they could not be read.
+    pub(super) matched: Result<Vec<Matched>, String>,
+}
+
+/// The known_hosts lines that match `endpoint`, looked up on a blocking thread (a hashed line
+/// costs an HMAC per host, which must not hold up other hosts' handshakes).
+pub(super) async fn lookup(
+    known: &Arc<KnownHosts>,
+    files: &[PathBuf],
+    endpoint: &Endpoint,
+) -> Result<Vec<Matched>, String> {
+    let (known, files) = (known.clone(), files.to_vec());
+    let (name, port) = (known_hosts_name(endpoint).to_string(), endpoint.port);
+    tokio::task::spawn_blocking(move || known.matching(&files, &name, port))
+        .await
+        .map_err(|error| format!("known_hosts lookup failed: {error}"))?
+        .map_err(|error| error.to_string())
 }
 
 /// The name a host is looked up by in known_hosts (with its port) and must be named by in a
@@ -47,18 +64,14 @@ impl client::Handler for Verifier {
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, SshError> {
         let matched = self
-            .known
-            .matching(
-                &self.trust.known_hosts,
-                known_hosts_name(&self.endpoint),
-                self.endpoint.port,
-            )
-            .map_err(|error| SshError::HostKey(error.to_string()))?;
+            .matched
+            .as_deref()
+            .map_err(|error| SshError::HostKey(error.clone()))?;
         let decision = Decision {
             endpoint: &self.endpoint,
             trust: &self.trust,
             known: &self.known,
-            matched: &matched,
+            matched,
         };
         match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {

@@ -148,6 +148,15 @@ pub struct KnownHosts {
 }
 
 impl KnownHosts {
+    /// Reads and parses `files` now (before any connection: a large file is not parsed while
+    /// handshakes wait on the lock). An unreadable file is left to be reported, per host, by
+    /// [`KnownHosts::matching`].
+    pub fn preload(&self, files: &[PathBuf]) {
+        for path in files {
+            let _ = self.file(path);
+        }
+    }
+
     /// The lines of `files` (in order; missing files count as empty) whose host field matches
     /// `host:port`.
     pub fn matching(
@@ -439,13 +448,15 @@ enum Marker {
     CertAuthority,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum HostField {
     /// Comma-separated patterns, already lowercased.
     Patterns(String),
     Hashed {
-        salt: Vec<u8>,
-        hash: Vec<u8>,
+        /// HMAC-SHA1 already keyed with the line's salt: a lookup costs the hash of the name
+        /// only (every hashed line is tried for every host).
+        keyed: Hmac<Sha1>,
+        hash: [u8; SHA1_LENGTH],
     },
 }
 
@@ -617,21 +628,22 @@ fn parse_host_field(field: &str) -> Option<HostField> {
     }
     let (salt, hash) = field.strip_prefix(HASH_PREFIX)?.split_once('|')?;
     let salt = STANDARD.decode(salt).ok()?;
-    let hash = STANDARD.decode(hash).ok()?;
-    (salt.len() == SHA1_LENGTH && hash.len() == SHA1_LENGTH)
-        .then_some(HostField::Hashed { salt, hash })
+    let hash: [u8; SHA1_LENGTH] = STANDARD.decode(hash).ok()?.try_into().ok()?;
+    if salt.len() != SHA1_LENGTH {
+        return None;
+    }
+    let keyed = Hmac::<Sha1>::new_from_slice(&salt).ok()?;
+    Some(HostField::Hashed { keyed, hash })
 }
 
 fn host_field_matches(field: &HostField, name: &str) -> bool {
     match field {
         HostField::Patterns(patterns) => pattern_list_matches(patterns, name),
-        HostField::Hashed { salt, hash } => match Hmac::<Sha1>::new_from_slice(salt) {
-            Ok(mut mac) => {
-                mac.update(name.as_bytes());
-                mac.verify_slice(hash).is_ok()
-            }
-            Err(_) => false,
-        },
+        HostField::Hashed { keyed, hash } => {
+            let mut mac = keyed.clone();
+            mac.update(name.as_bytes());
+            mac.verify_slice(hash).is_ok()
+        }
     }
 }
 
