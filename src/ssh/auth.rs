@@ -1,20 +1,30 @@
-//! Authentication: the ssh-agent's keys first, then the identity files (read and decrypted once
-//! per run, the passphrase from `DEPLOY_KEY_PASSPHRASE` or a terminal prompt), each RSA key
-//! signing with the best SHA-2 hash the server offers.
+//! Authentication: the ssh-agent's certificates and keys first, then the identity files (read
+//! and decrypted once per run, the passphrase from `DEPLOY_KEY_PASSPHRASE` or a terminal
+//! prompt), each offered with its OpenSSH user certificates (`<identity>-cert.pub`, explicit
+//! certificate files) before the plain key; certificates are checked locally (type, validity
+//! period) so an unusable one is named in the error. Each RSA key signs with the best SHA-2
+//! hash the server offers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use russh::client::Handle;
-use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
 use super::endpoint::{Agent, Endpoint};
 use super::error::SshError;
-use super::host_key::Verifier;
+use super::host_key::{Verifier, time_text};
 
-/// Authenticates as `endpoint.user`: the ssh-agent's keys first, then the endpoint's identity
-/// files (loaded through `keys`, once per run).
+/// Authenticates as `endpoint.user`: the ssh-agent's certificates, then its plain keys; then
+/// for each identity file (loaded through `keys`, once per run) its certificates
+/// (`<identity>-cert.pub`, then any of the endpoint's `certificate_files` for that key) and the plain key.
+/// A certificate that is expired, not yet valid or not a user certificate is not offered; the
+/// error names it with the reason.
 pub(super) async fn authenticate(
     keys: &KeyCache,
     handle: &mut Handle<Verifier>,
@@ -22,28 +32,63 @@ pub(super) async fn authenticate(
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
     let user = endpoint.user.as_str();
+    let now = now();
 
     if let Agent::Socket(socket) = &endpoint.agent {
         match russh::keys::agent::client::AgentClient::connect_uds(socket).await {
             Ok(mut agent) => match agent.request_identities().await {
                 Ok(identities) => {
+                    let (certificates, plain): (Vec<_>, Vec<_>) =
+                        identities.into_iter().partition(|identity| {
+                            matches!(identity, AgentIdentity::Certificate { .. })
+                        });
                     let allowed = endpoint.identities_only.then(|| own_public_keys(endpoint));
-                    for identity in identities {
-                        let public = identity.public_key().into_owned();
+                    for identity in certificates.into_iter().chain(plain) {
                         // IdentitiesOnly: only the agent keys that are one of the identity files.
-                        if let Some(allowed) = &allowed
-                            && !allowed
-                                .iter()
-                                .any(|own| own.key_data() == public.key_data())
-                        {
-                            continue;
+                        if let Some(allowed) = &allowed {
+                            let key_data = match &identity {
+                                AgentIdentity::Certificate { certificate, .. } => {
+                                    certificate.public_key()
+                                }
+                                AgentIdentity::PublicKey { key, .. } => key.key_data(),
+                            };
+                            if !allowed.iter().any(|own| own.key_data() == key_data) {
+                                continue;
+                            }
                         }
-                        let hash = rsa_hash(handle, public.algorithm()).await?;
-                        tried.push(format!("agent key {}", public.fingerprint(HashAlg::Sha256)));
-                        match handle
-                            .authenticate_publickey_with(user, public, hash, &mut agent)
-                            .await
-                        {
+                        let hash = rsa_hash(handle, identity.public_key().algorithm()).await?;
+                        let attempt = match identity {
+                            AgentIdentity::Certificate { certificate, .. } => {
+                                let label = format!(
+                                    "agent certificate `{}` ({})",
+                                    certificate.key_id(),
+                                    certificate.public_key().fingerprint(HashAlg::Sha256)
+                                );
+                                if let Some(problem) = certificate_problem(&certificate, now) {
+                                    tried.push(format!("{label} {problem} (not offered)"));
+                                    continue;
+                                }
+                                tried.push(label);
+                                handle
+                                    .authenticate_certificate_with(
+                                        user,
+                                        certificate,
+                                        hash,
+                                        &mut agent,
+                                    )
+                                    .await
+                            }
+                            AgentIdentity::PublicKey { key, .. } => {
+                                tried.push(format!(
+                                    "agent key {}",
+                                    key.fingerprint(HashAlg::Sha256)
+                                ));
+                                handle
+                                    .authenticate_publickey_with(user, key, hash, &mut agent)
+                                    .await
+                            }
+                        };
+                        match attempt {
                             Ok(result) if result.success() => return Ok(()),
                             Ok(_) => {}
                             Err(error) => {
@@ -64,6 +109,17 @@ pub(super) async fn authenticate(
             LoadedKey::Missing => tried.push(format!("{label} (missing)")),
             LoadedKey::Unusable(reason) => tried.push(format!("{label} ({reason})")),
             LoadedKey::Key(key) => {
+                for (certificate_path, certificate) in
+                    certificates_for(path, &key, &endpoint.certificate_files, now, &mut tried)
+                {
+                    tried.push(format!("certificate {}", certificate_path.display()));
+                    let result = handle
+                        .authenticate_openssh_cert(user, key.clone(), certificate)
+                        .await?;
+                    if result.success() {
+                        return Ok(());
+                    }
+                }
                 let hash = rsa_hash(handle, key.algorithm()).await?;
                 tried.push(label);
                 let result = handle
@@ -92,6 +148,98 @@ fn own_public_keys(endpoint: &Endpoint) -> Vec<russh::keys::PublicKey> {
             russh::keys::load_public_key(PathBuf::from(public)).ok()
         })
         .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// `<identity>-cert.pub`, the name OpenSSH looks for beside an identity file.
+fn sidecar_certificate(identity: &Path) -> PathBuf {
+    let mut name = identity.as_os_str().to_os_string();
+    name.push("-cert.pub");
+    PathBuf::from(name)
+}
+
+/// The certificates to offer for `key` (loaded from `identity`), in order: the one beside
+/// it, then each of `explicit` that certifies this key. Unreadable or unusable ones are noted
+/// in `tried` (a missing sidecar is normal and not noted; a missing explicit one is).
+fn certificates_for(
+    identity: &Path,
+    key: &PrivateKey,
+    explicit: &[PathBuf],
+    now: u64,
+    tried: &mut Vec<String>,
+) -> Vec<(PathBuf, Certificate)> {
+    let sidecar = sidecar_certificate(identity);
+    let mut offered = Vec::new();
+    let candidates =
+        std::iter::once((sidecar, false)).chain(explicit.iter().map(|path| (path.clone(), true)));
+    for (path, named) in candidates {
+        if offered.iter().any(|(earlier, _)| earlier == &path) {
+            continue;
+        }
+        if !path.exists() {
+            if named {
+                tried.push(format!("certificate {} (missing)", path.display()));
+            }
+            continue;
+        }
+        let certificate = match Certificate::read_file(&path) {
+            Ok(certificate) => certificate,
+            Err(error) => {
+                tried.push(format!(
+                    "certificate {} (unreadable: {error})",
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        if certificate.public_key() != key.public_key().key_data() {
+            // An explicit certificate file for another identity is simply not this key's.
+            if !named {
+                tried.push(format!(
+                    "certificate {} (certifies another key than {})",
+                    path.display(),
+                    identity.display()
+                ));
+            }
+            continue;
+        }
+        if let Some(problem) = certificate_problem(&certificate, now) {
+            tried.push(format!(
+                "certificate {} {problem} (not offered)",
+                path.display()
+            ));
+            continue;
+        }
+        offered.push((path, certificate));
+    }
+    offered
+}
+
+/// Why a user certificate cannot be used at `now` (seconds since the epoch), if it cannot:
+/// checked locally so the error says so instead of a bare "permission denied".
+fn certificate_problem(certificate: &Certificate, now: u64) -> Option<String> {
+    if certificate.cert_type() != CertType::User {
+        return Some("is a host certificate, not a user certificate".to_string());
+    }
+    if now < certificate.valid_after() {
+        return Some(format!(
+            "is not valid before {}",
+            time_text(certificate.valid_after())
+        ));
+    }
+    if now >= certificate.valid_before() {
+        return Some(format!(
+            "expired at {}",
+            time_text(certificate.valid_before())
+        ));
+    }
+    None
 }
 
 async fn rsa_hash(

@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::auth::{KeyCache, authenticate};
 use super::endpoint::{Endpoint, Route};
 use super::error::SshError;
-use super::host_key::{Trust, Verifier};
-use super::known_hosts;
+use super::host_key::{self, Trust, Verifier};
+use super::known_hosts::{self, KnownHosts};
 use super::proxy::spawn_proxy_command;
 
 /// The most stdout one remote command may return before it is treated as hostile.
@@ -66,6 +66,8 @@ impl Output {
 /// the handshakes in flight, and one connection per host (and per jump-host chain), shared by
 /// every user of it at the same time.
 pub struct Connector {
+    /// The known_hosts files, each read and parsed once per run, shared by every host.
+    known: Arc<KnownHosts>,
     keys: KeyCache,
     /// Handshakes in flight (TCP connect to authenticated), so a run does not stampede a
     /// bastion or trip sshd's `MaxStartups`.
@@ -93,6 +95,7 @@ impl Connector {
     /// `handshakes`: at most this many connections are being set up at once.
     pub fn new(handshakes: usize) -> Self {
         Connector {
+            known: Arc::new(KnownHosts::default()),
             keys: KeyCache::default(),
             handshakes: tokio::sync::Semaphore::new(handshakes.max(1)),
             shared: std::sync::Mutex::new(HashMap::new()),
@@ -254,13 +257,19 @@ impl Connector {
         via: Option<Arc<Session>>,
         deadline: tokio::time::Instant,
     ) -> Result<Session, SshError> {
-        let config = Arc::new(config_for(endpoint));
+        let trust = Trust {
+            known_hosts: endpoint.known_hosts.clone(),
+            policy: endpoint.host_key_policy,
+        };
+        // The host's known_hosts lines, looked up once for both the algorithm preferences and
+        // the host-key decision (off the async workers: hashed lines cost an HMAC each).
+        let matched = host_key::lookup(&self.known, &trust.known_hosts, endpoint).await;
+        let config = Arc::new(config_for(endpoint, matched.as_deref().unwrap_or_default()));
         let verifier = Verifier {
             endpoint: endpoint.clone(),
-            trust: Trust {
-                known_hosts: endpoint.known_hosts.clone(),
-                policy: endpoint.host_key_policy,
-            },
+            trust,
+            known: self.known.clone(),
+            matched,
         };
         let mut proxy = None;
         let mut handle = match (&endpoint.route, &via) {
@@ -377,7 +386,7 @@ fn jitter() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn config_for(endpoint: &Endpoint) -> client::Config {
+fn config_for(endpoint: &Endpoint, matched: &[known_hosts::Matched]) -> client::Config {
     let mut config = client::Config {
         nodelay: true,
         keepalive_interval: Some(endpoint.keepalive_interval),
@@ -395,9 +404,8 @@ fn config_for(endpoint: &Endpoint) -> client::Config {
     // The key-exchange list stays russh's default (it carries strict-kex, Terrapin protection).
     // Host-key algorithms: the types recorded for this host first, like OpenSSH, so a host
     // known by its RSA key is not asked for an ed25519 key we would then have to refuse.
-    let (key_name, key_port) = endpoint.known_hosts_name();
-    let recorded = known_hosts::recorded_algorithms(&endpoint.known_hosts, key_name, key_port)
-        .unwrap_or_default();
+    // An unreadable known_hosts file is reported by the host-key check itself.
+    let recorded = known_hosts::recorded_algorithms(matched);
     if !recorded.is_empty() {
         let mut preferred: Vec<Algorithm> = config.preferred.key.to_vec();
         preferred.sort_by_key(|algorithm| {
@@ -407,6 +415,20 @@ fn config_for(endpoint: &Endpoint) -> client::Config {
                 .any(|known| known_hosts::algorithm_family(known) == family)
         });
         config.preferred.key = Cow::Owned(preferred);
+    }
+    // Host certificates are asked for (ahead of plain keys, as OpenSSH does) only when a
+    // @cert-authority line applies to this host; a certificate from an unknown CA falls
+    // back to the plain known_hosts lines for its key (see host_key).
+    if known_hosts::has_authority(matched) {
+        config.preferred.host_key_certificates = Cow::Owned(
+            config
+                .preferred
+                .key
+                .iter()
+                .filter(|algorithm| !matches!(algorithm, Algorithm::Rsa { hash: None }))
+                .cloned()
+                .collect(),
+        );
     }
     config
 }

@@ -21,7 +21,6 @@ pub struct Endpoint {
     pub identity_files: Vec<PathBuf>,
     /// Certificates to offer (`CertificateFile`), besides each identity's `-cert.pub`
     /// (read by certificate authentication, `auth`).
-    #[allow(dead_code)]
     pub certificate_files: Vec<PathBuf>,
     /// `IdentitiesOnly yes`: agent keys are used only when they are one of `identity_files`.
     pub identities_only: bool,

@@ -1,9 +1,16 @@
 //! OpenSSH `known_hosts` handling for `deploy`.
 //!
 //! This module owns reading, matching and appending OpenSSH `known_hosts` entries, and the
-//! trust decision for a host key presented by a server. It is deliberately independent of
-//! russh: the SSH layer passes the server key in as its OpenSSH algorithm name and base64 blob,
-//! and acts on the returned [`Verdict`].
+//! trust decisions for a host key or a host certificate presented by a server. It is
+//! deliberately independent of russh: the SSH layer passes the server key in as its OpenSSH
+//! algorithm name and base64 blob (and a certificate as [`PresentedCertificate`]), and acts on
+//! the returned [`Verdict`] or [`CertificateVerdict`].
+//!
+//! Each file is read and parsed **once per run** ([`KnownHosts`]) and shared by every host:
+//! lines naming plain host names are indexed by name, the others (wildcards, negation, hashed
+//! names) are matched one by one. A key recorded by `accept-new` goes into the file and into
+//! the parsed copy under the same lock, so later hosts of the run see it and never record it
+//! twice.
 //!
 //! We parse the files ourselves because russh's helper ignores `@revoked` and
 //! `@cert-authority` markers, wildcards, negation, tab separators and upper-case names.
@@ -20,15 +27,19 @@
 //! - A line that cannot be parsed (unknown marker, missing fields, key that is not valid base64,
 //!   key blob whose embedded type disagrees with the key type field, malformed hashed name) is
 //!   skipped, so it can never lead to [`Verdict::Trusted`].
-//! - `@cert-authority` lines never trust anything (host certificates are not accepted).
-//! - A presented key found on a matching `@revoked` line in any file is [`Verdict::Revoked`],
-//!   whatever the other lines say. Revocation compares the decoded key blob only.
-//! - Keys are compared as decoded blobs, and the RSA algorithm names (`ssh-rsa`,
-//!   `rsa-sha2-256`, `rsa-sha2-512`) are treated as one key type.
+//! - `@cert-authority` lines never trust a plain key; they trust only a valid host certificate
+//!   they signed ([`decide_certificate`]).
+//! - A presented key (or a certificate's CA key or certified key) found on a matching
+//!   `@revoked` line in any file is revoked, whatever the other lines say. Revocation compares
+//!   the decoded key blob only.
+//! - Keys are compared as decoded blobs (by their SHA-256), and the RSA algorithm names
+//!   (`ssh-rsa`, `rsa-sha2-256`, `rsa-sha2-512`) are treated as one key type.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -44,6 +55,22 @@ pub struct PresentedKey<'a> {
     pub algorithm: &'a str,
     /// The public key blob, base64-encoded exactly as in a `known_hosts` line.
     pub base64: &'a str,
+}
+
+/// What the trust decision needs from an OpenSSH host certificate (its signature is checked
+/// by the caller, against the CA this decision names).
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedCertificate<'a> {
+    /// The certified host key.
+    pub key: PresentedKey<'a>,
+    /// The key of the CA that signed the certificate.
+    pub authority: PresentedKey<'a>,
+    /// Whether the certificate is of the host type (not a user certificate).
+    pub host_type: bool,
+    pub principals: &'a [String],
+    /// Seconds since the epoch: valid from `valid_after` (inclusive) to `valid_before` (exclusive).
+    pub valid_after: u64,
+    pub valid_before: u64,
 }
 
 /// The trust decision for a presented host key.
@@ -65,6 +92,45 @@ pub enum Verdict {
     Revoked { file: PathBuf, line: usize },
 }
 
+/// Which key of a certificate a `@revoked` line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedKey {
+    Authority,
+    HostKey,
+}
+
+/// The trust decision for a presented host certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateVerdict {
+    /// A matching `@cert-authority` line carries the signing CA and the certificate is valid
+    /// for this name now (its signature still has to be checked against that CA).
+    Trusted {
+        file: PathBuf,
+        line: usize,
+    },
+    /// No matching `@cert-authority` line carries the CA; the certified key judged as a plain
+    /// key (as OpenSSH does). `Verdict::Unknown` here means: unknown CA, nothing to fall back on.
+    Plain(Verdict),
+    /// The CA key or the certified key is on a matching `@revoked` line.
+    Revoked {
+        which: RevokedKey,
+        file: PathBuf,
+        line: usize,
+    },
+    /// A user certificate presented as a host key.
+    NotHostCertificate,
+    /// The certificate does not name the host among its principals (or names none).
+    WrongPrincipal {
+        principals: Vec<String>,
+    },
+    NotYetValid {
+        valid_after: u64,
+    },
+    Expired {
+        valid_before: u64,
+    },
+}
+
 /// Errors from reading or writing `known_hosts` files.
 #[derive(Debug, thiserror::Error)]
 pub enum KnownHostsError {
@@ -74,81 +140,238 @@ pub enum KnownHostsError {
     Write { path: PathBuf, source: io::Error },
 }
 
-/// Decides whether `key`, presented by `host:port`, is trusted according to `files`
-/// (searched in order; missing files count as empty).
-pub fn check(
-    files: &[PathBuf],
-    host: &str,
-    port: u16,
-    key: &PresentedKey,
-) -> Result<Verdict, KnownHostsError> {
-    let entries = matching_entries(files, host, port)?;
+/// Every known_hosts file of a run, each read and parsed once (on first use) and shared by all
+/// hosts. Appends go to the file and to the parsed copy under the file's lock.
+#[derive(Default)]
+pub struct KnownHosts {
+    files: Mutex<HashMap<PathBuf, Arc<RwLock<ParsedFile>>>>,
+}
+
+impl KnownHosts {
+    /// The lines of `files` (in order; missing files count as empty) whose host field matches
+    /// `host:port`.
+    pub fn matching(
+        &self,
+        files: &[PathBuf],
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<Matched>, KnownHostsError> {
+        let name = lookup_name(host, port);
+        let mut matched = Vec::new();
+        for path in files {
+            let file = self.file(path)?;
+            let parsed = file.read().unwrap_or_else(PoisonError::into_inner);
+            matched.extend(parsed.matching(&name).map(|entry| entry.matched(path)));
+        }
+        Ok(matched)
+    }
+
+    /// Records `key` for `host:port` in `file` (see [`append`]) unless that file already
+    /// holds exactly this entry (another host of the run recorded it first). The check and the
+    /// write happen under the file's lock, so concurrent hosts never record a line twice.
+    pub fn record(
+        &self,
+        file: &Path,
+        host: &str,
+        port: u16,
+        key: &PresentedKey,
+    ) -> Result<(), KnownHostsError> {
+        let shared = self.file(file)?;
+        let mut parsed = shared.write().unwrap_or_else(PoisonError::into_inner);
+        let line = new_entry_line(host, port, key).map_err(|source| KnownHostsError::Write {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let Some(entry) = parse_line(&line) else {
+            return Err(KnownHostsError::Write {
+                path: file.to_path_buf(),
+                source: invalid_input(format!("refusing to record unparseable line {line:?}")),
+            });
+        };
+        let name = lookup_name(host, port);
+        let recorded = parsed.matching(&name).any(|earlier| {
+            earlier.parsed.marker == Marker::None
+                && earlier.parsed.key == entry.key
+                && earlier.parsed.consistent
+        });
+        if recorded {
+            return Ok(());
+        }
+        append(file, host, port, key)?;
+        parsed.push_appended(entry);
+        Ok(())
+    }
+
+    /// The parsed file, read on first use.
+    fn file(&self, path: &Path) -> Result<Arc<RwLock<ParsedFile>>, KnownHostsError> {
+        // Held while reading: a file is read once even when many hosts ask at the same time.
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = files.get(path) {
+            return Ok(file.clone());
+        }
+        let parsed = match fs::read(path) {
+            Ok(contents) => ParsedFile::parse(&contents),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => ParsedFile::default(),
+            Err(source) => {
+                return Err(KnownHostsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let file = Arc::new(RwLock::new(parsed));
+        files.insert(path.to_path_buf(), file.clone());
+        Ok(file)
+    }
+}
+
+/// A line that matched a host: where it is and what it says.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    file: PathBuf,
+    line: usize,
+    marker: Marker,
+    algorithm: String,
+    /// SHA-256 of the decoded key blob.
+    key: [u8; 32],
+    consistent: bool,
+}
+
+/// The decision for a plain key, from the lines that matched the host.
+pub fn decide_key(matched: &[Matched], key: &PresentedKey) -> Verdict {
     // A presented key that is not valid base64 can match nothing, so it can never be trusted.
-    let presented_blob = STANDARD.decode(key.base64).ok();
+    let presented = key_digest(key.base64);
     let presented_family = algorithm_family(key.algorithm);
-    let carries_presented_key =
-        |entry: &Entry| presented_blob.as_deref() == Some(entry.blob.as_slice());
+    let carries_presented_key = |entry: &Matched| presented == Some(entry.key);
 
     // Revocation wins over everything, across all files.
-    if let Some(entry) = entries
+    if let Some(entry) = matched
         .iter()
         .find(|entry| entry.marker == Marker::Revoked && carries_presented_key(entry))
     {
-        return Ok(Verdict::Revoked {
-            file: entry.file.to_path_buf(),
+        return Verdict::Revoked {
+            file: entry.file.clone(),
             line: entry.line,
-        });
+        };
     }
 
-    let plain: Vec<&Entry> = entries
+    let plain: Vec<&Matched> = matched
         .iter()
         .filter(|entry| entry.marker == Marker::None && entry.consistent)
         .collect();
-    let same_family = |entry: &&&Entry| algorithm_family(&entry.algorithm) == presented_family;
+    let same_family = |entry: &&&Matched| algorithm_family(&entry.algorithm) == presented_family;
 
     if let Some(entry) = plain
         .iter()
         .filter(same_family)
         .find(|entry| carries_presented_key(entry))
     {
-        return Ok(Verdict::Trusted {
-            file: entry.file.to_path_buf(),
+        return Verdict::Trusted {
+            file: entry.file.clone(),
             line: entry.line,
-        });
+        };
     }
     if let Some(entry) = plain.iter().find(same_family) {
-        return Ok(Verdict::Changed {
-            file: entry.file.to_path_buf(),
+        return Verdict::Changed {
+            file: entry.file.clone(),
             line: entry.line,
-        });
+        };
     }
     if let Some(entry) = plain.first() {
-        return Ok(Verdict::OtherType {
-            file: entry.file.to_path_buf(),
+        return Verdict::OtherType {
+            file: entry.file.clone(),
             line: entry.line,
             algorithm: entry.algorithm.clone(),
-        });
+        };
     }
-    Ok(Verdict::Unknown)
+    Verdict::Unknown
 }
 
-/// Distinct key algorithms recorded for `host:port` on non-marker lines, in file order.
-/// Names are returned as written in the files (e.g. `ssh-rsa`).
-pub fn recorded_algorithms(
-    files: &[PathBuf],
-    host: &str,
-    port: u16,
-) -> Result<Vec<String>, KnownHostsError> {
+/// The decision for a host certificate presented by `principal` (the host's name as looked
+/// up, without the port) at `now` (seconds since the epoch), from the lines that matched the
+/// host, in OpenSSH's order: revocation of the CA or the certified key; then a
+/// `@cert-authority` line carrying the CA (without one, the certified key is judged as a plain
+/// key); then the certificate's type, principals and validity period.
+pub fn decide_certificate(
+    matched: &[Matched],
+    principal: &str,
+    certificate: &PresentedCertificate,
+    now: u64,
+) -> CertificateVerdict {
+    let revoked = |key: &PresentedKey| {
+        let digest = key_digest(key.base64)?;
+        matched
+            .iter()
+            .find(|entry| entry.marker == Marker::Revoked && entry.key == digest)
+    };
+    for (which, key) in [
+        (RevokedKey::Authority, &certificate.authority),
+        (RevokedKey::HostKey, &certificate.key),
+    ] {
+        if let Some(entry) = revoked(key) {
+            return CertificateVerdict::Revoked {
+                which,
+                file: entry.file.clone(),
+                line: entry.line,
+            };
+        }
+    }
+    let authority = key_digest(certificate.authority.base64);
+    let Some(entry) = matched.iter().find(|entry| {
+        entry.marker == Marker::CertAuthority && entry.consistent && Some(entry.key) == authority
+    }) else {
+        return CertificateVerdict::Plain(decide_key(matched, &certificate.key));
+    };
+    if !certificate.host_type {
+        return CertificateVerdict::NotHostCertificate;
+    }
+    let principal = principal.to_ascii_lowercase();
+    let named = certificate
+        .principals
+        .iter()
+        .any(|listed| glob_matches(listed.to_ascii_lowercase().as_bytes(), principal.as_bytes()));
+    if !named {
+        return CertificateVerdict::WrongPrincipal {
+            principals: certificate.principals.to_vec(),
+        };
+    }
+    if now < certificate.valid_after {
+        return CertificateVerdict::NotYetValid {
+            valid_after: certificate.valid_after,
+        };
+    }
+    if now >= certificate.valid_before {
+        return CertificateVerdict::Expired {
+            valid_before: certificate.valid_before,
+        };
+    }
+    CertificateVerdict::Trusted {
+        file: entry.file.clone(),
+        line: entry.line,
+    }
+}
+
+/// Whether a `@cert-authority` line applies to the host (then certificate host-key algorithms
+/// are worth asking for).
+pub fn has_authority(matched: &[Matched]) -> bool {
+    matched
+        .iter()
+        .any(|entry| entry.marker == Marker::CertAuthority && entry.consistent)
+}
+
+/// Distinct key algorithms recorded on plain lines, in file order. Names are returned as
+/// written in the files (e.g. `ssh-rsa`).
+pub fn recorded_algorithms(matched: &[Matched]) -> Vec<String> {
     let mut algorithms: Vec<String> = Vec::new();
-    for entry in matching_entries(files, host, port)? {
+    for entry in matched {
         if entry.marker == Marker::None
             && entry.consistent
             && !algorithms.contains(&entry.algorithm)
         {
-            algorithms.push(entry.algorithm);
+            algorithms.push(entry.algorithm.clone());
         }
     }
-    Ok(algorithms)
+    algorithms
 }
 
 /// Appends a plain (unhashed) entry for `host:port` to `file`, creating missing parent
@@ -156,7 +379,7 @@ pub fn recorded_algorithms(
 /// key type OpenSSH writes, whatever signature algorithm was negotiated.
 ///
 /// The line is written with one `write` on a file opened in append mode, so concurrent appends
-/// from several tasks do not interleave.
+/// (from another process too) do not interleave.
 pub fn append(
     file: &Path,
     host: &str,
@@ -216,14 +439,29 @@ enum Marker {
     CertAuthority,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum HostField {
     /// Comma-separated patterns, already lowercased.
     Patterns(String),
     Hashed {
-        salt: Vec<u8>,
-        hash: Vec<u8>,
+        /// HMAC-SHA1 already keyed with the line's salt: a lookup costs the hash of the name
+        /// only (every hashed line is tried for every host).
+        keyed: Hmac<Sha1>,
+        hash: [u8; SHA1_LENGTH],
     },
+}
+
+impl HostField {
+    /// The names of a list of plain names (no wildcard, no negation): these lines are found
+    /// by name instead of being matched one by one.
+    fn plain_names(&self) -> Option<Vec<&str>> {
+        match self {
+            HostField::Patterns(patterns) if !patterns.contains(['*', '?', '!']) => {
+                Some(patterns.split(',').collect())
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -231,64 +469,115 @@ struct ParsedLine {
     marker: Marker,
     hosts: HostField,
     algorithm: String,
-    blob: Vec<u8>,
+    /// SHA-256 of the decoded key blob.
+    key: [u8; 32],
     /// Whether the type name embedded in the blob agrees with the key type field.
     consistent: bool,
 }
 
+/// One parsed line and its line number.
 #[derive(Debug)]
-struct Entry<'a> {
-    file: &'a Path,
+struct Entry {
     line: usize,
-    marker: Marker,
-    algorithm: String,
-    blob: Vec<u8>,
-    consistent: bool,
+    parsed: ParsedLine,
 }
 
-/// All parseable lines of `files` whose host field matches `host:port`, in file order.
-fn matching_entries<'a>(
-    files: &'a [PathBuf],
-    host: &str,
-    port: u16,
-) -> Result<Vec<Entry<'a>>, KnownHostsError> {
-    let name = lookup_name(host, port);
-    let mut entries = Vec::new();
-    for file in files {
-        let Some(contents) = read_if_exists(file)? else {
-            continue;
+impl Entry {
+    fn matched(&self, file: &Path) -> Matched {
+        Matched {
+            file: file.to_path_buf(),
+            line: self.line,
+            marker: self.parsed.marker,
+            algorithm: self.parsed.algorithm.clone(),
+            key: self.parsed.key,
+            consistent: self.parsed.consistent,
+        }
+    }
+}
+
+/// One file, parsed: its lines, an index of the lines that name plain host names, and the
+/// lines that must be matched one by one.
+#[derive(Debug, Default)]
+struct ParsedFile {
+    entries: Vec<Entry>,
+    /// Lookup name → indexes into `entries`, ascending.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Indexes of lines with wildcards, negation or hashed names, ascending.
+    scanned: Vec<usize>,
+    /// Number of newline characters in the file, and whether it ends with one (or is empty).
+    newlines: usize,
+    ends_with_newline: bool,
+}
+
+impl ParsedFile {
+    fn parse(contents: &[u8]) -> ParsedFile {
+        let mut file = ParsedFile {
+            ends_with_newline: contents.is_empty() || contents.ends_with(b"\n"),
+            ..ParsedFile::default()
         };
         for (index, raw_line) in contents.split(|&byte| byte == b'\n').enumerate() {
+            if index > 0 {
+                file.newlines += 1;
+            }
             let text = String::from_utf8_lossy(raw_line);
-            let Some(parsed) = parse_line(&text) else {
-                continue;
-            };
-            if host_field_matches(&parsed.hosts, &name) {
-                entries.push(Entry {
-                    file,
+            if let Some(parsed) = parse_line(&text) {
+                file.insert(Entry {
                     line: index + 1,
-                    marker: parsed.marker,
-                    algorithm: parsed.algorithm,
-                    blob: parsed.blob,
-                    consistent: parsed.consistent,
+                    parsed,
                 });
             }
         }
+        file
     }
-    Ok(entries)
+
+    fn insert(&mut self, entry: Entry) {
+        let index = self.entries.len();
+        match entry.parsed.hosts.plain_names() {
+            Some(names) => {
+                for name in names {
+                    let lines = self.by_name.entry(name.to_string()).or_default();
+                    if lines.last() != Some(&index) {
+                        lines.push(index);
+                    }
+                }
+            }
+            None => self.scanned.push(index),
+        }
+        self.entries.push(entry);
+    }
+
+    /// Adds the line [`append`] just wrote at the end of the file.
+    fn push_appended(&mut self, parsed: ParsedLine) {
+        if !self.ends_with_newline {
+            self.newlines += 1;
+        }
+        let line = self.newlines + 1;
+        self.newlines += 1;
+        self.ends_with_newline = true;
+        self.insert(Entry { line, parsed });
+    }
+
+    /// The entries matching the lookup name `name`, in file order.
+    fn matching<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let mut indexes: Vec<usize> = self.by_name.get(name).cloned().unwrap_or_default();
+        indexes.extend(
+            self.scanned
+                .iter()
+                .copied()
+                .filter(|&index| host_field_matches(&self.entries[index].parsed.hosts, name)),
+        );
+        indexes.sort_unstable();
+        indexes.dedup();
+        indexes.into_iter().map(|index| &self.entries[index])
+    }
 }
 
-fn read_if_exists(file: &Path) -> Result<Option<Vec<u8>>, KnownHostsError> {
-    match fs::read(file) {
-        Ok(contents) => Ok(Some(contents)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KnownHostsError::Read {
-            path: file.to_path_buf(),
-            source,
-        }),
-    }
+fn key_digest(base64: &str) -> Option<[u8; 32]> {
+    STANDARD
+        .decode(base64)
+        .ok()
+        .map(|blob| Sha256::digest(&blob).into())
 }
-
 /// Parses one physical line; `None` for blank lines, comments and anything malformed.
 fn parse_line(line: &str) -> Option<ParsedLine> {
     let line = line.strip_suffix('\r').unwrap_or(line);
@@ -319,7 +608,7 @@ fn parse_line(line: &str) -> Option<ParsedLine> {
         marker,
         hosts,
         algorithm: algorithm.to_string(),
-        blob,
+        key: Sha256::digest(&blob).into(),
         consistent,
     })
 }
@@ -330,21 +619,22 @@ fn parse_host_field(field: &str) -> Option<HostField> {
     }
     let (salt, hash) = field.strip_prefix(HASH_PREFIX)?.split_once('|')?;
     let salt = STANDARD.decode(salt).ok()?;
-    let hash = STANDARD.decode(hash).ok()?;
-    (salt.len() == SHA1_LENGTH && hash.len() == SHA1_LENGTH)
-        .then_some(HostField::Hashed { salt, hash })
+    let hash: [u8; SHA1_LENGTH] = STANDARD.decode(hash).ok()?.try_into().ok()?;
+    if salt.len() != SHA1_LENGTH {
+        return None;
+    }
+    let keyed = Hmac::<Sha1>::new_from_slice(&salt).ok()?;
+    Some(HostField::Hashed { keyed, hash })
 }
 
 fn host_field_matches(field: &HostField, name: &str) -> bool {
     match field {
         HostField::Patterns(patterns) => pattern_list_matches(patterns, name),
-        HostField::Hashed { salt, hash } => match Hmac::<Sha1>::new_from_slice(salt) {
-            Ok(mut mac) => {
-                mac.update(name.as_bytes());
-                mac.verify_slice(hash).is_ok()
-            }
-            Err(_) => false,
-        },
+        HostField::Hashed { keyed, hash } => {
+            let mut mac = keyed.clone();
+            mac.update(name.as_bytes());
+            mac.verify_slice(hash).is_ok()
+        }
     }
 }
 
@@ -499,6 +789,18 @@ fn ends_with_newline_or_empty(handle: &mut File) -> io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
+/// The verdict for `key` presented by `host:port`, reading `files` afresh (tests only).
+#[cfg(test)]
+fn check(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+    key: &PresentedKey,
+) -> Result<Verdict, KnownHostsError> {
+    let matched = KnownHosts::default().matching(files, host, port)?;
+    Ok(decide_key(&matched, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,6 +855,15 @@ mod tests {
         let algorithm = fields.next().unwrap().to_string();
         let base64 = fields.next().unwrap().to_string();
         Some((public, algorithm, base64))
+    }
+
+    fn recorded_algorithms(
+        files: &[PathBuf],
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<String>, KnownHostsError> {
+        let matched = KnownHosts::default().matching(files, host, port)?;
+        Ok(super::recorded_algorithms(&matched))
     }
 
     #[test]
@@ -1406,6 +1717,246 @@ mod tests {
         assert_eq!(lookup_name("Web1", 2222), "[web1]:2222");
         assert_eq!(lookup_name("::1", 2200), "[::1]:2200");
     }
+
+    /// The lines of `text` (one file, `known_hosts`) that match `host:port`.
+    fn matched_in(text: &str, host: &str, port: u16) -> Vec<Matched> {
+        let file = ParsedFile::parse(text.as_bytes());
+        file.matching(&lookup_name(host, port))
+            .map(|entry| entry.matched(Path::new("known_hosts")))
+            .collect()
+    }
+
+    /// A host certificate for `web1.example.com` signed by `authority`, valid from 100 to 200.
+    fn certificate<'a>(
+        key: &'a str,
+        authority: &'a str,
+        principals: &'a [String],
+    ) -> PresentedCertificate<'a> {
+        PresentedCertificate {
+            key: presented("ssh-ed25519", key),
+            authority: presented("ssh-ed25519", authority),
+            host_type: true,
+            principals,
+            valid_after: 100,
+            valid_before: 200,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_certificate_is_trusted_through_a_matching_cert_authority_line() {
+        let (authority, key) = (fake_key("ssh-ed25519", 60), fake_key("ssh-ed25519", 61));
+        let text = format!(
+            "web1.example.com ssh-ed25519 {}\n@cert-authority *.example.com ssh-ed25519 {authority}\n",
+            fake_key("ssh-ed25519", 62)
+        );
+        let principals = names(&["db.example.com", "WEB1.example.com"]);
+        let matched = matched_in(&text, "web1.example.com", 22);
+        assert!(has_authority(&matched));
+        let certificate = certificate(&key, &authority, &principals);
+        let trusted = CertificateVerdict::Trusted {
+            file: PathBuf::from("known_hosts"),
+            line: 2,
+        };
+        // Valid from valid_after (inclusive) to valid_before (exclusive).
+        for now in [100, 150, 199] {
+            assert_eq!(
+                decide_certificate(&matched, "web1.example.com", &certificate, now),
+                trusted
+            );
+        }
+        assert_eq!(
+            decide_certificate(&matched, "web1.example.com", &certificate, 99),
+            CertificateVerdict::NotYetValid { valid_after: 100 }
+        );
+        assert_eq!(
+            decide_certificate(&matched, "web1.example.com", &certificate, 200),
+            CertificateVerdict::Expired { valid_before: 200 }
+        );
+        // A wildcard principal names the host too (as OpenSSH allows for host certificates).
+        let wildcard = names(&["*.example.com"]);
+        assert_eq!(
+            decide_certificate(
+                &matched,
+                "web1.example.com",
+                &self::certificate(&key, &authority, &wildcard),
+                150
+            ),
+            trusted
+        );
+    }
+
+    #[test]
+    fn each_certificate_failure_has_its_own_verdict() {
+        let (authority, other, key) = (
+            fake_key("ssh-ed25519", 63),
+            fake_key("ssh-ed25519", 64),
+            fake_key("ssh-ed25519", 65),
+        );
+        let text = format!("@cert-authority [web1]:2222 ssh-ed25519 {authority}\n");
+        let matched = matched_in(&text, "web1", 2222);
+        let principals = names(&["web1"]);
+        let good = certificate(&key, &authority, &principals);
+        assert!(matches!(
+            decide_certificate(&matched, "web1", &good, 150),
+            CertificateVerdict::Trusted { line: 1, .. }
+        ));
+        // Another CA, with no plain line to fall back on.
+        assert_eq!(
+            decide_certificate(
+                &matched,
+                "web1",
+                &certificate(&key, &other, &principals),
+                150
+            ),
+            CertificateVerdict::Plain(Verdict::Unknown)
+        );
+        // The line is for port 2222 only.
+        assert_eq!(
+            decide_certificate(&matched_in(&text, "web1", 22), "web1", &good, 150),
+            CertificateVerdict::Plain(Verdict::Unknown)
+        );
+        let user = PresentedCertificate {
+            host_type: false,
+            ..good
+        };
+        assert_eq!(
+            decide_certificate(&matched, "web1", &user, 150),
+            CertificateVerdict::NotHostCertificate
+        );
+        for listed in [names(&["web2", "web1.example.com"]), names(&[])] {
+            assert_eq!(
+                decide_certificate(
+                    &matched,
+                    "web1",
+                    &certificate(&key, &authority, &listed),
+                    150
+                ),
+                CertificateVerdict::WrongPrincipal {
+                    principals: listed.clone()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_authority_falls_back_to_the_plain_lines_of_the_certified_key() {
+        let (authority, key) = (fake_key("ssh-ed25519", 66), fake_key("ssh-ed25519", 67));
+        let principals = names(&["web1"]);
+        let certificate = certificate(&key, &authority, &principals);
+        let known = matched_in(&format!("web1 ssh-ed25519 {key}\n"), "web1", 22);
+        assert!(!has_authority(&known));
+        assert_eq!(
+            decide_certificate(&known, "web1", &certificate, 150),
+            CertificateVerdict::Plain(Verdict::Trusted {
+                file: PathBuf::from("known_hosts"),
+                line: 1
+            })
+        );
+        let changed = matched_in(
+            &format!("web1 ssh-ed25519 {}\n", fake_key("ssh-ed25519", 68)),
+            "web1",
+            22,
+        );
+        assert!(matches!(
+            decide_certificate(&changed, "web1", &certificate, 150),
+            CertificateVerdict::Plain(Verdict::Changed { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn revocation_of_the_authority_or_the_certified_key_wins() {
+        let (authority, key) = (fake_key("ssh-ed25519", 69), fake_key("ssh-ed25519", 70));
+        let principals = names(&["web1"]);
+        let certificate = certificate(&key, &authority, &principals);
+        for (revoked, which) in [
+            (&authority, RevokedKey::Authority),
+            (&key, RevokedKey::HostKey),
+        ] {
+            let text = format!(
+                "@cert-authority * ssh-ed25519 {authority}\nweb1 ssh-ed25519 {key}\n@revoked * ssh-ed25519 {revoked}\n"
+            );
+            assert_eq!(
+                decide_certificate(&matched_in(&text, "web1", 22), "web1", &certificate, 150),
+                CertificateVerdict::Revoked {
+                    which,
+                    file: PathBuf::from("known_hosts"),
+                    line: 3
+                }
+            );
+        }
+        // A @revoked line for another host does not apply.
+        let text = format!(
+            "@cert-authority * ssh-ed25519 {authority}\n@revoked web2 ssh-ed25519 {authority}\n"
+        );
+        assert!(matches!(
+            decide_certificate(&matched_in(&text, "web1", 22), "web1", &certificate, 150),
+            CertificateVerdict::Trusted { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn recording_is_visible_at_once_and_never_twice() {
+        let directory = TempDir::new().unwrap();
+        let file = write(
+            &directory,
+            "known_hosts",
+            "# first line, no newline at the end",
+        );
+        let files = [file.clone()];
+        let key = fake_key("ssh-ed25519", 71);
+        let key = presented("ssh-ed25519", &key);
+        let known = KnownHosts::default();
+        assert_eq!(
+            decide_key(&known.matching(&files, "web1", 2222).unwrap(), &key),
+            Verdict::Unknown
+        );
+        known.record(&file, "web1", 2222, &key).unwrap();
+        known.record(&file, "WEB1", 2222, &key).unwrap();
+        // Seen by this run without reading the file again, with its line number.
+        assert_eq!(
+            decide_key(&known.matching(&files, "web1", 2222).unwrap(), &key),
+            trusted(&file, 2)
+        );
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "# first line, no newline at the end\n[web1]:2222 ssh-ed25519 {}\n",
+                key.base64
+            )
+        );
+        // And by a later run, from the file.
+        assert_eq!(
+            check(&files, "web1", 2222, &key).unwrap(),
+            trusted(&file, 2)
+        );
+    }
+
+    #[test]
+    fn a_file_is_read_once_per_run() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 72);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {key}\n"),
+        );
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web1", 22).unwrap().len(), 1);
+        // Changed behind the run's back: the run keeps the copy it parsed.
+        fs::write(&file, "").unwrap();
+        assert_eq!(known.matching(&files, "web1", 22).unwrap().len(), 1);
+        assert!(
+            KnownHosts::default()
+                .matching(&files, "web1", 22)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 /// Property tests: arbitrary lines and host names never panic, and every line [`append`] writes
@@ -1500,8 +2051,12 @@ mod properties {
         ) {
             let name = lookup_name(&host, port);
             if let Some(parsed) = parse_line(&line) {
-                prop_assert!(!parsed.blob.is_empty());
                 let _ = host_field_matches(&parsed.hosts, &name);
+                // Parsing the line as part of a file agrees with parsing it alone.
+                let file = ParsedFile::parse(line.as_bytes());
+                prop_assert_eq!(file.entries.len(), 1);
+                let found = file.matching(&name).count();
+                prop_assert_eq!(found, usize::from(host_field_matches(&parsed.hosts, &name)));
             }
         }
 
@@ -1541,7 +2096,7 @@ mod properties {
             prop_assert_eq!(parsed.marker, Marker::None);
             prop_assert!(parsed.consistent, "{line:?}");
             prop_assert_eq!(algorithm_family(&parsed.algorithm), algorithm_family(&algorithm));
-            prop_assert_eq!(Some(parsed.blob), STANDARD.decode(&base64).ok());
+            prop_assert_eq!(Some(parsed.key), key_digest(&base64));
             prop_assert!(host_field_matches(&parsed.hosts, &lookup_name(&host, port)), "{line:?}");
             // Never broader than the host: another port or another name does not match.
             let other_port = if port == 22 { 2222 } else { 22 };
@@ -1670,6 +2225,140 @@ mod properties {
                 }
                 // Already trusted, or revoked: the earlier line still decides.
                 other => prop_assert_eq!(later, other),
+            }
+        }
+    }
+
+    proptest! {
+        /// The per-file index (lines of plain names found by name, the others matched one by
+        /// one) finds exactly the lines that match when each line is tried, in file order.
+        #[test]
+        fn the_index_finds_what_matching_each_line_finds(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    line(),
+                    (host(), key()).prop_map(|(host, (algorithm, base64))| {
+                        format!("{host},{} {algorithm} {base64}", lookup_name(&host, 2222))
+                    }),
+                ],
+                0..12,
+            ),
+            host in host(),
+            port in prop::sample::select(vec![22u16, 2222]),
+        ) {
+            let text = lines.join("\n");
+            let file = ParsedFile::parse(text.as_bytes());
+            let name = lookup_name(&host, port);
+            let found: Vec<usize> = file.matching(&name).map(|entry| entry.line).collect();
+            let expected: Vec<usize> = text
+                .split('\n')
+                .enumerate()
+                .filter_map(|(index, line)| {
+                    let parsed = parse_line(line)?;
+                    host_field_matches(&parsed.hosts, &name).then_some(index + 1)
+                })
+                .collect();
+            prop_assert_eq!(found, expected);
+        }
+
+        /// Only the two markers OpenSSH knows, spelled exactly, make a marker line.
+        #[test]
+        fn markers_are_exact(marker in "@[A-Za-z-]{0,16}", (algorithm, base64) in key()) {
+            let line = format!("{marker} web1 {algorithm} {base64}");
+            let parsed = parse_line(&line);
+            match marker.as_str() {
+                "@revoked" => prop_assert_eq!(parsed.map(|line| line.marker), Some(Marker::Revoked)),
+                "@cert-authority" => {
+                    prop_assert_eq!(parsed.map(|line| line.marker), Some(Marker::CertAuthority))
+                }
+                _ => prop_assert!(parsed.is_none(), "{line:?}"),
+            }
+        }
+    }
+
+    /// A line of a known_hosts file in the certificate model: marker, pattern (0: the host's
+    /// lookup name, 1: `*`, 2: `!<lookup name>,*`, 3: another host) and key (0: the CA,
+    /// 1: another CA, 2: the certified host key).
+    fn certificate_line() -> impl Strategy<Value = (&'static str, u8, u8)> {
+        (
+            prop::sample::select(vec!["", "@revoked ", "@cert-authority "]),
+            0..4u8,
+            0..3u8,
+        )
+    }
+
+    proptest! {
+        /// The certificate decision against a model of OpenSSH's rules: trusted exactly when a
+        /// `@cert-authority` line that applies carries the CA, no applicable `@revoked` line
+        /// carries the CA or the host key, the certificate is a host certificate naming the
+        /// host, and `now` is in its validity period.
+        #[test]
+        fn certificate_decision_follows_the_rules(
+            lines in prop::collection::vec(certificate_line(), 0..6),
+            host_type in any::<bool>(),
+            principals in prop::collection::vec(
+                prop::sample::select(vec!["web1", "WEB1", "web2", "*", "web?", "db"]),
+                0..3,
+            ),
+            valid_after in 0..10u64,
+            valid_before in 0..10u64,
+            now in 0..10u64,
+            port in prop::sample::select(vec![22u16, 2222]),
+        ) {
+            let authority = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 the CA");
+            let other = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 another CA");
+            let host_key = STANDARD.encode(b"\0\0\0\x0bssh-ed25519 the host");
+            let name = lookup_name("web1", port);
+            let text: Vec<String> = lines
+                .iter()
+                .map(|(marker, pattern, key)| {
+                    let pattern = match pattern {
+                        0 => name.clone(),
+                        1 => "*".to_string(),
+                        2 => format!("!{name},*"),
+                        _ => "web2".to_string(),
+                    };
+                    let key = [&authority, &other, &host_key][usize::from(*key)];
+                    format!("{marker}{pattern} ssh-ed25519 {key}")
+                })
+                .collect();
+            let file = ParsedFile::parse(text.join("\n").as_bytes());
+            let matched: Vec<Matched> =
+                file.matching(&name).map(|entry| entry.matched(Path::new("f"))).collect();
+            let principals: Vec<String> = principals.iter().map(|name| name.to_string()).collect();
+            let certificate = PresentedCertificate {
+                key: PresentedKey { algorithm: "ssh-ed25519", base64: &host_key },
+                authority: PresentedKey { algorithm: "ssh-ed25519", base64: &authority },
+                host_type,
+                principals: &principals,
+                valid_after,
+                valid_before,
+            };
+            let applies = |line: &(&str, u8, u8), marker: &str, key: u8| {
+                line.0 == marker && line.1 < 2 && line.2 == key
+            };
+            let revoked = lines
+                .iter()
+                .any(|line| applies(line, "@revoked ", 0) || applies(line, "@revoked ", 2));
+            let authority_known = lines.iter().any(|line| applies(line, "@cert-authority ", 0));
+            let named = principals
+                .iter()
+                .any(|principal| ["web1", "WEB1", "*", "web?"].contains(&principal.as_str()));
+            let expected = !revoked
+                && authority_known
+                && host_type
+                && named
+                && valid_after <= now
+                && now < valid_before;
+            let verdict = decide_certificate(&matched, "web1", &certificate, now);
+            prop_assert_eq!(
+                matches!(verdict, CertificateVerdict::Trusted { .. }),
+                expected,
+                "{:?} -> {:?}", text, verdict
+            );
+            if revoked {
+                let is_revoked = matches!(verdict, CertificateVerdict::Revoked { .. });
+                prop_assert!(is_revoked, "{:?}", verdict);
             }
         }
     }

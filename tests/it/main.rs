@@ -7,6 +7,7 @@ mod support;
 
 mod artifact_policy;
 mod auth;
+mod certificates;
 mod chaos;
 mod check;
 mod diff;

@@ -21,6 +21,7 @@
 //! | `trees.rs` | what is on a host: `live`, history records, tree snapshots, waiting |
 //! | `filters.rs` | the one set of filters (ports, fleet dir, run ids, times, bytes) for whole-output snapshots |
 //! | `http.rs` | the one test HTTP server (files, request counts, 404, configured replies) |
+//! | `certificates.rs` | SSH certificate authorities, certificate-only hosts, a real `ssh-agent` |
 //!
 //! This module is also compiled into `examples/testfleet.rs` (the fleet of `scripts/demo.sh`
 //! and `scripts/bench.sh`), so it uses nothing that only exists in the test binary.
@@ -29,6 +30,7 @@
 
 mod artifacts;
 mod bastion;
+pub mod certificates;
 mod filters;
 mod http;
 mod runs;
@@ -124,6 +126,9 @@ pub struct TestHost {
     dir: PathBuf,
     authorized_key: String,
     file_size_limit_kb: Option<u64>,
+    /// sshd_config lines placed before the generated ones (sshd keeps the first value of a
+    /// keyword, so these win), set by [`Fleet::configure`].
+    extra_config: String,
     child: Option<Child>,
 }
 
@@ -278,6 +283,15 @@ impl Fleet {
         host.start_on_same_port();
     }
 
+    /// Restarts host `index` with `lines` ahead of its generated sshd_config (they win over
+    /// the generated ones, e.g. `AuthorizedKeysFile`, `HostCertificate`, `TrustedUserCAKeys`).
+    pub fn configure(&mut self, index: usize, lines: &str) {
+        let host = self.host_mut(index);
+        host.stop();
+        host.extra_config = lines.to_string();
+        host.start_on_same_port();
+    }
+
     /// Restarts host `index` so that every command there runs under a file size limit of
     /// `kilobytes` KiB (`ulimit -f`, in the shell's 512-byte blocks): writing a bigger file fails
     /// (SIGXFSZ), like a disk too small for a large artifact.
@@ -395,6 +409,7 @@ impl TestHost {
             dir,
             authorized_key: authorized_key.to_string(),
             file_size_limit_kb: None,
+            extra_config: String::new(),
             child: None,
         };
         let key = host.host_key_path();
@@ -594,7 +609,7 @@ impl TestHost {
             .unwrap_or_else(|e| panic!("could not write {}: {e}", authorized.display()));
 
         let config = format!(
-            "# sshd for test host {name}\n\
+            "{extra}# sshd for test host {name}\n\
              Port {port}\n\
              ListenAddress 127.0.0.1\n\
              HostKey {host_key}\n\
@@ -611,6 +626,7 @@ impl TestHost {
              SetEnv SHLVL=1\n\
              LogLevel ERROR\n\
              ForceCommand {force}\n",
+            extra = self.extra_config,
             name = self.name,
             port = self.port,
             host_key = config_quote(&self.host_key_path()),
