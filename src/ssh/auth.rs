@@ -330,3 +330,122 @@ async fn load_identity(path: PathBuf) -> LoadedKey {
         .await;
     result.unwrap_or_else(|_| LoadedKey::Unusable("key loading task failed".to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use tempfile::TempDir;
+
+    fn keygen(arguments: &[&str], path: &Path) {
+        let status = Command::new("ssh-keygen")
+            .args(arguments)
+            .arg(path)
+            .status()
+            .expect("ssh-keygen runs (install openssh-client)");
+        assert!(
+            status.success(),
+            "ssh-keygen {arguments:?} {}",
+            path.display()
+        );
+    }
+
+    fn key(directory: &TempDir, name: &str) -> PathBuf {
+        let path = directory.path().join(name);
+        keygen(&["-q", "-t", "ed25519", "-N", "", "-f"], &path);
+        path
+    }
+
+    /// Signs `<key>.pub` with `authority` into `<key>-cert.pub`.
+    fn sign(authority: &Path, key: &Path, host: bool, validity: &str) -> PathBuf {
+        let authority = authority.display().to_string();
+        let mut arguments = vec!["-q", "-s", &authority, "-I", "test", "-n", "deploy"];
+        arguments.extend(["-V", validity]);
+        if host {
+            arguments.push("-h");
+        }
+        let mut public = key.as_os_str().to_os_string();
+        public.push(".pub");
+        keygen(&arguments, Path::new(&public));
+        sidecar_certificate(key)
+    }
+
+    fn private(path: &Path) -> PrivateKey {
+        russh::keys::load_secret_key(path, None).unwrap()
+    }
+
+    #[test]
+    fn certificates_are_offered_only_when_usable_and_named_otherwise() {
+        let directory = TempDir::new().unwrap();
+        let authority = key(&directory, "ca");
+        let identity = key(&directory, "id");
+        let other = key(&directory, "other");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+
+        // No certificate beside the key: nothing offered, nothing said.
+        let mut tried = Vec::new();
+        assert!(certificates_for(&identity, &private(&identity), &[], now, &mut tried).is_empty());
+        assert!(tried.is_empty(), "{tried:?}");
+
+        let sidecar = sign(&authority, &identity, false, "always:forever");
+        assert_eq!(sidecar, directory.path().join("id-cert.pub"));
+        let offered = certificates_for(&identity, &private(&identity), &[], now, &mut tried);
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].0, sidecar);
+
+        // Expired, not yet valid, host type: not offered, each named with its reason.
+        for (validity, host, reason) in [
+            ("20200101:20200102", false, "expired at 2020-01-0"),
+            ("20990101:20990102", false, "is not valid before 2099-01-0"),
+            ("always:forever", true, "is a host certificate"),
+        ] {
+            sign(&authority, &identity, host, validity);
+            let mut tried = Vec::new();
+            let offered = certificates_for(&identity, &private(&identity), &[], now, &mut tried);
+            assert!(offered.is_empty(), "{validity}");
+            assert_eq!(tried.len(), 1);
+            assert!(
+                tried[0].starts_with(&format!("certificate {}", sidecar.display()))
+                    && tried[0].contains(reason)
+                    && tried[0].ends_with("(not offered)"),
+                "{tried:?}"
+            );
+        }
+
+        // An explicit certificate file of another key is skipped for this one, silently;
+        // a missing explicit file is named.
+        let other_certificate = sign(&authority, &other, false, "always:forever");
+        let missing = directory.path().join("missing-cert.pub");
+        let mut tried = Vec::new();
+        let offered = certificates_for(
+            &other,
+            &private(&other),
+            &[other_certificate.clone(), missing.clone()],
+            now,
+            &mut tried,
+        );
+        assert_eq!(
+            offered.len(),
+            1,
+            "the sidecar and the same explicit file count once"
+        );
+        assert_eq!(
+            tried,
+            [format!("certificate {} (missing)", missing.display())]
+        );
+        let mut tried = Vec::new();
+        sign(&authority, &identity, false, "always:forever");
+        let offered = certificates_for(
+            &identity,
+            &private(&identity),
+            &[other_certificate],
+            now,
+            &mut tried,
+        );
+        assert_eq!(offered.len(), 1);
+        assert!(tried.is_empty(), "{tried:?}");
+    }
+}
