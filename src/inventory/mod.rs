@@ -37,11 +37,13 @@ mod artifact_files;
 mod location;
 mod model;
 mod raw;
+mod rollout;
 mod selection;
 mod validation;
 mod values;
 
 pub use location::InventoryError;
+pub use rollout::BatchSize;
 pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
 
 use location::{Parser, io_error_text};

@@ -168,8 +168,13 @@ impl Parser<'_> {
             None => MaxFailures::Count(0),
         };
         let batch_size = match &raw.batch_size {
-            Some(size) => self.count(size, "deploy.batch_size", 0)?,
-            None => 0,
+            Some(value) => super::rollout::parse_batch_size(value.get_ref())
+                .map_err(|message| self.error_at(&value.span(), "deploy.batch_size", message))?,
+            None => super::BatchSize::All,
+        };
+        let batch_pause = match &raw.batch_pause {
+            Some(pause) => self.duration(pause, "deploy.batch_pause", true)?,
+            None => Duration::ZERO,
         };
         Ok(DeploySettings {
             concurrency,
@@ -177,6 +182,7 @@ impl Parser<'_> {
             on_failure,
             max_failures,
             batch_size,
+            batch_pause,
         })
     }
 
