@@ -95,7 +95,11 @@ pub async fn switch_all(
         if count > 1 {
             let names: Vec<&str> = members
                 .iter()
-                .map(|&member| context.inventory.hosts[hosts[member].target.host].name.as_str())
+                .map(|&member| {
+                    context.inventory.hosts[hosts[member].target.host]
+                        .name
+                        .as_str()
+                })
                 .collect();
             events.fleet(&format!(
                 "{}: batch {number} of {count}{} at {}: {}",
@@ -220,7 +224,9 @@ pub fn note_batches(context: &Context, result: &mut crate::report::RunResult) {
         let total = hosts.len();
         let mut switching: Vec<&mut HostResult> = hosts
             .into_iter()
-            .filter(|host| host.outcome == Outcome::Planned && host.to.is_some() && host.from != host.to)
+            .filter(|host| {
+                host.outcome == Outcome::Planned && host.to.is_some() && host.from != host.to
+            })
             .collect();
         let sizes = deploy.batch_size.batch_sizes(switching.len(), total);
         let count = sizes.len();
@@ -230,7 +236,11 @@ pub fn note_batches(context: &Context, result: &mut crate::report::RunResult) {
                 let mut note = format!(
                     "switch: batch {} of {count}{} (batch_size = {}",
                     index + 1,
-                    if index == 0 && count > 1 { ", the canary" } else { "" },
+                    if index == 0 && count > 1 {
+                        ", the canary"
+                    } else {
+                        ""
+                    },
                     deploy.batch_size.text()
                 );
                 if index > 0 && !deploy.batch_pause.is_zero() {

@@ -43,8 +43,8 @@ mod validation;
 mod values;
 
 pub use location::InventoryError;
-pub use rollout::BatchSize;
 pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
+pub use rollout::BatchSize;
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;

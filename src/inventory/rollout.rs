@@ -14,9 +14,7 @@ impl Size {
     fn hosts(self, selected: usize) -> usize {
         match self {
             Size::Count(count) => count,
-            Size::Percent(percent) => {
-                (selected.saturating_mul(usize::from(percent)) / 100).max(1)
-            }
+            Size::Percent(percent) => (selected.saturating_mul(usize::from(percent)) / 100).max(1),
         }
     }
 
@@ -156,8 +154,18 @@ mod tests {
             ]))
         );
         for bad in [
-            "-1", "\"0%\"", "\"101%\"", "\"10\"", "\"%\"", "\"1.5%\"", "[]", "[0]", "[1, \"x\"]",
-            "1.5", "true", "[[1]]",
+            "-1",
+            "\"0%\"",
+            "\"101%\"",
+            "\"10\"",
+            "\"%\"",
+            "\"1.5%\"",
+            "[]",
+            "[0]",
+            "[1, \"x\"]",
+            "1.5",
+            "true",
+            "[[1]]",
         ] {
             let error = parsed(bad).expect_err(bad);
             assert!(error.starts_with("batch_size must be"), "{bad}: {error}");

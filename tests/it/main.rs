@@ -19,5 +19,6 @@ mod output;
 mod push;
 mod push_failures;
 mod rollback;
+mod rollouts;
 mod status;
 mod web;
