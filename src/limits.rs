@@ -30,7 +30,7 @@ fn current() -> Option<(u64, u64)> {
     };
     // SAFETY: getrlimit writes one `rlimit` through a valid pointer.
     let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (status == 0).then_some((limit.rlim_cur as u64, limit.rlim_max as u64))
+    (status == 0).then_some((limit.rlim_cur, limit.rlim_max))
 }
 
 /// Raises the soft open-file limit to the hard limit (best effort); returns the soft limit now

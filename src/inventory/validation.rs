@@ -768,7 +768,7 @@ tags = ["db", "eu"]
         assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(300));
         assert_eq!(inventory.deploy.on_failure, OnFailure::Rollback);
         assert_eq!(inventory.deploy.max_failures, MaxFailures::Count(0));
-        assert_eq!(inventory.deploy.batch_size, 0);
+        assert_eq!(inventory.deploy.batch_size, super::super::BatchSize::All);
         assert!(inventory.notify.is_none());
 
         let [host] = inventory.hosts.as_slice() else {
@@ -882,7 +882,10 @@ webhook = "https://chat.example.com/hooks/secret-token"
         assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(3600));
         assert_eq!(inventory.deploy.on_failure, OnFailure::Halt);
         assert_eq!(inventory.deploy.max_failures, MaxFailures::Percent(25));
-        assert_eq!(inventory.deploy.batch_size, 2);
+        assert_eq!(
+            inventory.deploy.batch_size,
+            super::super::BatchSize::Fixed(super::super::rollout::Size::Count(2))
+        );
 
         let web1 = &inventory.hosts[0];
         assert_eq!(web1.port, 2222);
@@ -1392,7 +1395,7 @@ webhook = "https://chat.example.com/hooks/secret-token"
         ));
         assert_eq!(
             (inventory.deploy.concurrency, inventory.deploy.batch_size),
-            (1, 0)
+            (1, super::super::BatchSize::All)
         );
     }
 
