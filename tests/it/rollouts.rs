@@ -297,3 +297,40 @@ fn invalid_rollout_values_name_file_line_and_key() {
         assert_eq!(ran.stdout, "", "{table}");
     }
 }
+
+#[test]
+fn an_upload_in_flight_is_stopped_once_max_failures_is_exceeded() {
+    let mut scenario = Scenario::new(3);
+    let v1 = big_tarball(scenario.dir(), "v1", 4);
+    scenario.fleet_mut().limit_file_size(0, 512);
+    // web2's extraction hangs: its upload is in flight when web1's fails.
+    let tar = crate::support::real_program("tar");
+    scenario.host(1).wrap_command(
+        "tar",
+        &format!(
+            "case \"$*\" in *-xpzf*) sleep 60;; esac\n{} \"$@\"",
+            tar.display()
+        ),
+    );
+    let ran = scenario.push_artifact("v1", &v1, &["-j", "3"]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert_eq!(ran.host("web1")["result"], "failed");
+    let web2 = ran.host("web2");
+    assert_eq!(web2["result"], "skipped", "{web2:#}");
+    assert!(
+        web2["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stopped: 1 of 3 hosts failed during staging"),
+        "{web2:#}"
+    );
+    crate::support::wait_until("web2's wrapper is gone", crate::support::PATIENCE, || {
+        scenario.host(1).wrapper_processes().is_empty()
+    });
+    assert_nothing_staged(&scenario, 1, "v1");
+    assert!(
+        !scenario.app(1).join(".deploy/lock").exists(),
+        "web2: lock released"
+    );
+    assert_eq!(scenario.lives(), [None, None, None]);
+}
