@@ -24,9 +24,9 @@ const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
 /// Stderr beyond this is cut (the head is kept: that is where the error usually is).
 const STDERR_LIMIT: usize = 256 * 1024;
 /// Size of the buffer the upload reads from its source (never `channel.data(reader)`: 8 KiB packets).
-/// 128 KiB: large enough for full 32 KiB SSH packets, small enough that a hundred uploads in flight
+/// 64 KiB: two full 32 KiB SSH packets per read, small enough that a hundred uploads in flight
 /// stay within tens of MiB (the reader and this buffer each hold one chunk per upload).
-const UPLOAD_CHUNK: usize = 128 * 1024;
+const UPLOAD_CHUNK: usize = 64 * 1024;
 
 /// What a finished remote command produced.
 #[derive(Debug, Clone, Default)]
