@@ -345,6 +345,7 @@ async fn stage<'a>(
     } = host;
     run.resume();
     run.stop_on(Some(stop.receiver()));
+    run.transfer_on_own_connection(stop.total > context.concurrency);
     let service = &context.inventory.services[target.service];
     let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());

@@ -100,6 +100,8 @@ pub struct HostRun<'a> {
     /// Set while staging: says why the run stops the host's work (other hosts failed beyond
     /// `max_failures`); interruptible steps end with `HostError::Stopped` when it is set.
     stop: std::sync::Mutex<Option<watch::Receiver<Option<String>>>>,
+    /// Uploads go over a transfer connection of their own (see `transfer_session`).
+    own_transfer: AtomicBool,
 }
 
 impl<'a> HostRun<'a> {
@@ -144,6 +146,7 @@ impl<'a> HostRun<'a> {
             steps: AtomicU64::new(0),
             broken: AtomicBool::new(false),
             stop: std::sync::Mutex::new(None),
+            own_transfer: AtomicBool::new(false),
         })
     }
 
@@ -170,6 +173,13 @@ impl<'a> HostRun<'a> {
     /// The host works again after waiting: its budget's clock runs.
     pub fn resume(&self) {
         self.budget.resume();
+    }
+
+    /// Whether uploads use a transfer connection of their own: worth it when more hosts wait
+    /// at the barrier than are worked on at once (more selected hosts than `concurrency`);
+    /// otherwise every host is in flight together anyway and the extra handshake buys nothing.
+    pub fn transfer_on_own_connection(&self, own: bool) {
+        self.own_transfer.store(own, Ordering::Relaxed);
     }
 
     /// From now on, interruptible steps also end (`HostError::Stopped`) once `stop` holds a
@@ -316,7 +326,7 @@ impl<'a> HostRun<'a> {
             }
             Input::Artifact => {
                 // The artifact travels on a connection of its own, closed when the step ends
-                // (see `transfer_session`), unless that connection cannot be made.
+                // (see `transfer_session`), when the run asks for it and it can be made.
                 let session = self.transfer_session(name, until, interruptible).await?;
                 let file = tokio::fs::File::open(payload.artifact)
                     .await
@@ -365,6 +375,9 @@ impl<'a> HostRun<'a> {
         until: Instant,
         interruptible: bool,
     ) -> Result<Arc<Session>, HostError> {
+        if !self.own_transfer.load(Ordering::Relaxed) {
+            return Ok(self.session());
+        }
         match self
             .bounded(
                 step,
