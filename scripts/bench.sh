@@ -21,9 +21,15 @@
 #                    still built: cargo build --release --example testfleet)
 #   TMPDIR           where the fleet lives (needs ~3 GiB of disk; avoid a small tmpfs)
 #   DEPLOY_FLEET_KEEP=1  keep the temp dir afterwards
+#
+# `scripts/bench.sh --scale` runs the fleet-scale benchmark instead (hundreds of hosts, memory and
+# time against fleet size, concurrency, plain ssh and pssh): see scripts/bench_scale.sh.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "$0")" && pwd -P)
+if [ "${1:-}" = --scale ]; then
+  exec "$script_dir/bench_scale.sh"
+fi
 # shellcheck source=scripts/lib/common.sh
 . "$script_dir/lib/common.sh"
 

@@ -10,6 +10,7 @@ mod executor;
 mod fetch;
 mod http;
 mod inventory;
+mod limits;
 mod logging;
 mod manifest;
 mod notify;
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&cli.global);
+    // Every connection is a file descriptor: use all the process may have.
+    let open_files = limits::raise_open_files();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
         }
     };
     let json_logs = logging::json(&cli.global);
-    let code = runtime.block_on(run(cli, json_logs));
+    let code = runtime.block_on(run(cli, json_logs, open_files));
     // Every session was closed and every lock released inside `run`; russh tasks still winding
     // down in the background must not delay the exit.
     runtime.shutdown_background();
@@ -61,8 +64,8 @@ fn main() -> ExitCode {
 
 /// Runs the command; a fatal error is reported once: as a JSON line with `--log-format json`,
 /// as `error: ...` otherwise.
-async fn run(cli: Cli, json_logs: bool) -> u8 {
-    match dispatch(cli).await {
+async fn run(cli: Cli, json_logs: bool, open_files: Option<u64>) -> u8 {
+    match dispatch(cli, open_files).await {
         Ok(code) => code,
         Err(error) => {
             let code = if error.downcast_ref::<InputError>().is_some() {
@@ -114,9 +117,27 @@ fn changes_text(result: &report::RunResult) -> String {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
+    if let Some(limit) = open_files {
+        // Push and rollback hold every selected host's connection (and lock) at once.
+        let holds_all = match &cli.command {
+            Command::Push(arguments) => !arguments.dry_run,
+            Command::Rollback(arguments) => !arguments.dry_run,
+            _ => false,
+        };
+        let hosts = context.selected.len();
+        let held = if holds_all {
+            hosts
+        } else {
+            hosts.min(context.concurrency)
+        };
+        let needed = limits::descriptors_needed(held, context.concurrency);
+        if let Some(problem) = limits::shortfall(needed, limit, held) {
+            return Err(InputError(problem).into());
+        }
+    }
     context.unlock_identities().await;
     let span = tracing::info_span!("run", run_id = %context.run_id);
     dispatch_in(cli, context).instrument(span).await

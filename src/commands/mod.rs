@@ -234,8 +234,12 @@ pub fn failed(
     events: &Events,
     label: &str,
 ) -> HostResult {
-    // Ctrl-C is not this host's failure: it was stopped before it changed anything.
-    result.outcome = if matches!(error, HostError::Interrupted { .. }) {
+    // Ctrl-C, or other hosts' failures, are not this host's failure: it was stopped before it
+    // changed anything.
+    result.outcome = if matches!(
+        error,
+        HostError::Interrupted { .. } | HostError::Stopped { .. }
+    ) {
         Outcome::Skipped
     } else {
         Outcome::Failed

@@ -13,7 +13,7 @@ use crate::cli::PushArgs;
 use crate::commands::shipment::{Request, Shipment};
 use crate::commands::switching::{Locked, Switch, finish, switch_all};
 use crate::executor::{HostError, Payload};
-use crate::inventory::Version;
+use crate::inventory::{OnFailure, Version};
 use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::LogAction;
@@ -36,7 +36,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             .find(|shipment| shipment.service == service)
     };
     if arguments.dry_run {
-        return super::each_target(
+        let mut result = super::each_target(
             context,
             &services,
             "push",
@@ -56,7 +56,9 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
                 .await
             },
         )
-        .await;
+        .await?;
+        super::switching::note_batches(context, &mut result);
+        return Ok(result);
     }
     let with_service = services.len() > 1;
     super::each_service(
@@ -223,12 +225,20 @@ async fn push_service<'a>(
     let total = targets.len();
     let now = unix_now();
 
-    // Phase 1: every lock first (two runs never each hold part of the fleet), then stage.
+    // Phase 1: preflight: every host connected and locked (two runs never each hold part of
+    // the fleet) before the first byte is uploaded; too many failures already: nothing is.
     let (acquired, mut finished) =
         super::lock_all(context, targets, with_service, events, permits, now).await;
+    let stop = StagingStop::new(context, total, failed_count(&finished));
+    if let Some(reason) = stop.reason() {
+        events.fleet(&format!(
+            "{}: nothing uploaded: {reason}",
+            context.inventory.services[shipment.service].name
+        ));
+    }
     let staged_or_failed = for_each(acquired, context.concurrency, |host| {
         let span = super::host_span(context, host.target);
-        stage(context, shipment, host, force, events, permits).instrument(span)
+        stage(context, shipment, host, force, events, permits, &stop).instrument(span)
     })
     .await;
     let mut staged: Vec<Locked> = Vec::new();
@@ -240,7 +250,8 @@ async fn push_service<'a>(
     }
 
     // Phase 2: switch, in batches, only if staging failures are within max_failures.
-    let halted = switch_all(context, &mut staged, finished.len(), total, permits).await;
+    let failures = failed_count(&finished);
+    let halted = switch_all(context, &mut staged, failures, total, events, permits).await;
 
     // Phase 3: prune, record history, release locks, for every host that got this far.
     let halted = halted.as_deref();
@@ -253,6 +264,66 @@ async fn push_service<'a>(
     finished
 }
 
+/// How many of the finished hosts failed (skipped ones did not).
+fn failed_count(finished: &[(Target, HostResult)]) -> usize {
+    finished
+        .iter()
+        .filter(|(_, result)| result.outcome == Outcome::Failed)
+        .count()
+}
+
+/// The staging phase's stop: once more hosts failed than `max_failures` allows (under
+/// `on_failure` "rollback" or "halt"), no new upload starts and the ones in flight are stopped
+/// (`HostError::Stopped`: the host is `skipped`, its staging removed, its lock released).
+struct StagingStop {
+    failures: std::sync::atomic::AtomicUsize,
+    allowed: usize,
+    total: usize,
+    applies: bool,
+    sender: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl StagingStop {
+    fn new(context: &Context, total: usize, failures: usize) -> Self {
+        let deploy = &context.inventory.deploy;
+        let stop = StagingStop {
+            failures: std::sync::atomic::AtomicUsize::new(0),
+            allowed: deploy.max_failures.allowed(total),
+            total,
+            applies: deploy.on_failure != OnFailure::Continue,
+            sender: tokio::sync::watch::channel(None).0,
+        };
+        stop.add(failures, "before the upload");
+        stop
+    }
+
+    /// Counts `count` more failed hosts; stops staging when they exceed `max_failures`.
+    fn add(&self, count: usize, when: &str) {
+        use std::sync::atomic::Ordering;
+        let failures = self.failures.fetch_add(count, Ordering::SeqCst) + count;
+        if self.applies && failures > self.allowed && self.sender.borrow().is_none() {
+            let reason = format!(
+                "{failures} of {} hosts failed {when} (max_failures allows {})",
+                self.total, self.allowed
+            );
+            self.sender.send_if_modified(|current| {
+                current.is_none() && {
+                    *current = Some(reason);
+                    true
+                }
+            });
+        }
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.sender.borrow().clone()
+    }
+
+    fn receiver(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.sender.subscribe()
+    }
+}
+
 /// Phase 1 for one locked host: plan from the state read under the lock, run the staging steps.
 async fn stage<'a>(
     context: &'a Context,
@@ -261,6 +332,7 @@ async fn stage<'a>(
     force: bool,
     events: &Events,
     permits: &Semaphore,
+    stop: &StagingStop,
 ) -> Result<Locked<'a>, (Target, HostResult)> {
     let _permit = permits.acquire().await;
     let super::Acquired {
@@ -272,6 +344,8 @@ async fn stage<'a>(
         started,
     } = host;
     run.resume();
+    run.stop_on(Some(stop.receiver()));
+    run.transfer_on_own_connection(stop.total > context.concurrency);
     let service = &context.inventory.services[target.service];
     let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());
@@ -280,6 +354,12 @@ async fn stage<'a>(
         if context.is_interrupted() {
             return Err(HostError::Interrupted {
                 step: "start".to_string(),
+            });
+        }
+        if let Some(reason) = stop.reason() {
+            return Err(HostError::Stopped {
+                step: "start".to_string(),
+                reason,
             });
         }
         match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
@@ -302,6 +382,7 @@ async fn stage<'a>(
         }
     }
     .await;
+    run.stop_on(None);
     match outcome {
         Ok(plan) => {
             result.bytes = run.uploaded();
@@ -335,6 +416,12 @@ async fn stage<'a>(
             })
         }
         Err(error) => {
+            if !matches!(
+                error,
+                HostError::Interrupted { .. } | HostError::Stopped { .. }
+            ) {
+                stop.add(1, "during staging");
+            }
             run.discard_staging().await;
             result.steps = Some(run.executed());
             result.bytes = run.uploaded();

@@ -24,14 +24,16 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<RunResul
     let to = to.as_ref();
     let services = context.services(&arguments.service)?;
     if arguments.dry_run {
-        return super::each_target(
+        let mut result = super::each_target(
             context,
             &services,
             "rollback",
             true,
             |target, label, events| plan_host(context, target, label, events, to),
         )
-        .await;
+        .await?;
+        super::switching::note_batches(context, &mut result);
+        return Ok(result);
     }
     let with_service = services.len() > 1;
     super::each_service(
@@ -218,7 +220,7 @@ async fn roll_back_service<'a>(
         return finished;
     }
 
-    let halted = switch_all(context, &mut locked, finished.len(), total, permits).await;
+    let halted = switch_all(context, &mut locked, finished.len(), total, events, permits).await;
     let halted = halted.as_deref();
     let cleaned = for_each(locked, context.concurrency, |host| {
         let span = super::host_span(context, host.target);

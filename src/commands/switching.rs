@@ -58,15 +58,18 @@ impl Locked<'_> {
     }
 }
 
-/// Switches every host that has a switch, in batches. `failures` counts the hosts of this
-/// service that already failed (and `total` all of them) for `max_failures`. Returns why the
-/// run stopped switching, if it did; under `rollback` (or after Ctrl-C) the hosts switched by
-/// this run are already switched back when it returns.
+/// Switches every host that has a switch, in batches (`batch_size`, in inventory order, with
+/// `batch_pause` between two batches). `failures` counts the hosts of this service that already
+/// failed (and `total` all of them) for `max_failures`. With more than one batch, the first is
+/// the canary: when any of its hosts fails, no other host switches, whatever `max_failures`.
+/// Returns why the run stopped switching, if it did; under `rollback` (or after Ctrl-C) the
+/// hosts switched by this run are already switched back when it returns.
 pub async fn switch_all(
     context: &Context,
     hosts: &mut [Locked<'_>],
     mut failures: usize,
     total: usize,
+    events: &Events,
     permits: &Semaphore,
 ) -> Option<String> {
     let allowed = context.inventory.deploy.max_failures.allowed(total);
@@ -79,18 +82,50 @@ pub async fn switch_all(
             "not switched: {failures} of {total} hosts failed before the switch (max_failures allows {allowed})"
         ));
     }
-    let batch_size = match context.inventory.deploy.batch_size {
-        0 => hosts.len().max(1),
-        size => size,
-    };
+    let batches = batches(context, hosts, total);
+    let count = batches.len();
+    let service = &context.inventory.services[hosts.first().map_or(0, |host| host.target.service)];
     let mut halted = None;
-    let mut start = 0;
-    while start < hosts.len() {
-        let end = (start + batch_size).min(hosts.len());
-        failures += switch_batch(context, &mut hosts[start..end], permits).await;
-        start = end;
+    for (index, members) in batches.into_iter().enumerate() {
+        let number = index + 1;
+        if index > 0 && pause(context, events, number, count).await {
+            halted = Some("interrupted".to_string());
+            break;
+        }
+        if count > 1 {
+            let names: Vec<&str> = members
+                .iter()
+                .map(|&member| {
+                    context.inventory.hosts[hosts[member].target.host]
+                        .name
+                        .as_str()
+                })
+                .collect();
+            events.fleet(&format!(
+                "{}: batch {number} of {count}{} at {}: {}",
+                service.name,
+                if index == 0 { " (canary)" } else { "" },
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+                names.join(", ")
+            ));
+        }
+        let batch: Vec<&mut Locked> = hosts
+            .iter_mut()
+            .enumerate()
+            .filter(|(position, _)| members.contains(position))
+            .map(|(_, host)| host)
+            .collect();
+        let size = batch.len();
+        let failed = switch_batch(context, batch, permits).await;
+        failures += failed;
         if context.is_interrupted() {
             halted = Some("interrupted".to_string());
+            break;
+        }
+        if index == 0 && count > 1 && failed > 0 {
+            halted = Some(format!(
+                "the canary batch failed ({failed} of {size} hosts): no other host switches"
+            ));
             break;
         }
         if failures > allowed && policy != OnFailure::Continue {
@@ -108,6 +143,119 @@ pub async fn switch_all(
     halted
 }
 
+/// The batches of one service's switch: positions in `hosts` of the hosts that have a switch,
+/// cut by `batch_size` (percentages are of `total`, the service's selected hosts).
+fn batches(context: &Context, hosts: &[Locked<'_>], total: usize) -> Vec<Vec<usize>> {
+    let switching: Vec<usize> = hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, host)| host.switch.is_some())
+        .map(|(position, _)| position)
+        .collect();
+    let mut rest = switching.as_slice();
+    let mut batches = Vec::new();
+    for size in context
+        .inventory
+        .deploy
+        .batch_size
+        .batch_sizes(switching.len(), total)
+    {
+        let (batch, after) = rest.split_at(size.min(rest.len()));
+        batches.push(batch.to_vec());
+        rest = after;
+    }
+    batches
+}
+
+/// `batch_pause` before batch `number` of `count`, with a countdown; returns whether Ctrl-C
+/// ended it.
+async fn pause(context: &Context, events: &Events, number: usize, count: usize) -> bool {
+    let pause = context.inventory.deploy.batch_pause;
+    if pause.is_zero() {
+        return context.is_interrupted();
+    }
+    let end = tokio::time::Instant::now() + pause;
+    events.fleet(&format!(
+        "pausing {} before batch {number} of {count} (Ctrl-C stops the rollout)",
+        humantime::format_duration(pause)
+    ));
+    let mut interrupt = context.interrupted.clone();
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return context.is_interrupted();
+        }
+        events.countdown(&format!(
+            "batch {number} of {count} in {}s",
+            left.as_secs() + u64::from(left.subsec_nanos() > 0)
+        ));
+        let tick = left.min(std::time::Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            watched = interrupt.wait_for(|stop| *stop) => {
+                if watched.is_err() {
+                    // No Ctrl-C watcher any more: only the clock ends the pause.
+                    tokio::time::sleep(tick).await;
+                }
+            }
+        }
+        if context.is_interrupted() {
+            return true;
+        }
+    }
+}
+
+/// A dry run's rollout: each planned host that would switch gets a note naming its batch
+/// (per service, in inventory order, as `switch_all` would cut them).
+pub fn note_batches(context: &Context, result: &mut crate::report::RunResult) {
+    let deploy = &context.inventory.deploy;
+    let mut services: Vec<Option<String>> = result
+        .hosts
+        .iter()
+        .map(|host| host.service.clone())
+        .collect();
+    services.dedup();
+    for service in services {
+        let hosts: Vec<&mut HostResult> = result
+            .hosts
+            .iter_mut()
+            .filter(|host| host.service == service)
+            .collect();
+        let total = hosts.len();
+        let mut switching: Vec<&mut HostResult> = hosts
+            .into_iter()
+            .filter(|host| {
+                host.outcome == Outcome::Planned && host.to.is_some() && host.from != host.to
+            })
+            .collect();
+        let sizes = deploy.batch_size.batch_sizes(switching.len(), total);
+        let count = sizes.len();
+        let mut hosts = switching.iter_mut();
+        for (index, size) in sizes.into_iter().enumerate() {
+            for host in hosts.by_ref().take(size) {
+                let mut note = format!(
+                    "switch: batch {} of {count}{} (batch_size = {}",
+                    index + 1,
+                    if index == 0 && count > 1 {
+                        ", the canary"
+                    } else {
+                        ""
+                    },
+                    deploy.batch_size.text()
+                );
+                if index > 0 && !deploy.batch_pause.is_zero() {
+                    note.push_str(&format!(
+                        ", after a pause of {}",
+                        humantime::format_duration(deploy.batch_pause)
+                    ));
+                }
+                note.push(')');
+                host.notes.get_or_insert_with(Vec::new).push(note);
+            }
+        }
+    }
+}
+
 /// How one host's switch ended.
 struct Switched {
     /// `current` names the new release.
@@ -121,9 +269,13 @@ struct Switched {
 
 /// Switches one batch; returns how many hosts failed (a host whose hook or health check
 /// failed is switched back at once and counts as failed).
-async fn switch_batch(context: &Context, batch: &mut [Locked<'_>], permits: &Semaphore) -> usize {
+async fn switch_batch(
+    context: &Context,
+    mut batch: Vec<&mut Locked<'_>>,
+    permits: &Semaphore,
+) -> usize {
     let outcomes = for_each(
-        batch.iter().collect(),
+        batch.iter().map(|host| &**host).collect(),
         context.concurrency,
         |host: &Locked| async move {
             let switch = host.switch.as_ref()?;

@@ -22,6 +22,9 @@ pub enum HostError {
     TimedOut { step: String },
     #[error("{step}: interrupted")]
     Interrupted { step: String },
+    /// The run stopped this host's work because of other hosts (`max_failures` exceeded).
+    #[error("{step}: stopped: {reason}")]
+    Stopped { step: String, reason: String },
 }
 
 impl HostError {
@@ -38,6 +41,7 @@ impl HostError {
             self,
             HostError::TimedOut { .. }
                 | HostError::Interrupted { .. }
+                | HostError::Stopped { .. }
                 | HostError::Connection { .. }
         )
     }

@@ -97,6 +97,11 @@ pub struct HostRun<'a> {
     steps: AtomicU64,
     /// The connection stopped answering: the next switch back reconnects first.
     broken: AtomicBool,
+    /// Set while staging: says why the run stops the host's work (other hosts failed beyond
+    /// `max_failures`); interruptible steps end with `HostError::Stopped` when it is set.
+    stop: std::sync::Mutex<Option<watch::Receiver<Option<String>>>>,
+    /// Uploads go over a transfer connection of their own (see `transfer_session`).
+    own_transfer: AtomicBool,
 }
 
 impl<'a> HostRun<'a> {
@@ -140,6 +145,8 @@ impl<'a> HostRun<'a> {
             history_lost: AtomicBool::new(false),
             steps: AtomicU64::new(0),
             broken: AtomicBool::new(false),
+            stop: std::sync::Mutex::new(None),
+            own_transfer: AtomicBool::new(false),
         })
     }
 
@@ -168,7 +175,22 @@ impl<'a> HostRun<'a> {
         self.budget.resume();
     }
 
-    /// Bounds `work` by `until` and, when `interruptible`, by Ctrl-C.
+    /// Whether uploads use a transfer connection of their own: worth it when more hosts wait
+    /// at the barrier than are worked on at once (more selected hosts than `concurrency`);
+    /// otherwise every host is in flight together anyway and the extra handshake buys nothing.
+    pub fn transfer_on_own_connection(&self, own: bool) {
+        self.own_transfer.store(own, Ordering::Relaxed);
+    }
+
+    /// From now on, interruptible steps also end (`HostError::Stopped`) once `stop` holds a
+    /// reason; `None` ends that.
+    pub fn stop_on(&self, stop: Option<watch::Receiver<Option<String>>>) {
+        if let Ok(mut current) = self.stop.lock() {
+            *current = stop;
+        }
+    }
+
+    /// Bounds `work` by `until` and, when `interruptible`, by Ctrl-C and the run's stop.
     async fn bounded<T>(
         &self,
         step: &str,
@@ -184,6 +206,15 @@ impl<'a> HostRun<'a> {
                 std::future::pending::<()>().await;
             }
         };
+        let halt = self.stop.lock().ok().and_then(|stop| stop.clone());
+        let halt = async move {
+            if let (true, Some(mut halt)) = (interruptible, halt)
+                && let Ok(reason) = halt.wait_for(Option::is_some).await
+            {
+                return reason.clone().unwrap_or_default();
+            }
+            std::future::pending::<String>().await
+        };
         tokio::select! {
             finished = tokio::time::timeout_at(until.into(), work) => match finished {
                 Ok(Ok(value)) => Ok(value),
@@ -191,6 +222,7 @@ impl<'a> HostRun<'a> {
                 Err(_) => Err(HostError::TimedOut { step: step.to_string() }),
             },
             _ = stop => Err(HostError::Interrupted { step: step.to_string() }),
+            reason = halt => Err(HostError::Stopped { step: step.to_string(), reason }),
         }
     }
 
@@ -293,6 +325,9 @@ impl<'a> HostRun<'a> {
                 .await?
             }
             Input::Artifact => {
+                // The artifact travels on a connection of its own, closed when the step ends
+                // (see `transfer_session`), when the run asks for it and it can be made.
+                let session = self.transfer_session(name, until, interruptible).await?;
                 let file = tokio::fs::File::open(payload.artifact)
                     .await
                     .map_err(|error| {
@@ -324,6 +359,44 @@ impl<'a> HostRun<'a> {
         }
         self.completed(step);
         Ok(sent)
+    }
+
+    /// A new connection to the host for one bulk transfer, bounded like the step. Memory stays
+    /// bounded by concurrency, not by fleet size: russh keeps a connection's write buffer at
+    /// the largest size it ever reached (up to the server's window, ~2 MiB for OpenSSH) for as
+    /// long as the connection lives, and the host's own connection lives until the end of the
+    /// run (it holds the lock). A transfer connection is dropped with its buffers as soon as
+    /// the upload ends, so a host waiting at the barrier costs only its idle connection.
+    /// When the host refuses a second connection (MaxStartups under load, a per-source limit),
+    /// the upload uses the host's own connection after all: memory, not the host, pays.
+    async fn transfer_session(
+        &self,
+        step: &str,
+        until: Instant,
+        interruptible: bool,
+    ) -> Result<Arc<Session>, HostError> {
+        if !self.own_transfer.load(Ordering::Relaxed) {
+            return Ok(self.session());
+        }
+        match self
+            .bounded(
+                step,
+                until,
+                interruptible,
+                self.connector.connect(&self.endpoint),
+            )
+            .await
+        {
+            Ok(session) => Ok(Arc::new(session)),
+            Err(error @ (HostError::Interrupted { .. } | HostError::Stopped { .. })) => Err(error),
+            Err(error) if Instant::now() >= until => Err(error),
+            Err(error) => {
+                tracing::debug!(
+                    "no separate connection for the upload ({error}): using the host's connection"
+                );
+                Ok(self.session())
+            }
+        }
     }
 
     /// Warns (and remembers, for the exit code) when a step reported a record it could not write.

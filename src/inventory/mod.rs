@@ -40,6 +40,7 @@ mod location;
 mod model;
 mod raw;
 mod reach;
+mod rollout;
 mod selection;
 mod validation;
 mod values;
@@ -48,6 +49,7 @@ pub use location::InventoryError;
 pub use model::{
     ArtifactSource, Fetch, Host, HostKeyPolicy, Inventory, OnFailure, Service, Version,
 };
+pub use rollout::BatchSize;
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;

@@ -57,8 +57,10 @@ pub struct DeploySettings {
     pub on_failure: OnFailure,
     /// Default `Count(0)`.
     pub max_failures: MaxFailures,
-    /// 0 (default): switch all hosts together; N: N at a time in inventory order.
-    pub batch_size: usize,
+    /// How many hosts switch at a time, in inventory order (default: all together).
+    pub batch_size: super::BatchSize,
+    /// Wait between two batches (default: none).
+    pub batch_pause: Duration,
 }
 
 /// What happens when more hosts fail than `max_failures` allows.

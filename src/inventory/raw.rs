@@ -37,7 +37,8 @@ pub(super) struct RawDeploy {
     pub(super) host_timeout: Option<Spanned<String>>,
     pub(super) on_failure: Option<Spanned<String>>,
     pub(super) max_failures: Option<Spanned<toml::Value>>,
-    pub(super) batch_size: Option<Spanned<i64>>,
+    pub(super) batch_size: Option<Spanned<toml::Value>>,
+    pub(super) batch_pause: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -170,8 +170,13 @@ impl Parser<'_> {
             None => MaxFailures::Count(0),
         };
         let batch_size = match &raw.batch_size {
-            Some(size) => self.count(size, "deploy.batch_size", 0)?,
-            None => 0,
+            Some(value) => super::rollout::parse_batch_size(value.get_ref())
+                .map_err(|message| self.error_at(&value.span(), "deploy.batch_size", message))?,
+            None => super::BatchSize::All,
+        };
+        let batch_pause = match &raw.batch_pause {
+            Some(pause) => self.duration(pause, "deploy.batch_pause", true)?,
+            None => Duration::ZERO,
         };
         Ok(DeploySettings {
             concurrency,
@@ -179,6 +184,7 @@ impl Parser<'_> {
             on_failure,
             max_failures,
             batch_size,
+            batch_pause,
         })
     }
 
@@ -755,7 +761,7 @@ tags = ["db", "eu"]
         assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(300));
         assert_eq!(inventory.deploy.on_failure, OnFailure::Rollback);
         assert_eq!(inventory.deploy.max_failures, MaxFailures::Count(0));
-        assert_eq!(inventory.deploy.batch_size, 0);
+        assert_eq!(inventory.deploy.batch_size, super::super::BatchSize::All);
         assert!(inventory.notify.is_none());
 
         let [host] = inventory.hosts.as_slice() else {
@@ -869,7 +875,10 @@ webhook = "https://chat.example.com/hooks/secret-token"
         assert_eq!(inventory.deploy.host_timeout, Duration::from_secs(3600));
         assert_eq!(inventory.deploy.on_failure, OnFailure::Halt);
         assert_eq!(inventory.deploy.max_failures, MaxFailures::Percent(25));
-        assert_eq!(inventory.deploy.batch_size, 2);
+        assert_eq!(
+            inventory.deploy.batch_size,
+            super::super::BatchSize::Fixed(super::super::rollout::Size::Count(2))
+        );
 
         let web1 = &inventory.hosts[0];
         assert_eq!(web1.port, 2222);
@@ -1379,7 +1388,7 @@ webhook = "https://chat.example.com/hooks/secret-token"
         ));
         assert_eq!(
             (inventory.deploy.concurrency, inventory.deploy.batch_size),
-            (1, 0)
+            (1, super::super::BatchSize::All)
         );
     }
 

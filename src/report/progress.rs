@@ -37,6 +37,10 @@ pub enum Event {
     Rest { label: String },
     /// The host finished (one line result).
     Done { label: String, summary: String },
+    /// A line about the whole run (a batch starts, a pause between batches starts).
+    Fleet { message: String },
+    /// A pause between batches: what is left of it (a countdown on the overall line).
+    Countdown { message: String },
 }
 
 /// Cheap handle that workers clone to send events.
@@ -108,6 +112,23 @@ impl Events {
     pub fn rest(&self, label: &str) {
         let _ = self.sender.send(Event::Rest {
             label: label.to_string(),
+        });
+    }
+
+    /// A line about the whole run, not one host.
+    pub fn fleet(&self, message: &str) {
+        if self.diagnostics {
+            tracing::info!("{message}");
+        }
+        let _ = self.sender.send(Event::Fleet {
+            message: message.to_string(),
+        });
+    }
+
+    /// The remaining time of a pause between batches (drawn on the overall line of the bars).
+    pub fn countdown(&self, message: &str) {
+        let _ = self.sender.send(Event::Countdown {
+            message: message.to_string(),
         });
     }
 
@@ -210,6 +231,8 @@ async fn draw(
                     Event::Idle { label, state } => Some(format!("{label}: {state}")),
                     Event::Rest { .. } => None,
                     Event::Done { label, summary } => Some(format!("{label}: {summary}")),
+                    Event::Fleet { message } => Some(message),
+                    Event::Countdown { .. } => None,
                 };
                 if let Some(line) = line {
                     // One write per line: lines never interleave.
@@ -303,6 +326,12 @@ async fn draw(
                         multi.suspend(|| eprintln!("{}", escape_for_terminal(&line)));
                         overall.inc(1);
                         overall_message(&moved, failed, &overall);
+                    }
+                    Event::Fleet { message } => {
+                        multi.suspend(|| eprintln!("{}", escape_for_terminal(&message)));
+                    }
+                    Event::Countdown { message } => {
+                        overall.set_message(escape_line(&message).into_owned());
                     }
                 }
             }

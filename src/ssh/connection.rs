@@ -25,7 +25,9 @@ const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
 /// Stderr beyond this is cut (the head is kept: that is where the error usually is).
 const STDERR_LIMIT: usize = 256 * 1024;
 /// Size of the buffer the upload reads from its source (never `channel.data(reader)`: 8 KiB packets).
-const UPLOAD_CHUNK: usize = 1024 * 1024;
+/// 64 KiB: two full 32 KiB SSH packets per read, small enough that a hundred uploads in flight
+/// stay within tens of MiB (the reader and this buffer each hold one chunk per upload).
+const UPLOAD_CHUNK: usize = 64 * 1024;
 
 /// What a finished remote command produced.
 #[derive(Debug, Clone, Default)]
@@ -453,7 +455,7 @@ impl Session {
         collect_output(&mut reader).await
     }
 
-    /// Runs `command` with `input` streamed to its stdin, in 1 MiB reads, while its output is
+    /// Runs `command` with `input` streamed to its stdin, in `UPLOAD_CHUNK` reads, while its output is
     /// drained concurrently. If the command exits before consuming its input, the upload stops at
     /// once. `progress` is called with the running total of bytes sent.
     pub async fn run_with_input<R>(

@@ -21,5 +21,6 @@ mod push;
 mod push_failures;
 mod reach;
 mod rollback;
+mod rollouts;
 mod status;
 mod web;
