@@ -4,11 +4,11 @@
 //! `Facts`: pure functions, no I/O and no shell text. Dry-run prints these same steps; the real
 //! run executes them, lowered to scripts by `remote::steps`. Nothing here talks to a host.
 
-use crate::inventory::Version;
-use crate::manifest::Sha256;
+use crate::inventory::{Delta, Version};
+use crate::manifest::{Manifest, Sha256};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::{Facts, LogAction};
-pub use crate::remote::step::{Audit, HookEnvironment, HookPhase, Step};
+pub use crate::remote::step::{Audit, HookEnvironment, HookPhase, ReuseMode, Step};
 
 /// Everything a switch runs on one host, in order: `before_switch` hooks, the switch,
 /// `after_switch` hooks, the health check.
@@ -131,8 +131,42 @@ pub struct PushPlan {
     pub stage: Vec<Step>,
     /// Releases to remove after a successful switch.
     pub prune: Vec<Version>,
-    /// Bytes that will be uploaded (0 when already staged).
+    /// Bytes that will be uploaded (0 when already staged; an estimate for a delta).
     pub upload_bytes: u64,
+    /// How the release reaches the host.
+    pub transfer: Transfer,
+}
+
+/// How a push's release reaches a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transfer {
+    /// Nothing is sent: already staged with the same sha256.
+    Staged,
+    /// The host downloads the artifact itself (`fetch = "host"`).
+    Fetched,
+    /// The whole artifact is sent; the reason says why no delta.
+    Full(String),
+    /// Only what differs from `base` is sent.
+    Delta {
+        base: Version,
+        files: usize,
+        bytes: u64,
+    },
+}
+
+impl Transfer {
+    /// One line for dry runs and notes.
+    pub fn describe(&self) -> String {
+        match self {
+            Transfer::Staged => "no upload: already staged with the same sha256".to_string(),
+            Transfer::Fetched => "the host downloads the artifact itself".to_string(),
+            Transfer::Full(reason) => format!("full push: {reason}"),
+            Transfer::Delta { base, files, bytes } => format!(
+                "delta from {base}: {files} files, {} bytes to send",
+                crate::text::format_bytes(*bytes)
+            ),
+        }
+    }
 }
 
 /// The artifact as the planner needs it.
@@ -144,14 +178,109 @@ pub struct Release<'a> {
     pub sha256: &'a Sha256,
     pub size: u64,
     pub unpacked_size: u64,
+    /// The artifact's manifest (what a delta is computed from).
+    pub manifest: &'a Manifest,
+    /// The service's shared paths (never reused: the release links them away).
+    pub shared_paths: &'a [String],
+    /// The service's `delta` setting, and `push --full`.
+    pub delta: Delta,
+    pub full: bool,
 }
 
-/// Decides a push from a host's facts. Pure.
+impl Release<'_> {
+    /// Whether a delta stream is worth compressing: the artifact itself compresses its
+    /// contents to at most 90%.
+    fn compresses(&self) -> bool {
+        u128::from(self.size) * 10 < u128::from(self.unpacked_size) * 9
+    }
+}
+
+/// The release a delta push on this host would reuse files from (its live release), or why
+/// the whole artifact must be sent. The caller reads that release's recorded manifest and
+/// passes it to [`plan_push`]. Pure.
+pub fn delta_base(facts: &Facts, release: &Release) -> Result<Version, String> {
+    if release.full {
+        return Err("--full".to_string());
+    }
+    if release.delta == Delta::Off {
+        return Err("delta = \"off\"".to_string());
+    }
+    if release.fetch_on_host.is_some() {
+        return Err("fetch = \"host\": each host downloads the whole artifact".to_string());
+    }
+    let Some(live) = facts.live() else {
+        return Err("no live release on this host".to_string());
+    };
+    if !facts.releases.contains_key(live) {
+        return Err(format!("the live release {live} is not complete"));
+    }
+    Ok(live.clone())
+}
+
+/// Decides how the release reaches a host that lacks it: the delta step from the base release
+/// whose recorded manifest is `base` (when it pays), or the whole artifact and why.
+fn transfer(
+    facts: &Facts,
+    release: &Release,
+    base: Option<&Manifest>,
+) -> Result<(Step, Transfer), String> {
+    let base_version = delta_base(facts, release)?;
+    let Some(base) = base else {
+        return Err(format!("no manifest recorded for {base_version}"));
+    };
+    let reuse = release.manifest.reuse_from(base, release.shared_paths);
+    if reuse.reused.is_empty() {
+        return Err(format!("no file of {base_version} can be reused"));
+    }
+    let compress = release.compresses();
+    let bytes = delta_wire_bytes(release, reuse.sent_bytes, compress);
+    if bytes >= release.size {
+        return Err(format!(
+            "a delta from {base_version} would send about as much as the artifact"
+        ));
+    }
+    let transfer = Transfer::Delta {
+        base: base_version.clone(),
+        files: reuse.sent_files,
+        bytes,
+    };
+    let step = Step::Delta {
+        version: release.version.clone(),
+        sha256: release.sha256.clone(),
+        base: base_version,
+        reuse: match release.delta {
+            Delta::Copy => ReuseMode::Copy,
+            Delta::Hardlink | Delta::Off => ReuseMode::Hardlink,
+        },
+        reused: std::sync::Arc::new(reuse.reused),
+        sent_files: reuse.sent_files,
+        sent_bytes: reuse.sent_bytes,
+        compress,
+    };
+    Ok((step, transfer))
+}
+
+/// What a delta stream of `sent_bytes` of file data costs on the wire, about: the data
+/// (compressed at the artifact's own ratio when the stream is compressed), plus a tar header
+/// per member, the reuse list, and headers compressing to nearly nothing.
+fn delta_wire_bytes(release: &Release, sent_bytes: u64, compress: bool) -> u64 {
+    let members = release.manifest.entries.len() as u64;
+    if compress {
+        let ratio = release.size as f64 / release.unpacked_size.max(1) as f64;
+        (sent_bytes as f64 * ratio) as u64 + members * 64
+    } else {
+        sent_bytes + members * 512
+    }
+}
+
+/// Decides a push from a host's facts (and, for a delta, the recorded manifest of the base
+/// release named by [`delta_base`]). Pure.
 pub fn plan_push(
     facts: &Facts,
     release: &Release,
     keep_releases: usize,
     force: bool,
+    base: Option<&Manifest>,
 ) -> PushDecision {
     let version = release.version;
     let live = facts.live().cloned();
@@ -178,8 +307,23 @@ pub fn plan_push(
         replace = true;
     }
     let upload = existing != Some(release.sha256);
+    let delta = if upload && release.fetch_on_host.is_none() {
+        Some(transfer(facts, release, base))
+    } else {
+        None
+    };
     if upload && let Some(free) = facts.free_bytes {
-        let needed = release.unpacked_size;
+        let needed = match &delta {
+            Some(Ok((
+                Step::Delta {
+                    reuse: ReuseMode::Hardlink,
+                    sent_bytes,
+                    ..
+                },
+                _,
+            ))) => *sent_bytes,
+            _ => release.unpacked_size,
+        };
         if free < needed {
             return PushDecision::Refused(format!(
                 "not enough disk space: {} free, {} needed to unpack the release",
@@ -194,19 +338,41 @@ pub fn plan_push(
     } else {
         vec![Step::Prepare]
     };
-    if upload {
-        stage.push(match &release.fetch_on_host {
-            Some(source) => Step::Fetch {
+    let mut upload_bytes = 0;
+    let transfer = match (&release.fetch_on_host, delta) {
+        _ if !upload => Transfer::Staged,
+        (Some(source), _) => {
+            stage.push(Step::Fetch {
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 source: source.clone(),
-            },
-            None => Step::Upload {
+            });
+            Transfer::Fetched
+        }
+        (None, Some(Ok((step, transfer)))) => {
+            if let Transfer::Delta { bytes, .. } = &transfer {
+                upload_bytes = *bytes;
+            }
+            stage.push(step);
+            stage.push(Step::Verify {
+                version: version.clone(),
+            });
+            transfer
+        }
+        (None, reason) => {
+            stage.push(Step::Upload {
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 bytes: release.size,
-            },
-        });
+            });
+            upload_bytes = release.size;
+            Transfer::Full(match reason {
+                Some(Err(reason)) => reason,
+                _ => "no live release on this host".to_string(),
+            })
+        }
+    };
+    if upload {
         stage.push(Step::Finalize {
             version: version.clone(),
             sha256: release.sha256.clone(),
@@ -219,11 +385,8 @@ pub fn plan_push(
         to: version.clone(),
         stage,
         prune,
-        upload_bytes: if upload && release.fetch_on_host.is_none() {
-            release.size
-        } else {
-            0
-        },
+        upload_bytes,
+        transfer,
     })
 }
 

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::location::{InventoryError, Parser, shown};
 use super::model::{
-    ArtifactSource, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
+    ArtifactSource, DeploySettings, Delta, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
     MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
 };
 use super::raw::{RawDeploy, RawHealthCheck, RawHost, RawInventory, RawNotify, RawService, RawSsh};
@@ -397,6 +397,25 @@ impl Parser<'_> {
             None => Fetch::Controller,
         };
 
+        let delta = match &raw.delta {
+            Some(delta) => match delta.get_ref().as_str() {
+                "hardlink" => Delta::Hardlink,
+                "copy" => Delta::Copy,
+                "off" => Delta::Off,
+                other => {
+                    return Err(self.error_at(
+                        &delta.span(),
+                        format!("{key}.delta"),
+                        format!(
+                            "unknown delta `{}`; expected \"hardlink\", \"copy\" or \"off\"",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            None => Delta::Hardlink,
+        };
+
         let keep_releases = match &raw.keep_releases {
             Some(keep) => self.count(keep, &format!("{key}.keep_releases"), 1)?,
             None => DEFAULT_KEEP_RELEASES,
@@ -455,6 +474,7 @@ impl Parser<'_> {
             keep_releases,
             shared_paths,
             allow_setid: raw.allow_setid.unwrap_or(false),
+            delta,
             hooks,
             health_check,
         })

@@ -26,7 +26,7 @@ pub const RELEASE_LOG_NOT_WRITTEN: &str = "deploy-release-log-not-written";
 /// their digest (a run stopped between rename and digest cannot leave one today, but an older
 /// run could) unless `current` names them. Part of every upload, and a step of its own when
 /// nothing is uploaded.
-fn prepare() -> Script {
+pub(super) fn prepare() -> Script {
     script!(
         "mkdir -p {staging} {digests} {manifests} {releases} {shared} || exit 1\n\
          live=$(readlink {current} 2>/dev/null || true)\n\
@@ -94,6 +94,9 @@ pub enum Input {
     Manifest,
     /// One line: the URL the host downloads.
     Url,
+    /// A tar stream of some of the artifact's members, built by the controller (`Delta`,
+    /// `Repair`: the members come from the step).
+    Members,
 }
 
 /// A step lowered to what is sent.
@@ -142,6 +145,20 @@ impl Lowering<'_> {
             Step::Fetch {
                 sha256, version, ..
             } => (self.receive(version, sha256, DOWNLOAD), Input::Url),
+            Step::Delta {
+                version,
+                base,
+                reuse,
+                compress,
+                ..
+            } => (
+                self.receive_delta(version, base, *reuse, *compress),
+                Input::Members,
+            ),
+            Step::Verify { .. } => (self.scan_staged(), Input::Nothing),
+            Step::Repair {
+                version, compress, ..
+            } => (self.repair(version, *compress), Input::Members),
             Step::Finalize {
                 version,
                 sha256,
@@ -191,7 +208,7 @@ impl Lowering<'_> {
     }
 
     /// Enters `<base_dir>` and registers the step (the start of most steps).
-    fn enter(&self) -> Script {
+    pub(super) fn enter(&self) -> Script {
         script!(
             "{functions}b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n{register_step}",
             functions = PROCESS_FUNCTIONS,
