@@ -810,4 +810,65 @@ pub(crate) mod tests {
         assert_eq!(paths, ["bin", "bin/app-copy", "bin/current", "empty"]);
         assert_eq!(manifest.without_paths(&[]), manifest);
     }
+
+    #[test]
+    fn reuse_takes_unchanged_files_only_and_differences_name_what_to_send_again() {
+        let base = Manifest {
+            entries: vec![
+                other_entry("bin", EntryKind::Directory, 0o755),
+                file_entry("bin/app", 0o755, b"app"),
+                file_entry("bin/tool", 0o755, b"tool"),
+                file_entry("log/keep", 0o644, b"x"),
+                file_entry("mode", 0o644, b"m"),
+                file_entry("same", 0o644, b"s"),
+            ],
+        };
+        let artifact = Manifest {
+            entries: vec![
+                other_entry("bin", EntryKind::Directory, 0o755),
+                file_entry("bin/app", 0o755, b"app v2"),
+                file_entry("bin/tool", 0o755, b"tool"),
+                other_entry(
+                    "bin/tool-copy",
+                    EntryKind::Hardlink {
+                        target: "bin/tool".to_string(),
+                    },
+                    0o755,
+                ),
+                file_entry("log/keep", 0o644, b"x"),
+                file_entry("mode", 0o600, b"m"),
+                file_entry("new", 0o644, b"n"),
+                file_entry("same", 0o644, b"s"),
+            ],
+        };
+        let reuse = artifact.reuse_from(&base, &["log".to_string()]);
+        // bin/tool is a hardlink's target, log/ is shared, mode and bin/app changed.
+        assert_eq!(reuse.reused, ["same"]);
+        assert_eq!(reuse.reused_bytes, 1);
+        assert_eq!(reuse.sent_files, 6);
+        assert_eq!(reuse.sent_bytes, 6 + 4 + 1 + 1 + 1);
+
+        let mut scanned = artifact.comparable();
+        assert_eq!(artifact.staged_differences(&scanned), Ok(Vec::new()));
+        // Implicit directories tar made are fine; an edited, a missing and a re-moded file are
+        // sent again; a file the artifact does not have cannot be repaired by sending.
+        scanned
+            .entries
+            .push(other_entry("implicit", EntryKind::Directory, 0o755));
+        scanned.entries.retain(|entry| entry.path != "new");
+        for entry in &mut scanned.entries {
+            match entry.path.as_str() {
+                "same" => entry.kind = EntryKind::File { sha256: sha256_hex(b"edited") },
+                "mode" => entry.mode = 0o644,
+                _ => {}
+            }
+        }
+        scanned.entries.sort_by(|left, right| left.path.cmp(&right.path));
+        assert_eq!(
+            artifact.staged_differences(&scanned),
+            Ok(vec!["mode".to_string(), "new".to_string(), "same".to_string()])
+        );
+        scanned.entries.push(file_entry("stray", 0o644, b"?"));
+        assert!(artifact.staged_differences(&scanned).is_err());
+    }
 }

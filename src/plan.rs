@@ -232,7 +232,10 @@ fn transfer(
     if reuse.reused.is_empty() {
         return Err(format!("no file of {base_version} can be reused"));
     }
-    let compress = release.compresses();
+    // Compressed when the artifact's contents compress, and whenever the files sent are a
+    // small part of the release: the stream is then mostly tar headers, the reuse list and the
+    // manifest, which shrink several times.
+    let compress = release.compresses() || reuse.sent_bytes * 10 < release.unpacked_size;
     let bytes = delta_wire_bytes(release, reuse.sent_bytes, compress);
     if bytes >= release.size {
         return Err(format!(
@@ -377,6 +380,7 @@ pub fn plan_push(
             version: version.clone(),
             sha256: release.sha256.clone(),
             replace,
+            staged_manifest: matches!(transfer, Transfer::Delta { .. }),
         });
     }
     let prune = prune_after(facts, version, live.as_ref(), keep_releases);
@@ -503,6 +507,10 @@ mod tests {
         state::parse(&text).expect("facts parse")
     }
 
+    static EMPTY: LazyLock<Manifest> = LazyLock::new(|| Manifest {
+        entries: Vec::new(),
+    });
+
     fn release<'a>(version: &'a Version, sha256: &'a Sha256) -> Release<'a> {
         Release {
             fetch_on_host: None,
@@ -510,14 +518,151 @@ mod tests {
             sha256,
             size: 100,
             unpacked_size: 1000,
+            manifest: &EMPTY,
+            shared_paths: &[],
+            delta: Delta::Hardlink,
+            full: false,
         }
+    }
+
+    fn file(path: &str, content: &str, size: u64) -> crate::manifest::Entry {
+        crate::manifest::Entry {
+            path: path.to_string(),
+            kind: crate::manifest::EntryKind::File {
+                sha256: crate::manifest::tests::sha256_hex(content.as_bytes()),
+            },
+            mode: 0o644,
+            size,
+        }
+    }
+
+    /// 100 files of 1000 bytes; `changed` of them with other content.
+    fn hundred_files(changed: usize) -> Manifest {
+        Manifest {
+            entries: (0..100)
+                .map(|index| {
+                    let content = if index < changed {
+                        format!("new {index}")
+                    } else {
+                        format!("{index}")
+                    };
+                    file(&format!("f{index:03}"), &content, 1000)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_live_release_with_a_manifest_gets_a_delta_that_is_verified_before_finalize() {
+        let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v2 = version("v2");
+        let (base, new) = (hundred_files(0), hundred_files(3));
+        let mut release = release(&v2, &DIGEST_B);
+        release.manifest = &new;
+        release.size = 100_000;
+        release.unpacked_size = 100_000;
+        assert_eq!(delta_base(&facts, &release), Ok(version("v1")));
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+            panic!("expected a deploy");
+        };
+        let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+        assert_eq!(names, ["upload", "verify", "finalize"]);
+        let Step::Delta {
+            reused,
+            sent_files,
+            sent_bytes,
+            reuse,
+            compress,
+            ..
+        } = &plan.stage[0]
+        else {
+            panic!("expected a delta step: {:?}", plan.stage[0]);
+        };
+        assert_eq!((reused.len(), *sent_files, *sent_bytes), (97, 3, 3000));
+        assert_eq!(*reuse, ReuseMode::Hardlink);
+        assert!(*compress, "few files sent: the headers and lists compress");
+        assert!(matches!(
+            plan.stage[2],
+            Step::Finalize {
+                staged_manifest: true,
+                ..
+            }
+        ));
+        assert!(plan.upload_bytes < release.size);
+        assert!(
+            plan.transfer.describe().starts_with("delta from v1: 3 files, "),
+            "{}",
+            plan.transfer.describe()
+        );
+        // Copy mode copies; the disk check then needs the whole release.
+        release.delta = Delta::Copy;
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+            panic!("expected a deploy");
+        };
+        assert!(matches!(
+            plan.stage[0],
+            Step::Delta {
+                reuse: ReuseMode::Copy,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_full_push_says_why() {
+        let live = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v2 = version("v2");
+        let (base, new) = (hundred_files(0), hundred_files(3));
+        let reason = |facts: &Facts, adjust: &dyn Fn(&mut Release), base: Option<&Manifest>| {
+            let mut release = release(&v2, &DIGEST_B);
+            release.manifest = &new;
+            release.size = 100_000;
+            release.unpacked_size = 100_000;
+            adjust(&mut release);
+            let PushDecision::Deploy(plan) = plan_push(facts, &release, 5, false, base) else {
+                panic!("expected a deploy");
+            };
+            let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+            match plan.transfer {
+                Transfer::Full(reason) => {
+                    assert_eq!(names, ["upload", "finalize"]);
+                    assert_eq!(plan.upload_bytes, 100_000);
+                    reason
+                }
+                other => panic!("expected a full push: {other:?}"),
+            }
+        };
+        let keep = |_: &mut Release| {};
+        assert_eq!(reason(&live, &|release| release.full = true, Some(&base)), "--full");
+        assert_eq!(
+            reason(&live, &|release| release.delta = Delta::Off, Some(&base)),
+            "delta = \"off\""
+        );
+        assert_eq!(
+            reason(&live, &keep, None),
+            "no manifest recorded for v1"
+        );
+        let fresh = host(None, &[], &[]);
+        assert_eq!(reason(&fresh, &keep, Some(&base)), "no live release on this host");
+        let unrelated = Manifest {
+            entries: vec![file("other", "other", 1)],
+        };
+        assert_eq!(
+            reason(&live, &keep, Some(&unrelated)),
+            "no file of v1 can be reused"
+        );
+        // A delta that sends as much as the artifact is not worth it.
+        let mostly_new = hundred_files(99);
+        assert!(
+            reason(&live, &keep, Some(&mostly_new)).contains("about as much as the artifact"),
+        );
     }
 
     #[test]
     fn fresh_host_uploads_and_switches() {
         let facts = state::parse("base absent\n").expect("parse");
         let v1 = version("v1");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v1, &DIGEST_A), 5, false)
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None)
         else {
             panic!("expected a deploy");
         };
@@ -533,7 +678,7 @@ mod tests {
         let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
         let v1 = version("v1");
         assert_eq!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
             PushDecision::Unchanged
         );
     }
@@ -546,7 +691,7 @@ mod tests {
             &["1 push - v1", "2 stage - v2"],
         );
         let v2 = version("v2");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, false)
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None)
         else {
             panic!("expected a deploy");
         };
@@ -564,10 +709,10 @@ mod tests {
         );
         let v2 = version("v2");
         assert!(matches!(
-            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false),
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None),
             PushDecision::Refused(reason) if reason.contains("immutable")
         ));
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, true)
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, true, None)
         else {
             panic!("expected a forced deploy");
         };
@@ -577,7 +722,7 @@ mod tests {
         ));
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true),
+            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true, None),
             PushDecision::Refused(reason) if reason.contains("live")
         ));
     }
@@ -588,7 +733,7 @@ mod tests {
         facts.free_bytes = Some(10);
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
             PushDecision::Refused(reason) if reason.contains("disk space")
         ));
     }

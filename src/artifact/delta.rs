@@ -6,7 +6,7 @@
 //! hashing), and its members are written into a new tar under `tree/`: for a delta, every
 //! member except the regular files the host reuses (so the directory skeleton, symlinks,
 //! hardlinks and changed files), after a first member `reuse` listing the reused paths
-//! (NUL-separated); for a repair, only the members named. Headers (modes, times) are copied
+//! (NUL-separated) and the artifact's manifest text (`manifest`); for a repair, only the members named. Headers (modes, times) are copied
 //! from the artifact. The stream is gzip-compressed at the fastest level when asked (the plan
 //! asks when the artifact itself compresses its contents). The artifact's sha256 is checked
 //! again at the end, before the end-of-archive marker is written: an artifact that changed
@@ -33,14 +33,18 @@ use tokio::sync::mpsc;
 use super::members::normalize_member_name;
 use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, drain_zeros};
 use crate::manifest::Sha256;
-use crate::remote::delta::{REUSE_MEMBER, TREE_MEMBER};
+use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
 
 /// Which members of the artifact a stream carries.
 #[derive(Debug, Clone)]
 pub enum Members {
-    /// Every member except these regular files (the host links them from its base release),
-    /// after the `reuse` member that lists them.
-    AllBut(Arc<Vec<String>>),
+    /// Every member except the regular files `reused` (the host links them from its base
+    /// release), after a `reuse` member that lists them and a `manifest` member (the
+    /// artifact's manifest text, which the host records).
+    Delta {
+        reused: Arc<Vec<String>>,
+        manifest: Arc<String>,
+    },
     /// Only the members at these paths.
     Only(Arc<Vec<String>>),
 }
@@ -94,16 +98,13 @@ fn produce(
     };
     let mut builder = tar::Builder::new(sink);
     let (skipped, only): (HashSet<&str>, Option<HashSet<&str>>) = match members {
-        Members::AllBut(reused) => {
+        Members::Delta { reused, manifest } => {
             let list: Vec<u8> = reused
                 .iter()
                 .flat_map(|path| path.bytes().chain(std::iter::once(0)))
                 .collect();
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(EntryType::Regular);
-            header.set_mode(0o600);
-            header.set_size(list.len() as u64);
-            builder.append_data(&mut header, REUSE_MEMBER, list.as_slice())?;
+            append_file(&mut builder, REUSE_MEMBER, &list)?;
+            append_file(&mut builder, MANIFEST_MEMBER, manifest.as_bytes())?;
             (reused.iter().map(String::as_str).collect(), None)
         }
         Members::Only(paths) => (
@@ -165,6 +166,15 @@ fn produce(
     sink.flush()?;
     drop(sink);
     Ok(())
+}
+
+/// A regular file of the stream's own (beside `tree/`).
+fn append_file(builder: &mut tar::Builder<Box<dyn Write>>, name: &str, data: &[u8]) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(EntryType::Regular);
+    header.set_mode(0o600);
+    header.set_size(data.len() as u64);
+    builder.append_data(&mut header, name, data)
 }
 
 fn link_target<R: Read>(member: &tar::Entry<'_, R>) -> io::Result<String> {

@@ -23,7 +23,10 @@ pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStr
         } => Some(member_stream(
             payload.artifact,
             sha256,
-            Members::AllBut(reused.clone()),
+            Members::Delta {
+                reused: reused.clone(),
+                manifest: std::sync::Arc::new(payload.manifest.to_string()),
+            },
             *compress,
         )),
         Step::Repair {

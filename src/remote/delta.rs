@@ -2,8 +2,9 @@
 //! `Step::Repair`).
 //!
 //! - `receive_delta` extracts the controller's stream into `.deploy/staging/<run>/`: a `reuse`
-//!   member first (the NUL-separated paths of the files the host already holds), then the
-//!   members sent, under `tree/`; then it hard-links (or copies) each reused file from the
+//!   member first (the NUL-separated paths of the files the host already holds), the
+//!   artifact's manifest (`manifest`, which `Finalize` records), then the members sent, under
+//!   `tree/`; then it hard-links (or copies) each reused file from the
 //!   base release into the staged tree with one `cp` per batch (`xargs`), never one process
 //!   per file. A file that cannot be linked is left missing: verification finds it.
 //! - `scan_staged` lists the staged tree and hashes every file in it (the output is parsed by
@@ -24,6 +25,8 @@ use crate::inventory::Version;
 
 /// Name of the stream member that lists the reused files (NUL-separated), beside `tree/`.
 pub const REUSE_MEMBER: &str = "reuse";
+/// Name of the stream member that holds the artifact's manifest text (recorded by Finalize).
+pub const MANIFEST_MEMBER: &str = "manifest";
 /// Directory of the stream (and of staging) that holds the release's members.
 pub const TREE_MEMBER: &str = "tree";
 

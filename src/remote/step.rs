@@ -61,6 +61,8 @@ pub enum Step {
         version: Version,
         sha256: Sha256,
         replace: bool,
+        /// The manifest came in the delta stream (it is in staging), not on stdin.
+        staged_manifest: bool,
     },
     /// Point `current` at `releases/<to>` by renaming a new symlink over it, appending the
     /// history record of the change in the same remote command.

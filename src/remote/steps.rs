@@ -163,7 +163,15 @@ impl Lowering<'_> {
                 version,
                 sha256,
                 replace,
-            } => (self.finalize(version, sha256, *replace), Input::Manifest),
+                staged_manifest,
+            } => (
+                self.finalize(version, sha256, *replace, *staged_manifest),
+                if *staged_manifest {
+                    Input::Nothing
+                } else {
+                    Input::Manifest
+                },
+            ),
             Step::Switch {
                 from,
                 to,
@@ -255,15 +263,25 @@ impl Lowering<'_> {
 
     /// Links shared paths, records manifest, entry count and digest, and renames the staged
     /// tree into `releases/<version>` (replacing the existing one when `replace`).
-    fn finalize(&self, version: &Version, sha256: &Sha256, replace: bool) -> Script {
+    fn finalize(
+        &self,
+        version: &Version,
+        sha256: &Sha256,
+        replace: bool,
+        staged_manifest: bool,
+    ) -> Script {
         let release = quote(&layout::release(version));
         let mut script = script!(
             "set -u\numask 022\n{enter}{append_record}s={staging}\n\
-             [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n\
-             cat > \"$s/manifest\" || exit 1\n",
+             [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n{manifest}",
             enter = self.enter(),
             append_record = APPEND_RECORD,
             staging = quote(&layout::staging(self.run_id)),
+            manifest = if staged_manifest {
+                script!("[ -f \"$s/manifest\" ] || {{ echo 'the manifest did not come with the delta' >&2; exit 1; }}\n")
+            } else {
+                script!("cat > \"$s/manifest\" || exit 1\n")
+            },
         );
         for path in self.shared_paths {
             script.push(link_shared(path));
@@ -612,6 +630,7 @@ mod tests {
             version: version("v1"),
             sha256: digest(SHA_A),
             replace: false,
+            staged_manifest: false,
         });
         assert_eq!(finalize.input, Input::Manifest);
         assert!(
@@ -698,6 +717,7 @@ mod tests {
                     version: v1.clone(),
                     sha256: sha256.clone(),
                     replace: false,
+                    staged_manifest: false,
                 })
                 .script,
             b"deploy-manifest 1\n",

@@ -9,6 +9,7 @@ mod artifact_policy;
 mod auth;
 mod chaos;
 mod check;
+mod delta;
 mod diff;
 mod escapes;
 mod faults;

@@ -30,6 +30,7 @@
 mod artifacts;
 mod filters;
 mod http;
+mod relay;
 mod runs;
 mod scenario;
 mod trees;
@@ -37,6 +38,7 @@ mod trees;
 pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
 pub use filters::{Filters, redact, squeeze_columns};
 pub use http::{HttpServer, Reply};
+pub use relay::Relay;
 pub use runs::{Ran, deploy_json, deploy_text, json_command, push, run};
 pub use scenario::Scenario;
 pub use trees::{
