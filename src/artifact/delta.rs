@@ -254,3 +254,134 @@ impl AsyncRead for MemberStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{MemberPolicy, inspect_with};
+
+    /// A `.tar.gz` of a small tree (a directory, three files, a symlink, a hardlink).
+    fn artifact(directory: &Path) -> PathBuf {
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+        let mut add = |name: &str, entry_type: EntryType, data: &[u8], link: Option<&str>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(entry_type);
+            header.set_mode(if entry_type == EntryType::Directory { 0o755 } else { 0o644 });
+            header.set_size(data.len() as u64);
+            match link {
+                Some(target) => builder.append_link(&mut header, name, target),
+                None => builder.append_data(&mut header, name, data),
+            }
+            .expect("append");
+        };
+        add("./", EntryType::Directory, b"", None);
+        add("./bin/", EntryType::Directory, b"", None);
+        add("./bin/app", EntryType::Regular, b"app", None);
+        add("./same", EntryType::Regular, b"same", None);
+        add("./changed", EntryType::Regular, b"changed", None);
+        add("./start", EntryType::Symlink, b"", Some("bin/app"));
+        add("./bin/app-too", EntryType::Link, b"", Some("./bin/app"));
+        let bytes = builder
+            .into_inner()
+            .and_then(GzEncoder::finish)
+            .expect("gzip");
+        let path = directory.join("app.tar.gz");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// The members of a (gzip-compressed when `compressed`) stream: name, type, content.
+    fn members(stream: MemberStream, compressed: bool) -> io::Result<Vec<(String, char, String)>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let bytes = runtime.block_on(async {
+            let mut stream = stream;
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                .await
+                .map(|_| bytes)
+        })?;
+        let reader: Box<dyn Read> = if compressed {
+            Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+        } else {
+            Box::new(bytes.as_slice())
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut found = Vec::new();
+        for member in archive.entries()? {
+            let mut member = member?;
+            let name = String::from_utf8_lossy(&member.path_bytes()).into_owned();
+            let kind = match member.header().entry_type() {
+                EntryType::Directory => 'd',
+                EntryType::Symlink => 'l',
+                EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let mut content = String::new();
+            match member.link_name_bytes() {
+                Some(target) => content.push_str(&String::from_utf8_lossy(&target)),
+                None => {
+                    member.read_to_string(&mut content)?;
+                }
+            }
+            found.push((name, kind, content));
+        }
+        Ok(found)
+    }
+
+    #[test]
+    fn a_delta_stream_carries_everything_but_the_reused_files() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let checked = inspect_with(&path, &MemberPolicy::default()).expect("a valid artifact");
+        for compress in [true, false] {
+            let stream = member_stream(
+                &path,
+                &checked.sha256,
+                Members::Delta {
+                    reused: Arc::new(vec!["same".to_string()]),
+                    manifest: Arc::new("deploy-manifest 1\n".to_string()),
+                },
+                compress,
+            );
+            let found = members(stream, compress).expect("a tar stream");
+            let expected: Vec<(String, char, String)> = [
+                ("reuse", 'f', "same\0"),
+                ("manifest", 'f', "deploy-manifest 1\n"),
+                ("tree/bin", 'd', ""),
+                ("tree/bin/app", 'f', "app"),
+                ("tree/changed", 'f', "changed"),
+                ("tree/start", 'l', "bin/app"),
+                ("tree/bin/app-too", 'h', "tree/bin/app"),
+            ]
+            .iter()
+            .map(|(name, kind, content)| (name.to_string(), *kind, content.to_string()))
+            .collect();
+            assert_eq!(found, expected, "compress: {compress}");
+        }
+        let stream = member_stream(
+            &path,
+            &checked.sha256,
+            Members::Only(Arc::new(vec!["changed".to_string()])),
+            false,
+        );
+        assert_eq!(
+            members(stream, false).expect("a tar stream"),
+            [("tree/changed".to_string(), 'f', "changed".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_artifact_changed_since_its_check_ends_the_stream_with_an_error() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let other = Sha256::parse(&"0".repeat(64)).expect("a sha256");
+        let stream = member_stream(&path, &other, Members::Only(Arc::new(Vec::new())), false);
+        let error = members(stream, false).expect_err("the digest differs");
+        assert!(error.to_string().contains("changed since it was checked"), "{error}");
+        let missing = directory.path().join("gone.tar.gz");
+        let stream = member_stream(&missing, &other, Members::Only(Arc::new(Vec::new())), false);
+        assert!(members(stream, false).is_err());
+    }
+}

@@ -189,6 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn digest_lines_of_openssl_are_read_like_sha256sum_records() {
+        let digest = "a".repeat(64);
+        let listing = b"f 644 1\0./x y\0\0".to_vec();
+        let mut lines = listing.clone();
+        lines.extend_from_slice(format!("deploy-digest-lines\0{digest} *./x y\n").as_bytes());
+        let mut records = listing;
+        records.extend_from_slice(format!("deploy-digests\0{digest}  ./x y\0").as_bytes());
+        let from_lines = parse_scan(&lines).expect("lines parse");
+        assert_eq!(from_lines, parse_scan(&records).expect("records parse"));
+        assert!(
+            matches!(&from_lines.entries[0].kind, EntryKind::File { sha256 } if *sha256 == digest)
+        );
+    }
+
+    #[test]
     fn hostile_scan_output_is_an_error() {
         assert!(parse_scan(b"f 644 1\0a\0").is_err(), "truncated");
         assert!(parse_scan(b"f 644 1\0a\0\0").is_err(), "no digest section");
@@ -199,6 +214,14 @@ mod tests {
         assert!(
             parse_scan(b"deploy-digests\0nospaces\0").is_err(),
             "bad digest record"
+        );
+        assert!(
+            parse_scan(b"deploy-digest-lines\0nostar\n").is_err(),
+            "bad digest line"
+        );
+        assert!(
+            parse_scan(b"deploy-digest-lines\0a *./x\0b *./y\n").is_err(),
+            "a NUL among the digest lines"
         );
     }
 }
