@@ -161,7 +161,7 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
     let v2 = release(&dir, "v2", &one_percent(), false);
 
     let (ran, full) = fleet.push("v1", &v1, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     let artifact_size = std::fs::metadata(&v1.tarball).expect("size").len();
     for sent in &full {
         assert!(*sent > artifact_size, "a full push sends the artifact: {sent}");
@@ -189,6 +189,7 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
 
     let (ran, delta) = fleet.push("v2", &v2, &[]);
     let ran = ran.expect_code(0);
+    eprintln!("delta push: {delta:?} bytes relayed to the hosts; full push: {full:?}");
     for (index, (sent, full)) in delta.iter().zip(&full).enumerate() {
         assert!(
             *sent * 20 <= *full,
@@ -254,7 +255,7 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
     fleet.run(&["push", "--version", "v2", "--artifact", path_str(&v2.tarball)])
         .expect_code(0);
     let (ran, _) = fleet.push("v3", &v3, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     fleet.run(&["prune", "--keep", "1"]).expect_code(0);
     for index in 0..2 {
         crate::support::wait_until("v1 pruned", crate::support::PATIENCE, || {
@@ -282,9 +283,9 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
     let v3 = release(&dir, "v3", &[1], true);
 
     let (ran, full) = fleet.push("v1", &v1, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     let (ran, delta) = fleet.push("v2", &v2, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     assert!(delta[0] * 20 <= full[0], "{delta:?} vs {full:?}");
     let unchanged = "d02/f00002.dat";
     assert_ne!(
@@ -314,7 +315,7 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
         dry.stdout
     );
     let (ran, sent) = fleet.push("v3", &v3, &["--full"]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     assert!(sent[0] > size, "--full sent {sent:?}, artifact {size}");
     assert_eq!(
         tree_snapshot(&fleet.release_dir(0, "v3")),
@@ -324,9 +325,9 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
     // delta = "off": the whole artifact too.
     let off = Relayed::new(1, "delta = \"off\"");
     let (ran, _) = off.push("v1", &v1, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     let (ran, sent) = off.push("v2", &v2, &[]);
-    let ran = ran.expect_code(0);
+    ran.expect_code(0);
     let size = std::fs::metadata(&v2.tarball).expect("size").len();
     assert!(sent[0] > size, "delta = off sent {sent:?}, artifact {size}");
 }
