@@ -269,9 +269,9 @@ impl Manifest {
                         && !always_sent
                             .iter()
                             .any(|prefix| is_same_or_under(&entry.path, prefix))
-                        && base_files.get(entry.path.as_str()).is_some_and(|old| {
-                            old.kind == entry.kind && old.mode == entry.mode
-                        });
+                        && base_files
+                            .get(entry.path.as_str())
+                            .is_some_and(|old| old.kind == entry.kind && old.mode == entry.mode);
                     if reusable {
                         reuse.reused.push(entry.path.clone());
                         reuse.reused_bytes += entry.size;
@@ -858,15 +858,25 @@ pub(crate) mod tests {
         scanned.entries.retain(|entry| entry.path != "new");
         for entry in &mut scanned.entries {
             match entry.path.as_str() {
-                "same" => entry.kind = EntryKind::File { sha256: sha256_hex(b"edited") },
+                "same" => {
+                    entry.kind = EntryKind::File {
+                        sha256: sha256_hex(b"edited"),
+                    }
+                }
                 "mode" => entry.mode = 0o644,
                 _ => {}
             }
         }
-        scanned.entries.sort_by(|left, right| left.path.cmp(&right.path));
+        scanned
+            .entries
+            .sort_by(|left, right| left.path.cmp(&right.path));
         assert_eq!(
             artifact.staged_differences(&scanned),
-            Ok(vec!["mode".to_string(), "new".to_string(), "same".to_string()])
+            Ok(vec![
+                "mode".to_string(),
+                "new".to_string(),
+                "same".to_string()
+            ])
         );
         scanned.entries.push(file_entry("stray", 0o644, b"?"));
         assert!(artifact.staged_differences(&scanned).is_err());

@@ -590,7 +590,9 @@ mod tests {
         ));
         assert!(plan.upload_bytes < release.size);
         assert!(
-            plan.transfer.describe().starts_with("delta from v1: 3 files, "),
+            plan.transfer
+                .describe()
+                .starts_with("delta from v1: 3 files, "),
             "{}",
             plan.transfer.describe()
         );
@@ -633,17 +635,20 @@ mod tests {
             }
         };
         let keep = |_: &mut Release| {};
-        assert_eq!(reason(&live, &|release| release.full = true, Some(&base)), "--full");
+        assert_eq!(
+            reason(&live, &|release| release.full = true, Some(&base)),
+            "--full"
+        );
         assert_eq!(
             reason(&live, &|release| release.delta = Delta::Off, Some(&base)),
             "delta = \"off\""
         );
-        assert_eq!(
-            reason(&live, &keep, None),
-            "no manifest recorded for v1"
-        );
+        assert_eq!(reason(&live, &keep, None), "no manifest recorded for v1");
         let fresh = host(None, &[], &[]);
-        assert_eq!(reason(&fresh, &keep, Some(&base)), "no live release on this host");
+        assert_eq!(
+            reason(&fresh, &keep, Some(&base)),
+            "no live release on this host"
+        );
         let unrelated = Manifest {
             entries: vec![file("other", "other", 1)],
         };
@@ -653,16 +658,15 @@ mod tests {
         );
         // A delta that sends as much as the artifact is not worth it.
         let mostly_new = hundred_files(99);
-        assert!(
-            reason(&live, &keep, Some(&mostly_new)).contains("about as much as the artifact"),
-        );
+        assert!(reason(&live, &keep, Some(&mostly_new)).contains("about as much as the artifact"),);
     }
 
     #[test]
     fn fresh_host_uploads_and_switches() {
         let facts = state::parse("base absent\n").expect("parse");
         let v1 = version("v1");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None)
+        let PushDecision::Deploy(plan) =
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None)
         else {
             panic!("expected a deploy");
         };
@@ -691,7 +695,8 @@ mod tests {
             &["1 push - v1", "2 stage - v2"],
         );
         let v2 = version("v2");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None)
+        let PushDecision::Deploy(plan) =
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None)
         else {
             panic!("expected a deploy");
         };

@@ -54,7 +54,12 @@ const CHANNEL_CHUNKS: usize = 8;
 
 /// The stream of `members` of the artifact at `path` (whose sha256 must still be `sha256`),
 /// gzip-compressed when `compress`, read as an `AsyncRead`.
-pub fn member_stream(path: &Path, sha256: &Sha256, members: Members, compress: bool) -> MemberStream {
+pub fn member_stream(
+    path: &Path,
+    sha256: &Sha256,
+    members: Members,
+    compress: bool,
+) -> MemberStream {
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let path = path.to_path_buf();
     let sha256 = sha256.clone();
@@ -66,9 +71,9 @@ pub fn member_stream(path: &Path, sha256: &Sha256, members: Members, compress: b
             let outcome = produce(&path, &sha256, &members, compress, writer);
             let _ = errors.blocking_send(outcome.map(|()| Vec::new()));
         });
-    let failed = spawned.err().map(|error| {
-        io::Error::other(format!("cannot start the delta stream's thread: {error}"))
-    });
+    let failed = spawned
+        .err()
+        .map(|error| io::Error::other(format!("cannot start the delta stream's thread: {error}")));
     MemberStream {
         receiver,
         current: Vec::new(),
@@ -140,7 +145,11 @@ fn produce(
                     .ok()
                     .flatten()
                     .ok_or_else(|| io::Error::other(format!("hardlink `{name}`: bad target")))?;
-                builder.append_link(&mut header, &staged, PathBuf::from(TREE_MEMBER).join(target))?;
+                builder.append_link(
+                    &mut header,
+                    &staged,
+                    PathBuf::from(TREE_MEMBER).join(target),
+                )?;
             }
             EntryType::Directory => {
                 header.set_size(0);
@@ -169,7 +178,11 @@ fn produce(
 }
 
 /// A regular file of the stream's own (beside `tree/`).
-fn append_file(builder: &mut tar::Builder<Box<dyn Write>>, name: &str, data: &[u8]) -> io::Result<()> {
+fn append_file(
+    builder: &mut tar::Builder<Box<dyn Write>>,
+    name: &str,
+    data: &[u8],
+) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(EntryType::Regular);
     header.set_mode(0o600);
@@ -266,7 +279,11 @@ mod tests {
         let mut add = |name: &str, entry_type: EntryType, data: &[u8], link: Option<&str>| {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(entry_type);
-            header.set_mode(if entry_type == EntryType::Directory { 0o755 } else { 0o644 });
+            header.set_mode(if entry_type == EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
             header.set_size(data.len() as u64);
             match link {
                 Some(target) => builder.append_link(&mut header, name, target),
@@ -379,7 +396,10 @@ mod tests {
         let other = Sha256::parse(&"0".repeat(64)).expect("a sha256");
         let stream = member_stream(&path, &other, Members::Only(Arc::new(Vec::new())), false);
         let error = members(stream, false).expect_err("the digest differs");
-        assert!(error.to_string().contains("changed since it was checked"), "{error}");
+        assert!(
+            error.to_string().contains("changed since it was checked"),
+            "{error}"
+        );
         let missing = directory.path().join("gone.tar.gz");
         let stream = member_stream(&missing, &other, Members::Only(Arc::new(Vec::new())), false);
         assert!(members(stream, false).is_err());

@@ -44,15 +44,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             |target, label, events| async move {
                 let shipment = shipment_of(target.service)
                     .ok_or_else(|| HostError::failed("plan", "no artifact for this service"))?;
-                plan_host(
-                    context,
-                    shipment,
-                    target,
-                    label,
-                    events,
-                    arguments,
-                )
-                .await
+                plan_host(context, shipment, target, label, events, arguments).await
             },
         )
         .await;
@@ -70,8 +62,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
                         shipment,
                         service_targets,
                         with_service,
-                        arguments.force,
-                        arguments.full,
+                        arguments,
                         &events,
                         &permits,
                     )
@@ -244,8 +235,7 @@ async fn push_service<'a>(
     shipment: &'a Shipment,
     targets: Vec<Target>,
     with_service: bool,
-    force: bool,
-    full: bool,
+    arguments: &PushArgs,
     events: &Events,
     permits: &Semaphore,
 ) -> Vec<(Target, HostResult)> {
@@ -257,7 +247,7 @@ async fn push_service<'a>(
         super::lock_all(context, targets, with_service, events, permits, now).await;
     let staged_or_failed = for_each(acquired, context.concurrency, |host| {
         let span = super::host_span(context, host.target);
-        stage(context, shipment, host, (force, full), events, permits).instrument(span)
+        stage(context, shipment, host, arguments, events, permits).instrument(span)
     })
     .await;
     let mut staged: Vec<Locked> = Vec::new();
@@ -287,7 +277,7 @@ async fn stage<'a>(
     context: &'a Context,
     shipment: &'a Shipment,
     host: super::Acquired<'a>,
-    (force, full): (bool, bool),
+    arguments: &PushArgs,
     events: &Events,
     permits: &Semaphore,
 ) -> Result<Locked<'a>, (Target, HostResult)> {
@@ -311,9 +301,15 @@ async fn stage<'a>(
                 step: "start".to_string(),
             });
         }
-        let release = release_of(shipment, service, full);
+        let release = release_of(shipment, service, arguments.full);
         let base = delta_base_manifest(&run, &facts, &release, None).await;
-        match plan_push(&facts, &release, service.keep_releases, force, base.as_ref()) {
+        match plan_push(
+            &facts,
+            &release,
+            service.keep_releases,
+            arguments.force,
+            base.as_ref(),
+        ) {
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
             PushDecision::Deploy(plan) => {

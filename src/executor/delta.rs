@@ -64,9 +64,12 @@ impl HostRun<'_> {
         expected: &Manifest,
         payload: &Payload<'_>,
     ) -> Result<usize, HostError> {
-        let (Step::Verify { version }, Step::Delta {
-            sha256, compress, ..
-        }) = (verify, delta)
+        let (
+            Step::Verify { version },
+            Step::Delta {
+                sha256, compress, ..
+            },
+        ) = (verify, delta)
         else {
             return Err(HostError::failed("verify", "no delta to verify"));
         };

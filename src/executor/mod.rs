@@ -347,11 +347,10 @@ impl<'a> HostRun<'a> {
             name,
             until,
             interruptible,
-            self.session()
-                .run_with_input(script, input, move |sent| {
-                    uploaded.store(before + sent, Ordering::Relaxed);
-                    events.bytes(&label, sent, total)
-                }),
+            self.session().run_with_input(script, input, move |sent| {
+                uploaded.store(before + sent, Ordering::Relaxed);
+                events.bytes(&label, sent, total)
+            }),
         )
         .await
     }

@@ -42,7 +42,9 @@ mod validation;
 mod values;
 
 pub use location::InventoryError;
-pub use model::{ArtifactSource, Delta, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
+pub use model::{
+    ArtifactSource, Delta, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version,
+};
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;

@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::location::{InventoryError, Parser, shown};
 use super::model::{
-    ArtifactSource, DeploySettings, Delta, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
-    MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
+    ArtifactSource, Delta, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy,
+    Inventory, MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
 };
 use super::raw::{RawDeploy, RawHealthCheck, RawHost, RawInventory, RawNotify, RawService, RawSsh};
 use super::selection::hosts_matching;

@@ -278,7 +278,9 @@ impl Lowering<'_> {
             append_record = APPEND_RECORD,
             staging = quote(&layout::staging(self.run_id)),
             manifest = if staged_manifest {
-                script!("[ -f \"$s/manifest\" ] || {{ echo 'the manifest did not come with the delta' >&2; exit 1; }}\n")
+                script!(
+                    "[ -f \"$s/manifest\" ] || {{ echo 'the manifest did not come with the delta' >&2; exit 1; }}\n"
+                )
             } else {
                 script!("cat > \"$s/manifest\" || exit 1\n")
             },

@@ -855,9 +855,22 @@ impl<'a> Chaos<'a> {
 
     /// One iteration: a push to a fresh version of the next artifact with the signal at
     /// `moment`, the invariants, then a push of the third artifact with no signal (d).
+    /// A moment on a `verify` line needs a delta push: from `v1` to `v2` or back (after a plain
+    /// push of `v1` when `v3` is live).
     fn iteration(&mut self, number: usize, moment: Moment) {
-        let target = (self.live_artifact + 1) % self.artifacts.len();
-        let recovery = (self.live_artifact + 2) % self.artifacts.len();
+        let needs_delta = matches!(&moment, Moment::OnLine(line) if line.ends_with(": verify"));
+        let (target, recovery) = if needs_delta {
+            if self.live_artifact == 2 {
+                self.plain_push(0);
+            }
+            let target = 1 - self.live_artifact;
+            (target, 2)
+        } else {
+            (
+                (self.live_artifact + 1) % self.artifacts.len(),
+                (self.live_artifact + 2) % self.artifacts.len(),
+            )
+        };
         let iteration = Iteration {
             number,
             moment: moment.clone(),

@@ -57,12 +57,9 @@ fn content(seed: &str, compressible: bool) -> Vec<u8> {
             .collect::<String>()
             .into_bytes();
     }
-    let mut state: u64 = seed
-        .bytes()
-        .fold(0x9e37_79b9_7f4a_7c15, |state, byte| {
-            (state ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
-        })
-        | 1;
+    let mut state: u64 = seed.bytes().fold(0x9e37_79b9_7f4a_7c15, |state, byte| {
+        (state ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
     (0..4096 / 8)
         .flat_map(|_| {
             state ^= state << 13;
@@ -164,7 +161,10 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
     ran.expect_code(0);
     let artifact_size = std::fs::metadata(&v1.tarball).expect("size").len();
     for sent in &full {
-        assert!(*sent > artifact_size, "a full push sends the artifact: {sent}");
+        assert!(
+            *sent > artifact_size,
+            "a full push sends the artifact: {sent}"
+        );
     }
     let v1_snapshot = tree_snapshot(&v1.source);
 
@@ -198,7 +198,10 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
         let reported = ran.host(&format!("web{}", index + 1))["bytes"]
             .as_u64()
             .expect("bytes");
-        assert!(reported > 0 && reported <= *sent, "reported {reported}, relayed {sent}");
+        assert!(
+            reported > 0 && reported <= *sent,
+            "reported {reported}, relayed {sent}"
+        );
         assert_eq!(
             tree_snapshot(&fleet.release_dir(index, "v2")),
             tree_snapshot(&v2.source),
@@ -217,7 +220,11 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
             inode(&fleet.release_dir(index, "v2").join(changed)),
         );
     }
-    assert_eq!(tree_snapshot(&fleet.release_dir(0, "v1")), v1_snapshot, "v1 untouched");
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v1")),
+        v1_snapshot,
+        "v1 untouched"
+    );
     // web2's edited v1 file stays as the host left it; v2 has the artifact's content.
     assert_eq!(read(&edited), "edited on the host");
     assert_ne!(
@@ -244,7 +251,10 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
     assert_eq!(fleet.scenario.live(0).as_deref(), Some("v1"));
     let status = fleet.run(&["status", "--verify", "--hosts", "web1"]);
     let status = status.expect_code(1);
-    assert_eq!(status.host("web1")["drift"]["modified"][0], "d03/f00003.dat");
+    assert_eq!(
+        status.host("web1")["drift"]["modified"][0],
+        "d03/f00003.dat"
+    );
     std::fs::write(&shared, content("3", false)).expect("restore");
     fleet
         .run(&["status", "--verify", "--hosts", "web1"])
@@ -252,7 +262,14 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
 
     // v3 (a delta from v2 on web2), then pruning v1 leaves v2 and v3 whole.
     let v3 = release(&dir, "v3", &[5, 6, 7], false);
-    fleet.run(&["push", "--version", "v2", "--artifact", path_str(&v2.tarball)])
+    fleet
+        .run(&[
+            "push",
+            "--version",
+            "v2",
+            "--artifact",
+            path_str(&v2.tarball),
+        ])
         .expect_code(0);
     let (ran, _) = fleet.push("v3", &v3, &[]);
     ran.expect_code(0);
@@ -310,7 +327,9 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
         path_str(&v3.tarball),
     ]);
     assert!(
-        dry.host("web1")["notes"].to_string().contains("full push: --full"),
+        dry.host("web1")["notes"]
+            .to_string()
+            .contains("full push: --full"),
         "{}",
         dry.stdout
     );
