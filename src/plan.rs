@@ -5,7 +5,7 @@
 //! run executes them, lowered to scripts by `remote::steps`. Nothing here talks to a host.
 
 use crate::inventory::{Delta, Version};
-use crate::manifest::{Manifest, Sha256};
+use crate::manifest::{Manifest, Reuse, Sha256};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::{Facts, LogAction};
 pub use crate::remote::step::{Audit, HookEnvironment, HookPhase, ReuseMode, Step};
@@ -236,7 +236,7 @@ fn transfer(
     // small part of the release: the stream is then mostly tar headers, the reuse list and the
     // manifest, which shrink several times.
     let compress = release.compresses() || reuse.sent_bytes * 10 < release.unpacked_size;
-    let bytes = delta_wire_bytes(release, reuse.sent_bytes, compress);
+    let bytes = delta_wire_bytes(release, &reuse, compress);
     if bytes >= release.size {
         return Err(format!(
             "a delta from {base_version} would send about as much as the artifact"
@@ -263,16 +263,19 @@ fn transfer(
     Ok((step, transfer))
 }
 
-/// What a delta stream of `sent_bytes` of file data costs on the wire, about: the data
-/// (compressed at the artifact's own ratio when the stream is compressed), plus a tar header
-/// per member, the reuse list, and headers compressing to nearly nothing.
-fn delta_wire_bytes(release: &Release, sent_bytes: u64, compress: bool) -> u64 {
-    let members = release.manifest.entries.len() as u64;
+/// What a delta stream costs on the wire, about: the data of the files sent (compressed at the
+/// artifact's own ratio when the stream is compressed), a tar header per member sent (512
+/// bytes, about 64 compressed) and the list of reused paths (about a third compressed). The
+/// manifest, which the stream carries too, is left out, as from a full push's `bytes`: a full
+/// push sends it as well (uncompressed, with `finalize`).
+fn delta_wire_bytes(release: &Release, reuse: &Reuse, compress: bool) -> u64 {
+    let members = (release.manifest.entries.len() - reuse.reused.len()) as u64;
+    let list: u64 = reuse.reused.iter().map(|path| path.len() as u64 + 1).sum();
     if compress {
         let ratio = release.size as f64 / release.unpacked_size.max(1) as f64;
-        (sent_bytes as f64 * ratio) as u64 + members * 64
+        (reuse.sent_bytes as f64 * ratio) as u64 + members * 64 + list / 3
     } else {
-        sent_bytes + members * 512
+        reuse.sent_bytes + members * 512 + list
     }
 }
 

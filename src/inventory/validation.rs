@@ -767,6 +767,31 @@ tags = ["db", "eu"]
     // ----- valid inventories and defaults -----
 
     #[test]
+    fn delta_is_hardlink_copy_or_off() {
+        for (value, expected) in [
+            ("\"hardlink\"", Delta::Hardlink),
+            ("\"copy\"", Delta::Copy),
+            ("\"off\"", Delta::Off),
+        ] {
+            let inventory = parsed(&with_service(&format!(
+                "[services.app]\nbase_dir = \"/opt/app\"\ndelta = {value}\n"
+            )));
+            assert_eq!(inventory.services[0].delta, expected);
+        }
+        let default = parsed(&with_service("[services.app]\nbase_dir = \"/opt/app\"\n"));
+        assert_eq!(default.services[0].delta, Delta::Hardlink);
+        let message = error(
+            &with_service("[services.app]\nbase_dir = \"/opt/app\"\ndelta = \"rsync\"\n"),
+            "services.app.delta",
+            14,
+        );
+        assert!(
+            message.contains("expected \"hardlink\", \"copy\" or \"off\""),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn minimal_inventory_has_every_default() {
         let inventory = parsed(&format!(
             "{ONE_HOST}[services.app]\nbase_dir = \"/opt/app\"\n"
