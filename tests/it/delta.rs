@@ -10,8 +10,9 @@ use crate::support::{Ran, Relay, Scenario, json_command, path_str, read, run, tr
 /// Files in each test release; 1% of them change from one version to the next.
 const FILES: usize = 2000;
 
-/// A release's source tree and tarball: `FILES` files of 4 KiB in 40 directories, each file's
-/// content derived from its number and, for the files in `changed`, from `version` too.
+/// A release's source tree and tarball: `FILES` files of 8 KiB (a small web asset) in 40
+/// directories, each file's content derived from its number and, for the files in `changed`,
+/// from `version` too.
 /// `compressible`: text that gzip shrinks; otherwise pseudo-random bytes.
 struct Release {
     source: PathBuf,
@@ -46,12 +47,12 @@ fn release(dir: &Path, version: &str, changed: &[usize], compressible: bool) -> 
     Release { source, tarball }
 }
 
-/// 4 KiB from `seed`: a xorshift stream (incompressible), or the hex text of half as much
+/// 8 KiB from `seed`: a xorshift stream (incompressible), or the hex text of half as much
 /// (which gzip shrinks to about half).
 fn content(seed: &str, compressible: bool) -> Vec<u8> {
     if compressible {
         let bytes = content(seed, false);
-        return bytes[..2048]
+        return bytes[..4096]
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect::<String>()
@@ -60,7 +61,7 @@ fn content(seed: &str, compressible: bool) -> Vec<u8> {
     let mut state: u64 = seed.bytes().fold(0x9e37_79b9_7f4a_7c15, |state, byte| {
         (state ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
     }) | 1;
-    (0..4096 / 8)
+    (0..8192 / 8)
         .flat_map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -303,6 +304,9 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
     ran.expect_code(0);
     let (ran, delta) = fleet.push("v2", &v2, &[]);
     ran.expect_code(0);
+    eprintln!(
+        "copy mode, compressible files: delta push {delta:?} bytes relayed; full push {full:?}"
+    );
     assert!(delta[0] * 20 <= full[0], "{delta:?} vs {full:?}");
     let unchanged = "d02/f00002.dat";
     assert_ne!(
