@@ -313,6 +313,10 @@ async fn stage<'a>(
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
             PushDecision::Deploy(plan) => {
+                result
+                    .notes
+                    .get_or_insert_with(Vec::new)
+                    .push(plan.transfer.describe());
                 let payload = Payload {
                     artifact: &shipment.artifact.path,
                     artifact_size: shipment.artifact.size,
