@@ -25,6 +25,8 @@
 # something failed to run. Environment:
 #   BENCH_MIB=200  BENCH_FILES=5000  BENCH_HOSTS=8  BENCH_ROUNDS=1
 #   DEPLOY_BIN=path   use this deploy binary instead of `cargo build --release`
+#   BENCH_PROFILE=debug  build and use debug binaries (no release build needed; the SSH crypto is
+#                     then unoptimised, so the comparisons with OpenSSH and rsync mean little)
 #   TMPDIR            where the fleet lives (needs about (hosts x 3 + 4) x BENCH_MIB of disk)
 #   DEPLOY_FLEET_KEEP=1  keep the fleet's directory afterwards
 set -euo pipefail
@@ -77,7 +79,9 @@ if ! command -v rsync >/dev/null 2>&1; then
   fi
 fi
 
-build_deploy release
+profile=${BENCH_PROFILE:-release}
+case $profile in release | debug) ;; *) die "BENCH_PROFILE must be release or debug" ;; esac
+build_deploy "$profile"
 deploy_bin=$DEPLOY_PATH
 
 log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
@@ -275,8 +279,8 @@ disk_med=$(median "${disk_ratios[@]}")
 rss_max=$(printf '%s\n' "${rss[@]}" | sort -g | tail -n 1)
 repush_max=$(printf '%s\n' "${repush[@]}" | sort -g | tail -n 1)
 printf '\n'
-printf 'delta benchmark: %s hosts on 127.0.0.1, %s MiB / %s files (incompressible), 1%% changed (%s files), %s round(s), %s CPUs\n' \
-  "$host_count" "$mib" "$files" "$changed_count" "$rounds" "$(nproc 2>/dev/null || echo '?')"
+printf 'delta benchmark: %s hosts on 127.0.0.1, %s MiB / %s files (incompressible), 1%% changed (%s files), %s round(s), %s build, %s CPUs\n' \
+  "$host_count" "$mib" "$files" "$changed_count" "$rounds" "$profile" "$(nproc 2>/dev/null || echo '?')"
 printf '%-46s %14s   %-12s %s\n' "metric" "figure" "target" "verdict"
 printf '%-46s %14s\n' "wall, delta push (median)" "${delta_med}s"
 printf '%-46s %14s\n' "wall, full push --full (median)" "${full_med}s"

@@ -44,11 +44,17 @@ pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStr
     }
 }
 
-/// What a progress bar counts up to for a member stream: the unpacked bytes sent (the wire
-/// bytes are fewer when compressed).
-pub(super) fn progress_total(step: &Step) -> u64 {
+/// What a progress bar counts up to for a member stream: what the stream holds before
+/// compression (the files sent, the reuse list and the manifest; the wire bytes are fewer when
+/// compressed).
+pub(super) fn progress_total(step: &Step, payload: &Payload<'_>) -> u64 {
     match step {
-        Step::Delta { sent_bytes, .. } => *sent_bytes,
+        Step::Delta {
+            sent_bytes, reused, ..
+        } => {
+            let list: u64 = reused.iter().map(|path| path.len() as u64 + 1).sum();
+            sent_bytes + list + payload.manifest.len() as u64
+        }
         _ => 0,
     }
 }

@@ -296,7 +296,7 @@ impl<'a> HostRun<'a> {
             Input::Members => {
                 let stream = delta::stream_for(step, payload)
                     .ok_or_else(|| HostError::failed(name, "no members to send"))?;
-                let total = delta::progress_total(step);
+                let total = delta::progress_total(step, payload);
                 self.upload(name, until, interruptible, &remote.script, stream, total)
                     .await?
             }
