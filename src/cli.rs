@@ -121,6 +121,9 @@ pub struct PushArgs {
     /// Replace a version already on a host with different content
     #[arg(long)]
     pub force: bool,
+    /// Send the whole artifact, even where a delta from the live release would do
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

@@ -226,6 +226,98 @@ impl Manifest {
     }
 }
 
+/// What a delta push reuses from a base release ([`Manifest::reuse_from`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reuse {
+    /// Regular files taken from the base release (same path, type, mode and sha256), sorted.
+    pub reused: Vec<String>,
+    /// Bytes of the reused files.
+    pub reused_bytes: u64,
+    /// Regular files and hardlinks that must be sent.
+    pub sent_files: usize,
+    /// Bytes of the files that must be sent.
+    pub sent_bytes: u64,
+}
+
+impl Manifest {
+    /// The regular files of `self` (an artifact's manifest) that a host can take from a base
+    /// release whose recorded manifest is `base`: same path, type, mode and sha256. Never
+    /// reused: anything at or under `always_sent` (the shared paths, which the release links
+    /// away anyway), hardlinks, and the files hardlinks point at (the stream carries them
+    /// together so that the link can be made).
+    pub fn reuse_from(&self, base: &Manifest, always_sent: &[String]) -> Reuse {
+        let base = base.comparable();
+        let base_files: BTreeMap<&str, &Entry> = base
+            .entries
+            .iter()
+            .filter(|entry| matches!(entry.kind, EntryKind::File { .. }))
+            .map(|entry| (entry.path.as_str(), entry))
+            .collect();
+        let link_targets: std::collections::BTreeSet<&str> = self
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.kind {
+                EntryKind::Hardlink { target } => Some(target.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut reuse = Reuse::default();
+        for entry in &self.entries {
+            match &entry.kind {
+                EntryKind::File { .. } => {
+                    let reusable = !link_targets.contains(entry.path.as_str())
+                        && !always_sent
+                            .iter()
+                            .any(|prefix| is_same_or_under(&entry.path, prefix))
+                        && base_files
+                            .get(entry.path.as_str())
+                            .is_some_and(|old| old.kind == entry.kind && old.mode == entry.mode);
+                    if reusable {
+                        reuse.reused.push(entry.path.clone());
+                        reuse.reused_bytes += entry.size;
+                    } else {
+                        reuse.sent_files += 1;
+                        reuse.sent_bytes += entry.size;
+                    }
+                }
+                EntryKind::Hardlink { .. } => reuse.sent_files += 1,
+                EntryKind::Directory | EntryKind::Symlink { .. } => {}
+            }
+        }
+        reuse
+    }
+
+    /// The paths where a staged tree (`scanned`, from a host) differs from `self` (the
+    /// artifact's manifest) and must be sent again: missing, or of another kind, mode, content
+    /// or link target. Directories the tree holds beyond the manifest are ancestors tar made
+    /// for members without their own directory entry, as a full extraction makes them, and do
+    /// not count. `Err` names an entry that sending cannot repair (a file the manifest does not
+    /// know).
+    pub fn staged_differences(&self, scanned: &Manifest) -> Result<Vec<String>, String> {
+        let expected = self.comparable();
+        let diff = expected.diff(&scanned.comparable());
+        let kinds: BTreeMap<&str, &EntryKind> = scanned
+            .entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), &entry.kind))
+            .collect();
+        if let Some(extra) = diff
+            .added
+            .iter()
+            .find(|path| !matches!(kinds.get(path.as_str()), Some(EntryKind::Directory)))
+        {
+            return Err(format!(
+                "the staged tree holds `{}`, which the artifact does not",
+                quote(extra)
+            ));
+        }
+        let mut differences = diff.modified;
+        differences.extend(diff.removed);
+        differences.sort();
+        Ok(differences)
+    }
+}
+
 fn is_same_or_under(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
@@ -717,5 +809,76 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(paths, ["bin", "bin/app-copy", "bin/current", "empty"]);
         assert_eq!(manifest.without_paths(&[]), manifest);
+    }
+
+    #[test]
+    fn reuse_takes_unchanged_files_only_and_differences_name_what_to_send_again() {
+        let base = Manifest {
+            entries: vec![
+                other_entry("bin", EntryKind::Directory, 0o755),
+                file_entry("bin/app", 0o755, b"app"),
+                file_entry("bin/tool", 0o755, b"tool"),
+                file_entry("log/keep", 0o644, b"x"),
+                file_entry("mode", 0o644, b"m"),
+                file_entry("same", 0o644, b"s"),
+            ],
+        };
+        let artifact = Manifest {
+            entries: vec![
+                other_entry("bin", EntryKind::Directory, 0o755),
+                file_entry("bin/app", 0o755, b"app v2"),
+                file_entry("bin/tool", 0o755, b"tool"),
+                other_entry(
+                    "bin/tool-copy",
+                    EntryKind::Hardlink {
+                        target: "bin/tool".to_string(),
+                    },
+                    0o755,
+                ),
+                file_entry("log/keep", 0o644, b"x"),
+                file_entry("mode", 0o600, b"m"),
+                file_entry("new", 0o644, b"n"),
+                file_entry("same", 0o644, b"s"),
+            ],
+        };
+        let reuse = artifact.reuse_from(&base, &["log".to_string()]);
+        // bin/tool is a hardlink's target, log/ is shared, mode and bin/app changed.
+        assert_eq!(reuse.reused, ["same"]);
+        assert_eq!(reuse.reused_bytes, 1);
+        assert_eq!(reuse.sent_files, 6);
+        assert_eq!(reuse.sent_bytes, 6 + 4 + 1 + 1 + 1);
+
+        let mut scanned = artifact.comparable();
+        assert_eq!(artifact.staged_differences(&scanned), Ok(Vec::new()));
+        // Implicit directories tar made are fine; an edited, a missing and a re-moded file are
+        // sent again; a file the artifact does not have cannot be repaired by sending.
+        scanned
+            .entries
+            .push(other_entry("implicit", EntryKind::Directory, 0o755));
+        scanned.entries.retain(|entry| entry.path != "new");
+        for entry in &mut scanned.entries {
+            match entry.path.as_str() {
+                "same" => {
+                    entry.kind = EntryKind::File {
+                        sha256: sha256_hex(b"edited"),
+                    }
+                }
+                "mode" => entry.mode = 0o644,
+                _ => {}
+            }
+        }
+        scanned
+            .entries
+            .sort_by(|left, right| left.path.cmp(&right.path));
+        assert_eq!(
+            artifact.staged_differences(&scanned),
+            Ok(vec![
+                "mode".to_string(),
+                "new".to_string(),
+                "same".to_string()
+            ])
+        );
+        scanned.entries.push(file_entry("stray", 0o644, b"?"));
+        assert!(artifact.staged_differences(&scanned).is_err());
     }
 }

@@ -130,6 +130,8 @@ proptest! {
         fields in proptest::collection::vec(
             prop_oneof![
                 Just(b"deploy-digests".to_vec()),
+                Just(b"deploy-digest-lines".to_vec()),
+                Just(format!("{} *./a\n{} *./b", "0".repeat(64), "1".repeat(64)).into_bytes()),
                 Just(b"f 644 1".to_vec()),
                 Just(b"d 755 0".to_vec()),
                 Just(b"l 777 3".to_vec()),

@@ -4,11 +4,11 @@
 //! `Facts`: pure functions, no I/O and no shell text. Dry-run prints these same steps; the real
 //! run executes them, lowered to scripts by `remote::steps`. Nothing here talks to a host.
 
-use crate::inventory::Version;
-use crate::manifest::Sha256;
+use crate::inventory::{Delta, Version};
+use crate::manifest::{Manifest, Reuse, Sha256};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::{Facts, LogAction};
-pub use crate::remote::step::{Audit, HookEnvironment, HookPhase, Step};
+pub use crate::remote::step::{Audit, HookEnvironment, HookPhase, ReuseMode, Step};
 
 /// Everything a switch runs on one host, in order: `before_switch` hooks, the switch,
 /// `after_switch` hooks, the health check.
@@ -131,8 +131,42 @@ pub struct PushPlan {
     pub stage: Vec<Step>,
     /// Releases to remove after a successful switch.
     pub prune: Vec<Version>,
-    /// Bytes that will be uploaded (0 when already staged).
+    /// Bytes that will be uploaded (0 when already staged; an estimate for a delta).
     pub upload_bytes: u64,
+    /// How the release reaches the host.
+    pub transfer: Transfer,
+}
+
+/// How a push's release reaches a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transfer {
+    /// Nothing is sent: already staged with the same sha256.
+    Staged,
+    /// The host downloads the artifact itself (`fetch = "host"`).
+    Fetched,
+    /// The whole artifact is sent; the reason says why no delta.
+    Full(String),
+    /// Only what differs from `base` is sent.
+    Delta {
+        base: Version,
+        files: usize,
+        bytes: u64,
+    },
+}
+
+impl Transfer {
+    /// One line for dry runs and notes.
+    pub fn describe(&self) -> String {
+        match self {
+            Transfer::Staged => "no upload: already staged with the same sha256".to_string(),
+            Transfer::Fetched => "the host downloads the artifact itself".to_string(),
+            Transfer::Full(reason) => format!("full push: {reason}"),
+            Transfer::Delta { base, files, bytes } => format!(
+                "delta from {base}: {files} files, {} bytes to send",
+                crate::text::format_bytes(*bytes)
+            ),
+        }
+    }
 }
 
 /// The artifact as the planner needs it.
@@ -144,14 +178,115 @@ pub struct Release<'a> {
     pub sha256: &'a Sha256,
     pub size: u64,
     pub unpacked_size: u64,
+    /// The artifact's manifest (what a delta is computed from).
+    pub manifest: &'a Manifest,
+    /// The service's shared paths (never reused: the release links them away).
+    pub shared_paths: &'a [String],
+    /// The service's `delta` setting, and `push --full`.
+    pub delta: Delta,
+    pub full: bool,
 }
 
-/// Decides a push from a host's facts. Pure.
+impl Release<'_> {
+    /// Whether a delta stream is worth compressing: the artifact itself compresses its
+    /// contents to at most 90%.
+    fn compresses(&self) -> bool {
+        u128::from(self.size) * 10 < u128::from(self.unpacked_size) * 9
+    }
+}
+
+/// The release a delta push on this host would reuse files from (its live release), or why
+/// the whole artifact must be sent. The caller reads that release's recorded manifest and
+/// passes it to [`plan_push`]. Pure.
+pub fn delta_base(facts: &Facts, release: &Release) -> Result<Version, String> {
+    if release.full {
+        return Err("--full".to_string());
+    }
+    if release.delta == Delta::Off {
+        return Err("delta = \"off\"".to_string());
+    }
+    if release.fetch_on_host.is_some() {
+        return Err("fetch = \"host\": each host downloads the whole artifact".to_string());
+    }
+    let Some(live) = facts.live() else {
+        return Err("no live release on this host".to_string());
+    };
+    if !facts.releases.contains_key(live) {
+        return Err(format!("the live release {live} is not complete"));
+    }
+    Ok(live.clone())
+}
+
+/// Decides how the release reaches a host that lacks it: the delta step from the base release
+/// whose recorded manifest is `base` (when it pays), or the whole artifact and why.
+fn transfer(
+    facts: &Facts,
+    release: &Release,
+    base: Option<&Manifest>,
+) -> Result<(Step, Transfer), String> {
+    let base_version = delta_base(facts, release)?;
+    let Some(base) = base else {
+        return Err(format!("no manifest recorded for {base_version}"));
+    };
+    let reuse = release.manifest.reuse_from(base, release.shared_paths);
+    if reuse.reused.is_empty() {
+        return Err(format!("no file of {base_version} can be reused"));
+    }
+    // Compressed when the artifact's contents compress, and whenever the files sent are a
+    // small part of the release: the stream is then mostly tar headers, the reuse list and the
+    // manifest, which shrink several times.
+    let compress = release.compresses() || reuse.sent_bytes * 10 < release.unpacked_size;
+    let bytes = delta_wire_bytes(release, &reuse, compress);
+    if bytes >= release.size {
+        return Err(format!(
+            "a delta from {base_version} would send about as much as the artifact"
+        ));
+    }
+    let transfer = Transfer::Delta {
+        base: base_version.clone(),
+        files: reuse.sent_files,
+        bytes,
+    };
+    let step = Step::Delta {
+        version: release.version.clone(),
+        sha256: release.sha256.clone(),
+        base: base_version,
+        reuse: match release.delta {
+            Delta::Copy => ReuseMode::Copy,
+            Delta::Hardlink | Delta::Off => ReuseMode::Hardlink,
+        },
+        reused: std::sync::Arc::new(reuse.reused),
+        sent_files: reuse.sent_files,
+        sent_bytes: reuse.sent_bytes,
+        compress,
+    };
+    Ok((step, transfer))
+}
+
+/// What a delta stream costs on the wire, about: the data of the files sent (compressed at the
+/// artifact's own ratio when the stream is compressed), a tar header per member sent (512
+/// bytes, about 64 compressed) and the list of reused paths (about a third compressed). The
+/// manifest, which the stream carries too, is left out, as from a full push's `bytes`: a full
+/// push sends it as well (uncompressed, with `finalize`).
+fn delta_wire_bytes(release: &Release, reuse: &Reuse, compress: bool) -> u64 {
+    let members = (release.manifest.entries.len() - reuse.reused.len()) as u64;
+    let list: u64 = reuse.reused.iter().map(|path| path.len() as u64 + 1).sum();
+    if compress {
+        let ratio = release.size as f64 / release.unpacked_size.max(1) as f64;
+        (reuse.sent_bytes as f64 * ratio) as u64 + members * 64 + list / 3
+    } else {
+        reuse.sent_bytes + members * 512 + list
+    }
+}
+
+/// Decides a push from a host's facts (and, for a delta, the recorded manifest of the base
+/// release named by [`delta_base`]). Pure.
 pub fn plan_push(
     facts: &Facts,
     release: &Release,
     keep_releases: usize,
     force: bool,
+    base: Option<&Manifest>,
 ) -> PushDecision {
     let version = release.version;
     let live = facts.live().cloned();
@@ -178,8 +313,23 @@ pub fn plan_push(
         replace = true;
     }
     let upload = existing != Some(release.sha256);
+    let delta = if upload && release.fetch_on_host.is_none() {
+        Some(transfer(facts, release, base))
+    } else {
+        None
+    };
     if upload && let Some(free) = facts.free_bytes {
-        let needed = release.unpacked_size;
+        let needed = match &delta {
+            Some(Ok((
+                Step::Delta {
+                    reuse: ReuseMode::Hardlink,
+                    sent_bytes,
+                    ..
+                },
+                _,
+            ))) => *sent_bytes,
+            _ => release.unpacked_size,
+        };
         if free < needed {
             return PushDecision::Refused(format!(
                 "not enough disk space: {} free, {} needed to unpack the release",
@@ -194,23 +344,46 @@ pub fn plan_push(
     } else {
         vec![Step::Prepare]
     };
-    if upload {
-        stage.push(match &release.fetch_on_host {
-            Some(source) => Step::Fetch {
+    let mut upload_bytes = 0;
+    let transfer = match (&release.fetch_on_host, delta) {
+        _ if !upload => Transfer::Staged,
+        (Some(source), _) => {
+            stage.push(Step::Fetch {
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 source: source.clone(),
-            },
-            None => Step::Upload {
+            });
+            Transfer::Fetched
+        }
+        (None, Some(Ok((step, transfer)))) => {
+            if let Transfer::Delta { bytes, .. } = &transfer {
+                upload_bytes = *bytes;
+            }
+            stage.push(step);
+            stage.push(Step::Verify {
+                version: version.clone(),
+            });
+            transfer
+        }
+        (None, reason) => {
+            stage.push(Step::Upload {
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 bytes: release.size,
-            },
-        });
+            });
+            upload_bytes = release.size;
+            Transfer::Full(match reason {
+                Some(Err(reason)) => reason,
+                _ => "no live release on this host".to_string(),
+            })
+        }
+    };
+    if upload {
         stage.push(Step::Finalize {
             version: version.clone(),
             sha256: release.sha256.clone(),
             replace,
+            staged_manifest: matches!(transfer, Transfer::Delta { .. }),
         });
     }
     let prune = prune_after(facts, version, live.as_ref(), keep_releases);
@@ -219,11 +392,8 @@ pub fn plan_push(
         to: version.clone(),
         stage,
         prune,
-        upload_bytes: if upload && release.fetch_on_host.is_none() {
-            release.size
-        } else {
-            0
-        },
+        upload_bytes,
+        transfer,
     })
 }
 
@@ -340,6 +510,10 @@ mod tests {
         state::parse(&text).expect("facts parse")
     }
 
+    static EMPTY: LazyLock<Manifest> = LazyLock::new(|| Manifest {
+        entries: Vec::new(),
+    });
+
     fn release<'a>(version: &'a Version, sha256: &'a Sha256) -> Release<'a> {
         Release {
             fetch_on_host: None,
@@ -347,14 +521,155 @@ mod tests {
             sha256,
             size: 100,
             unpacked_size: 1000,
+            manifest: &EMPTY,
+            shared_paths: &[],
+            delta: Delta::Hardlink,
+            full: false,
         }
+    }
+
+    fn file(path: &str, content: &str, size: u64) -> crate::manifest::Entry {
+        crate::manifest::Entry {
+            path: path.to_string(),
+            kind: crate::manifest::EntryKind::File {
+                sha256: crate::manifest::tests::sha256_hex(content.as_bytes()),
+            },
+            mode: 0o644,
+            size,
+        }
+    }
+
+    /// 100 files of 1000 bytes; `changed` of them with other content.
+    fn hundred_files(changed: usize) -> Manifest {
+        Manifest {
+            entries: (0..100)
+                .map(|index| {
+                    let content = if index < changed {
+                        format!("new {index}")
+                    } else {
+                        format!("{index}")
+                    };
+                    file(&format!("f{index:03}"), &content, 1000)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_live_release_with_a_manifest_gets_a_delta_that_is_verified_before_finalize() {
+        let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v2 = version("v2");
+        let (base, new) = (hundred_files(0), hundred_files(3));
+        let mut release = release(&v2, &DIGEST_B);
+        release.manifest = &new;
+        release.size = 100_000;
+        release.unpacked_size = 100_000;
+        assert_eq!(delta_base(&facts, &release), Ok(version("v1")));
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+            panic!("expected a deploy");
+        };
+        let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+        assert_eq!(names, ["upload", "verify", "finalize"]);
+        let Step::Delta {
+            reused,
+            sent_files,
+            sent_bytes,
+            reuse,
+            compress,
+            ..
+        } = &plan.stage[0]
+        else {
+            panic!("expected a delta step: {:?}", plan.stage[0]);
+        };
+        assert_eq!((reused.len(), *sent_files, *sent_bytes), (97, 3, 3000));
+        assert_eq!(*reuse, ReuseMode::Hardlink);
+        assert!(*compress, "few files sent: the headers and lists compress");
+        assert!(matches!(
+            plan.stage[2],
+            Step::Finalize {
+                staged_manifest: true,
+                ..
+            }
+        ));
+        assert!(plan.upload_bytes < release.size);
+        assert!(
+            plan.transfer
+                .describe()
+                .starts_with("delta from v1: 3 files, "),
+            "{}",
+            plan.transfer.describe()
+        );
+        // Copy mode copies; the disk check then needs the whole release.
+        release.delta = Delta::Copy;
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+            panic!("expected a deploy");
+        };
+        assert!(matches!(
+            plan.stage[0],
+            Step::Delta {
+                reuse: ReuseMode::Copy,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_full_push_says_why() {
+        let live = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v2 = version("v2");
+        let (base, new) = (hundred_files(0), hundred_files(3));
+        let reason = |facts: &Facts, adjust: &dyn Fn(&mut Release), base: Option<&Manifest>| {
+            let mut release = release(&v2, &DIGEST_B);
+            release.manifest = &new;
+            release.size = 100_000;
+            release.unpacked_size = 100_000;
+            adjust(&mut release);
+            let PushDecision::Deploy(plan) = plan_push(facts, &release, 5, false, base) else {
+                panic!("expected a deploy");
+            };
+            let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+            match plan.transfer {
+                Transfer::Full(reason) => {
+                    assert_eq!(names, ["upload", "finalize"]);
+                    assert_eq!(plan.upload_bytes, 100_000);
+                    reason
+                }
+                other => panic!("expected a full push: {other:?}"),
+            }
+        };
+        let keep = |_: &mut Release| {};
+        assert_eq!(
+            reason(&live, &|release| release.full = true, Some(&base)),
+            "--full"
+        );
+        assert_eq!(
+            reason(&live, &|release| release.delta = Delta::Off, Some(&base)),
+            "delta = \"off\""
+        );
+        assert_eq!(reason(&live, &keep, None), "no manifest recorded for v1");
+        let fresh = host(None, &[], &[]);
+        assert_eq!(
+            reason(&fresh, &keep, Some(&base)),
+            "no live release on this host"
+        );
+        let unrelated = Manifest {
+            entries: vec![file("other", "other", 1)],
+        };
+        assert_eq!(
+            reason(&live, &keep, Some(&unrelated)),
+            "no file of v1 can be reused"
+        );
+        // A delta that sends as much as the artifact is not worth it.
+        let mostly_new = hundred_files(99);
+        assert!(reason(&live, &keep, Some(&mostly_new)).contains("about as much as the artifact"),);
     }
 
     #[test]
     fn fresh_host_uploads_and_switches() {
         let facts = state::parse("base absent\n").expect("parse");
         let v1 = version("v1");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v1, &DIGEST_A), 5, false)
+        let PushDecision::Deploy(plan) =
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None)
         else {
             panic!("expected a deploy");
         };
@@ -370,7 +685,7 @@ mod tests {
         let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
         let v1 = version("v1");
         assert_eq!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
             PushDecision::Unchanged
         );
     }
@@ -383,7 +698,8 @@ mod tests {
             &["1 push - v1", "2 stage - v2"],
         );
         let v2 = version("v2");
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, false)
+        let PushDecision::Deploy(plan) =
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None)
         else {
             panic!("expected a deploy");
         };
@@ -401,10 +717,10 @@ mod tests {
         );
         let v2 = version("v2");
         assert!(matches!(
-            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false),
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None),
             PushDecision::Refused(reason) if reason.contains("immutable")
         ));
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, true)
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, true, None)
         else {
             panic!("expected a forced deploy");
         };
@@ -414,7 +730,7 @@ mod tests {
         ));
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true),
+            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true, None),
             PushDecision::Refused(reason) if reason.contains("live")
         ));
     }
@@ -425,7 +741,7 @@ mod tests {
         facts.free_bytes = Some(10);
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
             PushDecision::Refused(reason) if reason.contains("disk space")
         ));
     }

@@ -304,7 +304,7 @@ fn recorded_mode(mode: u32, shape: &Shape) -> u32 {
 
 /// Normalizes a member name: `Ok(None)` for the release root (`.`, `./`). Refuses absolute
 /// names, `..` components, control characters and components longer than [`NAME_MAX`] bytes.
-fn normalize_member_name(raw: &[u8]) -> Result<Option<String>, String> {
+pub(super) fn normalize_member_name(raw: &[u8]) -> Result<Option<String>, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "name is not valid UTF-8".to_string())?;
     if text.is_empty() {
         return Err("empty name".to_string());

@@ -16,13 +16,16 @@
 //! - `inspection`: the one pass and [`Artifact`];
 //! - `error`: `ArtifactError`, why an artifact was refused;
 //! - `members`: the member rules, and how modes are recorded;
+//! - `delta`: the stream of some of the artifact's members, for a delta push;
 //! - `streaming`: the readers under the tar parser (hashing, gzip member chain, header budget).
 
+mod delta;
 mod error;
 mod inspection;
 mod members;
 mod streaming;
 
 pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
+pub use delta::{MemberStream, Members, member_stream};
 pub use inspection::{Artifact, inspect_with};
 pub use members::MemberPolicy;

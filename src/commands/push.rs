@@ -44,16 +44,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             |target, label, events| async move {
                 let shipment = shipment_of(target.service)
                     .ok_or_else(|| HostError::failed("plan", "no artifact for this service"))?;
-                plan_host(
-                    context,
-                    shipment,
-                    target,
-                    label,
-                    events,
-                    arguments.force,
-                    arguments.diff,
-                )
-                .await
+                plan_host(context, shipment, target, label, events, arguments).await
             },
         )
         .await?;
@@ -73,7 +64,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
                         shipment,
                         service_targets,
                         with_service,
-                        arguments.force,
+                        arguments,
                         &events,
                         &permits,
                     )
@@ -86,14 +77,37 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
     .await
 }
 
-fn release_of(shipment: &Shipment) -> Release<'_> {
+fn release_of<'a>(
+    shipment: &'a Shipment,
+    service: &'a crate::inventory::Service,
+    full: bool,
+) -> Release<'a> {
     Release {
         fetch_on_host: shipment.host_url.as_deref().map(crate::http::redact),
         version: &shipment.version,
         sha256: &shipment.artifact.sha256,
         size: shipment.artifact.size,
         unpacked_size: shipment.artifact.unpacked_size,
+        manifest: &shipment.artifact.manifest,
+        shared_paths: &service.shared_paths,
+        delta: service.delta,
+        full,
     }
+}
+
+/// The manifest recorded for the release a delta push on this host would start from (see
+/// `plan::delta_base`); `None` when no delta applies or none is recorded (a full push then).
+async fn delta_base_manifest(
+    run: &crate::executor::HostRun<'_>,
+    facts: &crate::remote::state::Facts,
+    release: &Release<'_>,
+    live: Option<&Result<crate::artifact::Manifest, HostError>>,
+) -> Option<crate::artifact::Manifest> {
+    let base = crate::plan::delta_base(facts, release).ok()?;
+    if let Some(Ok(manifest)) = live.filter(|_| facts.live() == Some(&base)) {
+        return Some(manifest.clone());
+    }
+    run.recorded_manifest("read manifest", &base).await.ok()
 }
 
 /// A dry run on one host: connects, reads its real state and plans; changes nothing (no lock,
@@ -104,28 +118,32 @@ async fn plan_host(
     target: Target,
     label: String,
     events: Events,
-    force: bool,
-    diff: bool,
+    arguments: &PushArgs,
 ) -> Result<super::Worked, HostError> {
     let service = &context.inventory.services[target.service];
     let host = &context.inventory.hosts[target.host];
+    let release = release_of(shipment, service, arguments.full);
     let run = super::connect(context, target, label, &events, unix_now()).await?;
     let facts = run.facts().await;
-    let difference = match (&facts, diff) {
-        (Ok(facts), true) => {
-            let from = match facts.live() {
-                Some(live) => run.recorded_manifest("read manifest", live).await,
-                None => Ok(crate::artifact::Manifest {
-                    entries: Vec::new(),
-                }),
-            };
-            Some(from.map(|from| {
-                from.comparable()
-                    .diff(&shipment.artifact.manifest.comparable())
-            }))
-        }
+    let live_manifest = match (&facts, arguments.diff) {
+        (Ok(facts), true) => Some(match facts.live() {
+            Some(live) => run.recorded_manifest("read manifest", live).await,
+            None => Ok(crate::artifact::Manifest {
+                entries: Vec::new(),
+            }),
+        }),
         _ => None,
     };
+    let base = match &facts {
+        Ok(facts) => delta_base_manifest(&run, facts, &release, live_manifest.as_ref()).await,
+        Err(_) => None,
+    };
+    let difference = live_manifest.map(|from| {
+        from.map(|from| {
+            from.comparable()
+                .diff(&shipment.artifact.manifest.comparable())
+        })
+    });
     run.close().await;
     let (facts, difference) = (facts?, difference.transpose()?);
 
@@ -163,7 +181,13 @@ async fn plan_host(
         ));
     }
     let mut steps: Vec<String> = Vec::new();
-    match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
+    match plan_push(
+        &facts,
+        &release,
+        service.keep_releases,
+        arguments.force,
+        base.as_ref(),
+    ) {
         PushDecision::Unchanged => {
             notes.push(format!(
                 "unchanged: {} is live with the same sha256",
@@ -178,12 +202,7 @@ async fn plan_host(
         }
         PushDecision::Deploy(plan) => {
             result.bytes = plan.upload_bytes;
-            if plan.upload_bytes == 0 && plan.stage.len() == 1 {
-                notes.push(format!(
-                    "no upload: {} is already staged with the same sha256",
-                    plan.to
-                ));
-            }
+            notes.push(plan.transfer.describe());
             steps.extend(plan.stage.iter().map(Step::describe));
             let switch = Switch {
                 from: plan.from.clone(),
@@ -218,7 +237,7 @@ async fn push_service<'a>(
     shipment: &'a Shipment,
     targets: Vec<Target>,
     with_service: bool,
-    force: bool,
+    arguments: &PushArgs,
     events: &Events,
     permits: &Semaphore,
 ) -> Vec<(Target, HostResult)> {
@@ -238,7 +257,7 @@ async fn push_service<'a>(
     }
     let staged_or_failed = for_each(acquired, context.concurrency, |host| {
         let span = super::host_span(context, host.target);
-        stage(context, shipment, host, force, events, permits, &stop).instrument(span)
+        stage(context, shipment, host, arguments, events, permits, &stop).instrument(span)
     })
     .await;
     let mut staged: Vec<Locked> = Vec::new();
@@ -329,7 +348,7 @@ async fn stage<'a>(
     context: &'a Context,
     shipment: &'a Shipment,
     host: super::Acquired<'a>,
-    force: bool,
+    arguments: &PushArgs,
     events: &Events,
     permits: &Semaphore,
     stop: &StagingStop,
@@ -362,10 +381,22 @@ async fn stage<'a>(
                 reason,
             });
         }
-        match plan_push(&facts, &release_of(shipment), service.keep_releases, force) {
+        let release = release_of(shipment, service, arguments.full);
+        let base = delta_base_manifest(&run, &facts, &release, None).await;
+        match plan_push(
+            &facts,
+            &release,
+            service.keep_releases,
+            arguments.force,
+            base.as_ref(),
+        ) {
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
             PushDecision::Deploy(plan) => {
+                result
+                    .notes
+                    .get_or_insert_with(Vec::new)
+                    .push(plan.transfer.describe());
                 let payload = Payload {
                     artifact: &shipment.artifact.path,
                     artifact_size: shipment.artifact.size,
@@ -373,9 +404,18 @@ async fn stage<'a>(
                     url: shipment.host_url.as_deref(),
                 };
                 for step in &plan.stage {
-                    run.execute(step, &payload)
-                        .await
-                        .map_err(|error| disk_hint(error, facts.free_bytes, shipment))?;
+                    let delta = plan
+                        .stage
+                        .iter()
+                        .find(|step| matches!(step, Step::Delta { .. }));
+                    match (step, delta) {
+                        (Step::Verify { .. }, Some(delta)) => run
+                            .verify_staged(step, delta, &shipment.artifact.manifest, &payload)
+                            .await
+                            .map(drop),
+                        _ => run.execute(step, &payload).await.map(drop),
+                    }
+                    .map_err(|error| disk_hint(error, facts.free_bytes, shipment))?;
                 }
                 Ok(Some(plan))
             }

@@ -21,6 +21,7 @@
 //! sending steps with their payload, stopping abandoned ones, history, clean-up).
 
 mod budget;
+mod delta;
 mod error;
 mod health;
 mod lock;
@@ -266,10 +267,10 @@ impl<'a> HostRun<'a> {
         })
     }
 
-    /// Runs one planned step; returns the bytes it uploaded. A step abandoned on the deadline
+    /// Runs one planned step; returns its output. A step abandoned on the deadline
     /// or Ctrl-C is stopped on the host before this returns. A switch is never abandoned on
     /// Ctrl-C (it takes milliseconds, and a half-known switch could not be undone).
-    pub async fn execute(&self, step: &Step, payload: &Payload<'_>) -> Result<u64, HostError> {
+    pub async fn execute(&self, step: &Step, payload: &Payload<'_>) -> Result<Output, HostError> {
         let name = step.name();
         self.events.step(&self.label, name);
         let interruptible = !matches!(step, Step::Switch { .. } | Step::Retract { .. });
@@ -292,11 +293,11 @@ impl<'a> HostRun<'a> {
         payload: &Payload<'_>,
         until: Instant,
         interruptible: bool,
-    ) -> Result<u64, HostError> {
+    ) -> Result<Output, HostError> {
         let name = step.name();
         let remote = self.lower(step);
         let session = self.session();
-        let (output, sent) = match remote.input {
+        let (output, _sent) = match remote.input {
             Input::Nothing => (
                 self.bounded(name, until, interruptible, session.run(&remote.script))
                     .await?,
@@ -324,6 +325,23 @@ impl<'a> HostRun<'a> {
                 )
                 .await?
             }
+            Input::Members => {
+                let stream = delta::stream_for(step, payload)
+                    .ok_or_else(|| HostError::failed(name, "no members to send"))?;
+                let total = delta::progress_total(step, payload);
+                // Bulk data: on a transfer connection, like the artifact below.
+                let session = self.transfer_session(name, until, interruptible).await?;
+                self.upload(
+                    &session,
+                    name,
+                    until,
+                    interruptible,
+                    &remote.script,
+                    stream,
+                    total,
+                )
+                .await?
+            }
             Input::Artifact => {
                 // The artifact travels on a connection of its own, closed when the step ends
                 // (see `transfer_session`), when the run asks for it and it can be made.
@@ -336,19 +354,14 @@ impl<'a> HostRun<'a> {
                             format!("cannot open {}: {error}", payload.artifact.display()),
                         )
                     })?;
-                let events = self.events.clone();
-                let label = self.label.clone();
-                let total = payload.artifact_size;
-                let uploaded = &self.uploaded;
-                let before = uploaded.load(Ordering::Relaxed);
-                self.bounded(
+                self.upload(
+                    &session,
                     name,
                     until,
                     interruptible,
-                    session.run_with_input(&remote.script, file, move |sent| {
-                        uploaded.store(before + sent, Ordering::Relaxed);
-                        events.bytes(&label, sent, total)
-                    }),
+                    &remote.script,
+                    file,
+                    payload.artifact_size,
                 )
                 .await?
             }
@@ -358,7 +371,36 @@ impl<'a> HostRun<'a> {
             return Err(HostError::failed(name, failure_of(step, &output)));
         }
         self.completed(step);
-        Ok(sent)
+        Ok(output)
+    }
+
+    /// Streams `input` into `script` on `session`, counting what went over the wire
+    /// (`uploaded`) and reporting progress against `total`.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload(
+        &self,
+        session: &Session,
+        name: &str,
+        until: Instant,
+        interruptible: bool,
+        script: &str,
+        input: impl tokio::io::AsyncRead + Unpin + Send,
+        total: u64,
+    ) -> Result<(Output, u64), HostError> {
+        let events = self.events.clone();
+        let label = self.label.clone();
+        let uploaded = &self.uploaded;
+        let before = uploaded.load(Ordering::Relaxed);
+        self.bounded(
+            name,
+            until,
+            interruptible,
+            session.run_with_input(script, input, move |sent| {
+                uploaded.store(before + sent, Ordering::Relaxed);
+                events.bytes(&label, sent, total)
+            }),
+        )
+        .await
     }
 
     /// A new connection to the host for one bulk transfer, bounded like the step. Memory stays

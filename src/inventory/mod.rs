@@ -47,7 +47,7 @@ mod values;
 
 pub use location::InventoryError;
 pub use model::{
-    ArtifactSource, Fetch, Host, HostKeyPolicy, Inventory, OnFailure, Service, Version,
+    ArtifactSource, Delta, Fetch, Host, HostKeyPolicy, Inventory, OnFailure, Service, Version,
 };
 pub use rollout::BatchSize;
 

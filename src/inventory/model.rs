@@ -131,6 +131,8 @@ pub struct Service {
     pub shared_paths: Vec<String>,
     /// Whether the artifact may hold setuid/setgid members; default false (they are refused).
     pub allow_setid: bool,
+    /// How a push reuses the live release's unchanged files; default `Hardlink`.
+    pub delta: Delta,
     pub hooks: Hooks,
     pub health_check: Option<HealthCheck>,
 }
@@ -151,6 +153,18 @@ pub enum Fetch {
     Controller,
     /// Every host downloads the URL itself (requires `sha256`).
     Host,
+}
+
+/// `delta`: how a push reuses the files of the host's live release that the artifact did not
+/// change (only the other files are sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    /// Reused files are hard links to the live release's (no extra disk; shared inodes).
+    Hardlink,
+    /// Reused files are copied from the live release (for apps that write into their release).
+    Copy,
+    /// Always send the whole artifact.
+    Off,
 }
 
 /// Shell commands run by `sh` on the host, in order, in the release directory.

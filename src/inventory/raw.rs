@@ -66,6 +66,7 @@ pub(super) struct RawService {
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) shared_paths: Option<Vec<Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,
+    pub(super) delta: Option<Spanned<String>>,
     pub(super) hooks: Option<RawHooks>,
     pub(super) health_check: Option<RawHealthCheck>,
 }

@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::location::{InventoryError, Parser, shown};
 use super::model::{
-    ArtifactSource, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy, Inventory,
-    MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
+    ArtifactSource, Delta, DeploySettings, Fetch, HealthCheck, Hooks, Host, HostKeyPolicy,
+    Inventory, MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
 };
 use super::raw::{RawDeploy, RawHealthCheck, RawHost, RawInventory, RawNotify, RawService, RawSsh};
 use super::selection::hosts_matching;
@@ -396,6 +396,25 @@ impl Parser<'_> {
             None => Fetch::Controller,
         };
 
+        let delta = match &raw.delta {
+            Some(delta) => match delta.get_ref().as_str() {
+                "hardlink" => Delta::Hardlink,
+                "copy" => Delta::Copy,
+                "off" => Delta::Off,
+                other => {
+                    return Err(self.error_at(
+                        &delta.span(),
+                        format!("{key}.delta"),
+                        format!(
+                            "unknown delta `{}`; expected \"hardlink\", \"copy\" or \"off\"",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            None => Delta::Hardlink,
+        };
+
         let keep_releases = match &raw.keep_releases {
             Some(keep) => self.count(keep, &format!("{key}.keep_releases"), 1)?,
             None => DEFAULT_KEEP_RELEASES,
@@ -454,6 +473,7 @@ impl Parser<'_> {
             keep_releases,
             shared_paths,
             allow_setid: raw.allow_setid.unwrap_or(false),
+            delta,
             hooks,
             health_check,
         })
@@ -744,6 +764,31 @@ tags = ["db", "eu"]
     }
 
     // ----- valid inventories and defaults -----
+
+    #[test]
+    fn delta_is_hardlink_copy_or_off() {
+        for (value, expected) in [
+            ("\"hardlink\"", Delta::Hardlink),
+            ("\"copy\"", Delta::Copy),
+            ("\"off\"", Delta::Off),
+        ] {
+            let inventory = parsed(&with_service(&format!(
+                "[services.app]\nbase_dir = \"/opt/app\"\ndelta = {value}\n"
+            )));
+            assert_eq!(inventory.services[0].delta, expected);
+        }
+        let default = parsed(&with_service("[services.app]\nbase_dir = \"/opt/app\"\n"));
+        assert_eq!(default.services[0].delta, Delta::Hardlink);
+        let message = error(
+            &with_service("[services.app]\nbase_dir = \"/opt/app\"\ndelta = \"rsync\"\n"),
+            "services.app.delta",
+            14,
+        );
+        assert!(
+            message.contains("expected \"hardlink\", \"copy\" or \"off\""),
+            "{message}"
+        );
+    }
 
     #[test]
     fn minimal_inventory_has_every_default() {

@@ -11,12 +11,14 @@
 //! | `lock` | taking and holding the service lock | `LOCKED` + facts, `HELD <holder>`, `ERROR <why>` |
 //! | `state` | the read-only facts script | `Facts` and what follows from them (live, previous, go-live order); the release log; the lock holder line (`LockHolder`) |
 //! | `process` | shell functions about processes (shared) | — |
+//! | `delta` | a delta push on the host: receiving the members sent into staging and linking (or copying) the rest from the base release; scanning the staged tree; sending members again | exit status; the staged tree's listing and digests (parsed by `scan`) |
 //! | `scan` | a recorded manifest; the listing and digests of a release | the manifest of what is on the host |
 //! | `history` | reading `.deploy/history.jsonl` | `HistoryRecord`s |
 //! | `probe` | `deploy check`'s prerequisites | one `Check` per item |
 //!
 //! Nothing here talks to a host (`executor` does) or decides what to do (`plan` does).
 
+pub mod delta;
 pub mod history;
 pub mod layout;
 pub mod lock;

@@ -4,7 +4,7 @@
 //! not parse is an error).
 
 use super::layout;
-use super::script::{join, quote, script};
+use super::script::{Script, join, quote, script};
 use crate::artifact::{Entry, EntryKind, Manifest};
 use crate::inventory::Version;
 
@@ -18,20 +18,39 @@ pub fn manifest_command(base_dir: &str, version: &Version) -> String {
     .into_string()
 }
 
-/// Marker between the listing and the digests in `scan_command` output.
+/// Marker between the listing and the digests in scan output when the digests are
+/// `sha256sum -z` records (`<sha256>  <path>` NUL-terminated).
 const SCAN_DIGESTS: &str = "deploy-digests";
+/// Marker when the digests are `openssl dgst -sha256 -r` lines (`<sha256> *<path>`), several
+/// times faster on CPUs with SHA instructions. The paths of a release never hold a newline
+/// (the artifact check refuses control characters); a name that does cannot match a record.
+const SCAN_DIGEST_LINES: &str = "deploy-digest-lines";
 
-/// Lists every entry of `releases/<version>` (type, mode, size, path, link target) and the
-/// sha256 of every regular file, in one command, NUL-separated so that no file name can forge
-/// a record. Needs GNU find and coreutils (`deploy check` reports them).
+/// The listing of every entry of the current directory (type, mode, size, path, link target)
+/// and the sha256 of every regular file, NUL-separated so that no file name can forge a record.
+/// Needs GNU find and coreutils (`deploy check` reports them).
+pub(super) fn scan_program() -> Script {
+    script!(
+        "find . -printf '%y %m %s\\0%p\\0%l\\0' || exit 1\n\
+         if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then\n\
+         \x20 printf '{lines}\\0'\n\
+         \x20 find . -type f -exec openssl dgst -sha256 -r {{}} + || exit 1\n\
+         else\n\
+         \x20 printf '{marker}\\0'\n\
+         \x20 find . -type f -exec sha256sum -z -- {{}} + || exit 1\n\
+         fi\n",
+        marker = SCAN_DIGESTS,
+        lines = SCAN_DIGEST_LINES,
+    )
+}
+
+/// Lists every entry of `releases/<version>` and the sha256 of every regular file, in one
+/// command (see `scan_program`).
 pub fn scan_command(base_dir: &str, version: &Version) -> String {
     script!(
-        "cd -- {release} || exit 1\n\
-         find . -printf '%y %m %s\\0%p\\0%l\\0' || exit 1\n\
-         printf '{marker}\\0'\n\
-         find . -type f -exec sha256sum -z -- {{}} + || exit 1\n",
+        "cd -- {release} || exit 1\n{scan}",
         release = quote(&join(base_dir, &layout::release(version))),
-        marker = SCAN_DIGESTS,
+        scan = scan_program(),
     )
     .into_string()
 }
@@ -42,12 +61,15 @@ pub fn parse_scan(output: &[u8]) -> Result<Manifest, String> {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let normalize = |path: &str| path.strip_prefix("./").unwrap_or(path).to_string();
     let mut listed: Vec<(String, char, u32, String)> = Vec::new();
-    loop {
+    let lines = loop {
         let Some(meta) = fields.next() else {
             return Err("release scan ended without its digest section".to_string());
         };
         if meta == SCAN_DIGESTS.as_bytes() {
-            break;
+            break false;
+        }
+        if meta == SCAN_DIGEST_LINES.as_bytes() {
+            break true;
         }
         let (Some(path), Some(link)) = (fields.next(), fields.next()) else {
             return Err("release scan: truncated record".to_string());
@@ -66,14 +88,24 @@ pub fn parse_scan(output: &[u8]) -> Result<Manifest, String> {
             continue;
         }
         listed.push((path, kind, mode, text(link)));
-    }
+    };
     let mut digests = std::collections::HashMap::new();
-    for record in fields {
+    let rest: Vec<&[u8]> = fields.collect();
+    let records: Vec<&[u8]> = if lines {
+        let [section] = rest.as_slice() else {
+            return Err("release scan: unexpected NUL in the digest lines".to_string());
+        };
+        section.split(|byte| *byte == b'\n').collect()
+    } else {
+        rest
+    };
+    let separator = if lines { " *" } else { "  " };
+    for record in records {
         if record.is_empty() {
             continue;
         }
         let record = text(record);
-        let Some((digest, path)) = record.split_once("  ") else {
+        let Some((digest, path)) = record.split_once(separator) else {
             return Err(format!("release scan: unexpected digest record {record:?}"));
         };
         digests.insert(normalize(path), digest.to_string());
@@ -157,6 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn digest_lines_of_openssl_are_read_like_sha256sum_records() {
+        let digest = "a".repeat(64);
+        let listing = b"f 644 1\0./x y\0\0".to_vec();
+        let mut lines = listing.clone();
+        lines.extend_from_slice(format!("deploy-digest-lines\0{digest} *./x y\n").as_bytes());
+        let mut records = listing;
+        records.extend_from_slice(format!("deploy-digests\0{digest}  ./x y\0").as_bytes());
+        let from_lines = parse_scan(&lines).expect("lines parse");
+        assert_eq!(from_lines, parse_scan(&records).expect("records parse"));
+        assert!(
+            matches!(&from_lines.entries[0].kind, EntryKind::File { sha256 } if *sha256 == digest)
+        );
+    }
+
+    #[test]
     fn hostile_scan_output_is_an_error() {
         assert!(parse_scan(b"f 644 1\0a\0").is_err(), "truncated");
         assert!(parse_scan(b"f 644 1\0a\0\0").is_err(), "no digest section");
@@ -167,6 +214,14 @@ mod tests {
         assert!(
             parse_scan(b"deploy-digests\0nospaces\0").is_err(),
             "bad digest record"
+        );
+        assert!(
+            parse_scan(b"deploy-digest-lines\0nostar\n").is_err(),
+            "bad digest line"
+        );
+        assert!(
+            parse_scan(b"deploy-digest-lines\0a *./x\0b *./y\n").is_err(),
+            "a NUL among the digest lines"
         );
     }
 }

@@ -7,7 +7,7 @@ use super::lock::lock_script;
 use super::probe::probe_script;
 use super::scan::{manifest_command, scan_command};
 use super::state::{self, LogAction};
-use super::step::{Audit, HookEnvironment, HookPhase, Step};
+use super::step::{Audit, HookEnvironment, HookPhase, ReuseMode, Step};
 use super::steps::Lowering;
 use crate::inventory::Version;
 use crate::manifest::Sha256;
@@ -90,6 +90,57 @@ fn programs() -> Vec<(&'static str, String)> {
                 version: version("v2"),
                 sha256: sha256(),
                 replace: false,
+                staged_manifest: false,
+            }),
+        ),
+        (
+            "delta",
+            lower(&Step::Delta {
+                version: version("v2"),
+                sha256: sha256(),
+                base: version("v1"),
+                reuse: ReuseMode::Hardlink,
+                reused: std::sync::Arc::new(vec!["a b/c".to_string()]),
+                sent_files: 3,
+                sent_bytes: 4096,
+                compress: true,
+            }),
+        ),
+        (
+            "delta_copy_uncompressed",
+            lower(&Step::Delta {
+                version: version("v2"),
+                sha256: sha256(),
+                base: version("v1"),
+                reuse: ReuseMode::Copy,
+                reused: std::sync::Arc::new(Vec::new()),
+                sent_files: 3,
+                sent_bytes: 4096,
+                compress: false,
+            }),
+        ),
+        (
+            "verify",
+            lower(&Step::Verify {
+                version: version("v2"),
+            }),
+        ),
+        (
+            "repair",
+            lower(&Step::Repair {
+                version: version("v2"),
+                sha256: sha256(),
+                paths: std::sync::Arc::new(vec!["a b/c".to_string()]),
+                compress: true,
+            }),
+        ),
+        (
+            "finalize_staged_manifest",
+            lower(&Step::Finalize {
+                version: version("v2"),
+                sha256: sha256(),
+                replace: false,
+                staged_manifest: true,
             }),
         ),
         (
@@ -98,6 +149,7 @@ fn programs() -> Vec<(&'static str, String)> {
                 version: version("v2"),
                 sha256: sha256(),
                 replace: true,
+                staged_manifest: false,
             }),
         ),
         (

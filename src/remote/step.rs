@@ -28,11 +28,41 @@ pub enum Step {
         /// The URL without its secrets, for descriptions.
         source: String,
     },
+    /// Stream only the artifact's members a host lacks (`delta`): everything but the files the
+    /// base release already holds, which are then hard-linked (or copied) from it into staging.
+    /// The staged tree is not trusted before `Verify` compared it with the artifact's manifest.
+    Delta {
+        version: Version,
+        sha256: Sha256,
+        /// The release the reused files come from (the live one).
+        base: Version,
+        reuse: ReuseMode,
+        /// Paths of the regular files taken from `base`, sorted.
+        reused: std::sync::Arc<Vec<String>>,
+        /// Regular files (and hardlinks) sent, and their unpacked bytes.
+        sent_files: usize,
+        sent_bytes: u64,
+        /// Whether the stream is gzip-compressed (the artifact compresses well).
+        compress: bool,
+    },
+    /// Compare the staged tree, every file hashed, with the artifact's manifest; what differs is
+    /// sent again (`Repair`) before anything names the tree a release.
+    Verify { version: Version },
+    /// Send these members of the artifact again into the staged tree, replacing what is there
+    /// (a reused file that was edited on the host, a link that could not be made).
+    Repair {
+        version: Version,
+        sha256: Sha256,
+        paths: std::sync::Arc<Vec<String>>,
+        compress: bool,
+    },
     /// Link shared paths, record manifest and digest, rename staging into `releases/<version>`.
     Finalize {
         version: Version,
         sha256: Sha256,
         replace: bool,
+        /// The manifest came in the delta stream (it is in staging), not on stdin.
+        staged_manifest: bool,
     },
     /// Point `current` at `releases/<to>` by renaming a new symlink over it, appending the
     /// history record of the change in the same remote command.
@@ -67,6 +97,24 @@ pub enum Step {
         attempts: u32,
         environment: HookEnvironment,
     },
+}
+
+/// How a delta push puts the reused files into the new release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReuseMode {
+    /// Hard links to the base release's files (one copy on disk, shared inodes).
+    Hardlink,
+    /// Copies (the new release shares nothing with the base).
+    Copy,
+}
+
+impl ReuseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReuseMode::Hardlink => "hard-link",
+            ReuseMode::Copy => "copy",
+        }
+    }
 }
 
 /// The history record a change of `current` writes in the same remote command.
@@ -111,6 +159,9 @@ impl Step {
             Step::Prepare => "prepare",
             Step::Upload { .. } => "upload",
             Step::Fetch { .. } => "fetch",
+            Step::Delta { .. } => "upload",
+            Step::Verify { .. } => "verify",
+            Step::Repair { .. } => "repair",
             Step::Finalize { .. } => "finalize",
             Step::Switch { .. } => "switch",
             Step::Prune { .. } => "prune",
@@ -133,6 +184,28 @@ impl Step {
                 version, source, ..
             } => format!(
                 "download {source} on the host and extract {version} into staging, verifying its sha256"
+            ),
+            Step::Delta {
+                version,
+                base,
+                reuse,
+                reused,
+                sent_files,
+                sent_bytes,
+                ..
+            } => format!(
+                "upload the delta from {base} ({sent_files} files, {} unpacked) and extract {version} into staging, {} {} unchanged files from {}",
+                crate::text::format_bytes(*sent_bytes),
+                reuse.as_str(),
+                reused.len(),
+                layout::release(base)
+            ),
+            Step::Verify { version } => format!(
+                "verify every file of the staged {version} against the artifact's manifest (send again what differs)"
+            ),
+            Step::Repair { version, paths, .. } => format!(
+                "send {} files of {version} again that differed in staging",
+                paths.len()
             ),
             Step::Finalize {
                 version, replace, ..

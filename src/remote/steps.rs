@@ -26,7 +26,7 @@ pub const RELEASE_LOG_NOT_WRITTEN: &str = "deploy-release-log-not-written";
 /// their digest (a run stopped between rename and digest cannot leave one today, but an older
 /// run could) unless `current` names them. Part of every upload, and a step of its own when
 /// nothing is uploaded.
-fn prepare() -> Script {
+pub(super) fn prepare() -> Script {
     script!(
         "mkdir -p {staging} {digests} {manifests} {releases} {shared} || exit 1\n\
          live=$(readlink {current} 2>/dev/null || true)\n\
@@ -94,6 +94,9 @@ pub enum Input {
     Manifest,
     /// One line: the URL the host downloads.
     Url,
+    /// A tar stream of some of the artifact's members, built by the controller (`Delta`,
+    /// `Repair`: the members come from the step).
+    Members,
 }
 
 /// A step lowered to what is sent.
@@ -142,11 +145,33 @@ impl Lowering<'_> {
             Step::Fetch {
                 sha256, version, ..
             } => (self.receive(version, sha256, DOWNLOAD), Input::Url),
+            Step::Delta {
+                version,
+                base,
+                reuse,
+                compress,
+                ..
+            } => (
+                self.receive_delta(version, base, *reuse, *compress),
+                Input::Members,
+            ),
+            Step::Verify { .. } => (self.scan_staged(), Input::Nothing),
+            Step::Repair {
+                version, compress, ..
+            } => (self.repair(version, *compress), Input::Members),
             Step::Finalize {
                 version,
                 sha256,
                 replace,
-            } => (self.finalize(version, sha256, *replace), Input::Manifest),
+                staged_manifest,
+            } => (
+                self.finalize(version, sha256, *replace, *staged_manifest),
+                if *staged_manifest {
+                    Input::Nothing
+                } else {
+                    Input::Manifest
+                },
+            ),
             Step::Switch {
                 from,
                 to,
@@ -191,7 +216,7 @@ impl Lowering<'_> {
     }
 
     /// Enters `<base_dir>` and registers the step (the start of most steps).
-    fn enter(&self) -> Script {
+    pub(super) fn enter(&self) -> Script {
         script!(
             "{functions}b={base}\ncd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit 1; }}\n{register_step}",
             functions = PROCESS_FUNCTIONS,
@@ -238,15 +263,27 @@ impl Lowering<'_> {
 
     /// Links shared paths, records manifest, entry count and digest, and renames the staged
     /// tree into `releases/<version>` (replacing the existing one when `replace`).
-    fn finalize(&self, version: &Version, sha256: &Sha256, replace: bool) -> Script {
+    fn finalize(
+        &self,
+        version: &Version,
+        sha256: &Sha256,
+        replace: bool,
+        staged_manifest: bool,
+    ) -> Script {
         let release = quote(&layout::release(version));
         let mut script = script!(
             "set -u\numask 022\n{enter}{append_record}s={staging}\n\
-             [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n\
-             cat > \"$s/manifest\" || exit 1\n",
+             [ -d \"$s/tree\" ] || {{ echo 'the staged release is missing' >&2; exit 1; }}\n{manifest}",
             enter = self.enter(),
             append_record = APPEND_RECORD,
             staging = quote(&layout::staging(self.run_id)),
+            manifest = if staged_manifest {
+                script!(
+                    "[ -f \"$s/manifest\" ] || {{ echo 'the manifest did not come with the delta' >&2; exit 1; }}\n"
+                )
+            } else {
+                script!("cat > \"$s/manifest\" || exit 1\n")
+            },
         );
         for path in self.shared_paths {
             script.push(link_shared(path));
@@ -595,6 +632,7 @@ mod tests {
             version: version("v1"),
             sha256: digest(SHA_A),
             replace: false,
+            staged_manifest: false,
         });
         assert_eq!(finalize.input, Input::Manifest);
         assert!(
@@ -681,6 +719,7 @@ mod tests {
                     version: v1.clone(),
                     sha256: sha256.clone(),
                     replace: false,
+                    staged_manifest: false,
                 })
                 .script,
             b"deploy-manifest 1\n",

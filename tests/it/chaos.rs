@@ -8,7 +8,11 @@
 //! finished).
 //!
 //! Every push ships a fresh version (`v2-017`) whose content is one of three prebuilt artifacts
-//! of [`FILES`] small files, so every push uploads, finalizes, switches and prunes. Each signal
+//! of [`FILES`] small files, so every push uploads, finalizes, switches and prunes. `v2` shares
+//! all but 2% of its files with `v1`, and `v3` shares nothing: a push from `v1` to `v2` or back
+//! is a delta push (only the changed files sent, the rest hard-linked from the live release,
+//! the staged tree verified), the others are full pushes; the `verify` line of a delta push is
+//! one of the targeted instants. Each signal
 //! runs on its own three-host fleet, the three side by side; the hosts' base dirs live in
 //! memory (`/dev/shm`).
 //!
@@ -43,7 +47,7 @@ const RANDOM_ITERATIONS: usize = 20;
 /// Random delays are drawn from [0, DELAY_SPAN × a normal push's duration].
 const DELAY_SPAN: f64 = 1.2;
 /// The progress steps whose line (`webN: step`) triggers a signal...
-const TARGETED_STEPS: [&str; 2] = ["finalize", "switch"];
+const TARGETED_STEPS: [&str; 3] = ["verify", "finalize", "switch"];
 /// ...in this many iterations per step and signal, each on a host drawn at random.
 const TARGETED_ITERATIONS: usize = 2;
 /// How long one push may take before the test kills it and calls it a hang.
@@ -117,9 +121,13 @@ struct Artifact {
     directories: BTreeSet<String>,
 }
 
-/// `<dir>/<name>.tar.gz` with [`FILES`] small files in `dNN/eN/` directories, every content
-/// naming the artifact (so no two artifacts share a file's bytes).
-fn build_artifact(dir: &Path, name: &str) -> Artifact {
+/// One file in [`SHARED_EVERY`] of an artifact built on another's files holds its own bytes.
+const SHARED_EVERY: usize = 50;
+
+/// `<dir>/<name>.tar.gz` with [`FILES`] small files in `dNN/eN/` directories. Every content
+/// names the artifact, except that an artifact built `on` another holds that one's bytes in
+/// all files but one in [`SHARED_EVERY`] (so a push between them is a delta push).
+fn build_artifact(dir: &Path, name: &str, on: Option<&str>) -> Artifact {
     let mut files = BTreeMap::new();
     for number in 0..FILES {
         let path = format!(
@@ -127,7 +135,11 @@ fn build_artifact(dir: &Path, name: &str) -> Artifact {
             number / 300,
             number / 30 % 10,
         );
-        let content = format!("{name} file {number}\n").repeat(1 + number % 4);
+        let owner = match on {
+            Some(other) if number % SHARED_EVERY != 0 => other,
+            _ => name,
+        };
+        let content = format!("{owner} file {number}\n").repeat(1 + number % 4);
         files.insert(path, content.into_bytes());
     }
     let path = dir.join(format!("{name}.tar.gz"));
@@ -843,9 +855,22 @@ impl<'a> Chaos<'a> {
 
     /// One iteration: a push to a fresh version of the next artifact with the signal at
     /// `moment`, the invariants, then a push of the third artifact with no signal (d).
+    /// A moment on a `verify` line needs a delta push: from `v1` to `v2` or back (after a plain
+    /// push of `v1` when `v3` is live).
     fn iteration(&mut self, number: usize, moment: Moment) {
-        let target = (self.live_artifact + 1) % self.artifacts.len();
-        let recovery = (self.live_artifact + 2) % self.artifacts.len();
+        let needs_delta = matches!(&moment, Moment::OnLine(line) if line.ends_with(": verify"));
+        let (target, recovery) = if needs_delta {
+            if self.live_artifact == 2 {
+                self.plain_push(0);
+            }
+            let target = 1 - self.live_artifact;
+            (target, 2)
+        } else {
+            (
+                (self.live_artifact + 1) % self.artifacts.len(),
+                (self.live_artifact + 2) % self.artifacts.len(),
+            )
+        };
         let iteration = Iteration {
             number,
             moment: moment.clone(),
@@ -1080,9 +1105,9 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
     let seed = seed();
     eprintln!("chaos: seed {seed:#x} (set DEPLOY_CHAOS_SEED to replay another)");
     let artifacts_dir = fast_temp_dir("deploy-chaos-artifacts-");
-    let artifacts: Vec<Artifact> = ["v1", "v2", "v3"]
+    let artifacts: Vec<Artifact> = [("v1", None), ("v2", Some("v1")), ("v3", None)]
         .iter()
-        .map(|name| build_artifact(artifacts_dir.path(), name))
+        .map(|(name, on)| build_artifact(artifacts_dir.path(), name, *on))
         .collect();
 
     // One fleet per signal, run side by side: a push waits on sshd, the hosts' shells and its
@@ -1170,7 +1195,7 @@ fn signals_at_any_instant_leave_complete_releases_and_a_truthful_history() {
 #[test]
 fn the_invariant_checks_see_broken_releases_and_untruthful_history() {
     let dir = fast_temp_dir("deploy-chaos-self-check-");
-    let artifact = build_artifact(dir.path(), "v1");
+    let artifact = build_artifact(dir.path(), "v1", None);
     let release = dir.path().join("release");
     std::fs::create_dir(&release).expect("mkdir");
     assert!(

@@ -184,7 +184,7 @@ fn unknown_key_inside_a_service() {
         scratch.check_error(&text),
         "[DIR]/deploy.toml:14: services.app.keep: unknown key `keep`, expected one of `hosts`, \
          `base_dir`, `version`, `artifact`, `sha256`, `fetch`, `keep_releases`, `shared_paths`, \
-         `allow_setid`, `hooks`, `health_check`"
+         `allow_setid`, `delta`, `hooks`, `health_check`"
     );
 }
 

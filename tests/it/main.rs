@@ -10,6 +10,7 @@ mod auth;
 mod certificates;
 mod chaos;
 mod check;
+mod delta;
 mod diff;
 mod escapes;
 mod faults;

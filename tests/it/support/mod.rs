@@ -33,6 +33,7 @@ mod bastion;
 pub mod certificates;
 mod filters;
 mod http;
+mod relay;
 mod runs;
 mod scenario;
 mod trees;
@@ -41,6 +42,7 @@ pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
 pub use bastion::Bastion;
 pub use filters::{Filters, redact, squeeze_columns};
 pub use http::{HttpServer, Reply};
+pub use relay::Relay;
 pub use runs::{Ran, deploy_json, deploy_text, json_command, push, run};
 pub use scenario::Scenario;
 pub use trees::{

@@ -1,0 +1,407 @@
+//! Delta streams: a tar stream of some of the artifact's members, built from the `.tar.gz` in
+//! constant memory, for a delta push (`Step::Delta`) or for sending members again
+//! (`Step::Repair`).
+//!
+//! The artifact is read again, through the same readers as its inspection (gzip member chain,
+//! hashing), and its members are written into a new tar under `tree/`: for a delta, every
+//! member except the regular files the host reuses (so the directory skeleton, symlinks,
+//! hardlinks and changed files), after a first member `reuse` listing the reused paths
+//! (NUL-separated) and the artifact's manifest text (`manifest`); for a repair, only the members named. Headers (modes, times) are copied
+//! from the artifact. The stream is gzip-compressed at the fastest level when asked (the plan
+//! asks when the artifact itself compresses its contents). The artifact's sha256 is checked
+//! again at the end, before the end-of-archive marker is written: an artifact that changed
+//! since it was checked ends the stream with an error, and the step fails.
+//!
+//! A thread writes the stream into a bounded channel (8 chunks of 64 KiB) that the upload reads
+//! as an `AsyncRead`: memory does not depend on the artifact's size (only the list of reused
+//! paths grows with the number of files, like the manifest).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tar::EntryType;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+
+use super::members::normalize_member_name;
+use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, drain_zeros};
+use crate::manifest::Sha256;
+use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
+
+/// Which members of the artifact a stream carries.
+#[derive(Debug, Clone)]
+pub enum Members {
+    /// Every member except the regular files `reused` (the host links them from its base
+    /// release), after a `reuse` member that lists them and a `manifest` member (the
+    /// artifact's manifest text, which the host records).
+    Delta {
+        reused: Arc<Vec<String>>,
+        manifest: Arc<String>,
+    },
+    /// Only the members at these paths.
+    Only(Arc<Vec<String>>),
+}
+
+/// Chunks in flight between the producing thread and the upload.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// The stream of `members` of the artifact at `path` (whose sha256 must still be `sha256`),
+/// gzip-compressed when `compress`, read as an `AsyncRead`.
+pub fn member_stream(
+    path: &Path,
+    sha256: &Sha256,
+    members: Members,
+    compress: bool,
+) -> MemberStream {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    let path = path.to_path_buf();
+    let sha256 = sha256.clone();
+    let errors = sender.clone();
+    let spawned = std::thread::Builder::new()
+        .name("delta-stream".to_string())
+        .spawn(move || {
+            let writer = ChannelWriter { sender };
+            let outcome = produce(&path, &sha256, &members, compress, writer);
+            let _ = errors.blocking_send(outcome.map(|()| Vec::new()));
+        });
+    let failed = spawned
+        .err()
+        .map(|error| io::Error::other(format!("cannot start the delta stream's thread: {error}")));
+    MemberStream {
+        receiver,
+        current: Vec::new(),
+        offset: 0,
+        failed,
+        complete: false,
+    }
+}
+
+/// Writes the stream; `Err` when the artifact cannot be read or changed since it was checked.
+fn produce(
+    path: &Path,
+    sha256: &Sha256,
+    members: &Members,
+    compress: bool,
+    writer: ChannelWriter,
+) -> io::Result<()> {
+    let file = File::open(path)
+        .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
+    let source = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(file));
+    let mut archive = tar::Archive::new(GzipMembers::new(source));
+    let sink = BufWriter::with_capacity(BUFFER_SIZE, writer);
+    let sink: Box<dyn Write> = if compress {
+        Box::new(GzEncoder::new(sink, Compression::fast()))
+    } else {
+        Box::new(sink)
+    };
+    let mut builder = tar::Builder::new(sink);
+    let (skipped, only): (HashSet<&str>, Option<HashSet<&str>>) = match members {
+        Members::Delta { reused, manifest } => {
+            let list: Vec<u8> = reused
+                .iter()
+                .flat_map(|path| path.bytes().chain(std::iter::once(0)))
+                .collect();
+            append_file(&mut builder, REUSE_MEMBER, &list)?;
+            append_file(&mut builder, MANIFEST_MEMBER, manifest.as_bytes())?;
+            (reused.iter().map(String::as_str).collect(), None)
+        }
+        Members::Only(paths) => (
+            HashSet::new(),
+            Some(paths.iter().map(String::as_str).collect()),
+        ),
+    };
+    for member in archive.entries()? {
+        let mut member = member?;
+        let entry_type = member.header().entry_type();
+        let Ok(Some(name)) = normalize_member_name(&member.path_bytes()) else {
+            // The release root (or a member the inspection refused, which cannot get here).
+            continue;
+        };
+        let regular = matches!(entry_type, EntryType::Regular | EntryType::Continuous);
+        let wanted = match &only {
+            Some(only) => only.contains(name.as_str()),
+            None => !(regular && skipped.contains(name.as_str())),
+        };
+        if !wanted {
+            continue;
+        }
+        let mut header = member.header().clone();
+        let staged = PathBuf::from(TREE_MEMBER).join(&name);
+        match entry_type {
+            EntryType::Symlink => {
+                let target = link_target(&member)?;
+                builder.append_link(&mut header, &staged, target)?;
+            }
+            EntryType::Link => {
+                let target = link_target(&member)?;
+                let target = normalize_member_name(target.as_bytes())
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| io::Error::other(format!("hardlink `{name}`: bad target")))?;
+                builder.append_link(
+                    &mut header,
+                    &staged,
+                    PathBuf::from(TREE_MEMBER).join(target),
+                )?;
+            }
+            EntryType::Directory => {
+                header.set_size(0);
+                builder.append_data(&mut header, &staged, io::empty())?;
+            }
+            _ if regular => builder.append_data(&mut header, &staged, &mut member)?,
+            // Extension headers are folded into their member by the reader; nothing else
+            // passes the inspection.
+            _ => {}
+        }
+    }
+    let mut rest = archive.into_inner();
+    let mut buffer = vec![0u8; BUFFER_SIZE];
+    drain_zeros(&mut rest, &mut buffer)?;
+    let (digest, _) = rest.finish()?;
+    if digest != **sha256 {
+        return Err(io::Error::other(format!(
+            "{} changed since it was checked (sha256 {digest}, expected {sha256})",
+            path.display()
+        )));
+    }
+    let mut sink = builder.into_inner()?;
+    sink.flush()?;
+    drop(sink);
+    Ok(())
+}
+
+/// A regular file of the stream's own (beside `tree/`).
+fn append_file(
+    builder: &mut tar::Builder<Box<dyn Write>>,
+    name: &str,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(EntryType::Regular);
+    header.set_mode(0o600);
+    header.set_size(data.len() as u64);
+    builder.append_data(&mut header, name, data)
+}
+
+fn link_target<R: Read>(member: &tar::Entry<'_, R>) -> io::Result<String> {
+    let target = member
+        .link_name_bytes()
+        .ok_or_else(|| io::Error::other("a link member without its target"))?;
+    String::from_utf8(target.into_owned())
+        .map_err(|_| io::Error::other("a link target that is not UTF-8"))
+}
+
+/// The producing thread's end of the channel (blocking).
+struct ChannelWriter {
+    sender: mpsc::Sender<io::Result<Vec<u8>>>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.sender
+            .blocking_send(Ok(data.to_vec()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The upload's end: chunks in order; an empty chunk marks a complete stream, and a stream
+/// whose thread ended without it is an error, never a silently short upload.
+pub struct MemberStream {
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    offset: usize,
+    failed: Option<io::Error>,
+    complete: bool,
+}
+
+impl AsyncRead for MemberStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Err(error));
+        }
+        loop {
+            if this.offset < this.current.len() {
+                let available = &this.current[this.offset..];
+                let count = available.len().min(buffer.remaining());
+                buffer.put_slice(&available[..count]);
+                this.offset += count;
+                return Poll::Ready(Ok(()));
+            }
+            if this.complete {
+                return Poll::Ready(Ok(()));
+            }
+            match this.receiver.poll_recv(context) {
+                Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => this.complete = true,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.current = chunk;
+                    this.offset = 0;
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(io::Error::other(
+                        "the delta stream ended before it was complete",
+                    )));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{MemberPolicy, inspect_with};
+
+    /// A `.tar.gz` of a small tree (a directory, three files, a symlink, a hardlink).
+    fn artifact(directory: &Path) -> PathBuf {
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+        let mut add = |name: &str, entry_type: EntryType, data: &[u8], link: Option<&str>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(entry_type);
+            header.set_mode(if entry_type == EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            header.set_size(data.len() as u64);
+            match link {
+                Some(target) => builder.append_link(&mut header, name, target),
+                None => builder.append_data(&mut header, name, data),
+            }
+            .expect("append");
+        };
+        add("./", EntryType::Directory, b"", None);
+        add("./bin/", EntryType::Directory, b"", None);
+        add("./bin/app", EntryType::Regular, b"app", None);
+        add("./same", EntryType::Regular, b"same", None);
+        add("./changed", EntryType::Regular, b"changed", None);
+        add("./start", EntryType::Symlink, b"", Some("bin/app"));
+        add("./bin/app-too", EntryType::Link, b"", Some("./bin/app"));
+        let bytes = builder
+            .into_inner()
+            .and_then(GzEncoder::finish)
+            .expect("gzip");
+        let path = directory.join("app.tar.gz");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// The members of a (gzip-compressed when `compressed`) stream: name, type, content.
+    fn members(stream: MemberStream, compressed: bool) -> io::Result<Vec<(String, char, String)>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let bytes = runtime.block_on(async {
+            let mut stream = stream;
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                .await
+                .map(|_| bytes)
+        })?;
+        let reader: Box<dyn Read> = if compressed {
+            Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+        } else {
+            Box::new(bytes.as_slice())
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut found = Vec::new();
+        for member in archive.entries()? {
+            let mut member = member?;
+            let name = String::from_utf8_lossy(&member.path_bytes()).into_owned();
+            let kind = match member.header().entry_type() {
+                EntryType::Directory => 'd',
+                EntryType::Symlink => 'l',
+                EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let mut content = String::new();
+            match member.link_name_bytes() {
+                Some(target) => content.push_str(&String::from_utf8_lossy(&target)),
+                None => {
+                    member.read_to_string(&mut content)?;
+                }
+            }
+            found.push((name, kind, content));
+        }
+        Ok(found)
+    }
+
+    #[test]
+    fn a_delta_stream_carries_everything_but_the_reused_files() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let checked = inspect_with(&path, &MemberPolicy::default()).expect("a valid artifact");
+        for compress in [true, false] {
+            let stream = member_stream(
+                &path,
+                &checked.sha256,
+                Members::Delta {
+                    reused: Arc::new(vec!["same".to_string()]),
+                    manifest: Arc::new("deploy-manifest 1\n".to_string()),
+                },
+                compress,
+            );
+            let found = members(stream, compress).expect("a tar stream");
+            let expected: Vec<(String, char, String)> = [
+                ("reuse", 'f', "same\0"),
+                ("manifest", 'f', "deploy-manifest 1\n"),
+                ("tree/bin", 'd', ""),
+                ("tree/bin/app", 'f', "app"),
+                ("tree/changed", 'f', "changed"),
+                ("tree/start", 'l', "bin/app"),
+                ("tree/bin/app-too", 'h', "tree/bin/app"),
+            ]
+            .iter()
+            .map(|(name, kind, content)| (name.to_string(), *kind, content.to_string()))
+            .collect();
+            assert_eq!(found, expected, "compress: {compress}");
+        }
+        let stream = member_stream(
+            &path,
+            &checked.sha256,
+            Members::Only(Arc::new(vec!["changed".to_string()])),
+            false,
+        );
+        assert_eq!(
+            members(stream, false).expect("a tar stream"),
+            [("tree/changed".to_string(), 'f', "changed".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_artifact_changed_since_its_check_ends_the_stream_with_an_error() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let other = Sha256::parse(&"0".repeat(64)).expect("a sha256");
+        let stream = member_stream(&path, &other, Members::Only(Arc::new(Vec::new())), false);
+        let error = members(stream, false).expect_err("the digest differs");
+        assert!(
+            error.to_string().contains("changed since it was checked"),
+            "{error}"
+        );
+        let missing = directory.path().join("gone.tar.gz");
+        let stream = member_stream(&missing, &other, Members::Only(Arc::new(Vec::new())), false);
+        assert!(members(stream, false).is_err());
+    }
+}

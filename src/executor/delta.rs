@@ -1,0 +1,121 @@
+//! A delta push on one host: the member stream a `Delta` or `Repair` step sends, and the
+//! verification of the staged tree (`Verify`): every file of the tree is hashed on the host
+//! and the listing compared with the artifact's manifest; what differs (a reused file edited
+//! on the host, a link that could not be made) is sent again and the tree verified again.
+//! Only a tree equal to the manifest goes on to `Finalize`, which names it a release.
+
+use super::{HostError, HostRun, Payload};
+use crate::artifact::{Manifest, MemberStream, Members, member_stream};
+use crate::plan::Step;
+use crate::remote::scan;
+
+/// How many times what differs is sent again before the host fails.
+const REPAIR_ROUNDS: usize = 2;
+
+/// The member stream of a `Delta` or `Repair` step (`None` for any other step).
+pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStream> {
+    match step {
+        Step::Delta {
+            sha256,
+            reused,
+            compress,
+            ..
+        } => Some(member_stream(
+            payload.artifact,
+            sha256,
+            Members::Delta {
+                reused: reused.clone(),
+                manifest: std::sync::Arc::new(payload.manifest.to_string()),
+            },
+            *compress,
+        )),
+        Step::Repair {
+            sha256,
+            paths,
+            compress,
+            ..
+        } => Some(member_stream(
+            payload.artifact,
+            sha256,
+            Members::Only(paths.clone()),
+            *compress,
+        )),
+        _ => None,
+    }
+}
+
+/// What a progress bar counts up to for a member stream: what the stream holds before
+/// compression (the files sent, the reuse list and the manifest; the wire bytes are fewer when
+/// compressed).
+pub(super) fn progress_total(step: &Step, payload: &Payload<'_>) -> u64 {
+    match step {
+        Step::Delta {
+            sent_bytes, reused, ..
+        } => {
+            let list: u64 = reused.iter().map(|path| path.len() as u64 + 1).sum();
+            sent_bytes + list + payload.manifest.len() as u64
+        }
+        _ => 0,
+    }
+}
+
+impl HostRun<'_> {
+    /// Runs `verify` (a `Verify` step) until the staged tree equals `expected` (the artifact's
+    /// manifest), sending what differs again (`Repair`) up to `REPAIR_ROUNDS` times. Returns
+    /// how many files were sent again.
+    pub async fn verify_staged(
+        &self,
+        verify: &Step,
+        delta: &Step,
+        expected: &Manifest,
+        payload: &Payload<'_>,
+    ) -> Result<usize, HostError> {
+        let (
+            Step::Verify { version },
+            Step::Delta {
+                sha256, compress, ..
+            },
+        ) = (verify, delta)
+        else {
+            return Err(HostError::failed("verify", "no delta to verify"));
+        };
+        let mut repaired = 0;
+        for round in 0..=REPAIR_ROUNDS {
+            let output = self.execute(verify, payload).await?;
+            let staged = scan::parse_scan(&output.stdout)
+                .map_err(|error| HostError::failed("verify", error))?;
+            let differences = expected
+                .staged_differences(&staged)
+                .map_err(|error| HostError::failed("verify", error))?;
+            if differences.is_empty() {
+                return Ok(repaired);
+            }
+            if round == REPAIR_ROUNDS {
+                return Err(HostError::failed(
+                    "verify",
+                    format!(
+                        "the staged {version} still differs from the artifact after sending {} files again: {}",
+                        differences.len(),
+                        crate::text::shorten(&differences.join(", "), 512)
+                    ),
+                ));
+            }
+            self.events.note(
+                &self.label,
+                &format!(
+                    "{} files of the staged {version} differ from the artifact (edited in the base release?): sending them",
+                    differences.len()
+                ),
+            );
+            repaired += differences.len();
+            let repair = Step::Repair {
+                version: version.clone(),
+                sha256: sha256.clone(),
+                paths: std::sync::Arc::new(differences),
+                compress: *compress,
+            };
+            self.execute(&repair, payload).await?;
+        }
+        Ok(repaired)
+    }
+}

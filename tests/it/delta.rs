@@ -1,0 +1,356 @@
+//! Delta pushes (`delta = "hardlink" | "copy" | "off"`, `push --full`) against a real fleet,
+//! with the bytes on the wire counted outside the tool by a TCP relay in front of each host.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Ran, Relay, Scenario, json_command, path_str, read, run, tree_snapshot};
+
+/// Files in each test release; 1% of them change from one version to the next.
+const FILES: usize = 2000;
+
+/// A release's source tree and tarball: `FILES` files of 8 KiB (a small web asset) in 40
+/// directories, each file's content derived from its number and, for the files in `changed`,
+/// from `version` too.
+/// `compressible`: text that gzip shrinks; otherwise pseudo-random bytes.
+struct Release {
+    source: PathBuf,
+    tarball: PathBuf,
+}
+
+fn release(dir: &Path, version: &str, changed: &[usize], compressible: bool) -> Release {
+    let source = dir.join(format!("{version}.tree"));
+    let _ = std::fs::remove_dir_all(&source);
+    for index in 0..FILES {
+        let seed = if changed.contains(&index) {
+            format!("{version}/{index}")
+        } else {
+            format!("{index}")
+        };
+        let path = source.join(format!("d{:02}/f{index:05}.dat", index % 40));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content(&seed, compressible)).expect("write");
+    }
+    std::fs::create_dir_all(source.join("bin")).expect("mkdir");
+    std::os::unix::fs::symlink("../d00/f00000.dat", source.join("bin/first")).expect("symlink");
+    let tarball = dir.join(format!("{version}.tar.gz"));
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&source)
+        .arg(".")
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    Release { source, tarball }
+}
+
+/// 8 KiB from `seed`: a xorshift stream (incompressible), or the hex text of half as much
+/// (which gzip shrinks to about half).
+fn content(seed: &str, compressible: bool) -> Vec<u8> {
+    if compressible {
+        let bytes = content(seed, false);
+        return bytes[..4096]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+            .into_bytes();
+    }
+    let mut state: u64 = seed.bytes().fold(0x9e37_79b9_7f4a_7c15, |state, byte| {
+        (state ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
+    (0..8192 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
+/// Every 100th file: 1% of the release.
+fn one_percent() -> Vec<usize> {
+    (0..FILES).step_by(100).collect()
+}
+
+/// A scenario whose hosts are reached through counting relays: the inventory names the relay
+/// ports, and a known_hosts file trusts each host's key under its relay's address.
+struct Relayed {
+    scenario: Scenario,
+    relays: Vec<Relay>,
+    inventory: PathBuf,
+}
+
+impl Relayed {
+    fn new(hosts: usize, service: &str) -> Relayed {
+        let scenario = Scenario::new(hosts).service(service);
+        let relays: Vec<Relay> = scenario.hosts().iter().map(Relay::start).collect();
+        let known_hosts = scenario.dir().join("relayed_known_hosts");
+        let lines: String = scenario
+            .hosts()
+            .iter()
+            .zip(&relays)
+            .map(|(host, relay)| format!("[127.0.0.1]:{} {}\n", relay.port, host.host_key_public))
+            .collect();
+        std::fs::write(&known_hosts, lines).expect("write known_hosts");
+        let mut text = scenario.inventory_text().replace(
+            path_str(scenario.fleet().known_hosts()),
+            path_str(&known_hosts),
+        );
+        for (host, relay) in scenario.hosts().iter().zip(&relays) {
+            text = text.replace(
+                &format!("port = {}\n", host.port),
+                &format!("port = {}\n", relay.port),
+            );
+        }
+        let inventory = scenario.dir().join("relayed.toml");
+        std::fs::write(&inventory, text).expect("write inventory");
+        Relayed {
+            scenario,
+            relays,
+            inventory,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Ran {
+        run(json_command(&self.inventory).args(args))
+    }
+
+    /// Pushes `release` as `version`, returning the run and the bytes each host received
+    /// (counted by its relay).
+    fn push(&self, version: &str, release: &Release, extra: &[&str]) -> (Ran, Vec<u64>) {
+        for relay in &self.relays {
+            relay.reset();
+        }
+        let mut args = vec![
+            "push",
+            "--version",
+            version,
+            "--artifact",
+            path_str(&release.tarball),
+        ];
+        args.extend_from_slice(extra);
+        let ran = self.run(&args);
+        (ran, self.relays.iter().map(Relay::sent).collect())
+    }
+
+    fn release_dir(&self, host: usize, version: &str) -> PathBuf {
+        self.scenario.app(host).join("releases").join(version)
+    }
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .ino()
+}
+
+/// Hardlink mode: v2 (1% changed) costs at most 5% of v1's bytes on the wire, equals its
+/// artifact on every host, leaves v1 untouched, and shares the unchanged files' inodes with v1.
+/// A base file edited on one host before the push does not leak into v2.
+#[test]
+fn a_delta_push_sends_what_changed_and_links_the_rest() {
+    let fleet = Relayed::new(2, "keep_releases = 5");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], false);
+    let v2 = release(&dir, "v2", &one_percent(), false);
+
+    let (ran, full) = fleet.push("v1", &v1, &[]);
+    ran.expect_code(0);
+    let artifact_size = std::fs::metadata(&v1.tarball).expect("size").len();
+    for sent in &full {
+        assert!(
+            *sent > artifact_size,
+            "a full push sends the artifact: {sent}"
+        );
+    }
+    let v1_snapshot = tree_snapshot(&v1.source);
+
+    // Host 2 (web2): a file of v1 that v2 does not change is edited in place (same inode).
+    let edited = fleet.release_dir(1, "v1").join("d01/f00001.dat");
+    std::fs::write(&edited, "edited on the host").expect("edit");
+
+    let dry = fleet.run(&[
+        "push",
+        "--dry-run",
+        "--version",
+        "v2",
+        "--artifact",
+        path_str(&v2.tarball),
+    ]);
+    let dry = dry.expect_code(0);
+    let notes = dry.host("web1")["notes"].to_string();
+    assert!(
+        notes.contains("delta from v1: 20 files"),
+        "dry run names the delta: {notes}"
+    );
+
+    let (ran, delta) = fleet.push("v2", &v2, &[]);
+    let ran = ran.expect_code(0);
+    eprintln!("delta push: {delta:?} bytes relayed to the hosts; full push: {full:?}");
+    for (index, (sent, full)) in delta.iter().zip(&full).enumerate() {
+        assert!(
+            *sent * 20 <= *full,
+            "host {index}: the delta push sent {sent} bytes, more than 5% of the full push's {full}"
+        );
+        let reported = ran.host(&format!("web{}", index + 1))["bytes"]
+            .as_u64()
+            .expect("bytes");
+        assert!(
+            reported > 0 && reported <= *sent,
+            "reported {reported}, relayed {sent}"
+        );
+        assert_eq!(
+            tree_snapshot(&fleet.release_dir(index, "v2")),
+            tree_snapshot(&v2.source),
+            "host {index}: v2 equals its artifact"
+        );
+        assert_eq!(fleet.scenario.live(index).as_deref(), Some("v2"));
+        let unchanged = "d02/f00002.dat";
+        assert_eq!(
+            inode(&fleet.release_dir(index, "v1").join(unchanged)),
+            inode(&fleet.release_dir(index, "v2").join(unchanged)),
+            "host {index}: an unchanged file is a hard link to v1's"
+        );
+        let changed = "d20/f00100.dat";
+        assert_ne!(
+            inode(&fleet.release_dir(index, "v1").join(changed)),
+            inode(&fleet.release_dir(index, "v2").join(changed)),
+        );
+    }
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v1")),
+        v1_snapshot,
+        "v1 untouched"
+    );
+    // web2's edited v1 file stays as the host left it; v2 has the artifact's content.
+    assert_eq!(read(&edited), "edited on the host");
+    assert_ne!(
+        inode(&edited),
+        inode(&fleet.release_dir(1, "v2").join("d01/f00001.dat"))
+    );
+
+    // Re-pushing v2 sends nothing but the lock and state round trips.
+    let (ran, again) = fleet.push("v2", &v2, &[]);
+    let ran = ran.expect_code(0);
+    assert_eq!(ran.host("web1")["result"], "unchanged");
+    assert_eq!(ran.host("web1")["bytes"], 0);
+    assert!(again[0] * 100 < full[0], "{again:?}");
+
+    // A file of v2 edited in place on web1 is drift of v2; with hard links it is the same
+    // file in v1, so after a rollback it is drift of v1 too.
+    let shared = fleet.release_dir(0, "v2").join("d03/f00003.dat");
+    std::fs::write(&shared, "changed in place").expect("edit");
+    let status = fleet.run(&["status", "--verify", "--hosts", "web1"]);
+    let status = status.expect_code(1);
+    let drift = status.host("web1")["drift"].clone();
+    assert_eq!(drift["modified"][0], "d03/f00003.dat", "{drift:#}");
+    fleet.run(&["rollback", "--hosts", "web1"]).expect_code(0);
+    assert_eq!(fleet.scenario.live(0).as_deref(), Some("v1"));
+    let status = fleet.run(&["status", "--verify", "--hosts", "web1"]);
+    let status = status.expect_code(1);
+    assert_eq!(
+        status.host("web1")["drift"]["modified"][0],
+        "d03/f00003.dat"
+    );
+    std::fs::write(&shared, content("3", false)).expect("restore");
+    fleet
+        .run(&["status", "--verify", "--hosts", "web1"])
+        .expect_code(0);
+
+    // v3 (a delta from v2 on web2), then pruning v1 leaves v2 and v3 whole.
+    let v3 = release(&dir, "v3", &[5, 6, 7], false);
+    fleet
+        .run(&[
+            "push",
+            "--version",
+            "v2",
+            "--artifact",
+            path_str(&v2.tarball),
+        ])
+        .expect_code(0);
+    let (ran, _) = fleet.push("v3", &v3, &[]);
+    ran.expect_code(0);
+    fleet.run(&["prune", "--keep", "1"]).expect_code(0);
+    for index in 0..2 {
+        crate::support::wait_until("v1 pruned", crate::support::PATIENCE, || {
+            !fleet.release_dir(index, "v1").exists()
+        });
+        assert_eq!(
+            tree_snapshot(&fleet.release_dir(index, "v2")),
+            tree_snapshot(&v2.source)
+        );
+        assert_eq!(
+            tree_snapshot(&fleet.release_dir(index, "v3")),
+            tree_snapshot(&v3.source)
+        );
+    }
+}
+
+/// Copy mode shares no inode with the base release; `delta = "off"` and `--full` send the whole
+/// artifact.
+#[test]
+fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
+    let fleet = Relayed::new(1, "delta = \"copy\"");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], true);
+    let v2 = release(&dir, "v2", &one_percent(), true);
+    let v3 = release(&dir, "v3", &[1], true);
+
+    let (ran, full) = fleet.push("v1", &v1, &[]);
+    ran.expect_code(0);
+    let (ran, delta) = fleet.push("v2", &v2, &[]);
+    ran.expect_code(0);
+    eprintln!(
+        "copy mode, compressible files: delta push {delta:?} bytes relayed; full push {full:?}"
+    );
+    assert!(delta[0] * 20 <= full[0], "{delta:?} vs {full:?}");
+    let unchanged = "d02/f00002.dat";
+    assert_ne!(
+        inode(&fleet.release_dir(0, "v1").join(unchanged)),
+        inode(&fleet.release_dir(0, "v2").join(unchanged)),
+        "copy mode: no shared inode"
+    );
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v2")),
+        tree_snapshot(&v2.source)
+    );
+
+    // --full: the whole artifact, even though a delta would do.
+    let size = std::fs::metadata(&v3.tarball).expect("size").len();
+    let dry = fleet.run(&[
+        "push",
+        "--dry-run",
+        "--full",
+        "--version",
+        "v3",
+        "--artifact",
+        path_str(&v3.tarball),
+    ]);
+    assert!(
+        dry.host("web1")["notes"]
+            .to_string()
+            .contains("full push: --full"),
+        "{}",
+        dry.stdout
+    );
+    let (ran, sent) = fleet.push("v3", &v3, &["--full"]);
+    ran.expect_code(0);
+    assert!(sent[0] > size, "--full sent {sent:?}, artifact {size}");
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v3")),
+        tree_snapshot(&v3.source)
+    );
+
+    // delta = "off": the whole artifact too.
+    let off = Relayed::new(1, "delta = \"off\"");
+    let (ran, _) = off.push("v1", &v1, &[]);
+    ran.expect_code(0);
+    let (ran, sent) = off.push("v2", &v2, &[]);
+    ran.expect_code(0);
+    let size = std::fs::metadata(&v2.tarball).expect("size").len();
+    assert!(sent[0] > size, "delta = off sent {sent:?}, artifact {size}");
+}
