@@ -4,10 +4,13 @@
 
 pub mod check;
 pub mod diff;
+pub mod exec;
 pub mod history;
+pub mod lock;
 pub mod prune;
 pub mod push;
 pub mod rollback;
+pub mod run;
 pub mod shipment;
 pub mod status;
 pub mod switching;
@@ -240,7 +243,7 @@ pub fn failed(
     } else {
         Outcome::Failed
     };
-    if matches!(error, HostError::LockHeld { .. }) {
+    if error.is_lock_held() {
         result.failure = Some(Failure::LockHeld);
     }
     result.error = Some(error.to_string());
@@ -332,7 +335,7 @@ where
                 Err(error) => {
                     events.done(&label, &format!("failed: {error}"));
                     let mut result = result_for(context, target, Outcome::Failed);
-                    if matches!(error, HostError::LockHeld { .. }) {
+                    if error.is_lock_held() {
                         result.failure = Some(Failure::LockHeld);
                     }
                     result.error = Some(error.to_string());

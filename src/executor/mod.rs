@@ -22,6 +22,7 @@
 
 mod budget;
 mod error;
+mod exec;
 mod health;
 mod lock;
 mod switch_back;

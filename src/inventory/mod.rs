@@ -36,13 +36,17 @@ use toml::de::DeTable;
 mod artifact_files;
 mod location;
 mod model;
+mod ranges;
 mod raw;
 mod selection;
+mod selector;
 mod validation;
 mod values;
+mod variables;
 
 pub use location::InventoryError;
 pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
+pub use variables::merged_env;
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;

@@ -1,6 +1,7 @@
 //! The validated inventory (SPEC §2): [`Inventory`] and its settings, hosts and services, and
 //! [`Version`], the one type here with rules of its own. Built only by `validation`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -103,6 +104,8 @@ pub struct Host {
     pub tags: Vec<String>,
     /// Pinned key, normalized to `"<algorithm> <base64>"`.
     pub host_key: Option<String>,
+    /// `env = { ... }`: exported to hooks, health checks, tasks and exec; wins over the service's.
+    pub env: BTreeMap<String, String>,
 }
 
 /// One `[services.NAME]` table.
@@ -123,10 +126,26 @@ pub struct Service {
     pub keep_releases: usize,
     /// Normalized relative paths, unique.
     pub shared_paths: Vec<String>,
+    /// `[services.NAME.env]`: exported to hooks, health checks, tasks and exec.
+    pub env: BTreeMap<String, String>,
+    /// Each of the service's hosts' own `env`, by host name (hosts without one left out).
+    pub host_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[services.NAME.tasks]`: `deploy run NAME` runs the command.
+    pub tasks: BTreeMap<String, String>,
     /// Whether the artifact may hold setuid/setgid members; default false (they are refused).
     pub allow_setid: bool,
     pub hooks: Hooks,
     pub health_check: Option<HealthCheck>,
+}
+
+impl Service {
+    /// The variables exported on `host`: the service's, with the host's own on top.
+    pub fn variables(&self, host: &str) -> BTreeMap<String, String> {
+        match self.host_env.get(host) {
+            Some(host_env) => crate::inventory::merged_env(&self.env, host_env),
+            None => self.env.clone(),
+        }
+    }
 }
 
 /// Where a release tarball comes from.

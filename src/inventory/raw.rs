@@ -47,6 +47,7 @@ pub(super) struct RawHost {
     pub(super) identity_files: Option<Vec<Spanned<String>>>,
     pub(super) tags: Option<Vec<Spanned<String>>>,
     pub(super) host_key: Option<Spanned<String>>,
+    pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +61,8 @@ pub(super) struct RawService {
     pub(super) fetch: Option<Spanned<String>>,
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) shared_paths: Option<Vec<Spanned<String>>>,
+    pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub(super) tasks: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,
     pub(super) hooks: Option<RawHooks>,
     pub(super) health_check: Option<RawHealthCheck>,
@@ -88,3 +91,4 @@ pub(super) struct RawHealthCheck {
 pub(super) struct RawNotify {
     pub(super) webhook: Spanned<String>,
 }
+

@@ -15,7 +15,7 @@ use super::model::{
     MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
 };
 use super::raw::{RawDeploy, RawHealthCheck, RawHost, RawInventory, RawNotify, RawService, RawSsh};
-use super::selection::hosts_matching;
+use super::selector::{Selector, combine};
 use super::values::{
     NAME_CHARACTERS, check_http_url, expand_tilde, has_http_scheme, is_inside, is_name,
     normalize_base_dir, normalize_host_key, normalize_shared_path, parse_max_failures,
@@ -200,68 +200,87 @@ impl Parser<'_> {
         for (index, entry) in raw.into_iter().enumerate() {
             let key = format!("hosts[{index}]");
             let entry = entry.into_inner();
-            let name = self.name(&entry.name, &format!("{key}.name"), "host name")?;
-            if let Some(first) = first_line_of_name.get(&name) {
-                return Err(self.error_at(
-                    &entry.name.span(),
-                    format!("{key}.name"),
-                    format!("duplicate host name `{name}` (first defined on line {first})"),
-                ));
-            }
-            first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
+            let expanded =
+                super::ranges::expand_host(entry.name.get_ref(), entry.address.get_ref()).map_err(
+                    |error| match error {
+                        super::ranges::RangeError::Name(message) => {
+                            self.error_at(&entry.name.span(), format!("{key}.name"), message)
+                        }
+                        super::ranges::RangeError::Address(message) => {
+                            self.error_at(&entry.address.span(), format!("{key}.address"), message)
+                        }
+                    },
+                )?;
+            let env = self.env(entry.env.as_ref(), &format!("{key}.env"))?;
+            for (name, address) in expanded {
+                let name = self.name(
+                    &Spanned::new(entry.name.span(), name),
+                    &format!("{key}.name"),
+                    "host name",
+                )?;
+                if let Some(first) = first_line_of_name.get(&name) {
+                    return Err(self.error_at(
+                        &entry.name.span(),
+                        format!("{key}.name"),
+                        format!("duplicate host name `{name}` (first defined on line {first})"),
+                    ));
+                }
+                first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
 
-            let address = entry.address.get_ref();
-            if address.is_empty()
-                || address
-                    .chars()
-                    .any(|character| character.is_whitespace() || character.is_control())
-            {
-                return Err(self.error_at(
-                    &entry.address.span(),
-                    format!("{key}.address"),
-                    "address must be a non-empty host name or IP address without whitespace",
-                ));
-            }
-            let port = match &entry.port {
-                Some(port) => self.port(port, &format!("{key}.port"))?,
-                None => defaults.port,
-            };
-            let user = match &entry.user {
-                Some(user) => self.user(user, &format!("{key}.user"))?,
-                None => defaults.user.clone(),
-            };
-            let identity_files = match &entry.identity_files {
-                Some(files) => self.local_paths(files, &format!("{key}.identity_files"))?,
-                None => defaults.identity_files.clone(),
-            };
-            let mut tags: Vec<String> = Vec::new();
-            let mut spans = Vec::new();
-            for (tag_index, tag) in entry.tags.iter().flatten().enumerate() {
-                let tag_key = format!("{key}.tags[{tag_index}]");
-                let value = self.name(tag, &tag_key, "tag")?;
-                if !tags.contains(&value) {
-                    tags.push(value.clone());
+                let address = &address;
+                if address.is_empty()
+                    || address
+                        .chars()
+                        .any(|character| character.is_whitespace() || character.is_control())
+                {
+                    return Err(self.error_at(
+                        &entry.address.span(),
+                        format!("{key}.address"),
+                        "address must be a non-empty host name or IP address without whitespace",
+                    ));
                 }
-                spans.push((value, tag.span(), tag_key));
-            }
-            let host_key = match &entry.host_key {
-                Some(host_key) => {
-                    Some(normalize_host_key(host_key.get_ref()).map_err(|message| {
-                        self.error_at(&host_key.span(), format!("{key}.host_key"), message)
-                    })?)
+                let port = match &entry.port {
+                    Some(port) => self.port(port, &format!("{key}.port"))?,
+                    None => defaults.port,
+                };
+                let user = match &entry.user {
+                    Some(user) => self.user(user, &format!("{key}.user"))?,
+                    None => defaults.user.clone(),
+                };
+                let identity_files = match &entry.identity_files {
+                    Some(files) => self.local_paths(files, &format!("{key}.identity_files"))?,
+                    None => defaults.identity_files.clone(),
+                };
+                let mut tags: Vec<String> = Vec::new();
+                let mut spans = Vec::new();
+                for (tag_index, tag) in entry.tags.iter().flatten().enumerate() {
+                    let tag_key = format!("{key}.tags[{tag_index}]");
+                    let value = self.name(tag, &tag_key, "tag")?;
+                    if !tags.contains(&value) {
+                        tags.push(value.clone());
+                    }
+                    spans.push((value, tag.span(), tag_key));
                 }
-                None => None,
-            };
-            tag_spans.push(spans);
-            hosts.push(Host {
-                name,
-                address: address.clone(),
-                port,
-                user,
-                identity_files,
-                tags,
-                host_key,
-            });
+                let host_key = match &entry.host_key {
+                    Some(host_key) => {
+                        Some(normalize_host_key(host_key.get_ref()).map_err(|message| {
+                            self.error_at(&host_key.span(), format!("{key}.host_key"), message)
+                        })?)
+                    }
+                    None => None,
+                };
+                tag_spans.push(spans);
+                hosts.push(Host {
+                    name,
+                    address: address.clone(),
+                    port,
+                    user,
+                    identity_files,
+                    tags,
+                    host_key,
+                    env: env.clone(),
+                });
+            }
         }
         for spans in &tag_spans {
             for (tag, span, key) in spans {
@@ -295,22 +314,15 @@ impl Parser<'_> {
         let host_indexes = match &raw.hosts {
             None => (0..hosts.len()).collect(),
             Some(selectors) => {
-                let mut selected = vec![false; hosts.len()];
+                let mut matched = Vec::new();
                 for (index, selector) in selectors.get_ref().iter().enumerate() {
-                    let matched = hosts_matching(hosts, selector.get_ref()).ok_or_else(|| {
-                        self.error_at(
-                            &selector.span(),
-                            format!("{key}.hosts[{index}]"),
-                            format!("no host or tag named `{}`", shown(selector.get_ref())),
-                        )
-                    })?;
-                    for host in matched {
-                        selected[host] = true;
-                    }
+                    let located = |message: String| {
+                        self.error_at(&selector.span(), format!("{key}.hosts[{index}]"), message)
+                    };
+                    let parsed = Selector::parse(selector.get_ref()).map_err(located)?;
+                    matched.push(parsed.matched(hosts).map_err(located)?);
                 }
-                let indexes: Vec<usize> = (0..selected.len())
-                    .filter(|index| selected[*index])
-                    .collect();
+                let indexes = combine(&matched, hosts.len());
                 if indexes.is_empty() {
                     return Err(self.error_at(
                         &selectors.span(),
@@ -428,7 +440,9 @@ impl Parser<'_> {
             shared_paths.push(normalized);
         }
 
-        let hooks = match &raw.hooks {
+        let env = self.env(raw.env.as_ref(), &format!("{key}.env"))?;
+        let tasks = self.tasks(raw.tasks.as_ref(), &format!("{key}.tasks"))?;
+        let mut hooks = match &raw.hooks {
             Some(hooks) => Hooks {
                 before_switch: self
                     .commands(&hooks.before_switch, &format!("{key}.hooks.before_switch"))?,
@@ -438,11 +452,20 @@ impl Parser<'_> {
             None => Hooks::default(),
         };
 
+        super::variables::resolve_task_names(&mut hooks.before_switch, &tasks);
+        super::variables::resolve_task_names(&mut hooks.after_switch, &tasks);
+
         let health_check = match &raw.health_check {
             Some(check) => Some(self.health_check(check, &format!("{key}.health_check"))?),
             None => None,
         };
 
+        let host_env = host_indexes
+            .iter()
+            .map(|&index| &hosts[index])
+            .filter(|host| !host.env.is_empty())
+            .map(|host| (host.name.clone(), host.env.clone()))
+            .collect();
         Ok(Service {
             name,
             hosts: host_indexes,
@@ -454,6 +477,9 @@ impl Parser<'_> {
             fetch,
             keep_releases,
             shared_paths,
+            env,
+            host_env,
+            tasks,
             allow_setid: raw.allow_setid.unwrap_or(false),
             hooks,
             health_check,
@@ -664,7 +690,11 @@ impl Parser<'_> {
             .collect()
     }
 
-    fn command(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+    pub(super) fn command(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+    ) -> Result<String, InventoryError> {
         let command = value.get_ref();
         if command.trim().is_empty() {
             return Err(self.error_at(&value.span(), key, "command must not be empty"));

@@ -345,14 +345,14 @@ impl Lowering<'_> {
             Some(audit) if audit.required => script.push(script!(
                 "{append} || {{ rm -f -- {temporary}; echo \"cannot append the history record to $b/{history}: current not switched\" >&2; exit 1; }}\n\
                  {rename}",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 temporary = &temporary,
                 history = layout::HISTORY,
                 rename = rename,
             )),
             Some(audit) => script.push(rename).push(script!(
                 "{append} || echo {history_not_written}\n",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 history_not_written = HISTORY_NOT_WRITTEN,
             )),
             None => script.push(rename),
@@ -378,7 +378,7 @@ impl Lowering<'_> {
         if let Some(audit) = record {
             script.push(script!(
                 "{append} || echo {history_not_written}\n",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 history_not_written = HISTORY_NOT_WRITTEN,
             ));
         }
@@ -413,10 +413,10 @@ impl Lowering<'_> {
         script
     }
 
-    /// Exports the DEPLOY_* environment, enters the release directory and runs `body`.
+    /// Exports the inventory's variables and the DEPLOY_* environment, enters the release directory and runs `body`.
     fn in_release(&self, environment: &HookEnvironment, body: Script) -> Script {
         script!(
-            "set -u\n{functions}b={base}\ncd -- \"$b\" || exit 1\n{register_step}\
+            "set -u\n{functions}b={base}\ncd -- \"$b\" || exit 1\n{register_step}{variables}\
              DEPLOY_BASE_DIR=$(pwd -P)\n\
              DEPLOY_RELEASE_DIR=\"$DEPLOY_BASE_DIR\"/{release}\n\
              DEPLOY_SERVICE={service}\nDEPLOY_HOST={host}\nDEPLOY_VERSION={version}\n\
@@ -426,6 +426,7 @@ impl Lowering<'_> {
             functions = PROCESS_FUNCTIONS,
             base = quote(self.base_dir),
             register_step = register_step(self.run_id, self.step_number),
+            variables = super::exec::exports(&environment.variables),
             release = quote(&layout::release(&environment.version)),
             service = quote(&environment.service),
             host = quote(&environment.host),
@@ -470,12 +471,18 @@ impl Lowering<'_> {
     /// Appends one audit record to `.deploy/history.jsonl` (ending a torn last line first);
     /// prints `HISTORY_NOT_WRITTEN` when the write fails. A fragment: `then` steps may follow.
     pub fn append_history(&self, record: &HistoryRecord) -> String {
+        self.append_history_text(&record.to_line())
+    }
+
+    /// `append_history` for a record line built elsewhere (a record with `command` or
+    /// `message`: `history::AnnotatedRecord::to_line`).
+    pub fn append_history_text(&self, line: &str) -> String {
         script!(
             "{append_record}( b={base}\n  cd -- \"$b\" && mkdir -p {state} && {append} ) || echo {history_not_written}\n",
             append_record = APPEND_RECORD,
             base = quote(self.base_dir),
             state = layout::STATE,
-            append = append_history_line(record),
+            append = append_history_line(line),
             history_not_written = HISTORY_NOT_WRITTEN,
         )
         .into_string()
@@ -495,11 +502,11 @@ impl Lowering<'_> {
 }
 
 /// `append_record .deploy/history.jsonl '<record>'` (inside `<base_dir>`, after `APPEND_RECORD`).
-fn append_history_line(record: &HistoryRecord) -> Script {
+fn append_history_line(line: &str) -> Script {
     script!(
         "append_record {history} {line}",
         history = layout::HISTORY,
-        line = quote(&record.to_line()),
+        line = quote(line),
     )
 }
 

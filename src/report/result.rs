@@ -65,6 +65,14 @@ pub enum Detail {
     Pruned { pruned: Vec<String> },
     /// `diff` and `push --dry-run --diff`: file-level difference.
     Diff { diff: crate::artifact::Diff },
+    /// `exec` and `run`: what the command printed and its exit code.
+    Exec {
+        output: crate::remote::exec::ExecOutput,
+    },
+    /// `status` and `lock`: the deploy freeze on the host, if any.
+    Frozen {
+        freeze: Option<crate::remote::freeze::Freeze>,
+    },
     /// `history`: the host's records, newest first.
     History {
         entries: Vec<crate::remote::history::HistoryRecord>,
@@ -135,6 +143,18 @@ impl Serialize for HostResult {
         }
         if let Some(entries) = self.entries() {
             map.serialize_entry("entries", entries)?;
+        }
+        if let Some(Detail::Exec { output }) = &self.detail {
+            map.serialize_entry("stdout", &output.stdout)?;
+            map.serialize_entry("stderr", &output.stderr)?;
+            map.serialize_entry("exit_code", &output.exit_code)?;
+        }
+        if let Some(Detail::Frozen { freeze }) = &self.detail {
+            map.serialize_entry("freeze", freeze)?;
+        }
+        if let Some(view) = self.status() {
+            map.serialize_entry("freeze", &view.freeze)?;
+            map.serialize_entry("went_live", &view.went_live)?;
         }
         map.end()
     }
@@ -224,6 +244,18 @@ pub struct StatusView {
     pub previous: Option<String>,
     pub releases: Vec<String>,
     pub lock: Option<LockView>,
+    /// A deploy freeze (`deploy lock`), distinct from a run's lock.
+    pub freeze: Option<crate::remote::freeze::Freeze>,
+    /// When and by whom the live release went live (from the host's history).
+    pub went_live: Option<WentLive>,
+}
+
+/// The history record that made the live release live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WentLive {
+    pub time: String,
+    pub operator: String,
+    pub action: String,
 }
 
 /// One `check` item.
@@ -244,6 +276,9 @@ pub struct RunResult {
     pub dry_run: bool,
     pub result: Outcome,
     pub hosts: Vec<HostResult>,
+    /// `status`: per service, how many hosts run each live release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<Vec<crate::report::rollup::ServiceRollup>>,
 }
 
 impl RunResult {
@@ -262,6 +297,7 @@ impl RunResult {
             dry_run,
             result,
             hosts,
+            rollup: None,
         }
     }
 

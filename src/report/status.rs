@@ -18,6 +18,8 @@ pub fn render_status(result: &RunResult) -> String {
             "PREVIOUS",
             "RELEASES",
             "LOCK",
+            "FROZEN",
+            "WENT LIVE",
         ]
         .map(str::to_string)
         .to_vec(),
@@ -46,9 +48,28 @@ pub fn render_status(result: &RunResult) -> String {
                     )
                 })
                 .unwrap_or_else(|| "-".to_string()),
+            status
+                .freeze
+                .as_ref()
+                .map(|freeze| {
+                    format!(
+                        "by {} since {}: {}",
+                        freeze.operator, freeze.since_text, freeze.message
+                    )
+                })
+                .unwrap_or_else(|| "-".to_string()),
+            status
+                .went_live
+                .as_ref()
+                .map(|went| format!("{} by {} ({})", went.time, went.operator, went.action))
+                .unwrap_or_else(|| "-".to_string()),
         ]);
     }
     let mut text = table(&rows);
+    for service in result.rollup.iter().flatten() {
+        text.push_str(&escape_for_terminal(&super::rollup::rollup_line(service)));
+        text.push('\n');
+    }
     for host in &result.hosts {
         if let Some(error) = &host.error {
             text.push_str(&format!("{}: {}\n", host.host, escape_for_terminal(error)));
