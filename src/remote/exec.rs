@@ -54,7 +54,8 @@ pub fn exec_script(target: &ExecTarget<'_>, command: &str) -> String {
         Some((service, base_dir)) => {
             script.push(script!(
                 "b={base}\n\
-                 cd -- \"$b\" 2>/dev/null || {{ echo \"cannot enter $b\" >&2; exit {setup}; }}\n\
+                 [ -e \"$b\" ] || {{ echo \"no live release in $b (nothing was pushed here yet)\" >&2; exit {setup}; }}\n\
+                 cd -- \"$b\" || {{ echo \"cannot enter $b\" >&2; exit {setup}; }}\n\
                  [ -d {current}/ ] || {{ echo \"no live release in $b (nothing was pushed here yet)\" >&2; exit {setup}; }}\n\
                  DEPLOY_BASE_DIR=$(pwd -P)\n\
                  cd -- {current}/ || exit {setup}\n\
