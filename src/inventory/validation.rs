@@ -322,7 +322,12 @@ impl Parser<'_> {
                     let parsed = Selector::parse(selector.get_ref()).map_err(located)?;
                     matched.push(parsed.matched(hosts).map_err(located)?);
                 }
-                let indexes = combine(&matched, hosts.len());
+                // `hosts = []` selects nothing (an error below), not every host.
+                let indexes = if matched.is_empty() {
+                    Vec::new()
+                } else {
+                    combine(&matched, hosts.len())
+                };
                 if indexes.is_empty() {
                     return Err(self.error_at(
                         &selectors.span(),

@@ -60,6 +60,7 @@ pub fn exec_script(target: &ExecTarget<'_>, command: &str) -> String {
                  DEPLOY_BASE_DIR=$(pwd -P)\n\
                  cd -- {current}/ || exit {setup}\n\
                  DEPLOY_RELEASE_DIR=$(pwd -P)\n\
+                 cd -- \"$DEPLOY_RELEASE_DIR\" || exit {setup}\n\
                  DEPLOY_VERSION=${{DEPLOY_RELEASE_DIR##*/}}\n\
                  DEPLOY_SERVICE={service}\n\
                  export DEPLOY_BASE_DIR DEPLOY_RELEASE_DIR DEPLOY_VERSION DEPLOY_SERVICE\n",

@@ -181,7 +181,41 @@ fn programs() -> Vec<(&'static str, String)> {
             "probe",
             probe_script(&[("myapp".to_string(), BASE.to_string())], true),
         ),
+        ("exec_service", exec(Some(("myapp", BASE)), false)),
+        ("exec_sudo", exec(Some(("myapp", BASE)), true)),
+        ("exec_host", exec(None, false)),
+        (
+            "exec_record_if_deployed",
+            super::exec::record_if_deployed(
+                BASE,
+                &lowering.append_history(&record(RecordResult::Ok)),
+            ),
+        ),
+        (
+            "freeze",
+            super::freeze::freeze_script(
+                BASE,
+                &super::freeze::freeze_line("alice@laptop", 1_764_504_000, "incident 'x' $(id)"),
+            ),
+        ),
+        ("thaw", super::freeze::thaw_script(BASE)),
     ]
+}
+
+/// `deploy exec` on web1, in the service's live release or the login directory.
+fn exec(service: Option<(&str, &str)>, sudo: bool) -> String {
+    let variables = environment().variables;
+    super::exec::exec_script(
+        &super::exec::ExecTarget {
+            service,
+            host: "web1",
+            run_id: RUN,
+            variables: &variables,
+            sudo,
+            timeout_seconds: 300,
+        },
+        "systemctl status 'myapp' | head -n 5",
+    )
 }
 
 #[test]

@@ -122,6 +122,8 @@ impl Serialize for HostResult {
             map.serialize_entry("previous", &view.previous)?;
             map.serialize_entry("releases", &view.releases)?;
             map.serialize_entry("lock", &view.lock)?;
+            map.serialize_entry("freeze", &view.freeze)?;
+            map.serialize_entry("went_live", &view.went_live)?;
         }
         if let Some(Detail::Checks { checks }) = &self.detail {
             map.serialize_entry("checks", checks)?;
@@ -151,10 +153,6 @@ impl Serialize for HostResult {
         }
         if let Some(Detail::Frozen { freeze }) = &self.detail {
             map.serialize_entry("freeze", freeze)?;
-        }
-        if let Some(view) = self.status() {
-            map.serialize_entry("freeze", &view.freeze)?;
-            map.serialize_entry("went_live", &view.went_live)?;
         }
         map.end()
     }
@@ -366,11 +364,22 @@ mod tests {
                 previous: None,
                 releases: Vec::new(),
                 lock: None,
+                freeze: None,
+                went_live: None,
             },
             drift: Some(crate::artifact::Diff::default()),
         });
         let mut expected: Vec<&str> = common.to_vec();
-        expected.extend(["reachable", "live", "previous", "releases", "lock", "drift"]);
+        expected.extend([
+            "reachable",
+            "live",
+            "previous",
+            "releases",
+            "lock",
+            "freeze",
+            "went_live",
+            "drift",
+        ]);
         assert_eq!(keys(&status), expected);
         let mut check = HostResult::new(None, "web1", Outcome::Ok);
         check.detail = Some(Detail::Checks { checks: Vec::new() });

@@ -109,13 +109,19 @@ mod tests {
                     since: "an unknown time".to_string(),
                     alive: false,
                 }),
+                freeze: Some(crate::remote::freeze::Freeze::parse(
+                    "bob@desk 0 incident\u{1b}[2J",
+                )),
+                went_live: None,
             },
         });
         host.error = Some("drift in v2: \u{1b}[2J\nsecond line".to_string());
-        let result = RunResult::new("run-1", "status", false, vec![host]);
+        let mut result = RunResult::new("run-1", "status", false, vec![host]);
+        result.rollup = Some(crate::report::rollup::rollup(&result.hosts));
         insta::assert_snapshot!(render_status(&result), @r"
-        HOST  SERVICE  REACHABLE  LIVE       PREVIOUS  RELEASES  LOCK
-        web1  app      yes        v2\x1b[1A  v1\r      2         \x1b]0;pwned\x07mallory (run run\u{9b}1, since an unknown time, stale)
+        HOST  SERVICE  REACHABLE  LIVE       PREVIOUS  RELEASES  LOCK                                                                    FROZEN                                                   WENT LIVE
+        web1  app      yes        v2\x1b[1A  v1\r      2         \x1b]0;pwned\x07mallory (run run\u{9b}1, since an unknown time, stale)  by bob@desk since 1970-01-01T00:00:00Z: incident\x1b[2J  -
+        app: v2\x1b[1A: 1 host (web1)
         web1: drift in v2: \x1b[2J
         second line
         ");
