@@ -201,3 +201,43 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: an error or an expansion, never a panic; an expansion has the stated
+        /// number of values, in order, each with the prefix and suffix.
+        #[test]
+        fn any_text_expands_or_is_refused(text in any::<String>()) {
+            let _ = expand(&text);
+            let _ = expand_host(&text, &text);
+        }
+
+        #[test]
+        fn well_formed_ranges_expand_in_order(
+            prefix in "[a-z]{0,5}",
+            suffix in "[a-z.]{0,5}",
+            start in 0u64..500,
+            length in 1u64..50,
+            padded in any::<bool>(),
+        ) {
+            let end = start + length - 1;
+            let first = if padded { format!("{start:04}") } else { start.to_string() };
+            let text = format!("{prefix}[{first}:{end}]{suffix}");
+            let values = expand(&text).expect("valid").expect("a range");
+            prop_assert_eq!(values.len() as u64, length);
+            for (offset, value) in values.iter().enumerate() {
+                let number = start + offset as u64;
+                let expected = if padded && first.starts_with('0') && first.len() > 1 {
+                    format!("{prefix}{number:04}{suffix}")
+                } else {
+                    format!("{prefix}{number}{suffix}")
+                };
+                prop_assert_eq!(value, &expected);
+            }
+        }
+    }
+}

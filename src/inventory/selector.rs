@@ -286,3 +286,57 @@ mod tests {
         assert!(glob_matches("w*1?", "web12"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn host(name: String, tags: Vec<String>) -> Host {
+        Host {
+            name,
+            address: "127.0.0.1".to_string(),
+            port: 22,
+            user: "deploy".to_string(),
+            identity_files: Vec::new(),
+            tags,
+            host_key: None,
+            env: Default::default(),
+        }
+    }
+
+    proptest! {
+        /// Any selector text: parsed or refused, never a panic; what it selects is in
+        /// inventory order, without duplicates, and never contains a host a `!` term names.
+        #[test]
+        fn any_selector_selects_in_order_or_is_refused(
+            text in "[a-c*?!:&, ]{0,16}|\\PC{0,16}",
+            names in proptest::collection::vec("[a-c]{1,2}", 1..6),
+        ) {
+            let hosts: Vec<Host> = names
+                .iter()
+                .enumerate()
+                .map(|(index, name)| host(format!("{name}{index}"), vec![name.clone()]))
+                .collect();
+            if let Ok(selector) = Selector::parse(&text)
+                && let Ok(matched) = selector.matched(&hosts)
+            {
+                let selected = combine(std::slice::from_ref(&matched), hosts.len());
+                prop_assert!(selected.windows(2).all(|pair| pair[0] < pair[1]));
+                for index in &selected {
+                    prop_assert!(!matched.exclude[*index]);
+                }
+            }
+        }
+
+        /// A glob of the exact name matches it; `*` matches everything.
+        #[test]
+        fn globs_match_themselves_and_star_matches_all(text in "[a-z0-9.-]{0,12}") {
+            prop_assert!(glob_matches(&text, &text));
+            prop_assert!(glob_matches("*", &text));
+            let prefix: String = text.chars().take(2).collect();
+            let pattern = format!("{prefix}*");
+            prop_assert!(glob_matches(&pattern, &text));
+        }
+    }
+}

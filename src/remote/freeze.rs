@@ -46,12 +46,7 @@ impl Freeze {
             operator,
             since,
             since_text: since
-                .map(|seconds| {
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-                    )
-                    .to_string()
-                })
+                .and_then(crate::text::rfc3339_of_unix)
                 .unwrap_or_else(|| "unknown".to_string()),
             message: crate::text::shorten(&message, FREEZE_MESSAGE_LIMIT),
         }

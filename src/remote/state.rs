@@ -324,12 +324,7 @@ impl LockHolder {
     /// RFC 3339 time the lock was taken, or "an unknown time".
     pub fn since_text(&self) -> String {
         self.since
-            .map(|seconds| {
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-                )
-                .to_string()
-            })
+            .and_then(crate::text::rfc3339_of_unix)
             .unwrap_or_else(|| "an unknown time".to_string())
     }
 
