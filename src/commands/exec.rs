@@ -131,6 +131,7 @@ async fn one(
         base_dir: service.map(|service| service.base_dir.as_str()).unwrap_or(""),
         run_id: &context.run_id,
         shared_paths: &[],
+        shared_files: &[],
         now,
         step_number: 0,
     };

@@ -40,6 +40,7 @@ pub async fn connect<'a>(
         base_dir: &service.base_dir,
         run_id: &context.run_id,
         shared_paths: &service.shared_paths,
+        shared_files: &service.shared_files,
         now,
         step_number: 0,
     };

@@ -34,6 +34,7 @@ use std::path::Path;
 use toml::de::DeTable;
 
 mod artifact_files;
+mod files;
 mod location;
 mod model;
 mod ranges;

@@ -126,6 +126,9 @@ pub struct Service {
     pub keep_releases: usize,
     /// Normalized relative paths, unique.
     pub shared_paths: Vec<String>,
+    /// `shared_files`: normalized relative paths of files in `shared/`, linked into every
+    /// release; staging fails on a host where one is missing.
+    pub shared_files: Vec<String>,
     /// `[services.NAME.env]`: exported to hooks, health checks, tasks and exec.
     pub env: BTreeMap<String, String>,
     /// Each of the service's hosts' own `env`, by host name (hosts without one left out).

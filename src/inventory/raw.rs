@@ -61,6 +61,7 @@ pub(super) struct RawService {
     pub(super) fetch: Option<Spanned<String>>,
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) shared_paths: Option<Vec<Spanned<String>>>,
+    pub(super) shared_files: Option<Vec<Spanned<String>>>,
     pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) tasks: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,

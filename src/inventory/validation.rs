@@ -445,6 +445,7 @@ impl Parser<'_> {
             shared_paths.push(normalized);
         }
 
+        let shared_files = self.shared_files(raw.shared_files.as_ref(), &shared_paths, &key)?;
         let env = self.env(raw.env.as_ref(), &format!("{key}.env"))?;
         let tasks = self.tasks(raw.tasks.as_ref(), &format!("{key}.tasks"))?;
         let mut hooks = match &raw.hooks {
@@ -482,6 +483,7 @@ impl Parser<'_> {
             fetch,
             keep_releases,
             shared_paths,
+            shared_files,
             env,
             host_env,
             tasks,

@@ -52,10 +52,12 @@ fn environment() -> HookEnvironment {
 /// Every program, by name.
 fn programs() -> Vec<(&'static str, String)> {
     let shared = vec!["log".to_string(), "config/app.env".to_string()];
+    let shared_files = vec!["config/secrets.yml".to_string()];
     let lowering = Lowering {
         base_dir: BASE,
         run_id: RUN,
         shared_paths: &shared,
+        shared_files: &shared_files,
         now: 1_764_504_000,
         step_number: 3,
     };

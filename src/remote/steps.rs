@@ -109,6 +109,8 @@ pub struct Lowering<'a> {
     pub base_dir: &'a str,
     pub run_id: &'a str,
     pub shared_paths: &'a [String],
+    /// `shared_files`: files in `shared/` linked into every release (they must exist).
+    pub shared_files: &'a [String],
     /// Unix seconds, recorded in the release log.
     pub now: u64,
     /// This step's number in the run on this host (increasing): a stop fences off every step
@@ -250,6 +252,9 @@ impl Lowering<'_> {
         );
         for path in self.shared_paths {
             script.push(link_shared(path));
+        }
+        for path in self.shared_files {
+            script.push(link_shared_file(path));
         }
         if replace {
             script.push(script!(
@@ -559,6 +564,27 @@ fn link_shared(path: &str) -> Script {
     )
 }
 
+/// Relative link from `releases/<v>/<path>` to the file `shared/<path>`, which must exist (as
+/// Capistrano's `deploy:check:linked_files`): a missing one fails staging, naming it. Unlike a
+/// shared path it is never seeded from the release.
+fn link_shared_file(path: &str) -> Script {
+    let depth = path.split('/').count();
+    let target = format!("{}{}/{path}", "../".repeat(depth + 1), layout::SHARED);
+    let staged = script!("\"$s/tree/\"{path}", path = quote(path));
+    script!(
+        "if [ ! -f {shared} ]; then\n\
+         \x20 echo \"shared file $(pwd -P)/\"{shared}\" is missing on this host: create it there (or upload it with [services.NAME.files]) before pushing\" >&2\n\
+         \x20 exit 1\n\
+         fi\n\
+         rm -rf -- {staged}\n\
+         mkdir -p -- \"$(dirname -- {staged})\" || exit 1\n\
+         ln -s -- {target} {staged} || exit 1\n",
+        shared = quote(&join(layout::SHARED, path)),
+        staged = &staged,
+        target = quote(&target),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,6 +607,7 @@ mod tests {
             base_dir: "/srv/it's here",
             run_id: "run-1",
             shared_paths: &shared,
+            shared_files: &[],
             now: 7,
             step_number: 1,
         };
@@ -660,6 +687,7 @@ mod tests {
             base_dir: "app",
             run_id: "run-1",
             shared_paths: &shared,
+            shared_files: &[],
             now: 5,
             step_number: 1,
         };

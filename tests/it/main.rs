@@ -13,6 +13,7 @@ mod diff;
 mod escapes;
 mod exec;
 mod faults;
+mod files;
 mod freeze;
 mod hooks;
 mod host_keys;
