@@ -99,9 +99,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  deploy run\n  deploy run restart --service api")]
     Run(RunArgs),
     /// Freeze deploys: push, rollback and prune refuse these hosts until `deploy unlock`
-    #[command(
-        after_help = "Example:\n  deploy lock --message \"incident 123\" --hosts web3"
-    )]
+    #[command(after_help = "Example:\n  deploy lock --message \"incident 123\" --hosts web3")]
     Lock(LockArgs),
     /// Check the inventory, connectivity and remote prerequisites
     #[command(after_help = "Example:\n  deploy check -i prod.toml")]

@@ -83,7 +83,11 @@ pub async fn execute(context: &Context, action: &str, jobs: Vec<Job>, sudo: bool
         );
         async move {
             let started = Instant::now();
-            let mut result = HostResult::new(service.map(|service| service.name.as_str()), &host.name, Outcome::Ok);
+            let mut result = HostResult::new(
+                service.map(|service| service.name.as_str()),
+                &host.name,
+                Outcome::Ok,
+            );
             match one(context, action, &job, sudo, label.clone(), &events, now).await {
                 Ok(output) => {
                     if !output.succeeded() {
@@ -128,7 +132,9 @@ async fn one(
     let host = &context.inventory.hosts[job.host];
     let service = job.service.map(|index| &context.inventory.services[index]);
     let lowering = Lowering {
-        base_dir: service.map(|service| service.base_dir.as_str()).unwrap_or(""),
+        base_dir: service
+            .map(|service| service.base_dir.as_str())
+            .unwrap_or(""),
         run_id: &context.run_id,
         shared_paths: &[],
         shared_files: &[],
@@ -215,7 +221,10 @@ async fn one(
     run.close().await;
     if lost && output.succeeded() {
         return Err((
-            HostError::failed(action, "the command ran but its history record was not written"),
+            HostError::failed(
+                action,
+                "the command ran but its history record was not written",
+            ),
             true,
         ));
     }

@@ -22,40 +22,53 @@ pub async fn run(context: &Context, arguments: &LockArgs) -> Result<RunResult, I
     let now = unix_now();
     let line = freeze::freeze_line(&context.operator, now, &arguments.message);
     let line = &line;
-    super::each_target(context, &services, "lock", false, |target, label, events| async move {
-        let service = &context.inventory.services[target.service];
-        let run = super::connect(context, target, label, &events, now).await?;
-        let output = run
-            .run("freeze", &freeze::freeze_script(&service.base_dir, line))
+    super::each_target(
+        context,
+        &services,
+        "lock",
+        false,
+        |target, label, events| async move {
+            let service = &context.inventory.services[target.service];
+            let run = super::connect(context, target, label, &events, now).await?;
+            let output = run
+                .run("freeze", &freeze::freeze_script(&service.base_dir, line))
+                .await;
+            let mut result = super::result_for(context, target, Outcome::Ok);
+            let previous = match output {
+                Ok(output) => freeze::parse_previous(&output.stdout_text())
+                    .map_err(|error| HostError::failed("freeze", error)),
+                Err(error) => Err(error),
+            };
+            let previous = match previous {
+                Ok(previous) => previous,
+                Err(error) => {
+                    run.close().await;
+                    return Err(error);
+                }
+            };
+            record(
+                context,
+                &run,
+                "lock",
+                &result,
+                Some(arguments.message.clone()),
+            )
             .await;
-        let mut result = super::result_for(context, target, Outcome::Ok);
-        let previous = match output {
-            Ok(output) => freeze::parse_previous(&output.stdout_text())
-                .map_err(|error| HostError::failed("freeze", error)),
-            Err(error) => Err(error),
-        };
-        let previous = match previous {
-            Ok(previous) => previous,
-            Err(error) => {
-                run.close().await;
-                return Err(error);
+            result.history_lost(run.history_lost());
+            run.close().await;
+            let freeze = Freeze::parse(line);
+            let mut notes = vec![freeze.describe()];
+            if let Some(previous) = previous {
+                notes.push(format!("replaced: {}", previous.describe()));
             }
-        };
-        record(context, &run, "lock", &result, Some(arguments.message.clone())).await;
-        result.history_lost(run.history_lost());
-        run.close().await;
-        let freeze = Freeze::parse(line);
-        let mut notes = vec![freeze.describe()];
-        if let Some(previous) = previous {
-            notes.push(format!("replaced: {}", previous.describe()));
-        }
-        let summary = notes.join("; ");
-        result.notes = Some(notes);
-        result.detail = Some(Detail::Frozen {
-            freeze: Some(freeze),
-        });
-        Ok(super::Worked { result, summary })
-    })
+            let summary = notes.join("; ");
+            result.notes = Some(notes);
+            result.detail = Some(Detail::Frozen {
+                freeze: Some(freeze),
+            });
+            Ok(super::Worked { result, summary })
+        },
+    )
     .await
 }
 

@@ -47,4 +47,3 @@ impl Parser<'_> {
         Ok(files)
     }
 }
-

@@ -92,4 +92,3 @@ pub(super) struct RawHealthCheck {
 pub(super) struct RawNotify {
     pub(super) webhook: Spanned<String>,
 }
-

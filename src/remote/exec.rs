@@ -84,11 +84,17 @@ pub fn exec_script(target: &ExecTarget<'_>, command: &str) -> String {
         let mut runner = Script::new();
         runner.line("sudo -n -- env");
         for name in ["DEPLOY_SERVICE", "DEPLOY_HOST", "DEPLOY_RUN_ID"] {
-            runner.push(script!(" {assignment}", assignment = sudo_passthrough(name)));
+            runner.push(script!(
+                " {assignment}",
+                assignment = sudo_passthrough(name)
+            ));
         }
         if target.service.is_some() {
             for name in ["DEPLOY_BASE_DIR", "DEPLOY_RELEASE_DIR", "DEPLOY_VERSION"] {
-                runner.push(script!(" {assignment}", assignment = sudo_passthrough(name)));
+                runner.push(script!(
+                    " {assignment}",
+                    assignment = sudo_passthrough(name)
+                ));
             }
         }
         for (name, value) in target.variables {
@@ -159,9 +165,8 @@ impl ExecOutput {
         stderr: &[u8],
         timeout_seconds: u64,
     ) -> ExecOutput {
-        let text = |bytes: &[u8]| {
-            crate::text::shorten(&String::from_utf8_lossy(bytes), EXEC_OUTPUT_LIMIT)
-        };
+        let text =
+            |bytes: &[u8]| crate::text::shorten(&String::from_utf8_lossy(bytes), EXEC_OUTPUT_LIMIT);
         let stderr_text = text(stderr);
         let problem = match (status, signal) {
             (Some(0), _) => None,
@@ -194,7 +199,9 @@ impl ExecOutput {
 
 /// Hosts with identical output and exit code, grouped: each group's host labels in the given
 /// order, groups in the order of their first host.
-pub fn group_outputs<'a>(outputs: &[(&'a str, &'a ExecOutput)]) -> Vec<(Vec<&'a str>, &'a ExecOutput)> {
+pub fn group_outputs<'a>(
+    outputs: &[(&'a str, &'a ExecOutput)],
+) -> Vec<(Vec<&'a str>, &'a ExecOutput)> {
     let mut groups: Vec<(Vec<&str>, &ExecOutput)> = Vec::new();
     for (label, output) in outputs {
         match groups.iter_mut().find(|(_, first)| {

@@ -173,9 +173,15 @@ mod tests {
         assert_eq!(parse_previous(&run(freeze_script("app", &first))), Ok(None));
         let second = freeze_line("bob@desk", 6, "still");
         let replaced = parse_previous(&run(freeze_script("app", &second))).expect("parses");
-        assert_eq!(replaced.map(|freeze| freeze.message), Some("it's an incident".to_string()));
+        assert_eq!(
+            replaced.map(|freeze| freeze.message),
+            Some("it's an incident".to_string())
+        );
         let lifted = parse_previous(&run(thaw_script("app"))).expect("parses");
-        assert_eq!(lifted.map(|freeze| freeze.operator), Some("bob@desk".to_string()));
+        assert_eq!(
+            lifted.map(|freeze| freeze.operator),
+            Some("bob@desk".to_string())
+        );
         assert_eq!(parse_previous(&run(thaw_script("app"))), Ok(None));
         assert!(parse_previous("garbage").is_err());
     }

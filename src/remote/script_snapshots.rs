@@ -45,7 +45,10 @@ fn environment() -> HookEnvironment {
         host: "web1".to_string(),
         version: version("v2"),
         previous: Some(version("v1")),
-        variables: std::collections::BTreeMap::from([("RAILS_ENV".to_string(), "production".to_string())]),
+        variables: std::collections::BTreeMap::from([(
+            "RAILS_ENV".to_string(),
+            "production".to_string(),
+        )]),
     }
 }
 

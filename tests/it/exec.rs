@@ -15,7 +15,11 @@ fn exec_groups_identical_output_and_a_failing_host_makes_exit_1() {
         "{}",
         ran.stdout
     );
-    assert!(ran.stdout.ends_with("3 hosts: 2 ok, 1 failed\n"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.ends_with("3 hosts: 2 ok, 1 failed\n"),
+        "{}",
+        ran.stdout
+    );
     let ran = scenario.json(&["exec", "--", command]).expect_code(1);
     let web2 = ran.host("web2");
     assert_eq!(web2["result"], "failed");
@@ -29,11 +33,16 @@ fn exec_groups_identical_output_and_a_failing_host_makes_exit_1() {
 
 #[test]
 fn exec_with_a_service_runs_in_the_live_release_with_its_variables_and_is_recorded() {
-    let scenario = Scenario::new(2).service(
-        "[services.app.env]\nRAILS_ENV = \"production\"\nREGION = \"service\"\n",
-    );
+    let scenario = Scenario::new(2)
+        .service("[services.app.env]\nRAILS_ENV = \"production\"\nREGION = \"service\"\n");
     let ran = scenario
-        .json(&["exec", "--service", "app", "--", "echo \"$DEPLOY_VERSION $RAILS_ENV\""])
+        .json(&[
+            "exec",
+            "--service",
+            "app",
+            "--",
+            "echo \"$DEPLOY_VERSION $RAILS_ENV\"",
+        ])
         .expect_code(1);
     assert!(
         ran.error("web1").contains("no live release"),
@@ -59,7 +68,10 @@ fn the_host_stops_a_command_when_host_timeout_expires() {
     let marker = "sleep 47.2931";
     let ran = scenario.json(&["exec", "--", marker]).expect_code(1);
     let error = ran.error("web1");
-    assert!(error.contains("timed out") || error.contains("host_timeout"), "{error}");
+    assert!(
+        error.contains("timed out") || error.contains("host_timeout"),
+        "{error}"
+    );
     // The command is gone from the host (stopped there, not merely abandoned).
     let mut gone = false;
     for _ in 0..40 {
@@ -87,7 +99,9 @@ fn named_tasks_run_like_exec_are_listed_and_hooks_may_name_them() {
     );
     let listing = scenario.text(&["run"]).expect_code(0);
     assert!(
-        listing.stdout.contains("app      greet     echo $GREETING from $DEPLOY_HOST"),
+        listing
+            .stdout
+            .contains("app      greet     echo $GREETING from $DEPLOY_HOST"),
         "{}",
         listing.stdout
     );
@@ -103,5 +117,11 @@ fn named_tasks_run_like_exec_are_listed_and_hooks_may_name_them() {
     assert_eq!(record["action"], "run");
     assert_eq!(record["command"], "echo $GREETING from $DEPLOY_HOST");
     let unknown = scenario.json(&["run", "nosuchtask"]).expect_code(2);
-    assert!(unknown.stderr.contains("no selected service defines a task named `nosuchtask`"), "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("no selected service defines a task named `nosuchtask`"),
+        "{}",
+        unknown.stderr
+    );
 }

@@ -15,7 +15,10 @@ fn a_freeze_refuses_pushes_with_exit_3_until_unlock_lifts_it() {
     let error = ran.error("web2");
     assert!(error.contains("frozen by "), "{error}");
     assert!(error.contains(": incident 123"), "{error}");
-    assert!(!error.contains("held by"), "a freeze is not a run's lock: {error}");
+    assert!(
+        !error.contains("held by"),
+        "a freeze is not a run's lock: {error}"
+    );
     assert_eq!(scenario.lives(), [Some("v1".into()), Some("v1".into())]);
     let status = scenario.json(&["status"]).expect_code(0);
     assert_eq!(status.host("web2")["freeze"]["message"], "incident 123");
@@ -55,7 +58,8 @@ fn status_rolls_up_live_releases_and_says_who_made_them_live() {
         .expect_code(0);
     let text = scenario.text(&["status"]).expect_code(0);
     assert!(
-        text.stdout.contains("app: v2: 2 hosts (web1, web3); v1: 1 host (web2)"),
+        text.stdout
+            .contains("app: v2: 2 hosts (web1, web3); v1: 1 host (web2)"),
         "{}",
         text.stdout
     );
