@@ -5,6 +5,7 @@
 pub mod check;
 pub mod diff;
 pub mod exec;
+pub mod files;
 pub mod history;
 pub mod lock;
 pub mod prune;

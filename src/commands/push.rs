@@ -124,8 +124,10 @@ async fn plan_host(
         }
         _ => None,
     };
+    let file_notes = super::files::dry_run_notes(&run, &shipment.files).await;
     run.close().await;
     let (facts, difference) = (facts?, difference.transpose()?);
+    let file_notes = file_notes?;
 
     let mut result = super::result_for(context, target, Outcome::Planned);
     result.to = Some(shipment.version.to_string());
@@ -147,6 +149,7 @@ async fn plan_host(
         ),
         None => "lock: free".to_string(),
     });
+    notes.extend(file_notes);
     if !facts.staging.is_empty() {
         notes.push(format!(
             "staging leftovers of earlier runs (this push removes them): {}",
@@ -292,6 +295,8 @@ async fn stage<'a>(
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
                 };
+                // Uploaded files first: staging links them into the release.
+                super::files::upload_changed(&run, &shipment.files).await?;
                 for step in &plan.stage {
                     run.execute(step, &payload)
                         .await

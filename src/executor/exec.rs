@@ -51,3 +51,26 @@ impl HostRun<'_> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+impl HostRun<'_> {
+    /// Runs `script` with `content` on its stdin (a secret: it never appears in a command line
+    /// or a message), within the host's budget and Ctrl-C; any exit status is returned.
+    pub async fn run_with_content(
+        &self,
+        step: &str,
+        script: &str,
+        content: &[u8],
+    ) -> Result<Output, HostError> {
+        self.events.step(&self.label, step);
+        let session = self.session();
+        let (output, _) = self
+            .bounded(
+                step,
+                self.budget.work_end(),
+                true,
+                session.run_with_input(script, content, |_| {}),
+            )
+            .await?;
+        Ok(output)
+    }
+}

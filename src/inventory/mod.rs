@@ -46,6 +46,7 @@ mod validation;
 mod values;
 mod variables;
 
+pub use files::UploadFile;
 pub use location::InventoryError;
 pub use model::{ArtifactSource, Fetch, HostKeyPolicy, Inventory, OnFailure, Service, Version};
 pub use variables::merged_env;

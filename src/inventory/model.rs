@@ -133,6 +133,9 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     /// Each of the service's hosts' own `env`, by host name (hosts without one left out).
     pub host_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[services.NAME.files]`: controller-side content put into `shared/` before the switch
+    /// (each also linked into releases like a shared file).
+    pub files: Vec<crate::inventory::UploadFile>,
     /// `[services.NAME.tasks]`: `deploy run NAME` runs the command.
     pub tasks: BTreeMap<String, String>,
     /// Whether the artifact may hold setuid/setgid members; default false (they are refused).

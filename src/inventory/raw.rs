@@ -63,6 +63,7 @@ pub(super) struct RawService {
     pub(super) shared_paths: Option<Vec<Spanned<String>>>,
     pub(super) shared_files: Option<Vec<Spanned<String>>>,
     pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub(super) files: Option<BTreeMap<Spanned<String>, Spanned<RawFile>>>,
     pub(super) tasks: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,
     pub(super) hooks: Option<RawHooks>,
@@ -91,4 +92,13 @@ pub(super) struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
     pub(super) webhook: Spanned<String>,
+}
+
+/// One `[services.NAME.files]` entry: `{ source, mode }` or `{ env, mode }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) source: Option<Spanned<String>>,
+    pub(super) env: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<String>>,
 }

@@ -445,7 +445,19 @@ impl Parser<'_> {
             shared_paths.push(normalized);
         }
 
-        let shared_files = self.shared_files(raw.shared_files.as_ref(), &shared_paths, &key)?;
+        let mut shared_files = self.shared_files(raw.shared_files.as_ref(), &shared_paths, &key)?;
+        let files = self.upload_files(raw.files.as_ref(), &key)?;
+        // An uploaded file is linked into releases like a shared file (unless a shared path
+        // directory holds it already).
+        for file in &files {
+            let linked = shared_files.contains(&file.path)
+                || shared_paths.iter().any(|directory| {
+                    super::values::is_inside(&file.path, directory) || *directory == file.path
+                });
+            if !linked {
+                shared_files.push(file.path.clone());
+            }
+        }
         let env = self.env(raw.env.as_ref(), &format!("{key}.env"))?;
         let tasks = self.tasks(raw.tasks.as_ref(), &format!("{key}.tasks"))?;
         let mut hooks = match &raw.hooks {
@@ -486,6 +498,7 @@ impl Parser<'_> {
             shared_files,
             env,
             host_env,
+            files,
             tasks,
             allow_setid: raw.allow_setid.unwrap_or(false),
             hooks,
