@@ -290,3 +290,30 @@ proptest! {
         prop_assert_eq!(freeze.message, message.trim().to_string());
     }
 }
+
+proptest! {
+    /// Any `[services.NAME.files]` digest output: read or refused, never a panic; what the
+    /// program prints reads back.
+    #[test]
+    fn file_digest_lines_read_or_are_refused(
+        text in "(FILE [0-9]{1,2} (-|[0-9a-f]{64}|\\PC{0,8})\n){0,4}|\\PC{0,64}",
+        count in 0usize..8,
+        present in proptest::collection::vec(any::<bool>(), 0..8),
+    ) {
+        use crate::remote::files::parse_digests;
+        let _ = parse_digests(&text, count);
+        let digest = "a".repeat(64);
+        let printed: String = present
+            .iter()
+            .enumerate()
+            .map(|(index, here)| {
+                format!("FILE {index} {}\n", if *here { digest.as_str() } else { "-" })
+            })
+            .collect();
+        let read = parse_digests(&printed, present.len()).expect("the program's own output");
+        prop_assert_eq!(
+            read.iter().map(Option::is_some).collect::<Vec<_>>(),
+            present
+        );
+    }
+}

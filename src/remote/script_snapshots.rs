@@ -204,6 +204,17 @@ fn programs() -> Vec<(&'static str, String)> {
             ),
         ),
         ("thaw", super::freeze::thaw_script(BASE)),
+        (
+            "file_digests",
+            super::files::digests_script(
+                BASE,
+                &["config/app.env".to_string(), "it's.yml".to_string()],
+            ),
+        ),
+        (
+            "file_receive",
+            super::files::receive_script(BASE, "config/app.env", 0o640, &sha256()),
+        ),
     ]
 }
 
