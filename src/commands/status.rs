@@ -62,7 +62,7 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                         since: lock.since_text(),
                         alive: lock.alive,
                     }),
-                    freeze: facts.freeze.clone(),
+                    freeze: facts.freeze.clone().map(Box::new),
                     went_live,
                 },
             });
@@ -103,7 +103,7 @@ async fn went_live(
     run: &crate::executor::HostRun<'_>,
     service: &crate::inventory::Service,
     live: &crate::inventory::Version,
-) -> Option<crate::report::WentLive> {
+) -> Option<Box<crate::report::WentLive>> {
     use crate::remote::history::{Action, RecordResult, history_command, parse_history};
     let output = run
         .run(
@@ -120,10 +120,12 @@ async fn went_live(
                 && record.result == RecordResult::Ok
                 && record.to.as_deref() == Some(live.as_str())
         })
-        .map(|record| crate::report::WentLive {
-            time: record.time,
-            operator: record.operator,
-            action: record.action.to_string(),
+        .map(|record| {
+            Box::new(crate::report::WentLive {
+                time: record.time,
+                operator: record.operator,
+                action: record.action.to_string(),
+            })
         })
 }
 

@@ -243,9 +243,9 @@ pub struct StatusView {
     pub releases: Vec<String>,
     pub lock: Option<LockView>,
     /// A deploy freeze (`deploy lock`), distinct from a run's lock.
-    pub freeze: Option<crate::remote::freeze::Freeze>,
+    pub freeze: Option<Box<crate::remote::freeze::Freeze>>,
     /// When and by whom the live release went live (from the host's history).
-    pub went_live: Option<WentLive>,
+    pub went_live: Option<Box<WentLive>>,
 }
 
 /// The history record that made the live release live.

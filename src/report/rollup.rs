@@ -62,7 +62,7 @@ pub fn rollup(hosts: &[HostResult]) -> Vec<ServiceRollup> {
         // Stable: ties keep their first-seen order.
         service
             .versions
-            .sort_by(|left, right| right.count.cmp(&left.count));
+            .sort_by_key(|count| std::cmp::Reverse(count.count));
     }
     services
 }

@@ -109,9 +109,9 @@ mod tests {
                     since: "an unknown time".to_string(),
                     alive: false,
                 }),
-                freeze: Some(crate::remote::freeze::Freeze::parse(
+                freeze: Some(Box::new(crate::remote::freeze::Freeze::parse(
                     "bob@desk 0 incident\u{1b}[2J",
-                )),
+                ))),
                 went_live: None,
             },
         });
