@@ -149,6 +149,9 @@ async fn plan_host(
         ),
         None => "lock: free".to_string(),
     });
+    if let Some(freeze) = &facts.freeze {
+        notes.push(format!("{} (a push is refused here)", freeze.describe()));
+    }
     notes.extend(file_notes);
     if !facts.staging.is_empty() {
         notes.push(format!(

@@ -15,6 +15,10 @@ impl Inventory {
             }
             return Ok((0..self.hosts.len()).collect());
         };
+        let empty = || format!("the host selection `{}` selects no hosts", shown(selection));
+        if selection.split(',').all(|term| term.trim().is_empty()) {
+            return Err(empty());
+        }
         let in_file = |message: String| format!("{message} in {}", self.file.display());
         let matched = Selector::parse(selection)
             .map_err(in_file)?
@@ -22,10 +26,7 @@ impl Inventory {
             .map_err(in_file)?;
         let indexes = combine(&[matched], self.hosts.len());
         if indexes.is_empty() {
-            return Err(format!(
-                "the host selection `{}` selects no hosts",
-                shown(selection)
-            ));
+            return Err(empty());
         }
         Ok(indexes)
     }

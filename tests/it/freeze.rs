@@ -11,6 +11,15 @@ fn a_freeze_refuses_pushes_with_exit_3_until_unlock_lifts_it() {
         .json(&["lock", "--message", "incident 123", "--hosts", "web2"])
         .expect_code(0);
     let v2 = scenario.versioned_artifact("v2");
+    let dry = scenario
+        .push_artifact("v2", &v2, &["--dry-run"])
+        .expect_code(0);
+    let notes = dry.host("web2")["notes"].to_string();
+    assert!(
+        notes.contains(": incident 123 (a push is refused here)"),
+        "{notes}"
+    );
+    scenario.json(&["prune", "--keep", "1"]).expect_code(3);
     let ran = scenario.push_artifact("v2", &v2, &[]).expect_code(3);
     let error = ran.error("web2");
     assert!(error.contains("frozen by "), "{error}");
