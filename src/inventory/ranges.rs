@@ -116,6 +116,39 @@ pub(super) enum RangeError {
     Address(String),
 }
 
+impl super::location::Parser<'_> {
+    /// The host entries with their ranges expanded, each with its index in the file (names and
+    /// addresses keep the span of the range they came from, so errors point at it).
+    pub(super) fn expand_ranges(
+        &self,
+        raw: Vec<toml::Spanned<super::raw::RawHost>>,
+    ) -> Result<Vec<(usize, super::raw::RawHost)>, super::location::InventoryError> {
+        let mut expanded = Vec::with_capacity(raw.len());
+        for (index, entry) in raw.into_iter().enumerate() {
+            let entry = entry.into_inner();
+            let (name_span, address_span) = (entry.name.span(), entry.address.span());
+            let pairs =
+                expand_host(entry.name.get_ref(), entry.address.get_ref()).map_err(|error| {
+                    match error {
+                        RangeError::Name(message) => {
+                            self.error_at(&name_span, format!("hosts[{index}].name"), message)
+                        }
+                        RangeError::Address(message) => {
+                            self.error_at(&address_span, format!("hosts[{index}].address"), message)
+                        }
+                    }
+                })?;
+            for (name, address) in pairs {
+                let mut host = entry.clone();
+                host.name = toml::Spanned::new(name_span.clone(), name);
+                host.address = toml::Spanned::new(address_span.clone(), address);
+                expanded.push((index, host));
+            }
+        }
+        Ok(expanded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ pub(super) struct RawDeploy {
     pub(super) batch_size: Option<Spanned<i64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHost {
     pub(super) name: Spanned<String>,

@@ -197,90 +197,72 @@ impl Parser<'_> {
         let mut hosts = Vec::with_capacity(raw.len());
         let mut tag_spans = Vec::with_capacity(raw.len());
         let mut first_line_of_name: HashMap<String, usize> = HashMap::new();
-        for (index, entry) in raw.into_iter().enumerate() {
+        for (index, entry) in self.expand_ranges(raw)? {
             let key = format!("hosts[{index}]");
-            let entry = entry.into_inner();
-            let expanded =
-                super::ranges::expand_host(entry.name.get_ref(), entry.address.get_ref()).map_err(
-                    |error| match error {
-                        super::ranges::RangeError::Name(message) => {
-                            self.error_at(&entry.name.span(), format!("{key}.name"), message)
-                        }
-                        super::ranges::RangeError::Address(message) => {
-                            self.error_at(&entry.address.span(), format!("{key}.address"), message)
-                        }
-                    },
-                )?;
             let env = self.env(entry.env.as_ref(), &format!("{key}.env"))?;
-            for (name, address) in expanded {
-                let name = self.name(
-                    &Spanned::new(entry.name.span(), name),
-                    &format!("{key}.name"),
-                    "host name",
-                )?;
-                if let Some(first) = first_line_of_name.get(&name) {
-                    return Err(self.error_at(
-                        &entry.name.span(),
-                        format!("{key}.name"),
-                        format!("duplicate host name `{name}` (first defined on line {first})"),
-                    ));
-                }
-                first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
-
-                let address = &address;
-                if address.is_empty()
-                    || address
-                        .chars()
-                        .any(|character| character.is_whitespace() || character.is_control())
-                {
-                    return Err(self.error_at(
-                        &entry.address.span(),
-                        format!("{key}.address"),
-                        "address must be a non-empty host name or IP address without whitespace",
-                    ));
-                }
-                let port = match &entry.port {
-                    Some(port) => self.port(port, &format!("{key}.port"))?,
-                    None => defaults.port,
-                };
-                let user = match &entry.user {
-                    Some(user) => self.user(user, &format!("{key}.user"))?,
-                    None => defaults.user.clone(),
-                };
-                let identity_files = match &entry.identity_files {
-                    Some(files) => self.local_paths(files, &format!("{key}.identity_files"))?,
-                    None => defaults.identity_files.clone(),
-                };
-                let mut tags: Vec<String> = Vec::new();
-                let mut spans = Vec::new();
-                for (tag_index, tag) in entry.tags.iter().flatten().enumerate() {
-                    let tag_key = format!("{key}.tags[{tag_index}]");
-                    let value = self.name(tag, &tag_key, "tag")?;
-                    if !tags.contains(&value) {
-                        tags.push(value.clone());
-                    }
-                    spans.push((value, tag.span(), tag_key));
-                }
-                let host_key = match &entry.host_key {
-                    Some(host_key) => {
-                        Some(normalize_host_key(host_key.get_ref()).map_err(|message| {
-                            self.error_at(&host_key.span(), format!("{key}.host_key"), message)
-                        })?)
-                    }
-                    None => None,
-                };
-                tag_spans.push(spans);
-                hosts.push(Host {
-                    name,
-                    address: address.clone(),
-                    port,
-                    user,
-                    identity_files,
-                    tags,
-                    host_key,
-                    env: env.clone(),
-                });
+            let name = self.name(&entry.name, &format!("{key}.name"), "host name")?;
+            if let Some(first) = first_line_of_name.get(&name) {
+                return Err(self.error_at(
+                    &entry.name.span(),
+                    format!("{key}.name"),
+                    format!("duplicate host name `{name}` (first defined on line {first})"),
+                ));
             }
+            first_line_of_name.insert(name.clone(), self.line(entry.name.span().start));
+
+            let address = entry.address.get_ref();
+            if address.is_empty()
+                || address
+                    .chars()
+                    .any(|character| character.is_whitespace() || character.is_control())
+            {
+                return Err(self.error_at(
+                    &entry.address.span(),
+                    format!("{key}.address"),
+                    "address must be a non-empty host name or IP address without whitespace",
+                ));
+            }
+            let port = match &entry.port {
+                Some(port) => self.port(port, &format!("{key}.port"))?,
+                None => defaults.port,
+            };
+            let user = match &entry.user {
+                Some(user) => self.user(user, &format!("{key}.user"))?,
+                None => defaults.user.clone(),
+            };
+            let identity_files = match &entry.identity_files {
+                Some(files) => self.local_paths(files, &format!("{key}.identity_files"))?,
+                None => defaults.identity_files.clone(),
+            };
+            let mut tags: Vec<String> = Vec::new();
+            let mut spans = Vec::new();
+            for (tag_index, tag) in entry.tags.iter().flatten().enumerate() {
+                let tag_key = format!("{key}.tags[{tag_index}]");
+                let value = self.name(tag, &tag_key, "tag")?;
+                if !tags.contains(&value) {
+                    tags.push(value.clone());
+                }
+                spans.push((value, tag.span(), tag_key));
+            }
+            let host_key = match &entry.host_key {
+                Some(host_key) => {
+                    Some(normalize_host_key(host_key.get_ref()).map_err(|message| {
+                        self.error_at(&host_key.span(), format!("{key}.host_key"), message)
+                    })?)
+                }
+                None => None,
+            };
+            tag_spans.push(spans);
+            hosts.push(Host {
+                name,
+                address: address.clone(),
+                port,
+                user,
+                identity_files,
+                tags,
+                host_key,
+                env,
+            });
         }
         for spans in &tag_spans {
             for (tag, span, key) in spans {
