@@ -90,6 +90,17 @@ pub enum Command {
     /// Remove a lock left by a run that is gone
     #[command(after_help = "Example:\n  deploy unlock --hosts web3")]
     Unlock(UnlockArgs),
+    /// Run an ad-hoc command on every selected host (grouped output)
+    #[command(
+        after_help = "Examples:\n  deploy exec -- uptime\n  deploy exec --service api --hosts 'web*' -- ls -l\n  deploy exec --sudo -- systemctl status myapp"
+    )]
+    Exec(ExecArgs),
+    /// Run a named task of a service ([services.NAME.tasks]); without a name, list them
+    #[command(after_help = "Examples:\n  deploy run\n  deploy run restart --service api")]
+    Run(RunArgs),
+    /// Freeze deploys: push, rollback and prune refuse these hosts until `deploy unlock`
+    #[command(after_help = "Example:\n  deploy lock --message \"incident 123\" --hosts web3")]
+    Lock(LockArgs),
     /// Check the inventory, connectivity and remote prerequisites
     #[command(after_help = "Example:\n  deploy check -i prod.toml")]
     Check,
@@ -172,6 +183,40 @@ pub struct PruneArgs {
     pub keep: Option<u32>,
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run in this service's live release directory, with its DEPLOY_* variables
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Run the command through `sudo -n` (never prompts)
+    #[arg(long)]
+    pub sudo: bool,
+    /// The command (after `--`), run by `sh -c` on each host
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The task to run (none: list the tasks)
+    pub task: Option<String>,
+    /// The service whose task to run (default: every selected service that defines it)
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Run the task through `sudo -n` (never prompts)
+    #[arg(long)]
+    pub sudo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[arg(long, value_delimiter = ',')]
+    pub service: Vec<String>,
+    /// Why deploys are frozen (shown to whoever is refused)
+    #[arg(long, required = true)]
+    pub message: String,
 }
 
 #[derive(Debug, Args)]

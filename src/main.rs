@@ -184,6 +184,25 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
                 commands::diff::run(&context, arguments).await?,
                 report::render_diff_view,
             ),
+            Command::Exec(arguments) => (
+                commands::exec::run(&context, arguments).await?,
+                report::render_exec,
+            ),
+            Command::Run(arguments) => {
+                if arguments.task.is_none() {
+                    let listing = commands::run::list(&context, arguments)?;
+                    print!("{listing}");
+                    return Ok(0);
+                }
+                (
+                    commands::run::run(&context, arguments).await?,
+                    report::render_exec,
+                )
+            }
+            Command::Lock(arguments) => (
+                commands::lock::run(&context, arguments).await?,
+                report::render_plan,
+            ),
             Command::Completions { .. } => return Ok(0),
         };
     if context.is_interrupted() {

@@ -256,3 +256,66 @@ proptest! {
         prop_assert_eq!(parsed, expected);
     }
 }
+
+proptest! {
+    /// Any exec output from a host: read without panic, each stream bounded, and a failure
+    /// always explained.
+    #[test]
+    fn exec_output_is_bounded_and_failures_explained(
+        status in proptest::option::of(any::<u32>()),
+        signal in proptest::option::of("[A-Z]{1,6}"),
+        stdout in proptest::collection::vec(any::<u8>(), 0..2048),
+        stderr in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        use crate::remote::exec::{EXEC_OUTPUT_LIMIT, ExecOutput};
+        let output = ExecOutput::parse(status, signal.as_deref(), &stdout, &stderr, 5);
+        prop_assert!(output.stdout.len() <= EXEC_OUTPUT_LIMIT + 64);
+        prop_assert!(output.stderr.len() <= EXEC_OUTPUT_LIMIT + 64);
+        prop_assert_eq!(output.succeeded(), status == Some(0));
+        prop_assert_eq!(output.problem.is_some(), status != Some(0));
+    }
+
+    /// Any freeze line from a host: read without panic; a line the tool wrote round-trips.
+    #[test]
+    fn freeze_lines_read_and_round_trip(
+        line in any::<String>(),
+        operator in "[a-z]{1,8}@[a-z]{1,8}",
+        since in any::<u64>(),
+        message in "[ -~]{1,200}",
+    ) {
+        use crate::remote::freeze::{Freeze, freeze_line, parse_previous};
+        let _ = Freeze::parse(&line);
+        let _ = parse_previous(&line);
+        let freeze = Freeze::parse(&freeze_line(&operator, since, &message));
+        prop_assert_eq!(freeze.operator, operator);
+        prop_assert_eq!(freeze.since, Some(since));
+        prop_assert_eq!(freeze.message, message.trim().to_string());
+    }
+}
+
+proptest! {
+    /// Any `[services.NAME.files]` digest output: read or refused, never a panic; what the
+    /// program prints reads back.
+    #[test]
+    fn file_digest_lines_read_or_are_refused(
+        text in "(FILE [0-9]{1,2} (-|[0-9a-f]{64}|\\PC{0,8})\n){0,4}|\\PC{0,64}",
+        count in 0usize..8,
+        present in proptest::collection::vec(any::<bool>(), 0..8),
+    ) {
+        use crate::remote::files::parse_digests;
+        let _ = parse_digests(&text, count);
+        let digest = "a".repeat(64);
+        let printed: String = present
+            .iter()
+            .enumerate()
+            .map(|(index, here)| {
+                format!("FILE {index} {}\n", if *here { digest.as_str() } else { "-" })
+            })
+            .collect();
+        let read = parse_digests(&printed, present.len()).expect("the program's own output");
+        prop_assert_eq!(
+            read.iter().map(Option::is_some).collect::<Vec<_>>(),
+            present
+        );
+    }
+}

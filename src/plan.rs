@@ -27,6 +27,7 @@ impl SwitchSequence {
             host: host.to_string(),
             version: switch.to.clone(),
             previous: switch.from.clone(),
+            variables: service.variables(host),
         };
         let hooks = |phase: HookPhase, commands: &[String]| -> Vec<Step> {
             commands

@@ -84,6 +84,17 @@ pub fn shorten(text: &str, limit: usize) -> String {
     )
 }
 
+/// RFC 3339 form of unix seconds read from a host; `None` past year 9999 (a hostile or broken
+/// host line must not overflow the clock arithmetic).
+pub fn rfc3339_of_unix(seconds: u64) -> Option<String> {
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    if seconds > LAST_SECOND_OF_9999 {
+        return None;
+    }
+    let time = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))?;
+    Some(humantime::format_rfc3339_seconds(time).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,7 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     base_dir: ".",
                     run_id: &context.run_id,
                     shared_paths: &[],
+                    shared_files: &[],
                     now,
                     step_number: 0,
                 };

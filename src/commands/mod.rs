@@ -4,10 +4,14 @@
 
 pub mod check;
 pub mod diff;
+pub mod exec;
+pub mod files;
 pub mod history;
+pub mod lock;
 pub mod prune;
 pub mod push;
 pub mod rollback;
+pub mod run;
 pub mod shipment;
 pub mod status;
 pub mod switching;
@@ -37,6 +41,7 @@ pub async fn connect<'a>(
         base_dir: &service.base_dir,
         run_id: &context.run_id,
         shared_paths: &service.shared_paths,
+        shared_files: &service.shared_files,
         now,
         step_number: 0,
     };
@@ -244,7 +249,7 @@ pub fn failed(
     } else {
         Outcome::Failed
     };
-    if matches!(error, HostError::LockHeld { .. }) {
+    if error.is_lock_held() {
         result.failure = Some(Failure::LockHeld);
     }
     result.error = Some(error.to_string());
@@ -336,7 +341,7 @@ where
                 Err(error) => {
                     events.done(&label, &format!("failed: {error}"));
                     let mut result = result_for(context, target, Outcome::Failed);
-                    if matches!(error, HostError::LockHeld { .. }) {
+                    if error.is_lock_held() {
                         result.failure = Some(Failure::LockHeld);
                     }
                     result.error = Some(error.to_string());

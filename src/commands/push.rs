@@ -144,8 +144,10 @@ async fn plan_host(
                 .diff(&shipment.artifact.manifest.comparable())
         })
     });
+    let file_notes = super::files::dry_run_notes(&run, &shipment.files).await;
     run.close().await;
     let (facts, difference) = (facts?, difference.transpose()?);
+    let file_notes = file_notes?;
 
     let mut result = super::result_for(context, target, Outcome::Planned);
     result.to = Some(shipment.version.to_string());
@@ -167,6 +169,10 @@ async fn plan_host(
         ),
         None => "lock: free".to_string(),
     });
+    if let Some(freeze) = &facts.freeze {
+        notes.push(format!("{} (a push is refused here)", freeze.describe()));
+    }
+    notes.extend(file_notes);
     if !facts.staging.is_empty() {
         notes.push(format!(
             "staging leftovers of earlier runs (this push removes them): {}",
@@ -403,6 +409,8 @@ async fn stage<'a>(
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
                 };
+                // Uploaded files first: staging links them into the release.
+                super::files::upload_changed(&run, &shipment.files).await?;
                 for step in &plan.stage {
                     let delta = plan
                         .stage

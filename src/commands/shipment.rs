@@ -28,6 +28,8 @@ pub struct Shipment {
     pub manifest: Arc<String>,
     /// `fetch = "host"`: every host downloads this URL itself (a secret: never printed).
     pub host_url: Option<String>,
+    /// `[services.NAME.files]`, read before any host is contacted.
+    pub files: Arc<Vec<super::files::LoadedFile>>,
 }
 
 fn is_url(text: &str) -> bool {
@@ -191,6 +193,7 @@ pub async fn prepare(
             artifact,
             manifest,
             host_url,
+            files: Arc::new(super::files::load(context, service_index)?),
         });
     }
     Ok(shipments)

@@ -26,6 +26,13 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                 },
                 _ => None,
             };
+            let went_live = match &facts {
+                Ok(facts) => match facts.live() {
+                    Some(live) => went_live(&run, service, live).await,
+                    None => None,
+                },
+                Err(_) => None,
+            };
             run.close().await;
             let (facts, drift) = (facts?, drift.transpose()?);
             let mut result = super::result_for(context, target, Outcome::Ok);
@@ -55,6 +62,8 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                         since: lock.since_text(),
                         alive: lock.alive,
                     }),
+                    freeze: facts.freeze.clone().map(Box::new),
+                    went_live,
                 },
             });
             let summary = result.error.clone().unwrap_or_else(|| "ok".to_string());
@@ -72,12 +81,52 @@ pub async fn run(context: &Context, arguments: &StatusArgs) -> Result<RunResult,
                     previous: None,
                     releases: Vec::new(),
                     lock: None,
+                    freeze: None,
+                    went_live: None,
                 },
                 drift: None,
             });
         }
     }
+    result.rollup = Some(crate::report::rollup::rollup(&result.hosts));
     Ok(result)
+}
+
+/// How many of the newest history records are searched for the one that made the live release
+/// live.
+const WENT_LIVE_SEARCH: usize = 500;
+
+/// When and by whom `live` went live: the newest successful push or rollback to it in the
+/// host's history (`None` when the history does not say, or cannot be read: status still
+/// shows the rest).
+async fn went_live(
+    run: &crate::executor::HostRun<'_>,
+    service: &crate::inventory::Service,
+    live: &crate::inventory::Version,
+) -> Option<Box<crate::report::WentLive>> {
+    use crate::remote::history::{Action, RecordResult, history_command, parse_history};
+    let output = run
+        .run(
+            "history",
+            &history_command(&service.base_dir, Some(WENT_LIVE_SEARCH)),
+        )
+        .await
+        .ok()?;
+    let (records, _) = parse_history(&output.stdout_text());
+    records
+        .into_iter()
+        .find(|record| {
+            matches!(record.action, Action::Push | Action::Rollback)
+                && record.result == RecordResult::Ok
+                && record.to.as_deref() == Some(live.as_str())
+        })
+        .map(|record| {
+            Box::new(crate::report::WentLive {
+                time: record.time,
+                operator: record.operator,
+                action: record.action.to_string(),
+            })
+        })
 }
 
 /// Re-hashes the live release on the host (one command) and compares it with the manifest

@@ -1,6 +1,7 @@
 //! `deploy unlock --hosts SEL`: show a lock's holder and age, and remove a lock whose run is
 //! gone (its holder process no longer runs on the host). A live holder's lock is only broken
-//! with `--force`, which stops the holder first. Records an `unlock` history entry.
+//! with `--force`, which stops the holder first. Lifts a deploy freeze (`deploy lock`) first.
+//! Records an `unlock` history entry.
 
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::UnlockArgs;
@@ -14,12 +15,34 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
     super::each_target(context, &services, "unlock", false, |target, label, events| async move {
         let mut result = super::result_for(context, target, Outcome::Ok);
         let run = super::connect(context, target, label, &events, now).await?;
-        let facts = run.facts().await;
-        let Some(lock) = facts?.lock else {
+        let facts = match run.facts().await {
+            Ok(facts) => facts,
+            Err(error) => {
+                run.close().await;
+                return Err(error);
+            }
+        };
+        // A deploy freeze (`deploy lock`) is lifted first; a dead run's lock after it.
+        let mut notes = Vec::new();
+        if facts.freeze.is_some() {
+            match super::lock::lift(context, &run, &result).await {
+                Ok(note) => notes.push(note),
+                Err(error) => {
+                    run.close().await;
+                    return Err(error);
+                }
+            }
+            result.history_lost(run.history_lost());
+        }
+        let Some(lock) = facts.lock else {
             run.close().await;
-            result.outcome = Outcome::Unchanged;
-            result.notes = Some(vec!["no lock".to_string()]);
-            return Ok(super::Worked { result, summary: "no lock".to_string() });
+            if notes.is_empty() {
+                result.outcome = Outcome::Unchanged;
+                notes.push("no lock".to_string());
+            }
+            let summary = notes.join("; ");
+            result.notes = Some(notes);
+            return Ok(super::Worked { result, summary });
         };
         let holder = match lock.since {
             Some(since) => format!(
@@ -64,8 +87,9 @@ pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult,
         }
         run.close().await;
         outcome?;
-        let summary = format!("removed lock {holder}");
-        result.notes = Some(vec![summary.clone()]);
+        notes.push(format!("removed lock {holder}"));
+        let summary = notes.join("; ");
+        result.notes = Some(notes);
         Ok(super::Worked { result, summary })
     })
     .await

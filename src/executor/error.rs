@@ -18,6 +18,9 @@ pub enum HostError {
         /// The holder's run id.
         run_id: String,
     },
+    /// A deploy freeze (`deploy lock`) is set on the host: not a run's lock.
+    #[error("{freeze}; `deploy unlock --hosts {host}` lifts the freeze")]
+    Frozen { freeze: String, host: String },
     #[error("{step}: host_timeout reached")]
     TimedOut { step: String },
     #[error("{step}: interrupted")]
@@ -33,6 +36,11 @@ impl HostError {
             step: step.to_string(),
             message: message.into(),
         }
+    }
+
+    /// Another run's lock or a freeze stopped the host (exit code 3 when nothing else failed).
+    pub fn is_lock_held(&self) -> bool {
+        matches!(self, HostError::LockHeld { .. } | HostError::Frozen { .. })
     }
 
     /// The remote command may still be running: the controller gave up on it.

@@ -100,6 +100,18 @@ pub(super) async fn take_lock(
     if held.first_line == "LOCKED" && held.finished.is_none() {
         return Ok((Some(held), None));
     }
+    if let Some(line) = held
+        .first_line
+        .strip_prefix(crate::remote::freeze::FROZEN)
+        .and_then(|rest| rest.strip_prefix(' ').or(rest.is_empty().then_some("")))
+    {
+        let freeze = crate::remote::freeze::Freeze::parse(line);
+        let _ = held.release().await;
+        return Err(HostError::Frozen {
+            freeze: freeze.describe(),
+            host: host.to_string(),
+        });
+    }
     if let Some(holder) = held.first_line.strip_prefix("HELD ") {
         let holder = LockHolder::parse(holder, true);
         let _ = held.release().await;

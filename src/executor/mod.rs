@@ -23,6 +23,7 @@
 mod budget;
 mod delta;
 mod error;
+mod exec;
 mod health;
 mod lock;
 mod switch_back;

@@ -44,16 +44,33 @@ impl InventoryError {
 pub(super) struct Parser<'a> {
     pub(super) text: &'a str,
     pub(super) file: &'a Path,
+    /// The files this one `extends` (nearest first), whose values sit at offsets from their
+    /// `base` on (see `extends`); empty for a file without `extends`.
+    pub(super) ancestors: &'a [super::extends::Ancestor],
 }
 
 impl Parser<'_> {
-    /// 1-based line of a byte offset.
+    /// 1-based line of a byte offset (in the file that holds it).
     pub(super) fn line(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        1 + self.text.as_bytes()[..end]
+        let (_, text, offset) = self.source_of(offset);
+        let end = offset.min(text.len());
+        1 + text.as_bytes()[..end]
             .iter()
             .filter(|byte| **byte == b'\n')
             .count()
+    }
+
+    /// The file, text and offset within it of a (merged) offset.
+    fn source_of(&self, offset: usize) -> (&Path, &str, usize) {
+        match self
+            .ancestors
+            .iter()
+            .filter(|ancestor| ancestor.base <= offset)
+            .max_by_key(|ancestor| ancestor.base)
+        {
+            Some(ancestor) => (&ancestor.file, &ancestor.text, offset - ancestor.base),
+            None => (self.file, self.text, offset),
+        }
     }
 
     pub(super) fn error_at(
@@ -63,7 +80,7 @@ impl Parser<'_> {
         message: impl Into<String>,
     ) -> InventoryError {
         InventoryError {
-            file: self.file.to_path_buf(),
+            file: self.source_of(span.start).0.to_path_buf(),
             line: self.line(span.start),
             key: key.into(),
             message: message.into(),

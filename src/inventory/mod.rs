@@ -36,20 +36,27 @@ use std::path::Path;
 use toml::de::DeTable;
 
 mod artifact_files;
+mod extends;
+mod files;
 mod location;
 mod model;
+mod ranges;
 mod raw;
 mod reach;
 mod rollout;
 mod selection;
+mod selector;
 mod validation;
 mod values;
+mod variables;
 
+pub use files::UploadFile;
 pub use location::InventoryError;
 pub use model::{
     ArtifactSource, Delta, Fetch, Host, HostKeyPolicy, Inventory, OnFailure, Service, Version,
 };
 pub use rollout::BatchSize;
+pub use variables::merged_env;
 
 use location::{Parser, io_error_text};
 use raw::RawInventory;
@@ -67,8 +74,15 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 
 /// Parses and validates inventory `text`; `file` is used in errors and to resolve relative paths.
 pub fn parse_str(text: &str, file: &Path) -> Result<Inventory, InventoryError> {
-    let parser = Parser { text, file };
+    let parser = Parser {
+        text,
+        file,
+        ancestors: &[],
+    };
     let document = DeTable::parse(text).map_err(|error| parser.syntax_error(&error))?;
+    if document.get_ref().contains_key(extends::EXTENDS) {
+        return extends::parse_extending(text, file, document);
+    }
     let raw: RawInventory =
         toml::from_str(text).map_err(|error| parser.schema_error(&error, document.get_ref()))?;
     parser.build(raw)

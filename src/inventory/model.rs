@@ -1,6 +1,7 @@
 //! The validated inventory (SPEC §2): [`Inventory`] and its settings, hosts and services, and
 //! [`Version`], the one type here with rules of its own. Built only by `validation`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -109,6 +110,8 @@ pub struct Host {
     pub host_key: Option<String>,
     /// Per-host `proxy_jump` (validated; `"none"` kept), and where user/port/identity came from.
     pub reach: super::reach::HostReach,
+    /// `env = { ... }`: exported to hooks, health checks, tasks and exec; wins over the service's.
+    pub env: BTreeMap<String, String>,
 }
 
 /// One `[services.NAME]` table.
@@ -129,12 +132,34 @@ pub struct Service {
     pub keep_releases: usize,
     /// Normalized relative paths, unique.
     pub shared_paths: Vec<String>,
+    /// `shared_files`: normalized relative paths of files in `shared/`, linked into every
+    /// release; staging fails on a host where one is missing.
+    pub shared_files: Vec<String>,
+    /// `[services.NAME.env]`: exported to hooks, health checks, tasks and exec.
+    pub env: BTreeMap<String, String>,
+    /// Each of the service's hosts' own `env`, by host name (hosts without one left out).
+    pub host_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[services.NAME.files]`: controller-side content put into `shared/` before the switch
+    /// (each also linked into releases like a shared file).
+    pub files: Vec<crate::inventory::UploadFile>,
+    /// `[services.NAME.tasks]`: `deploy run NAME` runs the command.
+    pub tasks: BTreeMap<String, String>,
     /// Whether the artifact may hold setuid/setgid members; default false (they are refused).
     pub allow_setid: bool,
     /// How a push reuses the live release's unchanged files; default `Hardlink`.
     pub delta: Delta,
     pub hooks: Hooks,
     pub health_check: Option<HealthCheck>,
+}
+
+impl Service {
+    /// The variables exported on `host`: the service's, with the host's own on top.
+    pub fn variables(&self, host: &str) -> BTreeMap<String, String> {
+        match self.host_env.get(host) {
+            Some(host_env) => crate::inventory::merged_env(&self.env, host_env),
+            None => self.env.clone(),
+        }
+    }
 }
 
 /// Where a release tarball comes from.

@@ -41,7 +41,7 @@ pub(super) struct RawDeploy {
     pub(super) batch_pause: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHost {
     pub(super) name: Spanned<String>,
@@ -52,6 +52,7 @@ pub(super) struct RawHost {
     pub(super) tags: Option<Vec<Spanned<String>>>,
     pub(super) host_key: Option<Spanned<String>>,
     pub(super) proxy_jump: Option<Spanned<String>>,
+    pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +66,10 @@ pub(super) struct RawService {
     pub(super) fetch: Option<Spanned<String>>,
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) shared_paths: Option<Vec<Spanned<String>>>,
+    pub(super) shared_files: Option<Vec<Spanned<String>>>,
+    pub(super) env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub(super) files: Option<BTreeMap<Spanned<String>, Spanned<RawFile>>>,
+    pub(super) tasks: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,
     pub(super) delta: Option<Spanned<String>>,
     pub(super) hooks: Option<RawHooks>,
@@ -93,4 +98,13 @@ pub(super) struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
     pub(super) webhook: Spanned<String>,
+}
+
+/// One `[services.NAME.files]` entry: `{ source, mode }` or `{ env, mode }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) source: Option<Spanned<String>>,
+    pub(super) env: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<String>>,
 }

@@ -15,7 +15,7 @@ use super::model::{
     Inventory, MaxFailures, Notify, OnFailure, Service, SshSettings, Version,
 };
 use super::raw::{RawDeploy, RawHealthCheck, RawHost, RawInventory, RawNotify, RawService, RawSsh};
-use super::selection::hosts_matching;
+use super::selector::{Selector, combine};
 use super::values::{
     NAME_CHARACTERS, check_http_url, expand_tilde, has_http_scheme, is_inside, is_name,
     normalize_base_dir, normalize_host_key, normalize_shared_path, parse_max_failures,
@@ -205,9 +205,9 @@ impl Parser<'_> {
         let mut hosts = Vec::with_capacity(raw.len());
         let mut tag_spans = Vec::with_capacity(raw.len());
         let mut first_line_of_name: HashMap<String, usize> = HashMap::new();
-        for (index, entry) in raw.into_iter().enumerate() {
+        for (index, entry) in self.expand_ranges(raw)? {
             let key = format!("hosts[{index}]");
-            let entry = entry.into_inner();
+            let env = self.env(entry.env.as_ref(), &format!("{key}.env"))?;
             let name = self.name(&entry.name, &format!("{key}.name"), "host name")?;
             if let Some(first) = first_line_of_name.get(&name) {
                 return Err(self.error_at(
@@ -260,6 +260,7 @@ impl Parser<'_> {
                 tags,
                 host_key,
                 reach,
+                env,
             });
         }
         for spans in &tag_spans {
@@ -294,22 +295,20 @@ impl Parser<'_> {
         let host_indexes = match &raw.hosts {
             None => (0..hosts.len()).collect(),
             Some(selectors) => {
-                let mut selected = vec![false; hosts.len()];
+                let mut matched = Vec::new();
                 for (index, selector) in selectors.get_ref().iter().enumerate() {
-                    let matched = hosts_matching(hosts, selector.get_ref()).ok_or_else(|| {
-                        self.error_at(
-                            &selector.span(),
-                            format!("{key}.hosts[{index}]"),
-                            format!("no host or tag named `{}`", shown(selector.get_ref())),
-                        )
-                    })?;
-                    for host in matched {
-                        selected[host] = true;
-                    }
+                    let located = |message: String| {
+                        self.error_at(&selector.span(), format!("{key}.hosts[{index}]"), message)
+                    };
+                    let parsed = Selector::parse(selector.get_ref()).map_err(located)?;
+                    matched.push(parsed.matched(hosts).map_err(located)?);
                 }
-                let indexes: Vec<usize> = (0..selected.len())
-                    .filter(|index| selected[*index])
-                    .collect();
+                // `hosts = []` selects nothing (an error below), not every host.
+                let indexes = if matched.is_empty() {
+                    Vec::new()
+                } else {
+                    combine(&matched, hosts.len())
+                };
                 if indexes.is_empty() {
                     return Err(self.error_at(
                         &selectors.span(),
@@ -446,7 +445,22 @@ impl Parser<'_> {
             shared_paths.push(normalized);
         }
 
-        let hooks = match &raw.hooks {
+        let mut shared_files = self.shared_files(raw.shared_files.as_ref(), &shared_paths, &key)?;
+        let files = self.upload_files(raw.files.as_ref(), &key)?;
+        // An uploaded file is linked into releases like a shared file (unless a shared path
+        // directory holds it already).
+        for file in &files {
+            let linked = shared_files.contains(&file.path)
+                || shared_paths.iter().any(|directory| {
+                    super::values::is_inside(&file.path, directory) || *directory == file.path
+                });
+            if !linked {
+                shared_files.push(file.path.clone());
+            }
+        }
+        let env = self.env(raw.env.as_ref(), &format!("{key}.env"))?;
+        let tasks = self.tasks(raw.tasks.as_ref(), &format!("{key}.tasks"))?;
+        let mut hooks = match &raw.hooks {
             Some(hooks) => Hooks {
                 before_switch: self
                     .commands(&hooks.before_switch, &format!("{key}.hooks.before_switch"))?,
@@ -456,11 +470,20 @@ impl Parser<'_> {
             None => Hooks::default(),
         };
 
+        super::variables::resolve_task_names(&mut hooks.before_switch, &tasks);
+        super::variables::resolve_task_names(&mut hooks.after_switch, &tasks);
+
         let health_check = match &raw.health_check {
             Some(check) => Some(self.health_check(check, &format!("{key}.health_check"))?),
             None => None,
         };
 
+        let host_env = host_indexes
+            .iter()
+            .map(|&index| &hosts[index])
+            .filter(|host| !host.env.is_empty())
+            .map(|host| (host.name.clone(), host.env.clone()))
+            .collect();
         Ok(Service {
             name,
             hosts: host_indexes,
@@ -472,6 +495,11 @@ impl Parser<'_> {
             fetch,
             keep_releases,
             shared_paths,
+            shared_files,
+            env,
+            host_env,
+            files,
+            tasks,
             allow_setid: raw.allow_setid.unwrap_or(false),
             delta,
             hooks,
@@ -683,7 +711,11 @@ impl Parser<'_> {
             .collect()
     }
 
-    fn command(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+    pub(super) fn command(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+    ) -> Result<String, InventoryError> {
         let command = value.get_ref();
         if command.trim().is_empty() {
             return Err(self.error_at(&value.span(), key, "command must not be empty"));

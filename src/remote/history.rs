@@ -156,6 +156,44 @@ impl HistoryRecord {
     }
 }
 
+/// A record with the fields only some actions write (SPEC §3): `command` (exec, run) and
+/// `message` (lock, unlock of a freeze). Written, never read back as such: `HistoryRecord`
+/// reads such a line and ignores the two fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnnotatedRecord {
+    #[serde(flatten)]
+    pub record: HistoryRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    pub message: Option<String>,
+}
+
+impl AnnotatedRecord {
+    /// One JSON line of at most `HISTORY_LINE_LIMIT` bytes (command and message cut to 1 KiB,
+    /// then the rest as `HistoryRecord::to_line` does).
+    pub fn to_line(&self) -> String {
+        let mut annotated = self.clone();
+        annotated.command = annotated
+            .command
+            .map(|command| crate::text::shorten(&command, 1024));
+        annotated.message = annotated
+            .message
+            .map(|message| crate::text::shorten(&message, 1024));
+        let mut room = 2 * 1024;
+        loop {
+            if let Some(error) = &self.record.error {
+                annotated.record.error = Some(crate::text::shorten(error, room));
+            }
+            annotated.record.operator = crate::text::shorten(&self.record.operator, 256);
+            let line = serde_json::to_string(&annotated).unwrap_or_else(|_| "{}".to_string());
+            if line.len() <= HISTORY_LINE_LIMIT || room < 64 {
+                return line;
+            }
+            room /= 2;
+        }
+    }
+}
+
 /// Reads `.deploy/history.jsonl` (the last `limit` records when given).
 pub fn history_command(base_dir: &str, limit: Option<usize>) -> String {
     let file = quote(&join(base_dir, layout::HISTORY));

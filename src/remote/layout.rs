@@ -10,6 +10,7 @@
 //!   .deploy/
 //!     lock/holder, lock/step.<pid>  the service lock, its holder and the steps of its run
 //!     lock.break                    taken while a stale lock is broken
+//!     freeze                        a deploy freeze (`deploy lock`), until `deploy unlock`
 //!     staging/<run>/                a release being received (and <run>-prune: releases pruned)
 //!     digests/<v>, entries/<v>, manifests/<v>   what a complete release must be
 //!     releases.log, history.jsonl   go-live order; the audit log
@@ -49,6 +50,8 @@ pub const MANIFESTS: &str = ".deploy/manifests";
 pub const ENTRIES: &str = ".deploy/entries";
 /// Release log, `TIME ACTION FROM TO` per line: the go-live order.
 pub const RELEASE_LOG: &str = ".deploy/releases.log";
+/// A deploy freeze (`deploy lock`): `OPERATOR SINCE MESSAGE`; push, rollback and prune refuse.
+pub const FREEZE: &str = ".deploy/freeze";
 /// The audit log (SPEC §3), one JSON record per line.
 pub const HISTORY: &str = ".deploy/history.jsonl";
 /// Name prefix of the link a switch renames over `current`: `current.tmp.<run>`.

@@ -65,7 +65,7 @@ while [ "$(cat {lock_holder} 2>/dev/null)" != "$me" ]; do
   fi
   sleep 0.2 2>/dev/null || sleep 1
 done
-printf 'LOCKED\n'
+{freeze_check}printf 'LOCKED\n'
 ( cd -- "$start" && {facts} )
 printf '{end}\n'
 cat >/dev/null
@@ -87,6 +87,7 @@ exit 0
         holder_path = layout::LOCK_HOLDER,
         facts = state::facts_script(base_dir),
         end = LOCK_FACTS_END,
+        freeze_check = super::freeze::freeze_check(),
     )
     .into_string()
 }

@@ -14,11 +14,17 @@
 //! | `delta` | a delta push on the host: receiving the members sent into staging and linking (or copying) the rest from the base release; scanning the staged tree; sending members again | exit status; the staged tree's listing and digests (parsed by `scan`) |
 //! | `scan` | a recorded manifest; the listing and digests of a release | the manifest of what is on the host |
 //! | `history` | reading `.deploy/history.jsonl` | `HistoryRecord`s |
+//! | `exec` | an ad-hoc command or named task (`exec`, `run`) with the inventory's variables | `ExecOutput` (streams, exit code), grouped by identical output |
+//! | `files` | the sha256 of each `[services.NAME.files]` file in `shared/`; receiving one on stdin | `FILE <index> <sha256>` |
+//! | `freeze` | the deploy freeze (`lock`, `unlock`, and its check inside the lock script) | `FREEZE <holder line>` |
 //! | `probe` | `deploy check`'s prerequisites | one `Check` per item |
 //!
 //! Nothing here talks to a host (`executor` does) or decides what to do (`plan` does).
 
 pub mod delta;
+pub mod exec;
+pub mod files;
+pub mod freeze;
 pub mod history;
 pub mod layout;
 pub mod lock;

@@ -45,16 +45,22 @@ fn environment() -> HookEnvironment {
         host: "web1".to_string(),
         version: version("v2"),
         previous: Some(version("v1")),
+        variables: std::collections::BTreeMap::from([(
+            "RAILS_ENV".to_string(),
+            "production".to_string(),
+        )]),
     }
 }
 
 /// Every program, by name.
 fn programs() -> Vec<(&'static str, String)> {
     let shared = vec!["log".to_string(), "config/app.env".to_string()];
+    let shared_files = vec!["config/secrets.yml".to_string()];
     let lowering = Lowering {
         base_dir: BASE,
         run_id: RUN,
         shared_paths: &shared,
+        shared_files: &shared_files,
         now: 1_764_504_000,
         step_number: 3,
     };
@@ -232,7 +238,52 @@ fn programs() -> Vec<(&'static str, String)> {
             "probe",
             probe_script(&[("myapp".to_string(), BASE.to_string())], true),
         ),
+        ("exec_service", exec(Some(("myapp", BASE)), false)),
+        ("exec_sudo", exec(Some(("myapp", BASE)), true)),
+        ("exec_host", exec(None, false)),
+        (
+            "exec_record_if_deployed",
+            super::exec::record_if_deployed(
+                BASE,
+                &lowering.append_history(&record(RecordResult::Ok)),
+            ),
+        ),
+        (
+            "freeze",
+            super::freeze::freeze_script(
+                BASE,
+                &super::freeze::freeze_line("alice@laptop", 1_764_504_000, "incident 'x' $(id)"),
+            ),
+        ),
+        ("thaw", super::freeze::thaw_script(BASE)),
+        (
+            "file_digests",
+            super::files::digests_script(
+                BASE,
+                &["config/app.env".to_string(), "it's.yml".to_string()],
+            ),
+        ),
+        (
+            "file_receive",
+            super::files::receive_script(BASE, "config/app.env", 0o640, &sha256()),
+        ),
     ]
+}
+
+/// `deploy exec` on web1, in the service's live release or the login directory.
+fn exec(service: Option<(&str, &str)>, sudo: bool) -> String {
+    let variables = environment().variables;
+    super::exec::exec_script(
+        &super::exec::ExecTarget {
+            service,
+            host: "web1",
+            run_id: RUN,
+            variables: &variables,
+            sudo,
+            timeout_seconds: 300,
+        },
+        "systemctl status 'myapp' | head -n 5",
+    )
 }
 
 #[test]

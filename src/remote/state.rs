@@ -55,6 +55,8 @@ pub struct Facts {
     pub releases: BTreeMap<Version, Sha256>,
     pub log: Vec<LogEntry>,
     pub lock: Option<LockHolder>,
+    /// A deploy freeze (`deploy lock`), if one is set.
+    pub freeze: Option<super::freeze::Freeze>,
     /// Leftover staging directories of earlier runs.
     pub staging: Vec<String>,
     /// Free bytes on the filesystem holding `<base_dir>` (or its nearest existing parent).
@@ -92,6 +94,7 @@ if [ -d {lock} ]; then
   if holder_alive "$holder"; then state=alive; else state=dead; fi
   printf 'lock %s %s\n' "$state" "$holder"
 fi
+if [ -f {freeze} ]; then frozen=; IFS= read -r frozen < {freeze}; printf 'freeze %s\n' "$frozen"; fi
 for s in {staging}/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#{staging}/}}"; done
 exit 0
 "#,
@@ -104,6 +107,7 @@ exit 0
         lock = layout::LOCK,
         lock_holder = layout::LOCK_HOLDER,
         staging = layout::STAGING,
+        freeze = layout::FREEZE,
     )
 }
 
@@ -147,6 +151,7 @@ pub fn parse(text: &str) -> Result<Facts, String> {
                 facts.lock = Some(LockHolder::parse(holder, state == "alive"));
             }
             "staging" => facts.staging.push(rest.to_string()),
+            "freeze" => facts.freeze = Some(super::freeze::Freeze::parse(rest)),
             _ => return Err(bad("unknown tag")),
         }
     }
@@ -319,12 +324,7 @@ impl LockHolder {
     /// RFC 3339 time the lock was taken, or "an unknown time".
     pub fn since_text(&self) -> String {
         self.since
-            .map(|seconds| {
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-                )
-                .to_string()
-            })
+            .and_then(crate::text::rfc3339_of_unix)
             .unwrap_or_else(|| "an unknown time".to_string())
     }
 

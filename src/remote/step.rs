@@ -150,6 +150,8 @@ pub struct HookEnvironment {
     pub version: Version,
     /// The release it replaces, if any.
     pub previous: Option<Version>,
+    /// The inventory's variables for this host (`[services.NAME.env]`, the host's `env` on top).
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 impl Step {

@@ -112,6 +112,8 @@ pub struct Lowering<'a> {
     pub base_dir: &'a str,
     pub run_id: &'a str,
     pub shared_paths: &'a [String],
+    /// `shared_files`: files in `shared/` linked into every release (they must exist).
+    pub shared_files: &'a [String],
     /// Unix seconds, recorded in the release log.
     pub now: u64,
     /// This step's number in the run on this host (increasing): a stop fences off every step
@@ -288,6 +290,9 @@ impl Lowering<'_> {
         for path in self.shared_paths {
             script.push(link_shared(path));
         }
+        for path in self.shared_files {
+            script.push(link_shared_file(path));
+        }
         if replace {
             script.push(script!(
                 "if [ -e {release} ]; then mv -- {release} \"$s/replaced\" || exit 1; fi\n\
@@ -382,14 +387,14 @@ impl Lowering<'_> {
             Some(audit) if audit.required => script.push(script!(
                 "{append} || {{ rm -f -- {temporary}; echo \"cannot append the history record to $b/{history}: current not switched\" >&2; exit 1; }}\n\
                  {rename}",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 temporary = &temporary,
                 history = layout::HISTORY,
                 rename = rename,
             )),
             Some(audit) => script.push(rename).push(script!(
                 "{append} || echo {history_not_written}\n",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 history_not_written = HISTORY_NOT_WRITTEN,
             )),
             None => script.push(rename),
@@ -415,7 +420,7 @@ impl Lowering<'_> {
         if let Some(audit) = record {
             script.push(script!(
                 "{append} || echo {history_not_written}\n",
-                append = append_history_line(&audit.record),
+                append = append_history_line(&audit.record.to_line()),
                 history_not_written = HISTORY_NOT_WRITTEN,
             ));
         }
@@ -450,10 +455,10 @@ impl Lowering<'_> {
         script
     }
 
-    /// Exports the DEPLOY_* environment, enters the release directory and runs `body`.
+    /// Exports the inventory's variables and the DEPLOY_* environment, enters the release directory and runs `body`.
     fn in_release(&self, environment: &HookEnvironment, body: Script) -> Script {
         script!(
-            "set -u\n{functions}b={base}\ncd -- \"$b\" || exit 1\n{register_step}\
+            "set -u\n{functions}b={base}\ncd -- \"$b\" || exit 1\n{register_step}{variables}\
              DEPLOY_BASE_DIR=$(pwd -P)\n\
              DEPLOY_RELEASE_DIR=\"$DEPLOY_BASE_DIR\"/{release}\n\
              DEPLOY_SERVICE={service}\nDEPLOY_HOST={host}\nDEPLOY_VERSION={version}\n\
@@ -463,6 +468,7 @@ impl Lowering<'_> {
             functions = PROCESS_FUNCTIONS,
             base = quote(self.base_dir),
             register_step = register_step(self.run_id, self.step_number),
+            variables = super::exec::exports(&environment.variables),
             release = quote(&layout::release(&environment.version)),
             service = quote(&environment.service),
             host = quote(&environment.host),
@@ -507,12 +513,18 @@ impl Lowering<'_> {
     /// Appends one audit record to `.deploy/history.jsonl` (ending a torn last line first);
     /// prints `HISTORY_NOT_WRITTEN` when the write fails. A fragment: `then` steps may follow.
     pub fn append_history(&self, record: &HistoryRecord) -> String {
+        self.append_history_text(&record.to_line())
+    }
+
+    /// `append_history` for a record line built elsewhere (a record with `command` or
+    /// `message`: `history::AnnotatedRecord::to_line`).
+    pub fn append_history_text(&self, line: &str) -> String {
         script!(
             "{append_record}( b={base}\n  cd -- \"$b\" && mkdir -p {state} && {append} ) || echo {history_not_written}\n",
             append_record = APPEND_RECORD,
             base = quote(self.base_dir),
             state = layout::STATE,
-            append = append_history_line(record),
+            append = append_history_line(line),
             history_not_written = HISTORY_NOT_WRITTEN,
         )
         .into_string()
@@ -532,11 +544,11 @@ impl Lowering<'_> {
 }
 
 /// `append_record .deploy/history.jsonl '<record>'` (inside `<base_dir>`, after `APPEND_RECORD`).
-fn append_history_line(record: &HistoryRecord) -> Script {
+fn append_history_line(line: &str) -> Script {
     script!(
         "append_record {history} {line}",
         history = layout::HISTORY,
-        line = quote(&record.to_line()),
+        line = quote(line),
     )
 }
 
@@ -589,6 +601,27 @@ fn link_shared(path: &str) -> Script {
     )
 }
 
+/// Relative link from `releases/<v>/<path>` to the file `shared/<path>`, which must exist (as
+/// Capistrano's `deploy:check:linked_files`): a missing one fails staging, naming it. Unlike a
+/// shared path it is never seeded from the release.
+fn link_shared_file(path: &str) -> Script {
+    let depth = path.split('/').count();
+    let target = format!("{}{}/{path}", "../".repeat(depth + 1), layout::SHARED);
+    let staged = script!("\"$s/tree/\"{path}", path = quote(path));
+    script!(
+        "if [ ! -f {shared} ]; then\n\
+         \x20 echo \"shared file $(pwd -P)/\"{shared}\" is missing on this host: create it there (or upload it with [services.NAME.files]) before pushing\" >&2\n\
+         \x20 exit 1\n\
+         fi\n\
+         rm -rf -- {staged}\n\
+         mkdir -p -- \"$(dirname -- {staged})\" || exit 1\n\
+         ln -s -- {target} {staged} || exit 1\n",
+        shared = quote(&join(layout::SHARED, path)),
+        staged = &staged,
+        target = quote(&target),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,6 +644,7 @@ mod tests {
             base_dir: "/srv/it's here",
             run_id: "run-1",
             shared_paths: &shared,
+            shared_files: &[],
             now: 7,
             step_number: 1,
         };
@@ -691,6 +725,7 @@ mod tests {
             base_dir: "app",
             run_id: "run-1",
             shared_paths: &shared,
+            shared_files: &[],
             now: 5,
             step_number: 1,
         };

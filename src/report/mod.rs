@@ -8,24 +8,28 @@
 //! `text::escape_for_terminal`; JSON output (the serialized `RunResult`) needs no escaping.
 //!
 //! One idea per file: `result` (the model), `progress` (events and reporter), `table` (column layout), and one file per view: `summary`, `plan`,
-//! `diff`, `status`, `history`. The rest of the crate names everything through the
+//! `diff`, `status` (with its per-service `rollup`), `history`, `exec`. The rest of the crate names everything through the
 //! re-exports below (`crate::report::X`).
 
 mod diff;
+mod exec;
 mod history;
 mod plan;
 mod progress;
 mod result;
+pub mod rollup;
 mod status;
 mod summary;
 mod table;
 
 pub use diff::{render_diff, render_diff_view};
+pub use exec::render_exec;
 pub use history::render_history;
 pub use plan::render_plan;
 pub use progress::{Events, ProgressMode, Reporter};
 pub use result::{
-    CheckView, Detail, Failure, HostResult, LockView, Outcome, RunResult, StatusView,
+    CheckView, Detail, Failure, HostResult, LockView, Outcome, RunResult, StatusView, WentLive,
 };
 pub use status::render_status;
 pub use summary::render_table;
+pub use table::table as render_rows;

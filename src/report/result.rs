@@ -65,6 +65,14 @@ pub enum Detail {
     Pruned { pruned: Vec<String> },
     /// `diff` and `push --dry-run --diff`: file-level difference.
     Diff { diff: crate::artifact::Diff },
+    /// `exec` and `run`: what the command printed and its exit code.
+    Exec {
+        output: crate::remote::exec::ExecOutput,
+    },
+    /// `status` and `lock`: the deploy freeze on the host, if any.
+    Frozen {
+        freeze: Option<crate::remote::freeze::Freeze>,
+    },
     /// `history`: the host's records, newest first.
     History {
         entries: Vec<crate::remote::history::HistoryRecord>,
@@ -114,6 +122,8 @@ impl Serialize for HostResult {
             map.serialize_entry("previous", &view.previous)?;
             map.serialize_entry("releases", &view.releases)?;
             map.serialize_entry("lock", &view.lock)?;
+            map.serialize_entry("freeze", &view.freeze)?;
+            map.serialize_entry("went_live", &view.went_live)?;
         }
         if let Some(Detail::Checks { checks }) = &self.detail {
             map.serialize_entry("checks", checks)?;
@@ -135,6 +145,14 @@ impl Serialize for HostResult {
         }
         if let Some(entries) = self.entries() {
             map.serialize_entry("entries", entries)?;
+        }
+        if let Some(Detail::Exec { output }) = &self.detail {
+            map.serialize_entry("stdout", &output.stdout)?;
+            map.serialize_entry("stderr", &output.stderr)?;
+            map.serialize_entry("exit_code", &output.exit_code)?;
+        }
+        if let Some(Detail::Frozen { freeze }) = &self.detail {
+            map.serialize_entry("freeze", freeze)?;
         }
         map.end()
     }
@@ -224,6 +242,18 @@ pub struct StatusView {
     pub previous: Option<String>,
     pub releases: Vec<String>,
     pub lock: Option<LockView>,
+    /// A deploy freeze (`deploy lock`), distinct from a run's lock.
+    pub freeze: Option<Box<crate::remote::freeze::Freeze>>,
+    /// When and by whom the live release went live (from the host's history).
+    pub went_live: Option<Box<WentLive>>,
+}
+
+/// The history record that made the live release live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WentLive {
+    pub time: String,
+    pub operator: String,
+    pub action: String,
 }
 
 /// One `check` item.
@@ -244,6 +274,9 @@ pub struct RunResult {
     pub dry_run: bool,
     pub result: Outcome,
     pub hosts: Vec<HostResult>,
+    /// `status`: per service, how many hosts run each live release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<Vec<crate::report::rollup::ServiceRollup>>,
 }
 
 impl RunResult {
@@ -262,6 +295,7 @@ impl RunResult {
             dry_run,
             result,
             hosts,
+            rollup: None,
         }
     }
 
@@ -330,11 +364,22 @@ mod tests {
                 previous: None,
                 releases: Vec::new(),
                 lock: None,
+                freeze: None,
+                went_live: None,
             },
             drift: Some(crate::artifact::Diff::default()),
         });
         let mut expected: Vec<&str> = common.to_vec();
-        expected.extend(["reachable", "live", "previous", "releases", "lock", "drift"]);
+        expected.extend([
+            "reachable",
+            "live",
+            "previous",
+            "releases",
+            "lock",
+            "freeze",
+            "went_live",
+            "drift",
+        ]);
         assert_eq!(keys(&status), expected);
         let mut check = HostResult::new(None, "web1", Outcome::Ok);
         check.detail = Some(Detail::Checks { checks: Vec::new() });

@@ -18,6 +18,8 @@ pub fn render_status(result: &RunResult) -> String {
             "PREVIOUS",
             "RELEASES",
             "LOCK",
+            "FROZEN",
+            "WENT LIVE",
         ]
         .map(str::to_string)
         .to_vec(),
@@ -46,9 +48,28 @@ pub fn render_status(result: &RunResult) -> String {
                     )
                 })
                 .unwrap_or_else(|| "-".to_string()),
+            status
+                .freeze
+                .as_ref()
+                .map(|freeze| {
+                    format!(
+                        "by {} since {}: {}",
+                        freeze.operator, freeze.since_text, freeze.message
+                    )
+                })
+                .unwrap_or_else(|| "-".to_string()),
+            status
+                .went_live
+                .as_ref()
+                .map(|went| format!("{} by {} ({})", went.time, went.operator, went.action))
+                .unwrap_or_else(|| "-".to_string()),
         ]);
     }
     let mut text = table(&rows);
+    for service in result.rollup.iter().flatten() {
+        text.push_str(&escape_for_terminal(&super::rollup::rollup_line(service)));
+        text.push('\n');
+    }
     for host in &result.hosts {
         if let Some(error) = &host.error {
             text.push_str(&format!("{}: {}\n", host.host, escape_for_terminal(error)));
@@ -88,13 +109,19 @@ mod tests {
                     since: "an unknown time".to_string(),
                     alive: false,
                 }),
+                freeze: Some(Box::new(crate::remote::freeze::Freeze::parse(
+                    "bob@desk 0 incident\u{1b}[2J",
+                ))),
+                went_live: None,
             },
         });
         host.error = Some("drift in v2: \u{1b}[2J\nsecond line".to_string());
-        let result = RunResult::new("run-1", "status", false, vec![host]);
+        let mut result = RunResult::new("run-1", "status", false, vec![host]);
+        result.rollup = Some(crate::report::rollup::rollup(&result.hosts));
         insta::assert_snapshot!(render_status(&result), @r"
-        HOST  SERVICE  REACHABLE  LIVE       PREVIOUS  RELEASES  LOCK
-        web1  app      yes        v2\x1b[1A  v1\r      2         \x1b]0;pwned\x07mallory (run run\u{9b}1, since an unknown time, stale)
+        HOST  SERVICE  REACHABLE  LIVE       PREVIOUS  RELEASES  LOCK                                                                    FROZEN                                                   WENT LIVE
+        web1  app      yes        v2\x1b[1A  v1\r      2         \x1b]0;pwned\x07mallory (run run\u{9b}1, since an unknown time, stale)  by bob@desk since 1970-01-01T00:00:00Z: incident\x1b[2J  -
+        app: v2\x1b[1A: 1 host (web1)
         web1: drift in v2: \x1b[2J
         second line
         ");

@@ -172,7 +172,7 @@ fn unknown_key_inside_a_host() {
     assert_eq!(
         scratch.check_error(&text),
         "[DIR]/deploy.toml:11: hosts[0].prot: unknown key `prot`, expected one of `name`, \
-         `address`, `port`, `user`, `identity_files`, `tags`, `host_key`, `proxy_jump`"
+         `address`, `port`, `user`, `identity_files`, `tags`, `host_key`, `proxy_jump`, `env`"
     );
 }
 
@@ -184,7 +184,7 @@ fn unknown_key_inside_a_service() {
         scratch.check_error(&text),
         "[DIR]/deploy.toml:14: services.app.keep: unknown key `keep`, expected one of `hosts`, \
          `base_dir`, `version`, `artifact`, `sha256`, `fetch`, `keep_releases`, `shared_paths`, \
-         `allow_setid`, `delta`, `hooks`, `health_check`"
+         `shared_files`, `env`, `files`, `tasks`, `allow_setid`, `delta`, `hooks`, `health_check`"
     );
 }
 
