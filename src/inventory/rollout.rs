@@ -172,6 +172,38 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any string or integer either parses or is refused with the shape; never a panic.
+        #[test]
+        fn any_value_parses_or_is_refused(text in ".{0,12}", number in proptest::num::i64::ANY) {
+            for value in [toml::Value::String(text.clone()), toml::Value::Integer(number)] {
+                if let Err(error) = parse_batch_size(&value) {
+                    proptest::prop_assert!(error.starts_with("batch_size must be"));
+                }
+            }
+        }
+
+        /// Batches are never empty and cover exactly the hosts to switch, whatever the ramp.
+        #[test]
+        fn batches_cover_every_host(
+            steps in proptest::collection::vec((1usize..50, 1u8..=100, proptest::bool::ANY), 1..5),
+            count in 0usize..300,
+            extra in 0usize..100,
+        ) {
+            let ramp = BatchSize::Ramp(
+                steps
+                    .iter()
+                    .map(|&(hosts, percent, is_count)| {
+                        if is_count { Size::Count(hosts) } else { Size::Percent(percent) }
+                    })
+                    .collect(),
+            );
+            let sizes = ramp.batch_sizes(count, count + extra);
+            proptest::prop_assert_eq!(sizes.iter().sum::<usize>(), count);
+            proptest::prop_assert!(sizes.iter().all(|&size| size >= 1));
+        }
+    }
+
     #[test]
     fn batches() {
         assert_eq!(BatchSize::All.batch_sizes(5, 5), vec![5]);
