@@ -4,7 +4,7 @@
 
 use crate::app::{Context, InputError, unix_now};
 use crate::cli::HistoryArgs;
-use crate::remote::history::{history_command, parse_history};
+use crate::remote::history::{history_command, parse_annotated_history};
 use crate::report::{Detail, Outcome, RunResult};
 
 pub async fn run(context: &Context, arguments: &HistoryArgs) -> Result<RunResult, InputError> {
@@ -26,7 +26,7 @@ pub async fn run(context: &Context, arguments: &HistoryArgs) -> Result<RunResult
                 )
                 .await;
             run.close().await;
-            let (entries, problems) = parse_history(&output?.stdout_text());
+            let (entries, problems) = parse_annotated_history(&output?.stdout_text());
             let mut result = super::result_for(context, target, Outcome::Ok);
             for problem in &problems {
                 tracing::warn!(host = %label, "{problem}");

@@ -157,14 +157,15 @@ impl HistoryRecord {
 }
 
 /// A record with the fields only some actions write (SPEC §3): `command` (exec, run) and
-/// `message` (lock, unlock of a freeze). Written, never read back as such: `HistoryRecord`
-/// reads such a line and ignores the two fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `message` (lock, unlock of a freeze). `history` reads records this way (so it shows both);
+/// code that needs only the common fields reads `HistoryRecord`, which ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnotatedRecord {
     #[serde(flatten)]
     pub record: HistoryRecord,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    #[serde(default)]
     pub message: Option<String>,
 }
 
@@ -213,6 +214,15 @@ pub fn history_command(base_dir: &str, limit: Option<usize>) -> String {
 /// the rest of a host's audit log. An action or result word this version does not know is not
 /// a bad line: it is kept as written.
 pub fn parse_history(text: &str) -> (Vec<HistoryRecord>, Vec<String>) {
+    parse_lines(text)
+}
+
+/// [`parse_history`], keeping each record's `command` and `message`.
+pub fn parse_annotated_history(text: &str) -> (Vec<AnnotatedRecord>, Vec<String>) {
+    parse_lines(text)
+}
+
+fn parse_lines<T: serde::de::DeserializeOwned>(text: &str) -> (Vec<T>, Vec<String>) {
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (index, line) in text.lines().enumerate() {

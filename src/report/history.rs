@@ -24,15 +24,27 @@ pub fn render_history(result: &RunResult) -> String {
             text.push_str("  (no history)\n");
             continue;
         }
-        let mut rows = vec![
-            [
-                "TIME", "ACTION", "CHANGE", "RESULT", "OPERATOR", "RUN", "ERROR",
-            ]
-            .map(str::to_string)
-            .to_vec(),
-        ];
+        // `command` (exec, run) and `message` (freezes) only when some record has one.
+        let annotated = entries
+            .iter()
+            .any(|entry| entry.command.is_some() || entry.message.is_some());
+        let mut header = [
+            "TIME", "ACTION", "CHANGE", "RESULT", "OPERATOR", "RUN", "ERROR",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        if annotated {
+            header.push("COMMAND / MESSAGE".to_string());
+        }
+        let mut rows = vec![header];
         for entry in entries {
-            rows.push(vec![
+            let annotation = entry
+                .command
+                .as_deref()
+                .or(entry.message.as_deref())
+                .unwrap_or_default();
+            let entry = &entry.record;
+            let mut row = vec![
                 entry.time.clone(),
                 entry.action.to_string(),
                 format!(
@@ -44,7 +56,11 @@ pub fn render_history(result: &RunResult) -> String {
                 entry.operator.clone(),
                 entry.id.clone(),
                 entry.error.clone().unwrap_or_default(),
-            ]);
+            ];
+            if annotated {
+                row.push(annotation.to_string());
+            }
+            rows.push(row);
         }
         for line in table(&rows).lines() {
             text.push_str(&format!("  {line}\n"));
@@ -56,12 +72,12 @@ pub fn render_history(result: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::history::HistoryRecord;
+    use crate::remote::history::AnnotatedRecord;
     use crate::report::{HostResult, Outcome};
 
     #[test]
     fn history_text_escapes_host_supplied_fields() {
-        let record: HistoryRecord = serde_json::from_value(serde_json::json!({
+        let record: AnnotatedRecord = serde_json::from_value(serde_json::json!({
             "time": "2026-01-01T00:00:00Z",
             "id": "run\r1",
             "operator": "\u{1b}[2Jmallory",
@@ -72,6 +88,7 @@ mod tests {
             "sha256": null,
             "result": "failed",
             "error": "boom\u{7}\nweb2 ok",
+            "command": "echo \u{1b}[31mred",
         }))
         .expect("a history record");
         let mut host = HostResult::new(Some("app"), "web1", Outcome::Ok);
@@ -83,8 +100,8 @@ mod tests {
         let result = RunResult::new("run-1", "history", false, vec![host, broken]);
         insta::assert_snapshot!(render_history(&result), @r"
         web1 (app):
-          TIME                  ACTION  CHANGE        RESULT  OPERATOR        RUN     ERROR
-          2026-01-01T00:00:00Z  push    (none) -> v1  failed  \x1b[2Jmallory  run\r1  boom\x07\nweb2 ok
+          TIME                  ACTION  CHANGE        RESULT  OPERATOR        RUN     ERROR              COMMAND / MESSAGE
+          2026-01-01T00:00:00Z  push    (none) -> v1  failed  \x1b[2Jmallory  run\r1  boom\x07\nweb2 ok  echo \x1b[31mred
         web2 (app):
           error: read history: \x1b]0;title\x07
         ");

@@ -75,7 +75,7 @@ pub enum Detail {
     },
     /// `history`: the host's records, newest first.
     History {
-        entries: Vec<crate::remote::history::HistoryRecord>,
+        entries: Vec<crate::remote::history::AnnotatedRecord>,
     },
 }
 
@@ -218,7 +218,7 @@ impl HostResult {
     }
 
     /// The history records of `history`, newest first.
-    pub fn entries(&self) -> Option<&[crate::remote::history::HistoryRecord]> {
+    pub fn entries(&self) -> Option<&[crate::remote::history::AnnotatedRecord]> {
         match &self.detail {
             Some(Detail::History { entries }) => Some(entries),
             _ => None,

@@ -60,6 +60,13 @@ fn exec_with_a_service_runs_in_the_live_release_with_its_variables_and_is_record
     assert_eq!(record["command"], command);
     assert_eq!(record["result"], "ok");
     assert_eq!(record["service"], "app");
+    let history = scenario.json(&["history"]).expect_code(0);
+    assert_eq!(
+        history.host("web1")["entries"][0]["command"],
+        command,
+        "{:#}",
+        history.host("web1")
+    );
 }
 
 #[test]

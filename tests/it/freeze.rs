@@ -55,6 +55,24 @@ fn a_freeze_refuses_pushes_with_exit_3_until_unlock_lifts_it() {
         .find(|record| record["action"] == "lock")
         .expect("a lock record");
     assert_eq!(lock["message"], "incident 123");
+    // `deploy history` shows the message too, in JSON and in its table.
+    let history = scenario
+        .json(&["history", "--hosts", "web2"])
+        .expect_code(0);
+    let entries = history.host("web2")["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["action"] == "lock" && entry["message"] == "incident 123"),
+        "{entries:#?}"
+    );
+    let text = scenario
+        .text(&["history", "--hosts", "web2"])
+        .expect_code(0);
+    assert!(text.stdout.contains("incident 123"), "{}", text.stdout);
 }
 
 #[test]
