@@ -22,14 +22,22 @@
 #   TMPDIR           where the fleet lives (needs ~3 GiB of disk; avoid a small tmpfs)
 #   DEPLOY_FLEET_KEEP=1  keep the temp dir afterwards
 #
-# `scripts/bench.sh --scale` runs the fleet-scale benchmark instead (hundreds of hosts, memory and
-# time against fleet size, concurrency, plain ssh and pssh): see scripts/bench_scale.sh.
+# Other benchmarks, each its own script (options as environment variables, see each header):
+#   scripts/bench.sh --scale        hundreds of hosts: memory and time against fleet size and
+#                                   concurrency, plain ssh and pssh (scripts/bench-scale.sh)
+#   scripts/bench.sh --bastion      20 hosts behind one bastion against direct (bench-bastion.sh)
+#   scripts/bench.sh --delta        delta push against full push, rsync --link-dest and the plain
+#                                   OpenSSH pipeline (bench-delta.sh)
+#   scripts/bench.sh --known-hosts  status CPU with a 50,000-line known_hosts (bench-known-hosts.sh)
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "$0")" && pwd -P)
-if [ "${1:-}" = --scale ]; then
-  exec "$script_dir/bench_scale.sh"
-fi
+case "${1:-}" in
+  --scale) exec "$script_dir/bench-scale.sh" ;;
+  --bastion) exec "$script_dir/bench-bastion.sh" ;;
+  --delta) exec "$script_dir/bench-delta.sh" ;;
+  --known-hosts) exec "$script_dir/bench-known-hosts.sh" ;;
+esac
 # shellcheck source=scripts/lib/common.sh
 . "$script_dir/lib/common.sh"
 
