@@ -32,7 +32,7 @@ pub struct Global {
     /// Inventory file
     #[arg(short = 'i', long, global = true, default_value = "deploy.toml")]
     pub inventory: PathBuf,
-    /// Only these hosts: comma-separated host names and/or tags
+    /// Only these hosts: names, tags and globs (`web*`), comma-separated; `!x` removes x, `a:&b` keeps what is in both
     #[arg(long, global = true, value_name = "SEL")]
     pub hosts: Option<String>,
     /// Hosts worked on at once (overrides [deploy].concurrency)
@@ -87,7 +87,7 @@ pub enum Command {
     /// Remove old releases, keeping the live and previous ones
     #[command(after_help = "Example:\n  deploy prune --keep 3 --dry-run")]
     Prune(PruneArgs),
-    /// Remove a lock left by a run that is gone
+    /// Lift a deploy freeze, or remove a lock left by a run that is gone
     #[command(after_help = "Example:\n  deploy unlock --hosts web3")]
     Unlock(UnlockArgs),
     /// Run an ad-hoc command on every selected host (grouped output)
