@@ -95,6 +95,36 @@ pub fn rfc3339_of_unix(seconds: u64) -> Option<String> {
     Some(humantime::format_rfc3339_seconds(time).to_string())
 }
 
+/// OpenSSH-style wildcards, the one matcher of the tool (known_hosts and ssh_config patterns,
+/// host selectors): `*` matches any run of bytes (also none), `?` exactly one, everything else
+/// itself. Iterative with one backtrack point (the last `*`): no exponential backtracking.
+pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut pattern_index, mut text_index) = (0, 0);
+    // Position after the last `*` seen, and the text position it is currently matched up to.
+    let mut backtrack: Option<(usize, usize)> = None;
+    while text_index < text.len() {
+        match pattern.get(pattern_index) {
+            Some(b'*') => {
+                pattern_index += 1;
+                backtrack = Some((pattern_index, text_index));
+            }
+            Some(&byte) if byte == b'?' || byte == text[text_index] => {
+                pattern_index += 1;
+                text_index += 1;
+            }
+            _ => match backtrack {
+                Some((star_pattern, star_text)) => {
+                    pattern_index = star_pattern;
+                    text_index = star_text + 1;
+                    backtrack = Some((star_pattern, star_text + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[pattern_index..].iter().all(|&byte| byte == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

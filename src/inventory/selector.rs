@@ -178,29 +178,10 @@ fn atom_matches(hosts: &[Host], atom: &str) -> Result<Vec<bool>, String> {
     }
 }
 
-/// `*` matches any run of characters (also none), `?` exactly one; everything else itself.
+/// `*` matches any run of characters (also none), `?` exactly one; everything else itself
+/// (names and tags are ASCII: `text::wildcard_match` on their bytes).
 pub(super) fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    // Iterative matching with one backtrack point (the last `*`): linear in practice.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
+    crate::text::wildcard_match(pattern.as_bytes(), text.as_bytes())
 }
 
 #[cfg(test)]

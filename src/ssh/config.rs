@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::text::wildcard_match;
+
 /// How deep `Include` may nest (OpenSSH allows 16).
 const INCLUDE_DEPTH: usize = 16;
 /// Whole configuration size bound (bytes, over every file read).
@@ -285,31 +287,6 @@ fn list_matches(patterns: &[Pattern], subject: &str, fold_case: bool) -> bool {
         }
     }
     matched
-}
-
-/// `*` (any run) and `?` (one byte) matching, iterative (no exponential backtracking).
-pub(super) fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    while p < pattern.len() && pattern[p] == b'*' {
-        p += 1;
-    }
-    p == pattern.len()
 }
 
 /// `HostName` may hold `%h` (the original name) and `%%`.

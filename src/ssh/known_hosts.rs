@@ -41,6 +41,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use crate::text::wildcard_match;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -329,7 +330,7 @@ pub fn decide_certificate(
     let named = certificate
         .principals
         .iter()
-        .any(|listed| glob_matches(listed.to_ascii_lowercase().as_bytes(), principal.as_bytes()));
+        .any(|listed| wildcard_match(listed.to_ascii_lowercase().as_bytes(), principal.as_bytes()));
     if !named {
         return CertificateVerdict::WrongPrincipal {
             principals: certificate.principals.to_vec(),
@@ -644,42 +645,14 @@ fn pattern_list_matches(patterns: &str, name: &str) -> bool {
     for pattern in patterns.split(',') {
         match pattern.strip_prefix('!') {
             Some(negated) => {
-                if glob_matches(negated.as_bytes(), name.as_bytes()) {
+                if wildcard_match(negated.as_bytes(), name.as_bytes()) {
                     return false;
                 }
             }
-            None => positive |= glob_matches(pattern.as_bytes(), name.as_bytes()),
+            None => positive |= wildcard_match(pattern.as_bytes(), name.as_bytes()),
         }
     }
     positive
-}
-
-/// Glob with `*` (any run, including empty) and `?` (exactly one byte); everything else literal.
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut pattern_index, mut text_index) = (0, 0);
-    // Position after the last `*` seen, and the text position it is currently matched up to.
-    let mut backtrack: Option<(usize, usize)> = None;
-    while text_index < text.len() {
-        match pattern.get(pattern_index) {
-            Some(b'*') => {
-                pattern_index += 1;
-                backtrack = Some((pattern_index, text_index));
-            }
-            Some(&byte) if byte == b'?' || byte == text[text_index] => {
-                pattern_index += 1;
-                text_index += 1;
-            }
-            _ => match backtrack {
-                Some((star_pattern, star_text)) => {
-                    pattern_index = star_pattern;
-                    text_index = star_text + 1;
-                    backtrack = Some((star_pattern, star_text + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[pattern_index..].iter().all(|&byte| byte == b'*')
 }
 
 /// The key type name at the start of an SSH public key blob (a `string`: u32 length + bytes).
@@ -1156,16 +1129,16 @@ mod tests {
 
     #[test]
     fn glob_edge_cases() {
-        assert!(glob_matches(b"*", b""));
-        assert!(glob_matches(b"*", b"anything"));
-        assert!(glob_matches(b"a*b*c", b"axxbyyc"));
-        assert!(glob_matches(b"*.example.com", b"x.example.com"));
-        assert!(!glob_matches(b"*.example.com", b"x.example.com.evil"));
-        assert!(glob_matches(b"a**", b"a"));
-        assert!(!glob_matches(b"a?", b"a"));
-        assert!(!glob_matches(b"", b"a"));
-        assert!(glob_matches(b"", b""));
-        assert!(glob_matches(b"*ab", b"aab"));
+        assert!(wildcard_match(b"*", b""));
+        assert!(wildcard_match(b"*", b"anything"));
+        assert!(wildcard_match(b"a*b*c", b"axxbyyc"));
+        assert!(wildcard_match(b"*.example.com", b"x.example.com"));
+        assert!(!wildcard_match(b"*.example.com", b"x.example.com.evil"));
+        assert!(wildcard_match(b"a**", b"a"));
+        assert!(!wildcard_match(b"a?", b"a"));
+        assert!(!wildcard_match(b"", b"a"));
+        assert!(wildcard_match(b"", b""));
+        assert!(wildcard_match(b"*ab", b"aab"));
     }
 
     #[test]
@@ -2066,7 +2039,7 @@ mod properties {
             text in "[ab]{0,10}",
         ) {
             prop_assert_eq!(
-                glob_matches(pattern.as_bytes(), text.as_bytes()),
+                wildcard_match(pattern.as_bytes(), text.as_bytes()),
                 naive_glob(pattern.as_bytes(), text.as_bytes())
             );
         }
