@@ -584,20 +584,16 @@ fn unlock(base_dir: &str, holder: &str, kill: bool) -> Script {
 /// Relative link from `releases/<v>/<path>` to `shared/<path>`, seeding `shared/<path>` from
 /// the release (or as an empty directory) the first time.
 fn link_shared(path: &str) -> Script {
-    let depth = path.split('/').count();
-    let target = format!("{}{}/{path}", "../".repeat(depth + 1), layout::SHARED);
-    let staged = script!("\"$s/tree/\"{path}", path = quote(path));
+    let staged = staged_path(path);
     script!(
         "if [ ! -e {shared} ] && [ ! -L {shared} ]; then\n\
          \x20 mkdir -p -- \"$(dirname -- {shared})\" || exit 1\n\
          \x20 if [ -e {staged} ]; then cp -R -- {staged} {shared} || exit 1; else mkdir -p -- {shared} || exit 1; fi\n\
          fi\n\
-         rm -rf -- {staged}\n\
-         mkdir -p -- \"$(dirname -- {staged})\" || exit 1\n\
-         ln -s -- {target} {staged} || exit 1\n",
+         {link}",
         shared = quote(&join(layout::SHARED, path)),
         staged = &staged,
-        target = quote(&target),
+        link = &link_to_shared(path),
     )
 }
 
@@ -605,18 +601,32 @@ fn link_shared(path: &str) -> Script {
 /// Capistrano's `deploy:check:linked_files`): a missing one fails staging, naming it. Unlike a
 /// shared path it is never seeded from the release.
 fn link_shared_file(path: &str) -> Script {
-    let depth = path.split('/').count();
-    let target = format!("{}{}/{path}", "../".repeat(depth + 1), layout::SHARED);
-    let staged = script!("\"$s/tree/\"{path}", path = quote(path));
     script!(
         "if [ ! -f {shared} ]; then\n\
          \x20 echo \"shared file $(pwd -P)/\"{shared}\" is missing on this host: create it there (or upload it with [services.NAME.files]) before pushing\" >&2\n\
          \x20 exit 1\n\
          fi\n\
-         rm -rf -- {staged}\n\
+         {link}",
+        shared = quote(&join(layout::SHARED, path)),
+        link = &link_to_shared(path),
+    )
+}
+
+/// `path` in the staged tree, as shell text.
+fn staged_path(path: &str) -> Script {
+    script!("\"$s/tree/\"{path}", path = quote(path))
+}
+
+/// Replaces `path` in the staged tree by a relative link to `shared/<path>` (shared paths and
+/// shared files alike).
+fn link_to_shared(path: &str) -> Script {
+    let depth = path.split('/').count();
+    let target = format!("{}{}/{path}", "../".repeat(depth + 1), layout::SHARED);
+    let staged = staged_path(path);
+    script!(
+        "rm -rf -- {staged}\n\
          mkdir -p -- \"$(dirname -- {staged})\" || exit 1\n\
          ln -s -- {target} {staged} || exit 1\n",
-        shared = quote(&join(layout::SHARED, path)),
         staged = &staged,
         target = quote(&target),
     )
