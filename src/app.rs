@@ -50,6 +50,33 @@ pub struct Context {
 }
 
 impl Context {
+    /// Refuses (exit 2, before any connection) a run whose connections do not fit under the
+    /// open-file `limit` (see `limits`): every selected host when `holds_every_host`, else at
+    /// most `concurrency` of them. A host reached through a ProxyCommand costs the child's three
+    /// pipes instead of a socket.
+    pub fn check_open_files(&self, limit: u64, holds_every_host: bool) -> Result<(), InputError> {
+        let hosts = self.selected.len();
+        let held = if holds_every_host {
+            hosts
+        } else {
+            hosts.min(self.concurrency)
+        };
+        let per_host = if self
+            .selected
+            .iter()
+            .any(|&host| matches!(self.endpoints[host].route, crate::ssh::Route::Command(_)))
+        {
+            3
+        } else {
+            1
+        };
+        let needed = crate::limits::descriptors_needed(held * per_host, self.concurrency);
+        match crate::limits::shortfall(needed, limit, held) {
+            Some(problem) => Err(InputError(problem)),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(global: &Global, interrupted: watch::Receiver<bool>) -> Result<Context, InputError> {
         let inventory = inventory::load(&global.inventory)?;
         let selected = inventory

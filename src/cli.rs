@@ -112,6 +112,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command holds every selected host's connection (and lock) at once: a real
+    /// push or rollback, from the preflight to the end.
+    pub fn holds_every_host(&self) -> bool {
+        match self {
+            Command::Push(arguments) => !arguments.dry_run,
+            Command::Rollback(arguments) => !arguments.dry_run,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// Services to push (repeat or comma-separate; default: every service with a version and artifact)

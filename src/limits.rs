@@ -6,7 +6,9 @@
 //! connection from the preflight to the end (the lock lives on it), so they need one per
 //! selected host. A host being worked on may use two more at the same time: the connection an
 //! upload streams on and the artifact file it reads. Other commands hold only the hosts being
-//! worked on. On top: `RESERVE` for the process itself (standard streams, the runtime's epoll
+//! worked on. A host reached through a ProxyCommand costs three instead of one (the child's
+//! stdin, stdout and stderr pipes); a host behind a jump host costs none of its own (a channel
+//! on the jump host's connection) but is counted as one. On top: `RESERVE` for the process itself (standard streams, the runtime's epoll
 //! and wake-up descriptors, blocking threads, files read in passing).
 
 /// Descriptors for the process itself, beyond the hosts.

@@ -121,22 +121,7 @@ async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
     if let Some(limit) = open_files {
-        // Push and rollback hold every selected host's connection (and lock) at once.
-        let holds_all = match &cli.command {
-            Command::Push(arguments) => !arguments.dry_run,
-            Command::Rollback(arguments) => !arguments.dry_run,
-            _ => false,
-        };
-        let hosts = context.selected.len();
-        let held = if holds_all {
-            hosts
-        } else {
-            hosts.min(context.concurrency)
-        };
-        let needed = limits::descriptors_needed(held, context.concurrency);
-        if let Some(problem) = limits::shortfall(needed, limit, held) {
-            return Err(InputError(problem).into());
-        }
+        context.check_open_files(limit, cli.command.holds_every_host())?;
     }
     context.unlock_identities().await;
     let span = tracing::info_span!("run", run_id = %context.run_id);

@@ -30,7 +30,7 @@ mod proxy;
 mod resolve;
 
 pub use connection::{Connector, Held, Output, Session};
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, Route};
 pub use error::SshError;
 pub use proxy::parse_jumps;
 pub use resolve::{log_origins, resolve_endpoints};
