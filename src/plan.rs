@@ -197,9 +197,13 @@ impl Release<'_> {
 }
 
 /// The release a delta push on this host would reuse files from (its live release), or why
-/// the whole artifact must be sent. The caller reads that release's recorded manifest and
-/// passes it to [`plan_push`]. Pure.
+/// the whole artifact must be sent, or why nothing is sent at all. The caller reads that
+/// release's recorded manifest and passes it to [`plan_push`], so a host that already holds
+/// the release (unchanged, or staged earlier) costs no manifest read. Pure.
 pub fn delta_base(facts: &Facts, release: &Release) -> Result<Version, String> {
+    if facts.releases.get(release.version) == Some(release.sha256) {
+        return Err(format!("{} is already on this host", release.version));
+    }
     if release.full {
         return Err("--full".to_string());
     }
@@ -566,6 +570,13 @@ mod tests {
         release.size = 100_000;
         release.unpacked_size = 100_000;
         assert_eq!(delta_base(&facts, &release), Ok(version("v1")));
+        // A host that already holds the release needs no base (and no manifest read).
+        let staged = host(
+            Some("v1"),
+            &[("v1", SHA_A), ("v2", SHA_B)],
+            &["1 push - v1"],
+        );
+        assert!(delta_base(&staged, &release).is_err());
         let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
             panic!("expected a deploy");
         };
