@@ -1,7 +1,8 @@
 //! Text helpers shared below `plan` and `report`: human-readable byte counts, showing
 //! host-supplied (untrusted) text on a terminal (`escape_for_terminal`, the one way it is made
 //! safe, and `escape_line`, its one-line form), and bounding long host texts (a hook's stderr,
-//! tar errors on a full disk) before they reach a history record, a result or a terminal.
+//! tar errors on a full disk) before they reach a history record, a result or a terminal; and
+//! `wildcard_match`, the one `*`/`?` matcher (known_hosts, ssh_config, host selectors).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
