@@ -89,6 +89,7 @@ impl Context {
             .max(1);
         let endpoints = crate::ssh::resolve_endpoints(&inventory).map_err(InputError)?;
         let connector = Arc::new(Connector::new(concurrency));
+        crate::report::show_results_on_stderr(global.output != Format::Json);
         Ok(Context {
             inventory,
             selected,

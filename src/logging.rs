@@ -19,16 +19,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::cli::{Format, Global};
 
 pub fn init(global: &Global) {
-    let level = if global.quiet {
-        "error"
-    } else {
-        match global.verbose {
-            0 => "warn",
-            1 => "info",
-            2 => "debug",
-            _ => "trace",
-        }
-    };
+    let level = level(global.log_format, global.verbose, global.quiet);
     // Our own crate at the chosen level; russh stays at warn unless RUST_LOG says otherwise.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,deploy={level}")));
@@ -47,6 +38,20 @@ pub fn init(global: &Global) {
             )
             .try_init(),
     };
+}
+
+/// The level of our own diagnostics. Warnings and errors (host failures, switch-backs, lost
+/// history records) are always shown; `-q` silences only `info`. JSON lines carry the
+/// progress events as `info` (the plain lines' counterpart), so they start there; text
+/// diagnostics start at `warn` (the plain progress lines already say the rest).
+fn level(format: Format, verbose: u8, quiet: bool) -> &'static str {
+    match (format, quiet, verbose) {
+        (_, true, _) => "warn",
+        (Format::Json, false, 0) | (Format::Text, false, 1) => "info",
+        (Format::Text, false, 0) => "warn",
+        (Format::Json, false, 1) | (Format::Text, false, 2) => "debug",
+        _ => "trace",
+    }
 }
 
 /// Whether diagnostics go out as JSON lines (then nothing else may write plain text to stderr).

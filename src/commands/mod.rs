@@ -253,6 +253,7 @@ pub fn failed(
         result.failure = Some(Failure::LockHeld);
     }
     result.error = Some(error.to_string());
+    result.step = Some(error.step().to_string());
     result.duration_ms = elapsed_ms(started);
     switching::announce(events, label, &result);
     result
@@ -339,12 +340,13 @@ where
                     worked.result
                 }
                 Err(error) => {
-                    events.done(&label, &format!("failed: {error}"));
                     let mut result = result_for(context, target, Outcome::Failed);
                     if error.is_lock_held() {
                         result.failure = Some(Failure::LockHeld);
                     }
                     result.error = Some(error.to_string());
+                    result.step = Some(error.step().to_string());
+                    events.finished(&label, &result);
                     result
                 }
             };
@@ -373,6 +375,7 @@ where
 {
     let targets = context.targets(services)?;
     let (events, reporter) = Reporter::start(context.progress, targets.len());
+    events.phase(crate::report::Phase::Connecting);
     let permits = Arc::new(Semaphore::new(context.concurrency));
     let mut by_service: Vec<usize> = targets.iter().map(|target| target.service).collect();
     by_service.sort_unstable();

@@ -17,7 +17,7 @@ use crate::inventory::{OnFailure, Version};
 use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::LogAction;
-use crate::report::{Detail, Events, HostResult, Outcome, RunResult};
+use crate::report::{Detail, Events, HostResult, Milestone, Outcome, Phase, PlannedStep, RunResult};
 
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, InputError> {
     let shipments = super::shipment::prepare(
@@ -186,7 +186,7 @@ async fn plan_host(
             crate::text::format_bytes(shipment.artifact.unpacked_size)
         ));
     }
-    let mut steps: Vec<String> = Vec::new();
+    let mut steps: Vec<PlannedStep> = Vec::new();
     match plan_push(
         &facts,
         &release,
@@ -209,7 +209,7 @@ async fn plan_host(
         PushDecision::Deploy(plan) => {
             result.bytes = plan.upload_bytes;
             notes.push(plan.transfer.describe());
-            steps.extend(plan.stage.iter().map(Step::describe));
+            steps.extend(plan.stage.iter().map(PlannedStep::of));
             let switch = Switch {
                 from: plan.from.clone(),
                 to: plan.to.clone(),
@@ -219,21 +219,18 @@ async fn plan_host(
                 SwitchSequence::new(service, &host.name, &switch)
                     .steps()
                     .iter()
-                    .map(Step::describe),
+                    .map(PlannedStep::of),
             );
             if !plan.prune.is_empty() {
-                steps.push(
-                    Step::Prune {
-                        versions: plan.prune.clone(),
-                    }
-                    .describe(),
-                );
+                steps.push(PlannedStep::of(&Step::Prune {
+                    versions: plan.prune.clone(),
+                }));
             }
         }
     }
     let summary = format!("planned: {} steps", steps.len());
     result.notes = Some(notes);
-    result.steps = Some(steps);
+    result.planned = Some(steps);
     Ok(super::Worked { result, summary })
 }
 
@@ -254,6 +251,9 @@ async fn push_service<'a>(
     // the fleet) before the first byte is uploaded; too many failures already: nothing is.
     let (acquired, mut finished) =
         super::lock_all(context, targets, with_service, events, permits, now).await;
+    events.phase(Phase::Staging {
+        bytes_each: shipment.artifact.size,
+    });
     let stop = StagingStop::new(context, total, failed_count(&finished));
     if let Some(reason) = stop.reason() {
         events.fleet(&format!(
@@ -399,6 +399,7 @@ async fn stage<'a>(
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),
             PushDecision::Deploy(plan) => {
+                events.planned(&label, plan.upload_bytes);
                 result
                     .notes
                     .get_or_insert_with(Vec::new)
@@ -434,7 +435,7 @@ async fn stage<'a>(
     match outcome {
         Ok(plan) => {
             result.bytes = run.uploaded();
-            run.wait_for_others("staged; waiting for the other hosts");
+            run.wait_for_others(Milestone::Staged);
             if plan.is_none() {
                 result.outcome = Outcome::Unchanged;
             }

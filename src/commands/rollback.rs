@@ -78,11 +78,11 @@ async fn plan_host(
             result.to = Some(switch.to.to_string());
             let service = &context.inventory.services[target.service];
             let host = &context.inventory.hosts[target.host].name;
-            result.steps = Some(
+            result.planned = Some(
                 SwitchSequence::new(service, host, &switch)
                     .steps()
                     .iter()
-                    .map(crate::plan::Step::describe)
+                    .map(crate::report::PlannedStep::of)
                     .collect(),
             );
         }
@@ -161,7 +161,7 @@ async fn roll_back_service<'a>(
                 let result = super::failed(result, &error, started, events, &label);
                 return Err(Box::new((target, result, true)));
             }
-            run.wait_for_others("ready; waiting for the other hosts");
+            run.wait_for_others(crate::report::Milestone::Ready);
             Ok(Locked {
                 target,
                 run,

@@ -165,11 +165,22 @@ pub async fn prepare(
                 let policy = artifact::MemberPolicy {
                     allow_setid: service.allow_setid,
                 };
-                let artifact =
+                // On a terminal the overall line says what the seconds of reading are for.
+                let (events, reporter) = Reporter::start(context.progress, 0);
+                events.phase(crate::report::Phase::CheckingArtifact {
+                    what: path
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                });
+                let checked =
                     tokio::task::spawn_blocking(move || artifact::inspect_with(&owned, &policy))
-                        .await
-                        .map_err(|error| InputError(format!("checking the artifact: {error}")))?
-                        .map_err(|error| InputError(error.to_string()))?;
+                        .await;
+                drop(events);
+                reporter.finish().await;
+                let artifact = checked
+                    .map_err(|error| InputError(format!("checking the artifact: {error}")))?
+                    .map_err(|error| InputError(error.to_string()))?;
                 if let Some(expected) = &service.sha256
                     && request.artifact.is_none()
                     && expected != &artifact.sha256

@@ -22,7 +22,7 @@ pub use crate::plan::Switch;
 use crate::plan::{Step, SwitchSequence};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::LogAction;
-use crate::report::{Events, HostResult, Outcome};
+use crate::report::{Events, HostResult, Landing, Milestone, Outcome, Phase};
 use crate::ssh::Held;
 
 /// A host holding its service lock, ready to switch.
@@ -109,6 +109,10 @@ pub async fn switch_all(
                 names.join(", ")
             ));
         }
+        events.phase(Phase::Switching {
+            batch: number,
+            of: count,
+        });
         let batch: Vec<&mut Locked> = hosts
             .iter_mut()
             .enumerate()
@@ -129,8 +133,15 @@ pub async fn switch_all(
             break;
         }
         if failures > allowed && policy != OnFailure::Continue {
+            // Name the hosts that failed: the hosts switched back are told why.
+            let failed: Vec<&str> = hosts
+                .iter()
+                .filter(|host| host.result.outcome == Outcome::Failed)
+                .map(|host| context.inventory.hosts[host.target.host].name.as_str())
+                .collect();
             halted = Some(format!(
-                "{failures} of {total} hosts failed (max_failures allows {allowed})"
+                "{failures} of {total} hosts failed (max_failures allows {allowed}): {}",
+                failed.join(", ")
             ));
             break;
         }
@@ -138,8 +149,10 @@ pub async fn switch_all(
     if let Some(reason) = &halted
         && (policy == OnFailure::Rollback || context.is_interrupted())
     {
+        events.phase(Phase::RollingBack);
         undo_switched(context, hosts, reason).await;
     }
+    events.phase(Phase::Finishing);
     halted
 }
 
@@ -284,8 +297,7 @@ async fn switch_batch(
             let outcome = switch_one(context, host, switch)
                 .instrument(super::host_span(context, host.target))
                 .await;
-            host.run
-                .wait_for_others("switched; waiting for the other hosts");
+            host.run.wait_for_others(Milestone::Switched);
             Some(outcome)
         },
     )
@@ -297,6 +309,12 @@ async fn switch_batch(
         host.recorded = outcome.recorded;
         if let Some(error) = outcome.error {
             let interrupted = matches!(error, HostError::Interrupted { .. });
+            host.result.step = Some(error.step().to_string());
+            host.result.landing = match (outcome.switched, outcome.recorded) {
+                (true, _) => Landing::LeftOnTarget,
+                (false, true) => Landing::SwitchedBack,
+                (false, false) => Landing::Implied,
+            };
             let text = match outcome.aftermath {
                 Some(aftermath) => format!("{error}; {aftermath}"),
                 None => error.to_string(),
@@ -337,8 +355,9 @@ async fn switch_one(context: &Context, host: &Locked<'_>, switch: &Switch) -> Sw
     }
     let step = switch.recorded(host.record(context, Outcome::Ok, None));
     let mut failure = None;
+    let (events, label) = (&host.run.events, host.run.label.as_str());
     match host.run.execute(&step, &Payload::none()).await {
-        Ok(_) => {}
+        Ok(_) => events.reached(label, Milestone::Switched),
         // The switch ran and said no: nothing changed.
         Err(error @ HostError::Failed { .. }) => return not_switched(error),
         // The answer was lost (connection dropped, deadline): it may have switched.
@@ -359,6 +378,7 @@ async fn switch_one(context: &Context, host: &Locked<'_>, switch: &Switch) -> Sw
         failure = Some(error);
     }
     let Some(error) = failure else {
+        events.reached(label, Milestone::Healthy);
         return Switched {
             switched: true,
             recorded: true,
@@ -386,12 +406,15 @@ async fn switch_one(context: &Context, host: &Locked<'_>, switch: &Switch) -> Sw
     )
     .await
     {
-        Ok(()) => Switched {
-            switched: false,
-            recorded: true,
-            error: Some(error),
-            aftermath: Some(format!("switched back to {back_to}")),
-        },
+        Ok(()) => {
+            events.switched_back(label, &format!("switched back to {back_to}: {error}"));
+            Switched {
+                switched: false,
+                recorded: true,
+                error: Some(error),
+                aftermath: Some(format!("switched back to {back_to}")),
+            }
+        }
         Err(undo) => Switched {
             switched: true,
             recorded: false,
@@ -437,15 +460,23 @@ async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str
         let outcome = revert(context, host, &switch, record)
             .instrument(super::host_span(context, host.target))
             .await;
+        host.result.step = Some("switch back".to_string());
         match outcome {
             Ok(()) => {
+                host.run.events.switched_back(&host.run.label, &message);
                 host.switched = false;
                 host.recorded = true;
                 host.result.outcome = Outcome::RolledBack;
                 host.result.error = Some(message);
+                host.result.landing = if context.is_interrupted() {
+                    Landing::SwitchedBack
+                } else {
+                    Landing::FleetRollback
+                };
             }
             Err(error) => {
                 host.recorded = false;
+                host.result.landing = Landing::LeftOnTarget;
                 host.result.outcome = Outcome::Failed;
                 host.result.error =
                     Some(format!("switching back after `{reason}` failed: {error}"));
@@ -489,18 +520,5 @@ pub async fn finish(
 
 /// The one-line result of a finished host, for the reporter.
 pub fn announce(events: &Events, label: &str, result: &HostResult) {
-    match (&result.outcome, &result.error) {
-        (Outcome::Failed | Outcome::Skipped | Outcome::RolledBack, Some(error)) => {
-            events.done(label, &format!("{}: {error}", result.outcome.as_str()))
-        }
-        (outcome, _) => events.done(
-            label,
-            &format!(
-                "{} {} -> {}",
-                outcome.as_str(),
-                result.from.as_deref().unwrap_or("(none)"),
-                result.to.as_deref().unwrap_or("(none)")
-            ),
-        ),
-    }
+    events.finished(label, result);
 }

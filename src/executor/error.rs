@@ -38,6 +38,18 @@ impl HostError {
         }
     }
 
+    /// The step the host's work stopped in.
+    pub fn step(&self) -> &str {
+        match self {
+            HostError::Failed { step, .. }
+            | HostError::Connection { step, .. }
+            | HostError::TimedOut { step }
+            | HostError::Interrupted { step }
+            | HostError::Stopped { step, .. } => step,
+            HostError::LockHeld { .. } | HostError::Frozen { .. } => "lock",
+        }
+    }
+
     /// Another run's lock or a freeze stopped the host (exit code 3 when nothing else failed).
     pub fn is_lock_held(&self) -> bool {
         matches!(self, HostError::LockHeld { .. } | HostError::Frozen { .. })

@@ -159,10 +159,11 @@ impl<'a> HostRun<'a> {
         }
     }
 
-    /// The host waits for the other hosts (staged, or switched): its budget's clock stops.
-    pub fn wait_for_others(&self, message: &str) {
+    /// The host waits for the other hosts after reaching `milestone` (staged, ready, or
+    /// switched): its budget's clock stops.
+    pub fn wait_for_others(&self, milestone: crate::report::Milestone) {
         self.budget.pause();
-        self.events.idle(&self.label, message);
+        self.events.idle(&self.label, milestone);
     }
 
     /// The host waits for its turn (no message; its progress line gives way): its budget's
@@ -451,8 +452,9 @@ impl<'a> HostRun<'a> {
         ] {
             if stdout.lines().any(|line| line == marker) {
                 self.history_lost.store(true, Ordering::Relaxed);
-                self.events.note(
+                self.events.warning(
                     &self.label,
+                    "history",
                     &format!("warning: the {what} could not be written on the host (disk full?)"),
                 );
             }
@@ -576,8 +578,9 @@ impl<'a> HostRun<'a> {
             (None, Some(step)) => step.name().to_string(),
             (None, None) => return,
         };
-        self.events.note(
+        self.events.warning(
             &self.label,
+            "history",
             &format!("warning: {what} not written: {problem}"),
         );
     }

@@ -174,6 +174,117 @@ impl Step {
         }
     }
 
+    /// The step as data for `push --dry-run --output json` (SPEC §5): `kind` and the values
+    /// an operator or CI gates on (versions, bytes, commands), never shell text or secrets
+    /// (a fetch names its redacted source, a history record is not shown).
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{Value, json};
+        let optional = |version: &Option<Version>| -> Value {
+            version
+                .as_ref()
+                .map_or(Value::Null, |version| Value::from(version.as_str()))
+        };
+        let (kind, fields) = match self {
+            Step::Prepare => ("prepare", json!({})),
+            Step::Upload {
+                version,
+                sha256,
+                bytes,
+            } => (
+                "upload",
+                json!({"version": version.as_str(), "sha256": sha256.to_string(), "bytes": bytes}),
+            ),
+            Step::Fetch {
+                version,
+                sha256,
+                source,
+            } => (
+                "fetch",
+                json!({"version": version.as_str(), "sha256": sha256.to_string(), "source": source}),
+            ),
+            Step::Delta {
+                version,
+                sha256,
+                base,
+                reuse,
+                reused,
+                sent_files,
+                sent_bytes,
+                compress,
+            } => (
+                "delta",
+                json!({
+                    "version": version.as_str(),
+                    "sha256": sha256.to_string(),
+                    "from": base.as_str(),
+                    "reuse": reuse.as_str(),
+                    "reused_files": reused.len(),
+                    "files": sent_files,
+                    "bytes": sent_bytes,
+                    "compressed": compress,
+                }),
+            ),
+            Step::Verify { version } => ("verify", json!({"version": version.as_str()})),
+            Step::Repair { version, paths, .. } => (
+                "repair",
+                json!({"version": version.as_str(), "files": paths.len()}),
+            ),
+            Step::Finalize {
+                version,
+                sha256,
+                replace,
+                ..
+            } => (
+                "finalize",
+                json!({"version": version.as_str(), "sha256": sha256.to_string(), "replace": replace}),
+            ),
+            Step::Switch {
+                from, to, action, ..
+            } => (
+                "switch",
+                json!({"from": optional(from), "to": to.as_str(), "action": action.as_str()}),
+            ),
+            Step::Prune { versions } => (
+                "prune",
+                json!({"versions": versions.iter().map(Version::as_str).collect::<Vec<_>>()}),
+            ),
+            Step::Retract { version, .. } => ("retract", json!({"version": version.as_str()})),
+            Step::Unlock { kill, .. } => ("unlock", json!({"kill": kill})),
+            Step::Hook {
+                phase,
+                command,
+                environment,
+            } => (
+                "hook",
+                json!({
+                    "phase": phase.as_str(),
+                    "command": command,
+                    "version": environment.version.as_str(),
+                }),
+            ),
+            Step::Health {
+                command,
+                timeout_seconds,
+                attempts,
+                environment,
+            } => (
+                "health",
+                json!({
+                    "command": command,
+                    "attempts": attempts,
+                    "timeout_seconds": timeout_seconds,
+                    "version": environment.version.as_str(),
+                }),
+            ),
+        };
+        let mut map = serde_json::Map::new();
+        map.insert("kind".to_string(), Value::from(kind));
+        if let Value::Object(fields) = fields {
+            map.extend(fields);
+        }
+        map
+    }
+
     /// One line describing the step for dry-run output.
     pub fn describe(&self) -> String {
         match self {

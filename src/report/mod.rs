@@ -7,14 +7,18 @@
 //! never print. Every text rendering here passes host-supplied text through
 //! `text::escape_for_terminal`; JSON output (the serialized `RunResult`) needs no escaping.
 //!
-//! One idea per file: `result` (the model), `progress` (events and reporter), `table` (column layout), and one file per view: `summary`, `plan`,
+//! One idea per file: `result` (the model), `progress` (events and reporter), `overall` (the
+//! overall progress line: phases and counts), `table` (column layout), `problems` (what went
+//! wrong, grouped, under the summary table), and one file per view: `summary`, `plan`,
 //! `diff`, `status` (with its per-service `rollup`), `history`, `exec`. The rest of the crate names everything through the
 //! re-exports below (`crate::report::X`).
 
 mod diff;
 mod exec;
 mod history;
+mod overall;
 mod plan;
+mod problems;
 mod progress;
 mod result;
 pub mod rollup;
@@ -26,9 +30,11 @@ pub use diff::{render_diff, render_diff_view};
 pub use exec::render_exec;
 pub use history::render_history;
 pub use plan::render_plan;
-pub use progress::{Events, ProgressMode, Reporter};
+pub use overall::{Milestone, Phase};
+pub use progress::{Events, ProgressMode, Reporter, show_results_on_stderr};
 pub use result::{
-    CheckView, Detail, Failure, HostResult, LockView, Outcome, RunResult, StatusView, WentLive,
+    CheckView, Detail, Failure, HostResult, Landing, LockView, Outcome, PlannedStep, RunResult,
+    StatusView, WentLive,
 };
 pub use status::render_status;
 pub use summary::render_table;

@@ -18,7 +18,7 @@ pub fn render_plan(result: &RunResult) -> String {
         for line in host.notes.iter().flatten() {
             text.push_str(&format!("  {}\n", escape_line(line)));
         }
-        for line in host.steps.iter().flatten() {
+        for line in host.step_lines() {
             text.push_str(&format!("  - {}\n", escape_line(line)));
         }
         if let Some(difference) = host.diff() {

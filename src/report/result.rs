@@ -94,11 +94,66 @@ pub struct HostResult {
     /// The typed cause behind the exit code, where the outcome alone does not tell (not
     /// serialised).
     pub failure: Option<Failure>,
-    /// Planned steps (dry run) or the steps that completed (real run), one line each.
+    /// The steps that completed (real run), one line each.
     pub steps: Option<Vec<String>>,
+    /// A dry run's planned steps, as data with their text (serialised as `steps`).
+    pub planned: Option<Vec<PlannedStep>>,
     /// Facts and decisions worth showing (live release, lock, disk, why nothing changes).
     pub notes: Option<Vec<String>>,
     pub detail: Option<Detail>,
+    /// Where the host's `current` ended when the outcome alone does not say (not serialised;
+    /// the table's CHANGE column).
+    pub landing: Landing,
+    /// The step a failure happened in (not serialised; the `step` of its diagnostic).
+    pub step: Option<String>,
+}
+
+/// Where a host's `current` ended after a changing run, beyond what its outcome says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Landing {
+    /// What the outcome implies: `ok`/`unchanged` on `to`, `rolled_back` back on `from`,
+    /// `failed`/`skipped` still on `from` (never switched).
+    #[default]
+    Implied,
+    /// Switched to `to`, then switched back to `from` (its own failure, or Ctrl-C).
+    SwitchedBack,
+    /// Healthy on `to`, switched back to `from` because other hosts failed (`on_failure =
+    /// "rollback"`): the table names the cause once instead of in every row.
+    FleetRollback,
+    /// Left on `to` although the host failed (switching back failed).
+    LeftOnTarget,
+}
+
+/// One planned step of a dry run: its `kind` and fields (`Step::fields`), and its `text`.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub text: String,
+}
+
+impl PlannedStep {
+    pub fn of(step: &crate::plan::Step) -> Self {
+        PlannedStep {
+            fields: step.fields(),
+            text: step.describe(),
+        }
+    }
+}
+
+/// `kind` first, the step's fields, then `text`.
+impl Serialize for PlannedStep {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(kind) = self.fields.get("kind") {
+            map.serialize_entry("kind", kind)?;
+        }
+        for (key, value) in self.fields.iter().filter(|(key, _)| *key != "kind") {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("text", &self.text)?;
+        map.end()
+    }
 }
 
 /// One JSON object per host, its keys in the order of SPEC §5 and of every release so far: the
@@ -128,7 +183,9 @@ impl Serialize for HostResult {
         if let Some(Detail::Checks { checks }) = &self.detail {
             map.serialize_entry("checks", checks)?;
         }
-        if let Some(steps) = &self.steps {
+        if let Some(planned) = &self.planned {
+            map.serialize_entry("steps", planned)?;
+        } else if let Some(steps) = &self.steps {
             map.serialize_entry("steps", steps)?;
         }
         if let Some(notes) = &self.notes {
@@ -171,9 +228,72 @@ impl HostResult {
             error: None,
             failure: None,
             steps: None,
+            planned: None,
             notes: None,
             detail: None,
+            landing: Landing::Implied,
+            step: None,
         }
+    }
+
+    /// The step texts of a dry run's plan, or the completed steps of a real run.
+    pub fn step_lines(&self) -> Vec<&str> {
+        match &self.planned {
+            Some(planned) => planned.iter().map(|step| step.text.as_str()).collect(),
+            None => self.steps.iter().flatten().map(String::as_str).collect(),
+        }
+    }
+
+    /// Where `current` ended, when it is not `to`: `back on V` (switched, then switched back),
+    /// `still on V` (never switched), `left on V` (failed, switching back failed too).
+    pub fn ended(&self) -> Option<String> {
+        let to = self.to.as_deref()?;
+        let from = self.from.as_deref().unwrap_or("(none)");
+        match (self.landing, self.outcome) {
+            (Landing::LeftOnTarget, _) => Some(format!("left on {to}")),
+            (Landing::SwitchedBack | Landing::FleetRollback, _)
+            | (Landing::Implied, Outcome::RolledBack) => {
+                Some(format!("back on {from}"))
+            }
+            (Landing::Implied, Outcome::Failed | Outcome::Skipped)
+                if self.from.as_deref() != Some(to) =>
+            {
+                Some(format!("still on {from}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The CHANGE cell: `from -> to` as attempted, then where the host ended when that
+    /// differs (`v3 -> v4, back on v3`); `-` when the run never learned either.
+    pub fn change(&self) -> String {
+        if self.from.is_none() && self.to.is_none() {
+            return "-".to_string();
+        }
+        let attempted = format!(
+            "{} -> {}",
+            self.from.as_deref().unwrap_or("(none)"),
+            self.to.as_deref().unwrap_or("(none)")
+        );
+        match self.ended() {
+            Some(ended) => format!("{attempted}, {ended}"),
+            None => attempted,
+        }
+    }
+
+    /// The one-line result of a finished host (a plain stderr line): its outcome, the change,
+    /// and the error when there is one.
+    pub fn one_line(&self) -> String {
+        let mut line = self.outcome.as_str().to_string();
+        if self.from.is_some() || self.to.is_some() {
+            line.push(' ');
+            line.push_str(&self.change());
+        }
+        if let Some(error) = &self.error {
+            line.push_str(": ");
+            line.push_str(error);
+        }
+        line
     }
 
     /// Remembers that a history record of this host was lost (unless a lock held by another
@@ -277,6 +397,9 @@ pub struct RunResult {
     /// `status`: per service, how many hosts run each live release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollup: Option<Vec<crate::report::rollup::ServiceRollup>>,
+    /// Stopped by Ctrl-C / SIGTERM (not serialised: the exit code, 130, says it).
+    #[serde(skip)]
+    pub interrupted: bool,
 }
 
 impl RunResult {
@@ -296,12 +419,14 @@ impl RunResult {
             result,
             hosts,
             rollup: None,
+            interrupted: false,
         }
     }
 
     /// A run stopped by Ctrl-C / SIGTERM did not succeed, even where no host failed: its
     /// overall result is `rolled_back` when it switched hosts back, `failed` otherwise.
     pub fn interrupted(&mut self) {
+        self.interrupted = true;
         if self.result == Outcome::Ok {
             self.result = Outcome::Failed;
         }
