@@ -124,7 +124,8 @@ async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
         context.check_open_files(limit, cli.command.holds_every_host())?;
     }
     context.unlock_identities().await;
-    let span = tracing::info_span!("run", run_id = %context.run_id);
+    // An `error` span: enabled at every verbosity, so `-q`'s warnings still carry `run_id`.
+    let span = tracing::error_span!("run", run_id = %context.run_id);
     dispatch_in(cli, context).instrument(span).await
 }
 

@@ -260,9 +260,10 @@ pub fn failed(
 }
 
 /// The span a (service, host) pair's work runs in: diagnostics inside it carry `host` and
-/// `service` (and `run_id` from the run's span).
+/// `service` (and `run_id` from the run's span). An `error` span, so that it is enabled at
+/// every verbosity: a warning under `-q` still names its host.
 pub fn host_span(context: &Context, target: Target) -> tracing::Span {
-    tracing::info_span!(
+    tracing::error_span!(
         "host",
         host = %context.inventory.hosts[target.host].name,
         service = %context.inventory.services[target.service].name

@@ -290,15 +290,16 @@ async fn switch_batch(
     let outcomes = for_each(
         batch.iter().map(|host| &**host).collect(),
         context.concurrency,
-        |host: &Locked| async move {
-            let switch = host.switch.as_ref()?;
-            let _permit = permits.acquire().await;
-            host.run.resume();
-            let outcome = switch_one(context, host, switch)
-                .instrument(super::host_span(context, host.target))
-                .await;
-            host.run.wait_for_others(Milestone::Switched);
-            Some(outcome)
+        |host: &Locked| {
+            async move {
+                let switch = host.switch.as_ref()?;
+                let _permit = permits.acquire().await;
+                host.run.resume();
+                let outcome = switch_one(context, host, switch).await;
+                host.run.wait_for_others(Milestone::Switched);
+                Some(outcome)
+            }
+            .instrument(super::host_span(context, host.target))
         },
     )
     .await;
@@ -450,16 +451,23 @@ async fn revert(
 /// Every host this run switched goes back to where it was (at most `concurrency` at once).
 async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str) {
     let switched: Vec<&mut Locked> = hosts.iter_mut().filter(|host| host.switched).collect();
-    for_each(switched, context.concurrency, |host| async move {
+    for_each(switched, context.concurrency, |host| {
+        let span = super::host_span(context, host.target);
+        undo_one(context, host, reason).instrument(span)
+    })
+    .await;
+}
+
+/// Switches one host back with the fleet (see `undo_switched`).
+async fn undo_one(context: &Context, host: &mut Locked<'_>, reason: &str) {
+    {
         let Some(switch) = host.switch.clone() else {
             return;
         };
         host.run.resume();
         let message = format!("switched back: {reason}");
         let record = host.record(context, Outcome::RolledBack, Some(message.clone()));
-        let outcome = revert(context, host, &switch, record)
-            .instrument(super::host_span(context, host.target))
-            .await;
+        let outcome = revert(context, host, &switch, record).await;
         host.result.step = Some("switch back".to_string());
         match outcome {
             Ok(()) => {
@@ -482,8 +490,7 @@ async fn undo_switched(context: &Context, hosts: &mut [Locked<'_>], reason: &str
                     Some(format!("switching back after `{reason}` failed: {error}"));
             }
         }
-    })
-    .await;
+    }
 }
 
 /// Last phase for one host: prune (if it switched), the history record when no switch wrote

@@ -183,13 +183,14 @@ impl Board {
         (sent, expected)
     }
 
-    /// The bar: two halves, staging then the switch; each host moves one step per half.
+    /// The bar: two halves, staging then the switch; each host moves one step per half (staged;
+    /// healthy or finished).
     pub fn position(&self) -> (u64, u64) {
         let points: usize = self
             .hosts
             .values()
             .map(|host| {
-                if host.done.is_some() {
+                if host.done.is_some() || host.healthy {
                     2
                 } else {
                     usize::from(host.staged)
@@ -424,7 +425,7 @@ mod tests {
         switching, batch 2/2  3/4 staged  1/4 switched  1/4 healthy  1 failed  50.0 MiB of 50.0 MiB
         rolling back  3/4 staged  1/4 switched  1/4 healthy  1 switched back  1 failed  50.0 MiB of 50.0 MiB
         ");
-        assert_eq!(board.position(), (5, 8));
+        assert_eq!(board.position(), (6, 8));
     }
 
     #[test]

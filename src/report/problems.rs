@@ -79,8 +79,18 @@ pub fn problem_lines(hosts: &[HostResult]) -> Vec<String> {
             compact(&rolled)
         ));
     }
-    // Groups by (outcome, first error line), in the order they first appear.
-    let mut groups: Vec<(Outcome, &str, Vec<String>)> = Vec::new();
+    // Groups by outcome and cause, in the order they first appear. The cause is the error's
+    // first line; lines that differ only in the middle (a host's own address in
+    // `connect: cannot connect to 10.0.0.7:22: Connection refused`) share their step and their
+    // last part, and the group shows just those (`connect: Connection refused`).
+    struct Group<'a> {
+        outcome: Outcome,
+        key: (&'a str, &'a str),
+        line: &'a str,
+        same: bool,
+        names: Vec<String>,
+    }
+    let mut groups: Vec<Group> = Vec::new();
     for host in hosts {
         let Some(error) = &host.error else { continue };
         if matches!(
@@ -91,26 +101,49 @@ pub fn problem_lines(hosts: &[HostResult]) -> Vec<String> {
             continue;
         }
         let line = first_line(error);
+        let key = cause(line);
         match groups
             .iter_mut()
-            .find(|(outcome, text, _)| *outcome == host.outcome && *text == line)
+            .find(|group| group.outcome == host.outcome && group.key == key)
         {
-            Some((_, _, names)) => names.push(name(host, with_service)),
-            None => groups.push((host.outcome, line, vec![name(host, with_service)])),
+            Some(group) => {
+                group.same &= group.line == line;
+                group.names.push(name(host, with_service));
+            }
+            None => groups.push(Group {
+                outcome: host.outcome,
+                key,
+                line,
+                same: true,
+                names: vec![name(host, with_service)],
+            }),
         }
     }
-    for (outcome, error, names) in groups {
-        if names.len() < 2 {
+    for group in groups {
+        if group.names.len() < 2 {
             continue;
         }
+        let error = if group.same {
+            group.line.to_string()
+        } else {
+            format!("{}: {}", group.key.0, group.key.1)
+        };
         lines.push(format!(
             "{} hosts {}: {error} ({})",
-            names.len(),
-            outcome_words(outcome),
-            compact(&names)
+            group.names.len(),
+            outcome_words(group.outcome),
+            compact(&group.names)
         ));
     }
     lines
+}
+
+/// An error line's step (before the first `: `) and its last part (after the last `: `).
+fn cause(line: &str) -> (&str, &str) {
+    match (line.split_once(": "), line.rsplit_once(": ")) {
+        (Some((step, _)), Some((_, last))) => (step, last),
+        _ => (line, line),
+    }
 }
 
 /// `rolled_back` as prose.
@@ -269,7 +302,9 @@ mod tests {
                 host(
                     &format!("web{n}"),
                     Outcome::Failed,
-                    Some("connect: connection refused"),
+                    Some(&format!(
+                        "connect: cannot connect to 10.0.0.{n}:22: connection refused"
+                    )),
                 )
             })
             .collect();

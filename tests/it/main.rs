@@ -21,6 +21,7 @@ mod hooks;
 mod host_keys;
 mod inventory_errors;
 mod inventory_scale;
+mod operator_view;
 mod output;
 mod push;
 mod push_failures;
