@@ -17,7 +17,9 @@ use crate::inventory::{OnFailure, Version};
 use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
 use crate::remote::history::HistoryRecord;
 use crate::remote::state::LogAction;
-use crate::report::{Detail, Events, HostResult, Milestone, Outcome, Phase, PlannedStep, RunResult};
+use crate::report::{
+    Detail, Events, HostResult, Milestone, Outcome, Phase, PlannedStep, RunResult,
+};
 
 pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, InputError> {
     let shipments = super::shipment::prepare(

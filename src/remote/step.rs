@@ -1,7 +1,7 @@
 //! The steps of every remote change, as data: what one change on a host is (prepare, upload or
 //! fetch, finalize, switch, hooks, health, prune, retract, unlock), with the history record a
 //! change of `current` carries, and how each is named and described in progress lines and dry
-//! runs. `plan` decides which steps a host gets; `steps` lowers each to its script.
+//! runs (as text, and as data: `fields`). `plan` decides which steps a host gets; `steps` lowers each to its script.
 
 use super::history::HistoryRecord;
 use super::layout;

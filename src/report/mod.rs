@@ -29,8 +29,8 @@ mod table;
 pub use diff::{render_diff, render_diff_view};
 pub use exec::render_exec;
 pub use history::render_history;
-pub use plan::render_plan;
 pub use overall::{Milestone, Phase};
+pub use plan::render_plan;
 pub use progress::{Events, ProgressMode, Reporter, show_results_on_stderr};
 pub use result::{
     CheckView, Detail, Failure, HostResult, Landing, LockView, Outcome, PlannedStep, RunResult,

@@ -222,9 +222,8 @@ impl Board {
                 }
             }
             Phase::Switching { batch, of } => {
-                let checking = self.count(|host| {
-                    host.done.is_none() && host.step.as_deref() == Some("health")
-                });
+                let checking = self
+                    .count(|host| host.done.is_none() && host.step.as_deref() == Some("health"));
                 let what = if checking > 0 {
                     "health checks"
                 } else {
@@ -344,12 +343,20 @@ mod tests {
         let mut apply = |board: &mut Board, event: Event, seconds: u64| {
             board.apply(&event, at(seconds));
         };
-        apply(&mut board, Event::Phase { phase: Phase::Connecting }, 0);
+        apply(
+            &mut board,
+            Event::Phase {
+                phase: Phase::Connecting,
+            },
+            0,
+        );
         lines.push(board.text(at(0)));
         apply(
             &mut board,
             Event::Phase {
-                phase: Phase::Staging { bytes_each: 100 << 20 },
+                phase: Phase::Staging {
+                    bytes_each: 100 << 20,
+                },
             },
             1,
         );
@@ -414,7 +421,13 @@ mod tests {
             4,
         );
         lines.push(board.text(at(4)));
-        apply(&mut board, Event::Phase { phase: Phase::RollingBack }, 5);
+        apply(
+            &mut board,
+            Event::Phase {
+                phase: Phase::RollingBack,
+            },
+            5,
+        );
         apply(&mut board, reached("web1", Milestone::SwitchedBack), 5);
         lines.push(board.text(at(5)));
         insta::assert_snapshot!(lines.join("\n"), @r"

@@ -171,7 +171,11 @@ fn numbered(name: &str) -> Option<(&str, u64, usize)> {
     }
     let (prefix, number) = name.split_at(name.len() - digits);
     let padded = number.len() > 1 && number.starts_with('0');
-    Some((prefix, number.parse().ok()?, if padded { digits } else { 0 }))
+    Some((
+        prefix,
+        number.parse().ok()?,
+        if padded { digits } else { 0 },
+    ))
 }
 
 /// Names in their order, runs of three or more consecutive numbers with the same prefix
@@ -197,10 +201,7 @@ pub fn compact(names: &[String]) -> String {
             }
         }
         if end - index >= 2 {
-            items.push((
-                format!("{}-{}", names[index], names[end]),
-                end - index + 1,
-            ));
+            items.push((format!("{}-{}", names[index], names[end]), end - index + 1));
         } else {
             end = index;
             items.push((names[index].clone(), 1));

@@ -248,10 +248,24 @@ impl Events {
             let error = result.error.as_deref().unwrap_or("");
             match result.outcome {
                 Outcome::Failed => tracing::error!(
-                    host, service, step, result = outcome, from, to, error, "{summary}"
+                    host,
+                    service,
+                    step,
+                    result = outcome,
+                    from,
+                    to,
+                    error,
+                    "{summary}"
                 ),
                 Outcome::RolledBack | Outcome::Skipped => tracing::warn!(
-                    host, service, step, result = outcome, from, to, error, "{summary}"
+                    host,
+                    service,
+                    step,
+                    result = outcome,
+                    from,
+                    to,
+                    error,
+                    "{summary}"
                 ),
                 _ => tracing::info!(host, service, result = outcome, from, to, "{summary}"),
             }
@@ -273,7 +287,7 @@ pub enum ProgressMode {
     Lines,
     /// Events become `info` diagnostics (`--log-format json`: stderr carries only JSON).
     Diagnostics,
-    /// Nothing (quiet).
+    /// Only warnings, failures and switch-backs, as plain lines (`-q`).
     Silent,
 }
 
@@ -321,17 +335,27 @@ async fn draw(
 ) {
     let results = RESULTS_ON_STDERR.load(Ordering::Relaxed);
     match mode {
-        ProgressMode::Silent => while receiver.recv().await.is_some() {},
         // Diagnostics were logged by the workers themselves (see `Events`).
         ProgressMode::Diagnostics => while receiver.recv().await.is_some() {},
-        ProgressMode::Lines => {
+        // `-q` silences only the progress: warnings, failures and switch-backs still show.
+        ProgressMode::Lines | ProgressMode::Silent => {
+            let quiet = mode == ProgressMode::Silent;
             let mut quarters: HashMap<String, u64> = HashMap::new();
             while let Some(event) = receiver.recv().await {
+                let shown_when_quiet = match &event {
+                    Event::Note { .. } => true,
+                    Event::Done { outcome, .. } => {
+                        matches!(outcome, Some(Outcome::Failed | Outcome::RolledBack))
+                    }
+                    _ => false,
+                };
+                if quiet && !shown_when_quiet {
+                    continue;
+                }
                 if let Some(line) = plain_line(event, &mut quarters, results) {
                     // One write per line: lines never interleave.
                     let line = escape_for_terminal(&line);
-                    let mut stderr = std::io::stderr().lock();
-                    let _ = writeln!(stderr, "{line}");
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
                 }
             }
         }
@@ -341,11 +365,7 @@ async fn draw(
 
 /// The plain line of an event (`HOST: step`), if it has one. Uploads are reported at each
 /// quarter (`quarters` keeps the last one per host), so plain output stays short.
-fn plain_line(
-    event: Event,
-    quarters: &mut HashMap<String, u64>,
-    results: bool,
-) -> Option<String> {
+fn plain_line(event: Event, quarters: &mut HashMap<String, u64>, results: bool) -> Option<String> {
     match event {
         Event::Step { label, step } => Some(format!("{label}: {step}")),
         Event::Bytes {

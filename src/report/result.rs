@@ -252,9 +252,7 @@ impl HostResult {
         match (self.landing, self.outcome) {
             (Landing::LeftOnTarget, _) => Some(format!("left on {to}")),
             (Landing::SwitchedBack | Landing::FleetRollback, _)
-            | (Landing::Implied, Outcome::RolledBack) => {
-                Some(format!("back on {from}"))
-            }
+            | (Landing::Implied, Outcome::RolledBack) => Some(format!("back on {from}")),
             (Landing::Implied, Outcome::Failed | Outcome::Skipped)
                 if self.from.as_deref() != Some(to) =>
             {

@@ -116,14 +116,24 @@ mod tests {
     fn rows_say_where_hosts_ended_and_a_fleet_rollback_is_one_line() {
         let back = "switched back: 1 of 4 hosts failed (max_failures allows 0): web2";
         let hosts = vec![
-            host("web1", Outcome::RolledBack, Landing::FleetRollback, Some(back)),
+            host(
+                "web1",
+                Outcome::RolledBack,
+                Landing::FleetRollback,
+                Some(back),
+            ),
             host(
                 "web2",
                 Outcome::Failed,
                 Landing::SwitchedBack,
                 Some("health: failed 2 of 2 attempts: exit status 1; switched back to v3"),
             ),
-            host("web3", Outcome::RolledBack, Landing::FleetRollback, Some(back)),
+            host(
+                "web3",
+                Outcome::RolledBack,
+                Landing::FleetRollback,
+                Some(back),
+            ),
             host(
                 "web4",
                 Outcome::Failed,

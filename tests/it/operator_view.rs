@@ -22,8 +22,20 @@ fn push_text(scenario: &Scenario, version: &str, extra: &[&str]) -> Ran {
     let artifact = scenario.versioned_artifact(version);
     run(scenario
         .command()
-        .args(["-i", path_str(scenario.inventory()), "-j", "1", "--no-progress"])
-        .args(["push", "--version", version, "--artifact", path_str(&artifact)])
+        .args([
+            "-i",
+            path_str(scenario.inventory()),
+            "-j",
+            "1",
+            "--no-progress",
+        ])
+        .args([
+            "push",
+            "--version",
+            version,
+            "--artifact",
+            path_str(&artifact),
+        ])
         .args(extra))
 }
 
@@ -77,6 +89,22 @@ fn an_unhealthy_host_under_rollback_is_one_line_naming_it() {
     );
     assert!(!table.contains("max_failures"), "{table}");
     insta::assert_snapshot!("unhealthy_rollback", whole_output(&scenario, &ran));
+
+    // -q silences the progress, not the failure and the switch-backs (stdout is a pipe here,
+    // so the result lines are not left to the table).
+    let quiet = push_text(&scenario, "v3", &["-q"]).expect_code(1);
+    let lines: Vec<&str> = quiet.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", quiet.stderr);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("web2: failed v1 -> v3, back on v1: health"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("web1: rolled_back v1 -> v3, back on v1"))
+    );
 }
 
 #[test]
@@ -101,10 +129,7 @@ fn a_connect_failure_groups_identical_errors_and_skips_the_rest() {
     let ran = run(scenario
         .json_command()
         .args(["-j", "1", "push", "--version", "v2"])
-        .args([
-            "--artifact",
-            path_str(&scenario.dir().join("v2.tar.gz")),
-        ]));
+        .args(["--artifact", path_str(&scenario.dir().join("v2.tar.gz"))]));
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(ran.host("web1")["result"], "skipped", "{ran:?}");
     assert_eq!(ran.host("web2")["result"], "failed", "{ran:?}");
@@ -166,7 +191,10 @@ fn json_lines(ran: &Ran) -> Vec<serde_json::Map<String, Value>> {
         .lines()
         .map(|line| match serde_json::from_str(line) {
             Ok(Value::Object(object)) => object,
-            other => panic!("not a JSON object ({other:?}): {line}\nstderr:\n{}", ran.stderr),
+            other => panic!(
+                "not a JSON object ({other:?}): {line}\nstderr:\n{}",
+                ran.stderr
+            ),
         })
         .collect()
 }
@@ -276,10 +304,7 @@ fn dry_run_json_steps_are_objects_with_their_text() {
     let size = std::fs::metadata(&v3).expect("artifact").len();
     assert_eq!(upload["bytes"], Value::from(size), "{upload:#}");
     assert!(
-        upload["text"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("upload "),
+        upload["text"].as_str().unwrap_or("").starts_with("upload "),
         "{upload:#}"
     );
     assert_eq!(steps[2]["from"], "v2");
@@ -344,10 +369,16 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let overall: Vec<&str> = frames.iter().filter_map(|frame| overall_line(frame)).collect();
+    let overall: Vec<&str> = frames
+        .iter()
+        .filter_map(|frame| overall_line(frame))
+        .collect();
     let mut missing = Vec::new();
     for (what, found) in [
-        ("staging", overall.iter().any(|line| line.contains(" staging"))),
+        (
+            "staging",
+            overall.iter().any(|line| line.contains(" staging")),
+        ),
         (
             "waiting for N hosts",
             overall
@@ -356,7 +387,9 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
         ),
         (
             "switching batch",
-            overall.iter().any(|line| line.contains("switching, batch ")),
+            overall
+                .iter()
+                .any(|line| line.contains("switching, batch ")),
         ),
         (
             "health checks",
@@ -379,8 +412,7 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
         ("an end", last.lines().any(|line| line == "EXIT=0")),
         (
             "no progress line left at the end",
-            overall_line(&last).is_none()
-                && !last.lines().any(|line| line.starts_with("  web")),
+            overall_line(&last).is_none() && !last.lines().any(|line| line.starts_with("  web")),
         ),
         (
             "the summary table at the end",
@@ -405,6 +437,9 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
             .lines()
             .filter(|line| line.starts_with("deploy ["))
             .count();
-        assert!(count <= 1, "frame {index} has {count} overall lines:\n{frame}");
+        assert!(
+            count <= 1,
+            "frame {index} has {count} overall lines:\n{frame}"
+        );
     }
 }

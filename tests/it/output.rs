@@ -218,7 +218,8 @@ pub(crate) fn terminal_script(
     runs: &[Vec<String>],
     no_color: bool,
 ) -> PathBuf {
-    let binary = env!("CARGO_BIN_EXE_deploy");
+    let binary = std::env::var("DEPLOY_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_deploy").to_string());
     let mut script = format!(
         "cd {} || exit 1\nunset NO_COLOR CLICOLOR CLICOLOR_FORCE SSH_AUTH_SOCK RUST_LOG\nexport TERM=xterm-256color\n",
         sh_quote(path_str(dir))
@@ -231,7 +232,7 @@ pub(crate) fn terminal_script(
         let words: Vec<String> = args.iter().map(|arg| sh_quote(arg)).collect();
         script.push_str(&format!(
             "{} {}\ncodes=\"$codes$?\"\n",
-            sh_quote(binary),
+            sh_quote(&binary),
             words.join(" ")
         ));
     }
