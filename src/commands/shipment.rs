@@ -46,6 +46,7 @@ async fn download(
     let owned_url = url.to_string();
     let owned_sha256 = sha256.map(str::to_string);
     let (events, reporter) = Reporter::start(context.progress, 1);
+    events.phase(crate::report::Phase::Downloading);
     let label = "download".to_string();
     events.step(&label, &format!("fetch {}", crate::http::redact(url)));
     let progress_events = events.clone();

@@ -15,6 +15,8 @@ use crate::text::format_bytes;
 pub enum Phase {
     /// The local artifact check (sha256, members) before any host is contacted.
     CheckingArtifact { what: String },
+    /// Downloading a URL artifact on the controller.
+    Downloading,
     /// Connecting to every host and taking its lock.
     Connecting,
     /// Staging the release; `bytes_each` is the artifact's size, the estimate for a host that
@@ -33,6 +35,7 @@ impl Phase {
     pub fn name(&self) -> &'static str {
         match self {
             Phase::CheckingArtifact { .. } => "checking artifact",
+            Phase::Downloading => "downloading the artifact",
             Phase::Connecting => "connecting",
             Phase::Staging { .. } => "staging",
             Phase::Switching { .. } => "switching",
@@ -122,9 +125,14 @@ impl Board {
                 self.phase = Some(phase.clone());
             }
             Event::Step { label, step } => self.host(label).step = Some(step.clone()),
-            Event::Bytes { label, sent, .. } => {
+            Event::Bytes {
+                label, sent, total, ..
+            } => {
                 self.first_byte.get_or_insert(now);
-                self.host(label).sent = *sent;
+                let host = self.host(label);
+                host.sent = *sent;
+                // What this transfer sends, unless the host planned it already.
+                host.planned.get_or_insert(*total);
             }
             Event::Planned { label, bytes } => self.host(label).planned = Some(*bytes),
             Event::Idle { label, milestone } => {
@@ -242,8 +250,20 @@ impl Board {
     /// The overall line's message: phase, counts against the selection, bytes, rate, ETA.
     pub fn text(&self, now: Instant) -> String {
         let mut parts = vec![self.phase_text()];
-        if matches!(self.phase, Some(Phase::CheckingArtifact { .. })) {
-            return parts.remove(0);
+        let local = matches!(
+            self.phase,
+            Some(Phase::CheckingArtifact { .. } | Phase::Downloading)
+        );
+        if local {
+            let (sent, expected) = self.bytes();
+            if expected > 0 {
+                parts.push(format!(
+                    "{} of {}",
+                    format_bytes(sent),
+                    format_bytes(expected)
+                ));
+            }
+            return parts.join("  ");
         }
         let total = self.total;
         let staged = self.count(|host| host.staged);
@@ -340,7 +360,7 @@ mod tests {
         let at = |seconds: u64| start + Duration::from_secs(seconds);
         let mut board = Board::new(4);
         let mut lines = Vec::new();
-        let mut apply = |board: &mut Board, event: Event, seconds: u64| {
+        let apply = |board: &mut Board, event: Event, seconds: u64| {
             board.apply(&event, at(seconds));
         };
         apply(
