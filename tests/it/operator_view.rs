@@ -443,3 +443,35 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
         );
     }
 }
+
+/// A history record that cannot be written (here `history.jsonl` is a directory on web1) is a
+/// `warn` line about web1 in step `history`, at default verbosity and with `-q`.
+#[test]
+fn a_lost_history_write_is_a_warning_with_its_host_and_step() {
+    let scenario = Scenario::new(2);
+    push_text(&scenario, "v1", &[]).expect_code(0);
+    let history = scenario.app(0).join(".deploy/history.jsonl");
+    std::fs::remove_file(&history).expect("remove web1's history");
+    std::fs::create_dir(&history).expect("a directory where web1's history was");
+    let v2 = scenario.versioned_artifact("v2");
+    let ran = run(scenario
+        .json_command()
+        .args(["--log-format", "json", "-q", "-j", "1"])
+        .args(["push", "--version", "v2", "--artifact", path_str(&v2)]));
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let id = ran.json()["id"].as_str().unwrap_or("").to_string();
+    let lines = json_lines(&ran);
+    let lost = lines_at(&lines, "warn", "web1", "history");
+    assert!(
+        !lost.is_empty(),
+        "no warn line for web1's lost record:\n{}",
+        ran.stderr
+    );
+    assert_eq!(lost[0]["service"], "app");
+    assert_eq!(lost[0]["run_id"], Value::from(id.as_str()));
+    assert!(
+        lines_at(&lines, "warn", "web2", "history").is_empty(),
+        "{}",
+        ran.stderr
+    );
+}
