@@ -208,7 +208,8 @@ impl Board {
         (points as u64, (self.total * 2).max(1) as u64)
     }
 
-    /// The phase as shown: `staging, waiting for 4 hosts`, `health checks, batch 2/3`.
+    /// The phase as shown: `staging, waiting for 4 hosts`, `switching batch 2/3`, `health
+    /// checks, batch 2/3`.
     pub fn phase_text(&self) -> String {
         let Some(phase) = &self.phase else {
             return "starting".to_string();
@@ -237,8 +238,10 @@ impl Board {
                 } else {
                     "switching"
                 };
-                if *of > 1 {
+                if *of > 1 && checking > 0 {
                     format!("{what}, batch {batch}/{of}")
+                } else if *of > 1 {
+                    format!("{what} batch {batch}/{of}")
                 } else {
                     what.to_string()
                 }
@@ -455,7 +458,7 @@ mod tests {
         staging  0/4 staged  0 B of 400.0 MiB
         staging, waiting for 3 hosts  1/4 staged  50.0 MiB of 300.0 MiB  50.0 MiB/s  ETA 5s
         health checks, batch 1/2  3/4 staged  1/4 switched  0/4 healthy  1 failed  50.0 MiB of 50.0 MiB
-        switching, batch 2/2  3/4 staged  1/4 switched  1/4 healthy  1 failed  50.0 MiB of 50.0 MiB
+        switching batch 2/2  3/4 staged  1/4 switched  1/4 healthy  1 failed  50.0 MiB of 50.0 MiB
         rolling back  3/4 staged  1/4 switched  1/4 healthy  1 switched back  1 failed  50.0 MiB of 50.0 MiB
         ");
         assert_eq!(board.position(), (6, 8));

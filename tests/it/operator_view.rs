@@ -387,9 +387,7 @@ fn a_terminal_shows_the_phases_and_leaves_only_the_table() {
         ),
         (
             "switching batch",
-            overall
-                .iter()
-                .any(|line| line.contains("switching, batch ")),
+            overall.iter().any(|line| line.contains("switching batch ")),
         ),
         (
             "health checks",
