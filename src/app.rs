@@ -47,6 +47,9 @@ pub struct Context {
     /// Every inventory host's resolved connection settings (ssh_config read once per run).
     pub endpoints: Vec<Endpoint>,
     pub interrupted: watch::Receiver<bool>,
+    /// Why this run happens (`--message` / `DEPLOY_MESSAGE`): in its history records and
+    /// webhook events.
+    pub message: Option<String>,
 }
 
 impl Context {
@@ -105,6 +108,7 @@ impl Context {
             connector,
             endpoints,
             interrupted,
+            message: None,
         })
     }
 
@@ -144,9 +148,15 @@ impl Context {
                     .iter()
                     .position(|service| &service.name == name)
                     .ok_or_else(|| {
+                        let known = self
+                            .inventory
+                            .services
+                            .iter()
+                            .map(|service| service.name.as_str());
                         InputError(format!(
-                            "no service named `{name}` in {}",
-                            self.inventory.file.display()
+                            "no service named `{name}` in {}{}",
+                            self.inventory.file.display(),
+                            crate::suggest::hint(name, known)
                         ))
                     })
             })

@@ -20,6 +20,7 @@ mod plan;
 mod remote;
 mod report;
 mod ssh;
+mod suggest;
 mod text;
 
 use std::process::ExitCode;
@@ -119,7 +120,8 @@ fn changes_text(result: &report::RunResult) -> String {
 
 async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
-    let context = Context::new(&cli.global, interrupted)?;
+    let mut context = Context::new(&cli.global, interrupted)?;
+    context.message = cli.command.message();
     if let Some(limit) = open_files {
         context.check_open_files(limit, cli.command.holds_every_host())?;
     }

@@ -98,10 +98,11 @@ async fn record(
     result: &HostResult,
     message: Option<String>,
 ) {
+    let mut record = super::history_record(context, action, result, None);
+    record.message = message;
     let annotated = AnnotatedRecord {
-        record: super::history_record(context, action, result, None),
+        record,
         command: None,
-        message,
     };
     let script = run.lowering.append_history_text(&annotated.to_line());
     run.record_script(&script).await;

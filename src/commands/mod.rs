@@ -297,6 +297,7 @@ pub fn history_record(
             Outcome::Failed | Outcome::Skipped => RecordResult::Failed,
         },
         error: result.error.clone(),
+        message: context.message.clone(),
     }
 }
 

@@ -174,7 +174,15 @@ fn atom_matches(hosts: &[Host], atom: &str) -> Result<Vec<bool>, String> {
     } else if is_glob {
         Err(format!("`{}` matches no host name or tag", shown(atom)))
     } else {
-        Err(format!("no host or tag named `{}`", shown(atom)))
+        let known = hosts
+            .iter()
+            .flat_map(|host| std::iter::once(&host.name).chain(host.tags.iter()))
+            .map(String::as_str);
+        Err(format!(
+            "no host or tag named `{}`{}",
+            shown(atom),
+            crate::suggest::hint(atom, known)
+        ))
     }
 }
 

@@ -36,6 +36,7 @@ fn record(result: RecordResult) -> HistoryRecord {
         sha256: Some(SHA.to_string()),
         error: (result != RecordResult::Ok).then(|| "health: it's down".to_string()),
         result,
+        message: None,
     }
 }
 
