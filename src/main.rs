@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod executor;
 mod fetch;
+mod guard;
 mod http;
 mod inventory;
 mod limits;

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod diff;
+pub mod downgrades;
 pub mod exec;
 pub mod files;
 pub mod history;

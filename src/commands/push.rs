@@ -51,8 +51,14 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
         super::switching::note_batches(context, &mut result);
         return Ok(result);
     }
+    // Every host read (read-only) and the push refused as a whole if it is a downgrade on any.
+    let opened = if arguments.allow_downgrade {
+        None
+    } else {
+        Some(super::downgrades::check(context, &shipments).await?)
+    };
     let with_service = services.len() > 1;
-    super::each_service(
+    let result = super::each_service(
         context,
         &services,
         "push",
@@ -74,7 +80,11 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             }
         },
     )
-    .await
+    .await;
+    if let Some(opened) = opened {
+        opened.close().await;
+    }
+    result
 }
 
 fn release_of<'a>(
@@ -188,13 +198,20 @@ async fn plan_host(
         ));
     }
     let mut steps: Vec<String> = Vec::new();
-    match plan_push(
-        &facts,
-        &release,
-        service.keep_releases,
-        arguments.force,
-        base.as_ref(),
-    ) {
+    let decision = match crate::guard::downgrade(&facts, &shipment.version) {
+        Some(downgrade) if !arguments.allow_downgrade => PushDecision::Refused(format!(
+            "{}; pass --allow-downgrade to push it anyway",
+            downgrade.describe()
+        )),
+        _ => plan_push(
+            &facts,
+            &release,
+            service.keep_releases,
+            arguments.force,
+            base.as_ref(),
+        ),
+    };
+    match decision {
         PushDecision::Unchanged => {
             notes.push(format!(
                 "unchanged: {} is live with the same sha256",
@@ -387,6 +404,14 @@ async fn stage<'a>(
                 step: "start".to_string(),
                 reason,
             });
+        }
+        if !arguments.allow_downgrade
+            && let Some(downgrade) = crate::guard::downgrade(&facts, &shipment.version)
+        {
+            return Err(HostError::failed(
+                "plan",
+                format!("{}; pass --allow-downgrade to push it anyway", downgrade.describe()),
+            ));
         }
         let release = release_of(shipment, service, arguments.full);
         let base = delta_base_manifest(&run, &facts, &release, None).await;
