@@ -50,6 +50,8 @@ pub struct Context {
     /// Why this run happens (`--message` / `DEPLOY_MESSAGE`): in its history records and
     /// webhook events.
     pub message: Option<String>,
+    /// The webhook's start event of this run, in flight (`commands::webhook`).
+    pub webhook_start: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Context {
@@ -109,6 +111,7 @@ impl Context {
             endpoints,
             interrupted,
             message: None,
+            webhook_start: std::sync::Mutex::new(None),
         })
     }
 

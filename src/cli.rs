@@ -79,7 +79,9 @@ pub enum Command {
     )]
     Status(StatusArgs),
     /// Audit log of each selected host, newest first
-    #[command(after_help = "Examples:\n  deploy history --hosts web1 --limit 5\n  deploy history --service api --output json")]
+    #[command(
+        after_help = "Examples:\n  deploy history --hosts web1 --limit 5\n  deploy history --service api --output json"
+    )]
     History(HistoryArgs),
     /// File-level difference between two releases (default: live release vs the artifact)
     #[command(
@@ -87,10 +89,14 @@ pub enum Command {
     )]
     Diff(DiffArgs),
     /// Remove old releases, keeping the live and previous ones
-    #[command(after_help = "Examples:\n  deploy prune --keep 3 --dry-run\n  deploy prune --service api")]
+    #[command(
+        after_help = "Examples:\n  deploy prune --keep 3 --dry-run\n  deploy prune --service api"
+    )]
     Prune(PruneArgs),
     /// Lift a deploy freeze, or remove a lock left by a run that is gone
-    #[command(after_help = "Examples:\n  deploy unlock --hosts web3\n  deploy unlock --hosts web3 --service api --force")]
+    #[command(
+        after_help = "Examples:\n  deploy unlock --hosts web3\n  deploy unlock --hosts web3 --service api --force"
+    )]
     Unlock(UnlockArgs),
     /// Run an ad-hoc command on every selected host (grouped output)
     #[command(
@@ -106,7 +112,9 @@ pub enum Command {
     )]
     Lock(LockArgs),
     /// Check the inventory, connectivity and remote prerequisites
-    #[command(after_help = "Examples:\n  deploy check -i prod.toml\n  deploy -v check --hosts web1   (where each SSH setting came from)")]
+    #[command(
+        after_help = "Examples:\n  deploy check -i prod.toml\n  deploy -v check --hosts web1   (where each SSH setting came from)"
+    )]
     Check,
     /// Print shell completions
     #[command(after_help = "Example:\n  deploy completions bash > /etc/bash_completion.d/deploy")]
@@ -292,7 +300,10 @@ mod tests {
         let command = Cli::command();
         let mut missing = Vec::new();
         for argument in command.get_arguments() {
-            if argument.get_help().is_none_or(|help| help.to_string().trim().is_empty()) {
+            if argument
+                .get_help()
+                .is_none_or(|help| help.to_string().trim().is_empty())
+            {
                 missing.push(format!("deploy --{}", argument.get_id()));
             }
         }
@@ -316,7 +327,10 @@ mod tests {
                 if matches!(id, "help" | "version") {
                     continue;
                 }
-                if argument.get_help().is_none_or(|help| help.to_string().trim().is_empty()) {
+                if argument
+                    .get_help()
+                    .is_none_or(|help| help.to_string().trim().is_empty())
+                {
                     missing.push(format!("deploy {name} {id}"));
                 }
             }

@@ -130,7 +130,12 @@ mod tests {
         // v3 -> v4 failed its health check and was switched back: re-running the push is safe.
         let switched_back = host(
             "v3",
-            &["100 push - v2", "200 push v2 v3", "300 push v3 v4", "301 rollback v4 v3"],
+            &[
+                "100 push - v2",
+                "200 push v2 v3",
+                "300 push v3 v4",
+                "301 rollback v4 v3",
+            ],
         );
         assert_eq!(downgrade(&switched_back, &version("v4")), None);
         // ...but v2, pushed before v3, is.

@@ -103,7 +103,11 @@ mod tests {
         assert_eq!(closest("db", names), Some("db1"));
         assert_eq!(closest("web", names), Some("web1"));
         assert_eq!(closest("cache", names), None);
-        assert_eq!(closest("web1", ["web1"]), None, "an exact name is not a typo");
+        assert_eq!(
+            closest("web1", ["web1"]),
+            None,
+            "an exact name is not a typo"
+        );
         assert_eq!(closest("x", ["y"]), Some("y"));
         assert_eq!(closest("x", ["yz"]), None);
         assert_eq!(closest("myapq", ["api", "myapp"]), Some("myapp"));

@@ -407,7 +407,13 @@ mod tests {
             "{error}"
         );
         let missing = directory.path().join("gone.tar.gz");
-        let stream = member_stream(&missing, &other, Members::Only(Arc::new(Vec::new())), false, 0);
+        let stream = member_stream(
+            &missing,
+            &other,
+            Members::Only(Arc::new(Vec::new())),
+            false,
+            0,
+        );
         assert!(members(stream, false).is_err());
     }
 }

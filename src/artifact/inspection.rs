@@ -129,7 +129,13 @@ fn single_top_directory(entries: &[crate::manifest::Entry]) -> Option<&str> {
         nested |= entry.path.len() > first.len();
     }
     let first_entry = entries.first()?;
-    nested.then(|| first_entry.path.split('/').next().unwrap_or(&first_entry.path))
+    nested.then(|| {
+        first_entry
+            .path
+            .split('/')
+            .next()
+            .unwrap_or(&first_entry.path)
+    })
 }
 
 #[cfg(test)]
@@ -399,7 +405,10 @@ mod tests {
         assert_eq!(artifact.single_top_directory.as_deref(), Some("myapp-1.0"));
         let implied = Tarball::new().file("myapp-1.0/x", 0o644, b"x").gz();
         assert_eq!(
-            inspect_bytes(&implied).unwrap().single_top_directory.as_deref(),
+            inspect_bytes(&implied)
+                .unwrap()
+                .single_top_directory
+                .as_deref(),
             Some("myapp-1.0")
         );
         // `tar -C build -czf app.tar.gz .`: the `./` is not a directory of the release.
@@ -410,7 +419,10 @@ mod tests {
             .gz();
         assert_eq!(inspect_bytes(&dotted).unwrap().single_top_directory, None);
         for bytes in [
-            Tarball::new().file("a/x", 0o644, b"x").file("b", 0o644, b"b").gz(),
+            Tarball::new()
+                .file("a/x", 0o644, b"x")
+                .file("b", 0o644, b"b")
+                .gz(),
             Tarball::new().file("app", 0o755, b"app").gz(),
             Tarball::new().directory("empty/", 0o755).gz(),
         ] {
@@ -460,7 +472,10 @@ mod tests {
             .gz();
         let error = stripped(&loose, 1).unwrap_err().to_string();
         assert!(error.contains("member `README`"), "{error}");
-        assert!(error.contains("strip_components = 1 would drop it"), "{error}");
+        assert!(
+            error.contains("strip_components = 1 would drop it"),
+            "{error}"
+        );
         let mixed = Tarball::new()
             .file("myapp-1.0/a", 0o644, b"a")
             .file("./myapp-1.0/b", 0o644, b"b")

@@ -127,8 +127,12 @@ pub(super) fn scan_members<R: Read>(
 
         dot_prefixed &= raw_name.starts_with(b"./") || raw_name == b".";
         let path = release_path(&raw_name, strip).map_err(reject)?;
-        let stripped_away = path.is_none() && normalize_member_name(&raw_name).map_err(reject)?.is_some();
-        if let Some(count) = path.as_ref().and_then(|_| tar_strip_count(&raw_name, strip)) {
+        let stripped_away =
+            path.is_none() && normalize_member_name(&raw_name).map_err(reject)?.is_some();
+        if let Some(count) = path
+            .as_ref()
+            .and_then(|_| tar_strip_count(&raw_name, strip))
+        {
             match tar_strip {
                 Some(earlier) if earlier != count => {
                     return Err(reject(format!(
@@ -289,7 +293,10 @@ fn tar_strip_count(raw: &[u8], strip: usize) -> Option<usize> {
     }
     let mut dropped = 0;
     let mut counted = 0;
-    for component in raw.split(|byte| *byte == b'/').filter(|part| !part.is_empty()) {
+    for component in raw
+        .split(|byte| *byte == b'/')
+        .filter(|part| !part.is_empty())
+    {
         if counted == strip {
             return Some(counted + dropped);
         }

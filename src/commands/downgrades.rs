@@ -33,8 +33,9 @@ pub async fn check<'a>(
     let services: Vec<usize> = shipments.iter().map(|shipment| shipment.service).collect();
     let targets = context.targets(&services)?;
     let with_service = services.len() > 1;
-    // Silent: the push's own progress starts with its connect lines.
-    let (events, reporter) = Reporter::start(ProgressMode::Silent, targets.len());
+    // Silent: the push's own progress starts with its connect lines. The runs kept open hold
+    // clones of `events`, so the silent reporter is not waited for: it ends with the last one.
+    let (events, _reporter) = Reporter::start(ProgressMode::Silent, targets.len());
     let now = unix_now();
     let checked = for_each(targets, context.concurrency, |target: Target| {
         let events = events.clone();
@@ -64,7 +65,6 @@ pub async fn check<'a>(
     })
     .await;
     drop(events);
-    reporter.finish().await;
     let mut opened = Vec::new();
     let mut refusals = Vec::new();
     for (run, refusal) in checked.into_iter().flatten() {

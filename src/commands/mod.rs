@@ -17,6 +17,7 @@ pub mod shipment;
 pub mod status;
 pub mod switching;
 pub mod unlock;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -58,6 +58,17 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
         Some(super::downgrades::check(context, &shipments).await?)
     };
     let with_service = services.len() > 1;
+    let versions: Vec<&str> = shipments
+        .iter()
+        .map(|shipment| shipment.version.as_str())
+        .collect();
+    super::webhook::started(
+        context,
+        "push",
+        &services,
+        Some(&versions.join(",")),
+        context.targets(&services)?.len(),
+    );
     let result = super::each_service(
         context,
         &services,
@@ -410,7 +421,10 @@ async fn stage<'a>(
         {
             return Err(HostError::failed(
                 "plan",
-                format!("{}; pass --allow-downgrade to push it anyway", downgrade.describe()),
+                format!(
+                    "{}; pass --allow-downgrade to push it anyway",
+                    downgrade.describe()
+                ),
             ));
         }
         let release = release_of(shipment, service, arguments.full);

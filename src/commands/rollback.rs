@@ -36,6 +36,14 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<RunResul
         return Ok(result);
     }
     let with_service = services.len() > 1;
+    let hosts = context.targets(&services)?.len();
+    super::webhook::started(
+        context,
+        "rollback",
+        &services,
+        to.map(Version::as_str),
+        hosts,
+    );
     super::each_service(
         context,
         &services,
