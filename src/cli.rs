@@ -126,12 +126,13 @@ pub enum Command {
 }
 
 impl Command {
-    /// Why this run happens (`--message`, or `DEPLOY_MESSAGE`), for push and rollback; blank
-    /// text counts as none.
+    /// Why this run happens (`--message`, or `DEPLOY_MESSAGE`), for push and rollback (and a
+    /// freeze's message for lock); blank text counts as none.
     pub fn message(&self) -> Option<String> {
         let message = match self {
             Command::Push(arguments) => arguments.message.as_deref(),
             Command::Rollback(arguments) => arguments.message.as_deref(),
+            Command::Lock(arguments) => Some(arguments.message.as_str()),
             _ => None,
         }?;
         (!message.trim().is_empty()).then(|| message.to_string())

@@ -173,7 +173,11 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
     }
     let changing = matches!(
         cli.command,
-        Command::Push(_) | Command::Rollback(_) | Command::Prune(_) | Command::Unlock(_)
+        Command::Push(_)
+            | Command::Rollback(_)
+            | Command::Prune(_)
+            | Command::Unlock(_)
+            | Command::Lock(_)
     );
     if changing && !result.dry_run {
         commands::webhook::ended(&context, &result).await;

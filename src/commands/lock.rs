@@ -22,6 +22,8 @@ pub async fn run(context: &Context, arguments: &LockArgs) -> Result<RunResult, I
     let now = unix_now();
     let line = freeze::freeze_line(&context.operator, now, &arguments.message);
     let line = &line;
+    let hosts = context.targets(&services)?.len();
+    super::webhook::started(context, "lock", &services, None, hosts);
     super::each_target(
         context,
         &services,
