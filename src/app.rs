@@ -47,6 +47,11 @@ pub struct Context {
     /// Every inventory host's resolved connection settings (ssh_config read once per run).
     pub endpoints: Vec<Endpoint>,
     pub interrupted: watch::Receiver<bool>,
+    /// Why this run happens (`--message` / `DEPLOY_MESSAGE`): in its history records and
+    /// webhook events.
+    pub message: Option<String>,
+    /// The webhook's start event of this run, in flight (`commands::webhook`).
+    pub webhook_start: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Context {
@@ -106,6 +111,8 @@ impl Context {
             connector,
             endpoints,
             interrupted,
+            message: None,
+            webhook_start: std::sync::Mutex::new(None),
         })
     }
 
@@ -145,9 +152,15 @@ impl Context {
                     .iter()
                     .position(|service| &service.name == name)
                     .ok_or_else(|| {
+                        let known = self
+                            .inventory
+                            .services
+                            .iter()
+                            .map(|service| service.name.as_str());
                         InputError(format!(
-                            "no service named `{name}` in {}",
-                            self.inventory.file.display()
+                            "no service named `{name}` in {}{}",
+                            self.inventory.file.display(),
+                            crate::suggest::hint(name, known)
                         ))
                     })
             })

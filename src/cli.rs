@@ -29,7 +29,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Inventory file
+    /// Inventory file (TOML, SPEC §2)
     #[arg(short = 'i', long, global = true, default_value = "deploy.toml")]
     pub inventory: PathBuf,
     /// Only these hosts: names, tags and globs (`web*`), comma-separated; `!x` removes x, `a:&b` keeps what is in both
@@ -65,12 +65,12 @@ pub enum Format {
 pub enum Command {
     /// Stage, verify and atomically switch a release on every selected host
     #[command(
-        after_help = "Examples:\n  deploy push -i prod.toml --dry-run --diff\n  deploy push --service api --version v2 --artifact dist/api-v2.tar.gz"
+        after_help = "Examples:\n  deploy push -i prod.toml --dry-run --diff\n  deploy push --service api --version v2 --artifact dist/api-v2.tar.gz\n  deploy push --message \"fix login (#123)\"\n  deploy push --service api --version v1 --allow-downgrade   (rollback is the usual way back)"
     )]
     Push(PushArgs),
     /// Switch hosts back to the release that was live before
     #[command(
-        after_help = "Examples:\n  deploy rollback -i prod.toml\n  deploy rollback --hosts web3 --to v1.2.2"
+        after_help = "Examples:\n  deploy rollback -i prod.toml --dry-run\n  deploy rollback --hosts web3 --to v1.2.2 --message \"5xx after v1.2.3\""
     )]
     Rollback(RollbackArgs),
     /// Live release, previous release, releases kept and lock holder per host
@@ -79,16 +79,24 @@ pub enum Command {
     )]
     Status(StatusArgs),
     /// Audit log of each selected host, newest first
-    #[command(after_help = "Example:\n  deploy history --hosts web1 --limit 5")]
+    #[command(
+        after_help = "Examples:\n  deploy history --hosts web1 --limit 5\n  deploy history --service api --output json"
+    )]
     History(HistoryArgs),
     /// File-level difference between two releases (default: live release vs the artifact)
-    #[command(after_help = "Example:\n  deploy diff v1 v2")]
+    #[command(
+        after_help = "FROM and TO are versions (releases kept on each host); FROM defaults to the live release, TO to the\nartifact the inventory names for the service (checked locally first, like a push).\n\nExamples:\n  deploy diff                 live release vs the artifact, on every selected host\n  deploy diff v1              v1 vs the artifact\n  deploy diff v1 v2 --hosts web1"
+    )]
     Diff(DiffArgs),
     /// Remove old releases, keeping the live and previous ones
-    #[command(after_help = "Example:\n  deploy prune --keep 3 --dry-run")]
+    #[command(
+        after_help = "Examples:\n  deploy prune --keep 3 --dry-run\n  deploy prune --service api"
+    )]
     Prune(PruneArgs),
     /// Lift a deploy freeze, or remove a lock left by a run that is gone
-    #[command(after_help = "Example:\n  deploy unlock --hosts web3")]
+    #[command(
+        after_help = "Examples:\n  deploy unlock --hosts web3\n  deploy unlock --hosts web3 --service api --force"
+    )]
     Unlock(UnlockArgs),
     /// Run an ad-hoc command on every selected host (grouped output)
     #[command(
@@ -99,20 +107,37 @@ pub enum Command {
     #[command(after_help = "Examples:\n  deploy run\n  deploy run restart --service api")]
     Run(RunArgs),
     /// Freeze deploys: push, rollback and prune refuse these hosts until `deploy unlock`
-    #[command(after_help = "Example:\n  deploy lock --message \"incident 123\" --hosts web3")]
+    #[command(
+        after_help = "Examples:\n  deploy lock --message \"incident 123\" --hosts web3\n  deploy lock --message \"release freeze\" --service api"
+    )]
     Lock(LockArgs),
     /// Check the inventory, connectivity and remote prerequisites
-    #[command(after_help = "Example:\n  deploy check -i prod.toml")]
+    #[command(
+        after_help = "Examples:\n  deploy check -i prod.toml\n  deploy -v check --hosts web1   (where each SSH setting came from)"
+    )]
     Check,
     /// Print shell completions
     #[command(after_help = "Example:\n  deploy completions bash > /etc/bash_completion.d/deploy")]
     Completions {
+        /// The shell to print completions for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
 }
 
 impl Command {
+    /// Why this run happens (`--message`, or `DEPLOY_MESSAGE`), for push and rollback (and a
+    /// freeze's message for lock); blank text counts as none.
+    pub fn message(&self) -> Option<String> {
+        let message = match self {
+            Command::Push(arguments) => arguments.message.as_deref(),
+            Command::Rollback(arguments) => arguments.message.as_deref(),
+            Command::Lock(arguments) => Some(arguments.message.as_str()),
+            _ => None,
+        }?;
+        (!message.trim().is_empty()).then(|| message.to_string())
+    }
+
     /// Whether the command holds every selected host's connection (and lock) at once: a real
     /// push or rollback, from the preflight to the end.
     pub fn holds_every_host(&self) -> bool {
@@ -147,21 +172,35 @@ pub struct PushArgs {
     /// Send the whole artifact, even where a delta from the live release would do
     #[arg(long)]
     pub full: bool,
+    /// Push even to hosts where this release went live before (a downgrade by the host's own
+    /// record); `deploy rollback` is the usual way back
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Why this run happens: recorded in each host's history and sent in the webhook
+    #[arg(long, value_name = "TEXT", env = "DEPLOY_MESSAGE")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// Services to roll back (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
-    /// Release to switch to (must be complete on every selected host)
-    #[arg(long)]
+    /// Release to switch to (must be complete on every selected host; default: the release
+    /// that went live before the live one)
+    #[arg(long, value_name = "V")]
     pub to: Option<String>,
+    /// Read each host's state and print what would switch; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Why this run happens: recorded in each host's history and sent in the webhook
+    #[arg(long, value_name = "TEXT", env = "DEPLOY_MESSAGE")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Services to show (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
     /// Re-hash the live release and report drift from its manifest
@@ -171,6 +210,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// Services whose history to show (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
     /// At most this many records per host
@@ -180,19 +220,26 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// Services to compare (repeat or comma-separate; default: every service with an artifact)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
+    /// Version to compare from (default: the live release on each host)
+    #[arg(value_name = "FROM")]
     pub from: Option<String>,
+    /// Version to compare to, a release kept on the host (default: the service's artifact)
+    #[arg(value_name = "TO")]
     pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Services to prune (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
     /// Releases to keep (default: the service's keep_releases)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
+    /// Read each host's state and print what would be removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -224,6 +271,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
+    /// Services to freeze (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
     /// Why deploys are frozen (shown to whoever is refused)
@@ -233,9 +281,72 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
+    /// Services whose lock or freeze to lift (repeat or comma-separate; default: every service)
     #[arg(long, value_delimiter = ',')]
     pub service: Vec<String>,
     /// Break the lock even if its holder still runs
     #[arg(long)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is for, and every subcommand has
+    /// examples (SPEC §1; issue 15: no empty help for `--service`/`--dry-run`).
+    #[test]
+    fn every_argument_and_subcommand_has_help_and_examples() {
+        let command = Cli::command();
+        let mut missing = Vec::new();
+        for argument in command.get_arguments() {
+            if argument
+                .get_help()
+                .is_none_or(|help| help.to_string().trim().is_empty())
+            {
+                missing.push(format!("deploy --{}", argument.get_id()));
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            let name = subcommand.get_name();
+            if name == "help" {
+                continue;
+            }
+            if subcommand.get_about().is_none() {
+                missing.push(format!("deploy {name}: about"));
+            }
+            let examples = subcommand
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !examples.contains("Example") || !examples.contains("deploy ") {
+                missing.push(format!("deploy {name}: examples"));
+            }
+            for argument in subcommand.get_arguments() {
+                let id = argument.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if argument
+                    .get_help()
+                    .is_none_or(|help| help.to_string().trim().is_empty())
+                {
+                    missing.push(format!("deploy {name} {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn message_comes_from_the_flag_and_blank_is_none() {
+        let parse = |arguments: &[&str]| Cli::try_parse_from(arguments).expect("parses");
+        let push = parse(&["deploy", "push", "--message", "fix #1"]);
+        assert_eq!(push.command.message().as_deref(), Some("fix #1"));
+        let blank = parse(&["deploy", "rollback", "--message", "  "]);
+        assert_eq!(blank.command.message(), None);
+        let status = parse(&["deploy", "status"]);
+        assert_eq!(status.command.message(), None);
+    }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod executor;
 mod fetch;
+mod guard;
 mod http;
 mod inventory;
 mod limits;
@@ -20,6 +21,7 @@ mod plan;
 mod remote;
 mod report;
 mod ssh;
+mod suggest;
 mod text;
 
 use std::process::ExitCode;
@@ -83,31 +85,6 @@ async fn run(cli: Cli, json_logs: bool, open_files: Option<u64>) -> u8 {
     }
 }
 
-/// POSTs the result to `[notify].webhook`; a failing or hanging webhook is only logged.
-async fn notify_end(context: &Context, result: &report::RunResult) {
-    let Some(notify) = &context.inventory.notify else {
-        return;
-    };
-    let document = match serde_json::to_value(result) {
-        Ok(document) => document,
-        Err(error) => {
-            tracing::warn!("webhook: cannot serialize the result: {error}");
-            return;
-        }
-    };
-    let text = notify::summary_line(&document);
-    if let Err(error) = notify::send(
-        &notify.webhook,
-        &document,
-        &text,
-        http::configured_timeout(std::time::Duration::from_secs(10)),
-    )
-    .await
-    {
-        tracing::warn!("{error}");
-    }
-}
-
 /// Text result of a changing command: the plan for a dry run, the summary table otherwise.
 fn changes_text(result: &report::RunResult) -> String {
     if result.dry_run {
@@ -119,7 +96,8 @@ fn changes_text(result: &report::RunResult) -> String {
 
 async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
     let interrupted = app::watch_interrupts();
-    let context = Context::new(&cli.global, interrupted)?;
+    let mut context = Context::new(&cli.global, interrupted)?;
+    context.message = cli.command.message();
     if let Some(limit) = open_files {
         context.check_open_files(limit, cli.command.holds_every_host())?;
     }
@@ -196,10 +174,14 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
     }
     let changing = matches!(
         cli.command,
-        Command::Push(_) | Command::Rollback(_) | Command::Prune(_) | Command::Unlock(_)
+        Command::Push(_)
+            | Command::Rollback(_)
+            | Command::Prune(_)
+            | Command::Unlock(_)
+            | Command::Lock(_)
     );
     if changing && !result.dry_run {
-        notify_end(&context, &result).await;
+        commands::webhook::ended(&context, &result).await;
     }
     {
         use std::io::Write;

@@ -1,9 +1,14 @@
 //! Webhook notifications (`[notify].webhook`, SPEC §2 and §4 step 5).
 //!
 //! This module owns:
-//! - [`send`]: POST the run's `--output json` document, plus a one-line `"text"` field that chat
-//!   tools display, to the webhook, through [`crate::http::post_json`] on a blocking thread;
-//! - [`summary_line`]: that one line, built from the document.
+//! - [`send`]: POST a JSON document, plus a one-line `"text"` field that chat tools display, to
+//!   the webhook, through [`crate::http::post_json`] on a blocking thread;
+//! - the two events of a changing run: [`start_document`] (`"event": "start"`: action,
+//!   services, target version, operator, message, host count) when it starts, and
+//!   [`end_document`] (`"event": "end"`: the run's whole `--output json` document plus operator
+//!   and message) when it ends;
+//! - [`start_line`] and [`summary_line`]: their one-line texts, built from the documents
+//!   (service, version change, operator, message, result and counts).
 //!
 //! A webhook is best effort: [`send`] returns an error string for the caller to log, and the
 //! caller never lets it change the run's result or exit code. It is bounded in time twice over: the
@@ -54,9 +59,118 @@ pub async fn send(
     }
 }
 
-/// One line for chat tools: `deploy push 20261126T101500Z-ab12: ok (3 hosts, 0 failed)`, with
-/// `dry run`, rolled back / skipped counts and the service(s) added where they apply. Missing
-/// fields are shown as `?`; the line never contains a newline.
+/// Who runs a changing command and why: the fields both events carry.
+pub struct Announcement<'a> {
+    pub id: &'a str,
+    pub action: &'a str,
+    pub operator: &'a str,
+    pub message: Option<&'a str>,
+}
+
+/// The start event: `{"event": "start", "id", "action", "services", "to", "operator",
+/// "message", "hosts"}` (`to`: the version a push ships or a rollback names, else null).
+pub fn start_document(
+    run: &Announcement,
+    services: &[String],
+    to: Option<&str>,
+    hosts: usize,
+) -> Value {
+    serde_json::json!({
+        "event": "start",
+        "id": run.id,
+        "action": run.action,
+        "services": services,
+        "to": to,
+        "operator": run.operator,
+        "message": run.message,
+        "hosts": hosts,
+    })
+}
+
+/// The end event: the run's result document with `event`, `operator` and `message` added.
+pub fn end_document(run: &Announcement, result: &Value) -> Value {
+    let mut document = match result {
+        Value::Object(object) => Value::Object(object.clone()),
+        other => serde_json::json!({ "document": other.clone() }),
+    };
+    if let Value::Object(object) = &mut document {
+        object.insert("event".to_string(), Value::from("end"));
+        object.insert("operator".to_string(), Value::from(run.operator));
+        object.insert("message".to_string(), Value::from(run.message));
+    }
+    document
+}
+
+/// ` by OPERATOR` and `, message: TEXT` from a document, when present.
+fn who_and_why(document: &Value) -> (String, String) {
+    let text = |name: &str| document.get(name).and_then(Value::as_str);
+    let operator = text("operator")
+        .map(|operator| format!(" by {operator}"))
+        .unwrap_or_default();
+    let message = text("message")
+        .map(|message| format!(", message: {}", crate::text::shorten(message, 512)))
+        .unwrap_or_default();
+    (operator, message)
+}
+
+/// The start event's line: `deploy push myapp -> v2 started by alice@laptop on 3 hosts, run
+/// ID, message: TEXT`. Never contains a newline.
+pub fn start_line(document: &Value) -> String {
+    let field = |name: &str| document.get(name).and_then(Value::as_str).unwrap_or("?");
+    let services: Vec<&str> = document
+        .get("services")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut line = format!("deploy {}", field("action"));
+    if !services.is_empty() {
+        line.push(' ');
+        line.push_str(&services.join(","));
+    }
+    if let Some(to) = document.get("to").and_then(Value::as_str) {
+        line.push_str(&format!(" -> {to}"));
+    }
+    let (operator, message) = who_and_why(document);
+    let hosts = document.get("hosts").and_then(Value::as_u64).unwrap_or(0);
+    let plural = if hosts == 1 { "host" } else { "hosts" };
+    line.push_str(&format!(
+        " started{operator} on {hosts} {plural}, run {}{message}",
+        field("id")
+    ));
+    line.replace(['\n', '\r'], " ")
+}
+
+/// `v1 -> v2` from the hosts' `from` and `to` (several values comma-separated, `(none)` for
+/// null); empty when no host names either.
+fn version_change(hosts: &[Value]) -> String {
+    let distinct = |name: &str| {
+        let mut values: Vec<&str> = Vec::new();
+        for host in hosts {
+            let value = host.get(name).and_then(Value::as_str).unwrap_or("(none)");
+            if !values.contains(&value) {
+                values.push(value);
+            }
+        }
+        values
+    };
+    let (from, to) = (distinct("from"), distinct("to"));
+    if from.iter().chain(&to).all(|value| *value == "(none)") {
+        return String::new();
+    }
+    let list = |values: Vec<&str>| {
+        if values.len() > 4 {
+            format!("{},… ({} versions)", values[..3].join(","), values.len())
+        } else {
+            values.join(",")
+        }
+    };
+    format!(" {} -> {}", list(from), list(to))
+}
+
+/// One line for chat tools: `deploy push myapp v1 -> v2 by alice@laptop: ok (3 hosts, 0
+/// failed), run 20261126T101500Z-ab12, message: TEXT`, with `dry run`, rolled back / skipped
+/// counts, the service(s), version change, operator and message added where they apply.
+/// Missing fields are shown as `?`; the line never contains a newline.
 pub fn summary_line(document: &Value) -> String {
     let field = |name: &str| document.get(name).and_then(Value::as_str).unwrap_or("?");
     let hosts = document
@@ -82,7 +196,9 @@ pub fn summary_line(document: &Value) -> String {
         line.push(' ');
         line.push_str(&services.join(","));
     }
-    line.push_str(&format!(" {}", field("id")));
+    line.push_str(&version_change(hosts));
+    let (operator, message) = who_and_why(document);
+    line.push_str(&operator);
     if document.get("dry_run").and_then(Value::as_bool) == Some(true) {
         line.push_str(" (dry run)");
     }
@@ -99,7 +215,7 @@ pub fn summary_line(document: &Value) -> String {
             line.push_str(&format!(", {n} {label}"));
         }
     }
-    line.push(')');
+    line.push_str(&format!("), run {}{message}", field("id")));
     line.replace(['\n', '\r'], " ")
 }
 
@@ -142,7 +258,7 @@ mod tests {
         assert_eq!(received, expected);
         assert_eq!(
             received["text"],
-            "deploy push myapp 20261126T101500Z-ab12: ok (3 hosts, 0 failed)"
+            "deploy push myapp: ok (3 hosts, 0 failed), run 20261126T101500Z-ab12"
         );
     }
 
@@ -198,10 +314,54 @@ mod tests {
     }
 
     #[test]
+    fn both_events_name_service_versions_operator_and_message() {
+        let run = Announcement {
+            id: "r9",
+            action: "push",
+            operator: "alice@laptop",
+            message: Some("fix login\n(#12)"),
+        };
+        let start = start_document(&run, &["myapp".to_string()], Some("v2"), 3);
+        assert_eq!(start["event"], "start");
+        assert_eq!(
+            start_line(&start),
+            "deploy push myapp -> v2 started by alice@laptop on 3 hosts, run r9, message: fix login (#12)"
+        );
+        let mut result = document();
+        result["hosts"][0]["from"] = json!("v1");
+        result["hosts"][0]["to"] = json!("v2");
+        result["hosts"][1]["from"] = json!("v2");
+        result["hosts"][1]["to"] = json!("v2");
+        result["hosts"][2]["to"] = json!("v2");
+        let end = end_document(&run, &result);
+        assert_eq!(end["event"], "end");
+        assert_eq!(
+            end["hosts"], result["hosts"],
+            "the whole result rides along"
+        );
+        assert_eq!(end["message"], "fix login\n(#12)");
+        assert_eq!(
+            summary_line(&end),
+            "deploy push myapp v1,v2,(none) -> v2 by alice@laptop: ok (3 hosts, 0 failed), run \
+             20261126T101500Z-ab12, message: fix login (#12)"
+        );
+        let quiet = Announcement {
+            message: None,
+            ..run
+        };
+        let start = start_document(&quiet, &[], None, 1);
+        assert_eq!(start["message"], Value::Null);
+        assert_eq!(
+            start_line(&start),
+            "deploy push started by alice@laptop on 1 host, run r9"
+        );
+    }
+
+    #[test]
     fn summary_lines() {
         assert_eq!(
             summary_line(&document()),
-            "deploy push myapp 20261126T101500Z-ab12: ok (3 hosts, 0 failed)"
+            "deploy push myapp: ok (3 hosts, 0 failed), run 20261126T101500Z-ab12"
         );
         let failed = json!({
             "id": "r2", "action": "push", "dry_run": false, "result": "rolled_back",
@@ -213,21 +373,21 @@ mod tests {
         });
         assert_eq!(
             summary_line(&failed),
-            "deploy push api,web r2: rolled_back (3 hosts, 1 failed, 1 rolled back, 1 skipped)"
+            "deploy push api,web: rolled_back (3 hosts, 1 failed, 1 rolled back, 1 skipped), run r2"
         );
         let dry = json!({"id": "r3", "action": "rollback", "dry_run": true, "result": "ok",
                          "hosts": [{"host": "a", "result": "planned"}]});
         assert_eq!(
             summary_line(&dry),
-            "deploy rollback r3 (dry run): ok (1 host, 0 failed)"
+            "deploy rollback (dry run): ok (1 host, 0 failed), run r3"
         );
         assert_eq!(
             summary_line(&json!({})),
-            "deploy ? ?: ? (0 hosts, 0 failed)"
+            "deploy ?: ? (0 hosts, 0 failed), run ?"
         );
         assert_eq!(
             summary_line(&json!("x")),
-            "deploy ? ?: ? (0 hosts, 0 failed)"
+            "deploy ?: ? (0 hosts, 0 failed), run ?"
         );
         let sneaky = json!({"id": "a\nb", "action": "push", "result": "ok", "hosts": []});
         assert!(!summary_line(&sneaky).contains('\n'));

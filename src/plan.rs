@@ -186,6 +186,8 @@ pub struct Release<'a> {
     /// The service's `delta` setting, and `push --full`.
     pub delta: Delta,
     pub full: bool,
+    /// `--strip-components` for the host's `tar` on a full push or fetch (`strip_components`).
+    pub tar_strip: usize,
 }
 
 impl Release<'_> {
@@ -357,6 +359,7 @@ pub fn plan_push(
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 source: source.clone(),
+                tar_strip: release.tar_strip,
             });
             Transfer::Fetched
         }
@@ -375,6 +378,7 @@ pub fn plan_push(
                 version: version.clone(),
                 sha256: release.sha256.clone(),
                 bytes: release.size,
+                tar_strip: release.tar_strip,
             });
             upload_bytes = release.size;
             Transfer::Full(match reason {
@@ -530,6 +534,7 @@ mod tests {
             shared_paths: &[],
             delta: Delta::Hardlink,
             full: false,
+            tar_strip: 0,
         }
     }
 

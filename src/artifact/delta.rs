@@ -30,7 +30,7 @@ use tar::EntryType;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::members::normalize_member_name;
+use super::members::release_path;
 use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, drain_zeros};
 use crate::manifest::Sha256;
 use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
@@ -53,12 +53,14 @@ pub enum Members {
 const CHANNEL_CHUNKS: usize = 8;
 
 /// The stream of `members` of the artifact at `path` (whose sha256 must still be `sha256`),
-/// gzip-compressed when `compress`, read as an `AsyncRead`.
+/// gzip-compressed when `compress`, read as an `AsyncRead`. Member names (and hardlink
+/// targets) lose their first `strip` directories (`strip_components`), as in the manifest.
 pub fn member_stream(
     path: &Path,
     sha256: &Sha256,
     members: Members,
     compress: bool,
+    strip: usize,
 ) -> MemberStream {
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let path = path.to_path_buf();
@@ -68,7 +70,7 @@ pub fn member_stream(
         .name("delta-stream".to_string())
         .spawn(move || {
             let writer = ChannelWriter { sender };
-            let outcome = produce(&path, &sha256, &members, compress, writer);
+            let outcome = produce(&path, &sha256, &members, compress, strip, writer);
             let _ = errors.blocking_send(outcome.map(|()| Vec::new()));
         });
     let failed = spawned
@@ -89,6 +91,7 @@ fn produce(
     sha256: &Sha256,
     members: &Members,
     compress: bool,
+    strip: usize,
     writer: ChannelWriter,
 ) -> io::Result<()> {
     let file = File::open(path)
@@ -120,8 +123,9 @@ fn produce(
     for member in archive.entries()? {
         let mut member = member?;
         let entry_type = member.header().entry_type();
-        let Ok(Some(name)) = normalize_member_name(&member.path_bytes()) else {
-            // The release root (or a member the inspection refused, which cannot get here).
+        let Ok(Some(name)) = release_path(&member.path_bytes(), strip) else {
+            // The release root, a top directory `strip` drops (or a member the inspection
+            // refused, which cannot get here).
             continue;
         };
         let regular = matches!(entry_type, EntryType::Regular | EntryType::Continuous);
@@ -141,7 +145,7 @@ fn produce(
             }
             EntryType::Link => {
                 let target = link_target(&member)?;
-                let target = normalize_member_name(target.as_bytes())
+                let target = release_path(target.as_bytes(), strip)
                     .ok()
                     .flatten()
                     .ok_or_else(|| io::Error::other(format!("hardlink `{name}`: bad target")))?;
@@ -361,6 +365,7 @@ mod tests {
                     manifest: Arc::new("deploy-manifest 1\n".to_string()),
                 },
                 compress,
+                0,
             );
             let found = members(stream, compress).expect("a tar stream");
             let expected: Vec<(String, char, String)> = [
@@ -382,6 +387,7 @@ mod tests {
             &checked.sha256,
             Members::Only(Arc::new(vec!["changed".to_string()])),
             false,
+            0,
         );
         assert_eq!(
             members(stream, false).expect("a tar stream"),
@@ -394,14 +400,20 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         let path = artifact(directory.path());
         let other = Sha256::parse(&"0".repeat(64)).expect("a sha256");
-        let stream = member_stream(&path, &other, Members::Only(Arc::new(Vec::new())), false);
+        let stream = member_stream(&path, &other, Members::Only(Arc::new(Vec::new())), false, 0);
         let error = members(stream, false).expect_err("the digest differs");
         assert!(
             error.to_string().contains("changed since it was checked"),
             "{error}"
         );
         let missing = directory.path().join("gone.tar.gz");
-        let stream = member_stream(&missing, &other, Members::Only(Arc::new(Vec::new())), false);
+        let stream = member_stream(
+            &missing,
+            &other,
+            Members::Only(Arc::new(Vec::new())),
+            false,
+            0,
+        );
         assert!(members(stream, false).is_err());
     }
 }

@@ -25,4 +25,13 @@ pub enum ArtifactError {
     },
     #[error("{}: archive has no entries", .path.display())]
     Empty { path: PathBuf },
+    /// Refused by the caller (`commands::shipment`) when the service does not set
+    /// `strip_components`: see `Artifact::single_top_directory`.
+    #[error(
+        "{}: every member sits under one top directory `{}/`, which would land as `current/{}/...`: \
+         set `strip_components = 1` in the service to unwrap it, or build the tarball from inside the \
+         directory (`tar -C build -czf app.tar.gz .`); `strip_components = 0` takes it as it is",
+        .path.display(), printable(.directory), printable(.directory)
+    )]
+    LeadingDirectory { path: PathBuf, directory: String },
 }

@@ -25,8 +25,15 @@ pub struct Artifact {
     pub size: u64,
     /// Sum of the sizes of the regular files in the archive.
     pub unpacked_size: u64,
-    /// Every member of the archive (except the root directory `.`), sorted by path.
+    /// Every member of the archive (except the root directory `.`), sorted by path, named as
+    /// it lands in the release (after `strip_components`).
     pub manifest: Manifest,
+    /// `--strip-components` for the host's `tar` on a full push (0: none); see
+    /// `members::Scanned::tar_strip`.
+    pub tar_strip: usize,
+    /// The one top directory every member sits under (`myapp-1.0`), unless the names start
+    /// with `./` (built from inside the directory, `tar -C build -czf app.tar.gz .`).
+    pub single_top_directory: Option<String>,
 }
 
 /// Opens `path` and inspects it under `policy` (the service's `allow_setid`; the default policy
@@ -57,7 +64,7 @@ pub fn inspect_reader_with<R: Read>(
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let scanned = scan_members(&mut archive, name, policy, &mut buffer, &budget);
     let mut stream = archive.into_inner().inner;
-    let (entries, unpacked_size) = match scanned {
+    let scanned = match scanned {
         Ok(result) => result,
         Err(Failure::Rejected(error)) => return Err(error),
         Err(Failure::Stream(error)) => return Err(stream.classify(error, name)),
@@ -76,11 +83,15 @@ pub fn inspect_reader_with<R: Read>(
         Err(error) => return Err(stream.classify(error, name)),
     }
 
-    if entries.is_empty() {
+    if scanned.entries.is_empty() {
         return Err(ArtifactError::Empty {
             path: name.to_path_buf(),
         });
     }
+    let single_top_directory = (!scanned.dot_prefixed)
+        .then(|| single_top_directory(&scanned.entries))
+        .flatten()
+        .map(str::to_string);
     let (sha256, size) = stream.finish().map_err(|error| ArtifactError::Corrupt {
         path: name.to_path_buf(),
         reason: error.to_string(),
@@ -93,8 +104,37 @@ pub fn inspect_reader_with<R: Read>(
         path: name.to_path_buf(),
         sha256,
         size,
-        unpacked_size,
-        manifest: Manifest { entries },
+        unpacked_size: scanned.unpacked_size,
+        manifest: Manifest {
+            entries: scanned.entries,
+        },
+        tar_strip: scanned.tar_strip,
+        single_top_directory,
+    })
+}
+
+/// The one directory every member sits in (`myapp-1.0` for `myapp-1.0/bin/app`, ...), when
+/// there is exactly one top-level name, it is a directory and something lies under it.
+fn single_top_directory(entries: &[crate::manifest::Entry]) -> Option<&str> {
+    let top = |path: &str| path.split('/').next().unwrap_or(path).to_string();
+    let first = top(&entries.first()?.path);
+    let mut nested = false;
+    for entry in entries {
+        if top(&entry.path) != first {
+            return None;
+        }
+        if entry.path == first && !matches!(entry.kind, crate::manifest::EntryKind::Directory) {
+            return None;
+        }
+        nested |= entry.path.len() > first.len();
+    }
+    let first_entry = entries.first()?;
+    nested.then(|| {
+        first_entry
+            .path
+            .split('/')
+            .next()
+            .unwrap_or(&first_entry.path)
     })
 }
 
@@ -335,6 +375,121 @@ mod tests {
             .map(|entry| entry.path.as_str())
             .collect();
         assert_eq!(paths, ["a/b", "a/b/c"]);
+    }
+
+    fn stripped(bytes: &[u8], strip: usize) -> Result<Artifact, ArtifactError> {
+        let policy = MemberPolicy {
+            allow_setid: false,
+            strip_components: Some(strip),
+        };
+        inspect_reader_with(bytes, Path::new(NAME), &policy)
+    }
+
+    fn paths(artifact: &Artifact) -> Vec<&str> {
+        artifact
+            .manifest
+            .entries
+            .iter()
+            .map(|entry| entry.path.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn one_top_directory_is_found_unless_names_start_with_dot_slash() {
+        let wrapped = Tarball::new()
+            .directory("myapp-1.0/", 0o755)
+            .file("myapp-1.0/bin/app", 0o755, b"app")
+            .file("myapp-1.0/README", 0o644, b"r")
+            .gz();
+        let artifact = inspect_bytes(&wrapped).unwrap();
+        assert_eq!(artifact.single_top_directory.as_deref(), Some("myapp-1.0"));
+        let implied = Tarball::new().file("myapp-1.0/x", 0o644, b"x").gz();
+        assert_eq!(
+            inspect_bytes(&implied)
+                .unwrap()
+                .single_top_directory
+                .as_deref(),
+            Some("myapp-1.0")
+        );
+        // `tar -C build -czf app.tar.gz .`: the `./` is not a directory of the release.
+        let dotted = Tarball::new()
+            .directory("./", 0o755)
+            .directory("./public/", 0o755)
+            .file("./public/index.html", 0o644, b"i")
+            .gz();
+        assert_eq!(inspect_bytes(&dotted).unwrap().single_top_directory, None);
+        for bytes in [
+            Tarball::new()
+                .file("a/x", 0o644, b"x")
+                .file("b", 0o644, b"b")
+                .gz(),
+            Tarball::new().file("app", 0o755, b"app").gz(),
+            Tarball::new().directory("empty/", 0o755).gz(),
+        ] {
+            assert_eq!(inspect_bytes(&bytes).unwrap().single_top_directory, None);
+        }
+    }
+
+    #[test]
+    fn strip_components_drops_leading_directories_everywhere() {
+        let wrapped = Tarball::new()
+            .directory("myapp-1.0/", 0o755)
+            .directory("myapp-1.0/bin/", 0o755)
+            .file("myapp-1.0/bin/app", 0o755, b"app")
+            .hardlink("myapp-1.0/bin/app-too", "myapp-1.0/bin/app")
+            .symlink("myapp-1.0/start", "bin/app")
+            .gz();
+        let artifact = stripped(&wrapped, 1).unwrap();
+        assert_eq!(paths(&artifact), ["bin", "bin/app", "bin/app-too", "start"]);
+        assert_eq!(artifact.tar_strip, 1);
+        assert_eq!(artifact.single_top_directory, None);
+        let hardlink = &artifact.manifest.entries[2];
+        assert_eq!(
+            hardlink.kind,
+            EntryKind::Hardlink {
+                target: "bin/app".to_string()
+            }
+        );
+        // The sha256 stays the artifact's: stripping names changes no byte of it.
+        assert_eq!(artifact.sha256, inspect_bytes(&wrapped).unwrap().sha256);
+        // `./myapp-1.0/...`: the same release, but tar counts the `.` too.
+        let dotted = Tarball::new()
+            .directory("./", 0o755)
+            .directory("./myapp-1.0/", 0o755)
+            .file("./myapp-1.0/bin/app", 0o755, b"app")
+            .gz();
+        let artifact = stripped(&dotted, 1).unwrap();
+        assert_eq!(paths(&artifact), ["bin/app"]);
+        assert_eq!(artifact.tar_strip, 2);
+        assert_eq!(stripped(&wrapped, 0).unwrap().tar_strip, 0);
+    }
+
+    #[test]
+    fn strip_components_refuses_what_it_cannot_strip_alike() {
+        let loose = Tarball::new()
+            .file("myapp-1.0/bin/app", 0o755, b"app")
+            .file("README", 0o644, b"r")
+            .gz();
+        let error = stripped(&loose, 1).unwrap_err().to_string();
+        assert!(error.contains("member `README`"), "{error}");
+        assert!(
+            error.contains("strip_components = 1 would drop it"),
+            "{error}"
+        );
+        let mixed = Tarball::new()
+            .file("myapp-1.0/a", 0o644, b"a")
+            .file("./myapp-1.0/b", 0o644, b"b")
+            .gz();
+        let error = stripped(&mixed, 1).unwrap_err().to_string();
+        assert!(error.contains("mixed `./` prefixes"), "{error}");
+        // A link that stays inside `myapp-1.0/` may leave the release once that is stripped.
+        let climbing = Tarball::new()
+            .file("top/x", 0o644, b"x")
+            .symlink("top/link", "../x")
+            .gz();
+        assert!(inspect_bytes(&climbing).is_ok());
+        let error = stripped(&climbing, 1).unwrap_err().to_string();
+        assert!(error.contains("outside the release"), "{error}");
     }
 
     #[test]
@@ -732,7 +887,10 @@ mod tests {
 
     // --- service policy: setuid/setgid ------------------------------------------------------
 
-    const ALLOW_SETID: MemberPolicy = MemberPolicy { allow_setid: true };
+    const ALLOW_SETID: MemberPolicy = MemberPolicy {
+        allow_setid: true,
+        strip_components: None,
+    };
 
     fn inspect_bytes_with(bytes: &[u8], policy: &MemberPolicy) -> Result<Artifact, ArtifactError> {
         inspect_reader_with(bytes, Path::new(NAME), policy)

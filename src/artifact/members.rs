@@ -35,6 +35,27 @@ const OTHERS_WRITE: u32 = 0o002;
 pub struct MemberPolicy {
     /// Accept members whose mode has the setuid or setgid bit (`allow_setid = true`).
     pub allow_setid: bool,
+    /// `strip_components`: drop this many leading directories of every member name (see
+    /// [`release_path`]). `None` (not set in the inventory): a tarball whose members all sit
+    /// under one top directory is refused; `Some(0)` takes it as it is.
+    pub strip_components: Option<usize>,
+}
+
+impl MemberPolicy {
+    fn strip(&self) -> usize {
+        self.strip_components.unwrap_or(0)
+    }
+}
+
+/// What the member pass found, beyond the manifest entries.
+pub(super) struct Scanned {
+    pub(super) entries: Vec<Entry>,
+    pub(super) unpacked_size: u64,
+    /// How many leading name components the host's `tar --strip-components` drops to land
+    /// every member where the manifest says (tar counts a leading `./`, the manifest does not).
+    pub(super) tar_strip: usize,
+    /// Every member name starts with `./` (built with `tar -C DIR .`).
+    pub(super) dot_prefixed: bool,
 }
 
 pub(super) enum Failure {
@@ -73,10 +94,13 @@ pub(super) fn scan_members<R: Read>(
     policy: &MemberPolicy,
     buffer: &mut [u8],
     budget: &Cell<u64>,
-) -> Result<(Vec<Entry>, u64), Failure> {
+) -> Result<Scanned, Failure> {
     let mut entries = Vec::new();
     let mut layout = Layout::default();
     let mut unpacked_size: u64 = 0;
+    let strip = policy.strip();
+    let mut tar_strip: Option<usize> = None;
+    let mut dot_prefixed = true;
     let mut members = archive.entries().map_err(Failure::Stream)?;
     loop {
         budget.set(HEADER_BUDGET);
@@ -101,7 +125,24 @@ pub(super) fn scan_members<R: Read>(
         }
         check_local_extensions(&mut member).map_err(reject)?;
 
-        let path = normalize_member_name(&raw_name).map_err(reject)?;
+        dot_prefixed &= raw_name.starts_with(b"./") || raw_name == b".";
+        let path = release_path(&raw_name, strip).map_err(reject)?;
+        let stripped_away =
+            path.is_none() && normalize_member_name(&raw_name).map_err(reject)?.is_some();
+        if let Some(count) = path
+            .as_ref()
+            .and_then(|_| tar_strip_count(&raw_name, strip))
+        {
+            match tar_strip {
+                Some(earlier) if earlier != count => {
+                    return Err(reject(format!(
+                        "with strip_components = {strip}, tar would strip {count} leading names here but {earlier} \
+                         from earlier members (mixed `./` prefixes): rebuild the tarball"
+                    )));
+                }
+                _ => tar_strip = Some(count),
+            }
+        }
         let shape = match entry_type {
             EntryType::Regular | EntryType::Continuous => {
                 if raw_name.ends_with(b"/") {
@@ -113,14 +154,18 @@ pub(super) fn scan_members<R: Read>(
             EntryType::Symlink => {
                 let target = link_text(&member).map_err(reject)?;
                 let Some(path) = &path else {
-                    return Err(reject("the release root cannot be a symlink".to_string()));
+                    return Err(reject(if stripped_away {
+                        format!("strip_components = {strip} would drop this symlink")
+                    } else {
+                        "the release root cannot be a symlink".to_string()
+                    }));
                 };
                 check_symlink_target(path, &target).map_err(reject)?;
                 Shape::Symlink(target)
             }
             EntryType::Link => {
                 let target = link_text(&member).map_err(reject)?;
-                let target = normalize_member_name(target.as_bytes())
+                let target = release_path(target.as_bytes(), strip)
                     .map_err(|reason| reject(format!("hardlink target: {reason}")))?
                     .ok_or_else(|| reject("hardlink target is the release root".to_string()))?;
                 if !layout.regular_files.contains(&target) {
@@ -157,9 +202,15 @@ pub(super) fn scan_members<R: Read>(
             check_setid(mode, policy).map_err(reject)?;
         }
         let Some(path) = path else {
-            // The root directory `.` itself: allowed, not part of the manifest.
+            // The root directory `.` itself, or a top directory `strip_components` drops:
+            // allowed, not part of the manifest.
             if matches!(shape, Shape::Directory) && member.size() == 0 {
                 continue;
+            }
+            if stripped_away {
+                return Err(reject(format!(
+                    "has no more than {strip} leading directories: strip_components = {strip} would drop it"
+                )));
             }
             return Err(reject(
                 "names the release root but is not a directory".to_string(),
@@ -213,7 +264,49 @@ pub(super) fn scan_members<R: Read>(
         });
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
-    Ok((entries, unpacked_size))
+    Ok(Scanned {
+        entries,
+        unpacked_size,
+        tar_strip: tar_strip.unwrap_or(0),
+        dot_prefixed,
+    })
+}
+
+/// A member's name as it lands in the release: normalized ([`normalize_member_name`]: `./`
+/// and empty components are not directories), then its first `strip` components dropped, as
+/// `tar --strip-components` does. `Ok(None)`: the release root, or a name of no more than
+/// `strip` components. The one place names are mapped, for the inspection (manifest, member
+/// rules) and the delta streams alike.
+pub(super) fn release_path(raw: &[u8], strip: usize) -> Result<Option<String>, String> {
+    let Some(path) = normalize_member_name(raw)? else {
+        return Ok(None);
+    };
+    Ok(path.splitn(strip + 1, '/').nth(strip).map(str::to_string))
+}
+
+/// How many components the host's `tar --strip-components` must drop from `raw` to remove its
+/// first `strip` directories as [`release_path`] does: tar also counts `.` components. `None`
+/// when `strip` is 0 or the name has no more than `strip` components.
+fn tar_strip_count(raw: &[u8], strip: usize) -> Option<usize> {
+    if strip == 0 {
+        return None;
+    }
+    let mut dropped = 0;
+    let mut counted = 0;
+    for component in raw
+        .split(|byte| *byte == b'/')
+        .filter(|part| !part.is_empty())
+    {
+        if counted == strip {
+            return Some(counted + dropped);
+        }
+        if component == b"." {
+            dropped += 1;
+        } else {
+            counted += 1;
+        }
+    }
+    None
 }
 
 impl Layout {
@@ -629,11 +722,12 @@ mod tests {
         fn arbitrary_members_never_panic_and_accepted_ones_follow_the_rules(
             members in prop::collection::vec(member(), 1..5),
             allow_setid in any::<bool>(),
+            strip_components in prop::option::of(0usize..3),
         ) {
             let Some(bytes) = archive(&members) else {
                 return Ok(());
             };
-            let policy = MemberPolicy { allow_setid };
+            let policy = MemberPolicy { allow_setid, strip_components };
             let Ok(artifact) = inspect_reader_with(bytes.as_slice(), Path::new("a.tar.gz"), &policy)
             else {
                 return Ok(());

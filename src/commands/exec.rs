@@ -189,9 +189,9 @@ async fn one(
                 RecordResult::Failed
             },
             error: output.problem.clone(),
+            message: None,
         },
         command: Some(job.command.clone()),
-        message: None,
     };
     let script = match service {
         Some(service) => run

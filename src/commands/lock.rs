@@ -22,6 +22,8 @@ pub async fn run(context: &Context, arguments: &LockArgs) -> Result<RunResult, I
     let now = unix_now();
     let line = freeze::freeze_line(&context.operator, now, &arguments.message);
     let line = &line;
+    let hosts = context.targets(&services)?.len();
+    super::webhook::started(context, "lock", &services, None, hosts);
     super::each_target(
         context,
         &services,
@@ -98,10 +100,11 @@ async fn record(
     result: &HostResult,
     message: Option<String>,
 ) {
+    let mut record = super::history_record(context, action, result, None);
+    record.message = message;
     let annotated = AnnotatedRecord {
-        record: super::history_record(context, action, result, None),
+        record,
         command: None,
-        message,
     };
     let script = run.lowering.append_history_text(&annotated.to_line());
     run.record_script(&script).await;

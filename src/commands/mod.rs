@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod diff;
+pub mod downgrades;
 pub mod exec;
 pub mod files;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod shipment;
 pub mod status;
 pub mod switching;
 pub mod unlock;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -299,6 +301,7 @@ pub fn history_record(
             Outcome::Failed | Outcome::Skipped => RecordResult::Failed,
         },
         error: result.error.clone(),
+        message: context.message.clone(),
     }
 }
 

@@ -13,6 +13,10 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
     let services = context.services(&arguments.service)?;
     let now = unix_now();
     let dry_run = arguments.dry_run;
+    if !dry_run {
+        let hosts = context.targets(&services)?.len();
+        super::webhook::started(context, "prune", &services, None, hosts);
+    }
     super::each_target(
         context,
         &services,

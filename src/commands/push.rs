@@ -53,8 +53,25 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
         super::switching::note_batches(context, &mut result);
         return Ok(result);
     }
+    // Every host read (read-only) and the push refused as a whole if it is a downgrade on any.
+    let opened = if arguments.allow_downgrade {
+        None
+    } else {
+        Some(super::downgrades::check(context, &shipments).await?)
+    };
     let with_service = services.len() > 1;
-    super::each_service(
+    let versions: Vec<&str> = shipments
+        .iter()
+        .map(|shipment| shipment.version.as_str())
+        .collect();
+    super::webhook::started(
+        context,
+        "push",
+        &services,
+        Some(&versions.join(",")),
+        context.targets(&services)?.len(),
+    );
+    let result = super::each_service(
         context,
         &services,
         "push",
@@ -76,7 +93,11 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             }
         },
     )
-    .await
+    .await;
+    if let Some(opened) = opened {
+        opened.close().await;
+    }
+    result
 }
 
 fn release_of<'a>(
@@ -94,6 +115,7 @@ fn release_of<'a>(
         shared_paths: &service.shared_paths,
         delta: service.delta,
         full,
+        tar_strip: shipment.artifact.tar_strip,
     }
 }
 
@@ -189,13 +211,20 @@ async fn plan_host(
         ));
     }
     let mut steps: Vec<PlannedStep> = Vec::new();
-    match plan_push(
-        &facts,
-        &release,
-        service.keep_releases,
-        arguments.force,
-        base.as_ref(),
-    ) {
+    let decision = match crate::guard::downgrade(&facts, &shipment.version) {
+        Some(downgrade) if !arguments.allow_downgrade => PushDecision::Refused(format!(
+            "{}; pass --allow-downgrade to push it anyway",
+            downgrade.describe()
+        )),
+        _ => plan_push(
+            &facts,
+            &release,
+            service.keep_releases,
+            arguments.force,
+            base.as_ref(),
+        ),
+    };
+    match decision {
         PushDecision::Unchanged => {
             notes.push(format!(
                 "unchanged: {} is live with the same sha256",
@@ -389,6 +418,17 @@ async fn stage<'a>(
                 reason,
             });
         }
+        if !arguments.allow_downgrade
+            && let Some(downgrade) = crate::guard::downgrade(&facts, &shipment.version)
+        {
+            return Err(HostError::failed(
+                "plan",
+                format!(
+                    "{}; pass --allow-downgrade to push it anyway",
+                    downgrade.describe()
+                ),
+            ));
+        }
         let release = release_of(shipment, service, arguments.full);
         let base = delta_base_manifest(&run, &facts, &release, None).await;
         match plan_push(
@@ -411,6 +451,7 @@ async fn stage<'a>(
                     artifact_size: shipment.artifact.size,
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
+                    strip_components: service.strip_components.unwrap_or(0),
                 };
                 // Uploaded files first: staging links them into the release.
                 super::files::upload_changed(&run, &shipment.files).await?;

@@ -36,6 +36,14 @@ pub async fn run(context: &Context, arguments: &RollbackArgs) -> Result<RunResul
         return Ok(result);
     }
     let with_service = services.len() > 1;
+    let hosts = context.targets(&services)?.len();
+    super::webhook::started(
+        context,
+        "rollback",
+        &services,
+        to.map(Version::as_str),
+        hosts,
+    );
     super::each_service(
         context,
         &services,
@@ -93,10 +101,7 @@ async fn plan_host(
         RollbackDecision::Nothing(reason) => notes.push(reason),
         RollbackDecision::Missing => {
             result.outcome = Outcome::Failed;
-            let message = format!(
-                "{} is not complete on this host",
-                to.map(Version::as_str).unwrap_or("")
-            );
+            let message = not_on_host(&facts, to);
             notes.push(message.clone());
             result.error = Some(message);
         }
@@ -104,6 +109,25 @@ async fn plan_host(
     let summary = format!("planned: {}", notes.join("; "));
     result.notes = Some(notes);
     Ok(super::Worked { result, summary })
+}
+
+/// Why `--to V` cannot be done on a host: V is not a complete release there; names the
+/// releases the host keeps, newest first (`v9 is not on this host (kept: v3, v2)`).
+fn not_on_host(facts: &crate::remote::state::Facts, to: Option<&Version>) -> String {
+    let kept: Vec<String> = facts
+        .releases_newest_first()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let kept = if kept.is_empty() {
+        "none".to_string()
+    } else {
+        kept.join(", ")
+    };
+    format!(
+        "{} is not on this host (kept: {kept})",
+        to.map(Version::as_str).unwrap_or("")
+    )
 }
 
 async fn roll_back_service<'a>(
@@ -155,9 +179,7 @@ async fn roll_back_service<'a>(
             if missing {
                 run.unlock(lock).await;
                 run.close().await;
-                let version = to.map(Version::as_str).unwrap_or("");
-                let error =
-                    HostError::failed("plan", format!("{version} is not complete on this host"));
+                let error = HostError::failed("plan", not_on_host(&facts, to));
                 let result = super::failed(result, &error, started, events, &label);
                 return Err(Box::new((target, result, true)));
             }

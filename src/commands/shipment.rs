@@ -103,7 +103,8 @@ pub async fn prepare(
             "--version and --artifact apply to one service: select it with --service".to_string(),
         ));
     }
-    let mut inspected: HashMap<(PathBuf, bool), (Arc<Artifact>, Arc<String>)> = HashMap::new();
+    let mut inspected: HashMap<(PathBuf, artifact::MemberPolicy), (Arc<Artifact>, Arc<String>)> =
+        HashMap::new();
     let mut shipments = Vec::new();
     for service_index in services {
         let service = &inventory.services[service_index];
@@ -158,14 +159,15 @@ pub async fn prepare(
                 }
             },
         };
-        let key = (path.clone(), service.allow_setid);
+        let policy = artifact::MemberPolicy {
+            allow_setid: service.allow_setid,
+            strip_components: service.strip_components,
+        };
+        let key = (path.clone(), policy);
         let (artifact, manifest) = match inspected.get(&key) {
             Some(found) => found.clone(),
             None => {
                 let owned = path.clone();
-                let policy = artifact::MemberPolicy {
-                    allow_setid: service.allow_setid,
-                };
                 // On a terminal the overall line says what the seconds of reading are for.
                 let (events, reporter) = Reporter::start(context.progress, 0);
                 events.phase(crate::report::Phase::CheckingArtifact {
@@ -192,6 +194,17 @@ pub async fn prepare(
                         service.name,
                         artifact.sha256
                     )));
+                }
+                if service.strip_components.is_none()
+                    && let Some(directory) = &artifact.single_top_directory
+                {
+                    return Err(InputError(
+                        artifact::ArtifactError::LeadingDirectory {
+                            path: path.clone(),
+                            directory: directory.clone(),
+                        }
+                        .to_string(),
+                    ));
                 }
                 let manifest = Arc::new(artifact.manifest.to_text());
                 let found = (Arc::new(artifact), manifest);

@@ -12,6 +12,8 @@ use crate::report::{Outcome, RunResult};
 pub async fn run(context: &Context, arguments: &UnlockArgs) -> Result<RunResult, InputError> {
     let services = context.services(&arguments.service)?;
     let now = unix_now();
+    let hosts = context.targets(&services)?.len();
+    super::webhook::started(context, "unlock", &services, None, hosts);
     super::each_target(context, &services, "unlock", false, |target, label, events| async move {
         let mut result = super::result_for(context, target, Outcome::Ok);
         let run = super::connect(context, target, label, &events, now).await?;

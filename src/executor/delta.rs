@@ -28,6 +28,7 @@ pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStr
                 manifest: std::sync::Arc::new(payload.manifest.to_string()),
             },
             *compress,
+            payload.strip_components,
         )),
         Step::Repair {
             sha256,
@@ -39,6 +40,7 @@ pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStr
             sha256,
             Members::Only(paths.clone()),
             *compress,
+            payload.strip_components,
         )),
         _ => None,
     }

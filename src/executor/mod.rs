@@ -59,6 +59,8 @@ pub struct Payload<'a> {
     pub manifest: &'a str,
     /// `fetch = "host"`: the URL the host downloads (sent on stdin, never in a command line).
     pub url: Option<&'a str>,
+    /// The service's `strip_components` (member streams name members as the manifest does).
+    pub strip_components: usize,
 }
 
 impl Payload<'static> {
@@ -69,6 +71,7 @@ impl Payload<'static> {
             artifact_size: 0,
             manifest: "",
             url: None,
+            strip_components: 0,
         }
     }
 }

@@ -146,6 +146,10 @@ pub struct Service {
     pub tasks: BTreeMap<String, String>,
     /// Whether the artifact may hold setuid/setgid members; default false (they are refused).
     pub allow_setid: bool,
+    /// `strip_components`: leading directories dropped from every member name (as `tar
+    /// --strip-components`). `None` (not set): a tarball whose members all sit under one top
+    /// directory is refused; `Some(0)`: taken as it is.
+    pub strip_components: Option<usize>,
     /// How a push reuses the live release's unchanged files; default `Hardlink`.
     pub delta: Delta,
     pub hooks: Hooks,

@@ -71,6 +71,7 @@ pub(super) struct RawService {
     pub(super) files: Option<BTreeMap<Spanned<String>, Spanned<RawFile>>>,
     pub(super) tasks: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) allow_setid: Option<bool>,
+    pub(super) strip_components: Option<Spanned<i64>>,
     pub(super) delta: Option<Spanned<String>>,
     pub(super) hooks: Option<RawHooks>,
     pub(super) health_check: Option<RawHealthCheck>,

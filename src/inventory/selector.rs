@@ -174,7 +174,15 @@ fn atom_matches(hosts: &[Host], atom: &str) -> Result<Vec<bool>, String> {
     } else if is_glob {
         Err(format!("`{}` matches no host name or tag", shown(atom)))
     } else {
-        Err(format!("no host or tag named `{}`", shown(atom)))
+        let known = hosts
+            .iter()
+            .flat_map(|host| std::iter::once(&host.name).chain(host.tags.iter()))
+            .map(String::as_str);
+        Err(format!(
+            "no host or tag named `{}`{}",
+            shown(atom),
+            crate::suggest::hint(atom, known)
+        ))
     }
 }
 
@@ -240,7 +248,11 @@ mod tests {
 
     #[test]
     fn typos_and_bad_syntax_are_errors() {
-        assert_eq!(select("web9").unwrap_err(), "no host or tag named `web9`");
+        assert_eq!(
+            select("web9").unwrap_err(),
+            "no host or tag named `web9` (did you mean `web1`?)"
+        );
+        assert_eq!(select("cache").unwrap_err(), "no host or tag named `cache`");
         assert_eq!(
             select("cache*").unwrap_err(),
             "`cache*` matches no host name or tag"

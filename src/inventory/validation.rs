@@ -414,6 +414,12 @@ impl Parser<'_> {
             None => Delta::Hardlink,
         };
 
+        let strip_components = raw
+            .strip_components
+            .as_ref()
+            .map(|strip| self.count(strip, &format!("{key}.strip_components"), 0))
+            .transpose()?;
+
         let keep_releases = match &raw.keep_releases {
             Some(keep) => self.count(keep, &format!("{key}.keep_releases"), 1)?,
             None => DEFAULT_KEEP_RELEASES,
@@ -501,6 +507,7 @@ impl Parser<'_> {
             files,
             tasks,
             allow_setid: raw.allow_setid.unwrap_or(false),
+            strip_components,
             delta,
             hooks,
             health_check,
@@ -1692,6 +1699,33 @@ webhook = "https://chat.example.com/hooks/secret-token"
             "[services.app]\nbase_dir = \"/a\"\nkeep_releases = 1\n",
         ));
         assert_eq!(inventory.services[0].keep_releases, 1);
+    }
+
+    #[test]
+    fn strip_components_is_a_non_negative_integer() {
+        for (value, expected) in [("0", Some(0)), ("2", Some(2))] {
+            let inventory = parsed(&with_service(&format!(
+                "[services.app]\nbase_dir = \"/a\"\nstrip_components = {value}\n"
+            )));
+            assert_eq!(inventory.services[0].strip_components, expected);
+        }
+        let inventory = parsed(&with_service("[services.app]\nbase_dir = \"/a\"\n"));
+        assert_eq!(inventory.services[0].strip_components, None);
+        let message = error(
+            &with_service("[services.app]\nbase_dir = \"/a\"\nstrip_components = -1\n"),
+            "services.app.strip_components",
+            14,
+        );
+        assert!(message.contains("at least 0, not -1"), "{message}");
+        for value in ["\"1\"", "1.5", "true"] {
+            error(
+                &with_service(&format!(
+                    "[services.app]\nbase_dir = \"/a\"\nstrip_components = {value}\n"
+                )),
+                "services.app.strip_components",
+                14,
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct HistoryRecord {
     pub sha256: Option<String>,
     pub result: RecordResult,
     pub error: Option<String>,
+    /// Why the run happened (`--message`, `DEPLOY_MESSAGE`; a freeze's message for lock and
+    /// unlock); `null` when none was given. Older records lack it: read as `None`.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// What a record is about, written as SPEC §3's word (`"push"`...).
@@ -141,6 +145,9 @@ impl HistoryRecord {
     /// stderr, tar errors on a full disk) are cut in the middle, keeping their start and end.
     pub fn to_line(&self) -> String {
         let mut record = self.clone();
+        record.message = record
+            .message
+            .map(|message| crate::text::shorten(&message, 1024));
         let mut room = 4 * 1024;
         loop {
             if let Some(error) = &record.error {
@@ -156,17 +163,15 @@ impl HistoryRecord {
     }
 }
 
-/// A record with the fields only some actions write (SPEC §3): `command` (exec, run) and
-/// `message` (lock, unlock of a freeze). `history` reads records this way (so it shows both);
-/// code that needs only the common fields reads `HistoryRecord`, which ignores them.
+/// A record with the field only some actions write (SPEC §3): `command` (exec, run). `history`
+/// reads records this way (so it shows it); code that needs only the common fields reads
+/// `HistoryRecord`, which ignores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnotatedRecord {
     #[serde(flatten)]
     pub record: HistoryRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
 }
 
 impl AnnotatedRecord {
@@ -177,7 +182,8 @@ impl AnnotatedRecord {
         annotated.command = annotated
             .command
             .map(|command| crate::text::shorten(&command, 1024));
-        annotated.message = annotated
+        annotated.record.message = annotated
+            .record
             .message
             .map(|message| crate::text::shorten(&message, 1024));
         let mut room = 2 * 1024;
@@ -257,6 +263,7 @@ mod tests {
             sha256: None,
             result,
             error: None,
+            message: None,
         }
     }
 
@@ -286,7 +293,7 @@ mod tests {
 
     #[test]
     fn unknown_words_are_kept_and_read_back_the_same() {
-        let line = r#"{"time":"t","id":"r","operator":"o","action":"exec","service":"s","from":null,"to":null,"sha256":null,"result":"maybe","error":null}"#;
+        let line = r#"{"time":"t","id":"r","operator":"o","action":"exec","service":"s","from":null,"to":null,"sha256":null,"result":"maybe","error":null,"message":null}"#;
         let (records, problems) = parse_history(&format!("{line}\n"));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(records[0].action, Action::Other("exec".to_string()));

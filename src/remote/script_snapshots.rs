@@ -36,6 +36,7 @@ fn record(result: RecordResult) -> HistoryRecord {
         sha256: Some(SHA.to_string()),
         error: (result != RecordResult::Ok).then(|| "health: it's down".to_string()),
         result,
+        message: None,
     }
 }
 
@@ -80,6 +81,16 @@ fn programs() -> Vec<(&'static str, String)> {
                 version: version("v2"),
                 sha256: sha256(),
                 bytes: 1024,
+                tar_strip: 0,
+            }),
+        ),
+        (
+            "upload_strip_components",
+            lower(&Step::Upload {
+                version: version("v2"),
+                sha256: sha256(),
+                bytes: 1024,
+                tar_strip: 2,
             }),
         ),
         (
@@ -88,6 +99,7 @@ fn programs() -> Vec<(&'static str, String)> {
                 version: version("v2"),
                 sha256: sha256(),
                 source: "https://example.com/app.tar.gz".to_string(),
+                tar_strip: 0,
             }),
         ),
         (

@@ -19,6 +19,8 @@ pub enum Step {
         version: Version,
         sha256: Sha256,
         bytes: u64,
+        /// Leading names the host's `tar` drops from every member (`strip_components`).
+        tar_strip: usize,
     },
     /// Have the host download the artifact itself (`fetch = "host"`; the URL comes on stdin),
     /// extracting it into staging and verifying its sha256 on the host.
@@ -27,6 +29,8 @@ pub enum Step {
         sha256: Sha256,
         /// The URL without its secrets, for descriptions.
         source: String,
+        /// Leading names the host's `tar` drops from every member (`strip_components`).
+        tar_strip: usize,
     },
     /// Stream only the artifact's members a host lacks (`delta`): everything but the files the
     /// base release already holds, which are then hard-linked (or copied) from it into staging.

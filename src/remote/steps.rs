@@ -142,11 +142,23 @@ impl Lowering<'_> {
                 Input::Nothing,
             ),
             Step::Upload {
-                sha256, version, ..
-            } => (self.receive(version, sha256, "cat"), Input::Artifact),
+                sha256,
+                version,
+                tar_strip,
+                ..
+            } => (
+                self.receive(version, sha256, "cat", *tar_strip),
+                Input::Artifact,
+            ),
             Step::Fetch {
-                sha256, version, ..
-            } => (self.receive(version, sha256, DOWNLOAD), Input::Url),
+                sha256,
+                version,
+                tar_strip,
+                ..
+            } => (
+                self.receive(version, sha256, DOWNLOAD, *tar_strip),
+                Input::Url,
+            ),
             Step::Delta {
                 version,
                 base,
@@ -230,8 +242,20 @@ impl Lowering<'_> {
     /// Receives a release into staging: `source` (a shell command whose stdout is the .tar.gz)
     /// feeds `tar` and the digest at once (`openssl dgst`, several times faster with SHA
     /// instructions, when the host has it; `sha256sum` otherwise); the tree only becomes a
-    /// release after the digest matched (Finalize).
-    fn receive(&self, version: &Version, sha256: &Sha256, source: &'static str) -> Script {
+    /// release after the digest matched (Finalize). `tar_strip` leading names are dropped from
+    /// every member (`--strip-components`, for `strip_components`).
+    fn receive(
+        &self,
+        version: &Version,
+        sha256: &Sha256,
+        source: &'static str,
+        tar_strip: usize,
+    ) -> Script {
+        let strip = if tar_strip > 0 {
+            script!(" --strip-components={tar_strip}", tar_strip = &tar_strip)
+        } else {
+            script!("")
+        };
         script!(
             "set -u\numask 022\n{enter}{prepare}s={staging}\n\
              rm -rf -- \"$s\" && mkdir -p -- \"$s/tree\" || exit 1\n\
@@ -241,7 +265,7 @@ impl Lowering<'_> {
              else\n\
              \x20 digest_of_input() {{ sha256sum; }}\n\
              fi\n\
-             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - --no-same-owner -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | digest_of_input > \"$s/digest\"\n\
+             {{ {{ receive_source; echo $? > \"$s/source.status\"; }} | tee /dev/fd/3 | tar -xpzf - --no-same-owner{strip} -C \"$s/tree\" >&2; echo $? > \"$s/tar.status\"; }} 3>&1 | digest_of_input > \"$s/digest\"\n\
              read -r status < \"$s/source.status\" || status=unknown\n\
              [ \"$status\" = 0 ] || {{ echo \"receiving {version} failed (exit status $status)\" >&2; exit 1; }}\n\
              read -r status < \"$s/tar.status\" || status=unknown\n\
@@ -257,6 +281,7 @@ impl Lowering<'_> {
             prepare = prepare(),
             staging = quote(&layout::staging(self.run_id)),
             source = source,
+            strip = &strip,
             version = version,
             sha256 = quote(sha256),
             expected = sha256,
@@ -754,6 +779,7 @@ mod tests {
                     version: v1.clone(),
                     sha256: sha256.clone(),
                     bytes: 0,
+                    tar_strip: 0,
                 })
                 .script,
             &tarball,
@@ -817,6 +843,7 @@ mod tests {
                         version: version("v3"),
                         sha256: sha256.clone(),
                         bytes: 0,
+                        tar_strip: 0,
                     })
                     .script,
             )
@@ -842,6 +869,7 @@ mod tests {
             version: version("v2"),
             sha256: digest(&"0".repeat(64)),
             bytes: 0,
+            tar_strip: 0,
         });
         let output = std::process::Command::new("sh")
             .arg("-c")

@@ -27,7 +27,7 @@ pub fn render_history(result: &RunResult) -> String {
         // `command` (exec, run) and `message` (freezes) only when some record has one.
         let annotated = entries
             .iter()
-            .any(|entry| entry.command.is_some() || entry.message.is_some());
+            .any(|entry| entry.command.is_some() || entry.record.message.is_some());
         let mut header = [
             "TIME", "ACTION", "CHANGE", "RESULT", "OPERATOR", "RUN", "ERROR",
         ]
@@ -41,7 +41,7 @@ pub fn render_history(result: &RunResult) -> String {
             let annotation = entry
                 .command
                 .as_deref()
-                .or(entry.message.as_deref())
+                .or(entry.record.message.as_deref())
                 .unwrap_or_default();
             let entry = &entry.record;
             let mut row = vec![

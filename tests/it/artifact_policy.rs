@@ -216,7 +216,12 @@ fn a_name_component_of_256_bytes_is_refused_before_any_host_is_contacted() {
         scenario.dir(),
         "fits",
         0,
-        &[directory("assets", 0o755), file(&longest, 0o644, b"x")],
+        // Not only `assets/`: a tarball under one top directory is refused (guard_rails).
+        &[
+            file("index.html", 0o644, b"hello"),
+            directory("assets", 0o755),
+            file(&longest, 0o644, b"x"),
+        ],
     );
     scenario.push_artifact("v1", &fits, &[]).expect_code(0);
     assert!(scenario.app(0).join("current").join(&longest).is_file());

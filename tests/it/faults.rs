@@ -954,8 +954,10 @@ fn a_release_damaged_on_the_host_is_never_made_live() {
         "the damaged release is no longer trusted"
     );
 
-    // The next push of v1 uploads it again, whole.
-    scenario.push_artifact("v1", &v1, &[]).expect_code(0);
+    // The next push of v1 (a downgrade: v1 went live before v2) uploads it again, whole.
+    scenario
+        .push_artifact("v1", &v1, &["--allow-downgrade"])
+        .expect_code(0);
     assert_eq!(scenario.live(0).as_deref(), Some("v1"));
     assert_eq!(
         std::fs::read_to_string(app.join("current/extra.txt")).expect("extra.txt is back"),

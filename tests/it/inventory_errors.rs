@@ -184,7 +184,8 @@ fn unknown_key_inside_a_service() {
         scratch.check_error(&text),
         "[DIR]/deploy.toml:14: services.app.keep: unknown key `keep`, expected one of `hosts`, \
          `base_dir`, `version`, `artifact`, `sha256`, `fetch`, `keep_releases`, `shared_paths`, \
-         `shared_files`, `env`, `files`, `tasks`, `allow_setid`, `delta`, `hooks`, `health_check`"
+         `shared_files`, `env`, `files`, `tasks`, `allow_setid`, `strip_components`, `delta`, \
+         `hooks`, `health_check`"
     );
 }
 
@@ -387,6 +388,34 @@ fn service_selecting_no_hosts() {
         scratch.check_error(&text),
         "[DIR]/deploy.toml:14: services.app.hosts: the service selects no hosts (omit `hosts` to \
          use every host)"
+    );
+}
+
+#[test]
+fn service_selecting_a_mistyped_tag_gets_a_suggestion() {
+    let scratch = Scratch::new();
+    let text = format!("{}hosts = [\"wbe\"]\n", scratch.base());
+    assert_eq!(
+        scratch.check_error(&text),
+        "[DIR]/deploy.toml:14: services.app.hosts[0]: no host or tag named `wbe` (did you mean \
+         `web`?)"
+    );
+}
+
+#[test]
+fn strip_components_must_be_a_non_negative_integer() {
+    let scratch = Scratch::new();
+    let text = format!("{}strip_components = -1\n", scratch.base());
+    assert_eq!(
+        scratch.check_error(&text),
+        "[DIR]/deploy.toml:14: services.app.strip_components: strip_components must be at least \
+         0, not -1"
+    );
+    let text = format!("{}strip_components = \"1\"\n", scratch.base());
+    let message = scratch.check_error(&text);
+    assert!(
+        message.starts_with("[DIR]/deploy.toml:14: services.app.strip_components: "),
+        "{message}"
     );
 }
 

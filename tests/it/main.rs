@@ -17,6 +17,7 @@ mod exec;
 mod faults;
 mod files;
 mod freeze;
+mod guard_rails;
 mod hooks;
 mod host_keys;
 mod inventory_errors;

@@ -108,7 +108,8 @@ fn same_version_with_other_content_is_refused_unless_forced() {
     let old_digest = read(web1.join(".deploy/digests/v1"));
 
     // v1 with other content: refused on web1 (and, with on_failure = rollback, nobody switches).
-    let ran = scenario.push_artifact("v1", &v1_other, &[]);
+    // (v1 went live on web1 before v2: the downgrade guard is passed to reach this rule.)
+    let ran = scenario.push_artifact("v1", &v1_other, &["--allow-downgrade"]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let refused = ran.host("web1");
     assert_eq!(refused["result"], "failed", "{refused:#}");
@@ -127,7 +128,7 @@ fn same_version_with_other_content_is_refused_unless_forced() {
     assert_eq!(live_release(&web2), None, "web2 was not switched");
 
     // --force replaces the (not live) v1 on web1 and ships it everywhere.
-    let ran = scenario.push_artifact("v1", &v1_other, &["--force"]);
+    let ran = scenario.push_artifact("v1", &v1_other, &["--force", "--allow-downgrade"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     for host in ["web1", "web2"] {
         let entry = ran.host(host);

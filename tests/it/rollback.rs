@@ -87,7 +87,8 @@ fn rollback_to_a_named_release_and_to_one_missing_somewhere() {
         web3_entry["error"]
             .as_str()
             .unwrap_or("")
-            .contains("v2 is not complete on this host")
+            .contains("v2 is not on this host (kept: v1, v3)"),
+        "{web3_entry:#}"
     );
     let web1_entry = ran.host("web1");
     assert_eq!(web1_entry["result"], "skipped");

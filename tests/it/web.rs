@@ -161,9 +161,12 @@ fn the_webhook_receives_the_summary_and_never_leaks_its_token() {
         .push_artifact("v1", &artifact, &["-vvv"])
         .expect_code(0);
     let requests = server.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].method, "POST");
-    let body: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON body");
+    assert_eq!(requests.len(), 2, "a start and an end event");
+    assert_eq!(requests[1].method, "POST");
+    let start: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON body");
+    assert_eq!(start["event"], "start");
+    let body: serde_json::Value = serde_json::from_str(&requests[1].body).expect("JSON body");
+    assert_eq!(body["event"], "end");
     assert_eq!(body["action"], "push");
     assert_eq!(body["result"], "ok");
     assert_eq!(body["hosts"].as_array().map(Vec::len), Some(2));
@@ -181,7 +184,7 @@ fn the_webhook_receives_the_summary_and_never_leaks_its_token() {
     scenario
         .push_artifact("v1", &artifact, &["--dry-run"])
         .expect_code(0);
-    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[test]
