@@ -194,6 +194,7 @@ impl Step {
                 version,
                 sha256,
                 bytes,
+                ..
             } => (
                 "upload",
                 json!({"version": version.as_str(), "sha256": sha256.to_string(), "bytes": bytes}),
@@ -202,6 +203,7 @@ impl Step {
                 version,
                 sha256,
                 source,
+                ..
             } => (
                 "fetch",
                 json!({"version": version.as_str(), "sha256": sha256.to_string(), "source": source}),
