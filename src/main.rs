@@ -20,6 +20,7 @@ mod plan;
 mod remote;
 mod report;
 mod ssh;
+mod static_build;
 mod text;
 
 use std::process::ExitCode;
@@ -118,6 +119,12 @@ fn changes_text(result: &report::RunResult) -> String {
 }
 
 async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
+    // `init` writes the inventory that every other command reads.
+    if let Command::Init(arguments) = &cli.command {
+        print!("{}", commands::init::run(&cli.global, arguments)?);
+        return Ok(0);
+    }
+    static_build::check_random_source()?;
     let interrupted = app::watch_interrupts();
     let context = Context::new(&cli.global, interrupted)?;
     if let Some(limit) = open_files {
@@ -188,7 +195,7 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
                 commands::lock::run(&context, arguments).await?,
                 report::render_plan,
             ),
-            Command::Completions { .. } => return Ok(0),
+            Command::Completions { .. } | Command::Init(_) => return Ok(0),
         };
     if context.is_interrupted() {
         result.interrupted();

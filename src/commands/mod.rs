@@ -7,6 +7,7 @@ pub mod diff;
 pub mod exec;
 pub mod files;
 pub mod history;
+pub mod init;
 pub mod lock;
 pub mod prune;
 pub mod push;
