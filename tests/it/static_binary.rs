@@ -5,8 +5,10 @@
 //! from the machine is a random source (`src/static_build.rs`): without `/dev/random` and
 //! `/dev/urandom` it says so and stops; with them bind-mounted in, the check is green.
 //!
-//! The binary: `DEPLOY_STATIC_BINARY` (scripts/test.sh builds it once with
-//! scripts/build-static.sh), else this test runs scripts/build-static.sh itself.
+//! The binary: `DEPLOY_STATIC_BINARY` (e.g. the release build of scripts/build-static.sh),
+//! else this test runs `scripts/build-static.sh --debug` itself: only the deploy crate is
+//! compiled again (the dependencies are the test build's), into target/static-dev/, so the
+//! other tests' target/debug/deploy is left alone.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -155,7 +157,8 @@ fn is_root() -> bool {
         == Some("0")
 }
 
-/// The static binary to test: `DEPLOY_STATIC_BINARY`, else built by scripts/build-static.sh.
+/// The static binary to test: `DEPLOY_STATIC_BINARY`, else built by
+/// `scripts/build-static.sh --debug`.
 fn static_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("DEPLOY_STATIC_BINARY") {
         return PathBuf::from(path);
@@ -163,6 +166,7 @@ fn static_binary() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static.sh");
     let output = Command::new("bash")
         .arg(&script)
+        .arg("--debug")
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
     assert!(
