@@ -58,7 +58,7 @@ controller() {
 printf '\n'
 bold "== README.md \"Your first deploy\", run as written (each command shown after \$)"
 rc=0
-controller env PS4='$ ' bash -eux -o pipefail "$GUIDE_SCRIPT" || rc=$?
+controller bash -eux -o pipefail "$GUIDE_SCRIPT" || rc=$?
 if [ "$rc" != 0 ]; then
   echo "demo: the guide failed with exit status $rc (the command above the error)" >&2
   exit "$rc"
