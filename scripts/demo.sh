@@ -56,7 +56,7 @@ controller() {
 # 1. The guide, as written
 
 printf '\n'
-bold "== README.md \"Your first deploy\", run as written (each command shown after \$)"
+bold "== README.md \"Your first deploy\", run as written (each command shown after +)"
 rc=0
 controller bash -eux -o pipefail "$GUIDE_SCRIPT" || rc=$?
 if [ "$rc" != 0 ]; then
