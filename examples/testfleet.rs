@@ -4,7 +4,7 @@
 //! confined to its own directory).
 //!
 //! ```text
-//! testfleet start N [PARENT_DIR] [--keep] [--quiet]
+//! testfleet start N [PARENT_DIR] [--keep] [--quiet] [--first-deploy]
 //! ```
 //!
 //! Starts hosts `web1`..`webN` in a new directory `deploy-fleet-XXXXXX` inside `PARENT_DIR`
@@ -14,7 +14,12 @@
 //!   and `odd`/`even`); append `[deploy]` and `[services.*]` to it;
 //! - `fleet.env`: bash assignments `FLEET_DIR`, `FLEET_INVENTORY`, `FLEET_USER`,
 //!   `FLEET_CLIENT_KEY`, `FLEET_KNOWN_HOSTS`, and the arrays `FLEET_NAMES`, `FLEET_PORTS`,
-//!   `FLEET_ROOTS` (index 0 is `web1`).
+//!   `FLEET_ROOTS` (index 0 is `web1`);
+//! - with `--first-deploy`: `controller/` for README.md's "Your first deploy" (`support::guide`:
+//!   a home with `.ssh/config` and `known_hosts` for these hosts, an empty project directory,
+//!   the guide's blocks as `controller/first-deploy.sh`, a `bin/` holding `deploy`, the binary
+//!   `DEPLOY_TEST_BINARY` names), the guide's `sudo`/`systemctl` stand-ins on every host, and
+//!   in `fleet.env` `GUIDE_HOME`, `GUIDE_PROJECT`, `GUIDE_SCRIPT`, `GUIDE_BIN`.
 //!
 //! Once every host accepts connections it prints the inventory's path, one line on stdout, and
 //! stays up until its stdin reaches end of file (run it with stdin a pipe, or a terminal:
@@ -31,15 +36,16 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use support::{Fleet, path_str};
+use support::{FirstDeploy, Fleet, deploy_binary, path_str};
 
-const USAGE: &str = "usage: testfleet start N [PARENT_DIR] [--keep] [--quiet]";
+const USAGE: &str = "usage: testfleet start N [PARENT_DIR] [--keep] [--quiet] [--first-deploy]";
 
 struct Options {
     hosts: usize,
     parent: PathBuf,
     keep: bool,
     quiet: bool,
+    first_deploy: bool,
 }
 
 fn main() -> ExitCode {
@@ -56,7 +62,19 @@ fn main() -> ExitCode {
     }
     let inventory = fleet.write_inventory("");
     let env_file = fleet.dir().join("fleet.env");
-    std::fs::write(&env_file, env_text(&fleet, &inventory))
+    let mut env = env_text(&fleet, &inventory);
+    if options.first_deploy {
+        let guide = FirstDeploy::prepare(&fleet, &deploy_binary());
+        for (name, path) in [
+            ("GUIDE_HOME", &guide.home),
+            ("GUIDE_PROJECT", &guide.project),
+            ("GUIDE_SCRIPT", &guide.script),
+            ("GUIDE_BIN", &guide.bin),
+        ] {
+            let _ = writeln!(env, "{name}={}", sh_word(path_str(path)));
+        }
+    }
+    std::fs::write(&env_file, env)
         .unwrap_or_else(|e| panic!("could not write {}: {e}", env_file.display()));
     println!("{}", inventory.display());
     if !options.quiet {
@@ -76,11 +94,11 @@ fn main() -> ExitCode {
 
 fn parse(args: Vec<String>) -> Result<Options, String> {
     let flag = |name: &str| args.iter().any(|arg| arg == name);
-    let (keep, quiet) = (flag("--keep"), flag("--quiet"));
+    let (keep, quiet, first_deploy) = (flag("--keep"), flag("--quiet"), flag("--first-deploy"));
     let words: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|arg| !matches!(*arg, "--keep" | "--quiet"))
+        .filter(|arg| !matches!(*arg, "--keep" | "--quiet" | "--first-deploy"))
         .collect();
     let (count, parent) = match words.as_slice() {
         ["start", count] => (count, std::env::temp_dir()),
@@ -100,6 +118,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         parent,
         keep,
         quiet,
+        first_deploy,
     })
 }
 

@@ -111,6 +111,11 @@ pub enum Command {
         after_help = "Examples:\n  deploy lock --message \"incident 123\" --hosts web3\n  deploy lock --message \"release freeze\" --service api"
     )]
     Lock(LockArgs),
+    /// Write a commented deploy.toml, a sample systemd unit and health check (never overwrites)
+    #[command(
+        after_help = "With init, --hosts names the hosts to write: NAME or NAME=ADDRESS, comma-separated (default: one placeholder).\nThe files go beside the inventory (-i, default ./deploy.toml): deploy/systemd/SERVICE.service, deploy/health-check.sh.\n\nExample:\n  deploy init --service myapp --hosts web1,web2"
+    )]
+    Init(InitArgs),
     /// Check the inventory, connectivity and remote prerequisites
     #[command(
         after_help = "Examples:\n  deploy check -i prod.toml\n  deploy -v check --hosts web1   (where each SSH setting came from)"
@@ -287,6 +292,13 @@ pub struct UnlockArgs {
     /// Break the lock even if its holder still runs
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The service to write (also names its systemd unit)
+    #[arg(long, default_value = "app", value_name = "NAME")]
+    pub service: String,
 }
 
 #[cfg(test)]

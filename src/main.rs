@@ -21,6 +21,7 @@ mod plan;
 mod remote;
 mod report;
 mod ssh;
+mod static_build;
 mod suggest;
 mod text;
 
@@ -95,6 +96,12 @@ fn changes_text(result: &report::RunResult) -> String {
 }
 
 async fn dispatch(cli: Cli, open_files: Option<u64>) -> anyhow::Result<u8> {
+    // `init` writes the inventory that every other command reads.
+    if let Command::Init(arguments) = &cli.command {
+        print!("{}", commands::init::run(&cli.global, arguments)?);
+        return Ok(0);
+    }
+    static_build::check_random_source()?;
     let interrupted = app::watch_interrupts();
     let mut context = Context::new(&cli.global, interrupted)?;
     context.message = cli.command.message();
@@ -167,7 +174,7 @@ async fn dispatch_in(cli: Cli, context: Context) -> anyhow::Result<u8> {
                 commands::lock::run(&context, arguments).await?,
                 report::render_plan,
             ),
-            Command::Completions { .. } => return Ok(0),
+            Command::Completions { .. } | Command::Init(_) => return Ok(0),
         };
     if context.is_interrupted() {
         result.interrupted();

@@ -12,6 +12,8 @@
 #   trap 'fleet_down' EXIT
 #   fleet_up 3                       # sets FLEET_DIR FLEET_INVENTORY FLEET_USER FLEET_CLIENT_KEY
 #                                    # FLEET_KNOWN_HOSTS FLEET_NAMES[] FLEET_PORTS[] FLEET_ROOTS[]
+#   fleet_up 2 --first-deploy        # also GUIDE_HOME GUIDE_PROJECT GUIDE_SCRIPT GUIDE_BIN: README's
+#                                    # "Your first deploy" against these hosts (examples/testfleet.rs)
 #   cat >>"$FLEET_INVENTORY" <<EOF   # deploy.toml holds [ssh] and the [[hosts]]: add the rest
 #
 # The fleet stops (every sshd, by PID) and its directory goes away when fleet_down closes the
@@ -95,13 +97,15 @@ build_deploy() {
   [ -x "$DEPLOY_PATH" ] || die "built binary not found at $DEPLOY_PATH"
 }
 
-# Starts the test fleet with hosts web1..web$1 (in $TMPDIR) and sources its fleet.env. It runs as
-# a coprocess: it stays up while its stdin (our end of the pipe) is open.
+# Starts the test fleet with hosts web1..web$1 (in $TMPDIR) and sources its fleet.env; further
+# arguments go to the test fleet (--first-deploy). It runs as a coprocess: it stays up while its
+# stdin (our end of the pipe) is open.
 fleet_up() {
   local count=$1 inventory keep=()
+  shift
   [ -n "${TESTFLEET_PATH:-}" ] || die "fleet_up: call build_deploy first"
   [ "${DEPLOY_FLEET_KEEP:-}" = 1 ] && keep=(--keep)
-  coproc TESTFLEET { exec "$TESTFLEET_PATH" start "$count" --quiet "${keep[@]}"; }
+  coproc TESTFLEET { DEPLOY_TEST_BINARY=$DEPLOY_PATH exec "$TESTFLEET_PATH" start "$count" --quiet "${keep[@]}" "$@"; }
   FLEET_PID=$TESTFLEET_PID
   FLEET_STDIN=${TESTFLEET[1]}
   # One line, once every host accepts connections: the inventory's path.

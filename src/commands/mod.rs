@@ -8,6 +8,7 @@ pub mod downgrades;
 pub mod exec;
 pub mod files;
 pub mod history;
+pub mod init;
 pub mod lock;
 pub mod prune;
 pub mod push;

@@ -22,6 +22,7 @@
 //! | `filters.rs` | the one set of filters (ports, fleet dir, run ids, times, bytes) for whole-output snapshots |
 //! | `http.rs` | the one test HTTP server (files, request counts, 404, configured replies) |
 //! | `certificates.rs` | SSH certificate authorities, certificate-only hosts, a real `ssh-agent` |
+//! | `guide.rs` | README.md's "Your first deploy" blocks, and a controller and host stand-ins to run them |
 //!
 //! This module is also compiled into `examples/testfleet.rs` (the fleet of `scripts/demo.sh`
 //! and `scripts/bench.sh`), so it uses nothing that only exists in the test binary.
@@ -32,6 +33,7 @@ mod artifacts;
 mod bastion;
 pub mod certificates;
 mod filters;
+mod guide;
 mod http;
 mod relay;
 mod runs;
@@ -41,6 +43,7 @@ mod trees;
 pub use artifacts::{big_tarball, many_files, sha256_file, sha256_hex, tarball};
 pub use bastion::Bastion;
 pub use filters::{Filters, redact, squeeze_columns};
+pub use guide::{FirstDeploy, GUIDE_SERVICE, deploy_binary};
 pub use http::{HttpServer, Reply};
 pub use relay::Relay;
 pub use runs::{Ran, deploy_json, deploy_text, json_command, push, run};
