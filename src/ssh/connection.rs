@@ -772,3 +772,51 @@ async fn collect_output(reader: &mut russh::ChannelReadHalf) -> Result<Output, S
     }
     Ok(output)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What russh writes through `Counted` reaches the inner transport and is counted.
+    #[tokio::test]
+    async fn counted_transport_counts_what_is_written() {
+        let wire = Arc::new(Wire::default());
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut counted = Counted::new(near, &wire);
+        counted.write_all(b"hello, host").await.unwrap();
+        assert_eq!(wire.written(), 11);
+        let mut received = [0u8; 11];
+        far.read_exact(&mut received).await.unwrap();
+        assert_eq!(&received, b"hello, host");
+    }
+
+    /// An upload waits while more than `ahead` handed bytes are not on the wire, and goes on as
+    /// soon as the transport has written enough.
+    #[tokio::test]
+    async fn an_upload_waits_until_the_wire_caught_up() {
+        let wire = Arc::new(Wire::default());
+        // Nothing handed beyond the allowance: no wait.
+        tokio::time::timeout(Duration::from_secs(5), wire.caught_up(0, 64, 64))
+            .await
+            .expect("no wait within the allowance");
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut counted = Counted::new(near, &wire);
+        let waiting = tokio::spawn({
+            let wire = wire.clone();
+            async move { wire.caught_up(0, 100, 10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "90 bytes not on the wire yet");
+        counted.write_all(&[0u8; 80]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "still 20 bytes behind");
+        counted.write_all(&[0u8; 10]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends once the wire caught up")
+            .unwrap();
+        let mut received = vec![0u8; 90];
+        far.read_exact(&mut received).await.unwrap();
+    }
+}
