@@ -97,10 +97,15 @@ EOF
 }
 for size in $sizes; do inventory_of "$size"; done
 
-mkdir -p src
-head -c 1000000 /dev/urandom >src/blob
-tar -czf a1mb.tar.gz -C src .
-rm -rf src
+# artifact_for ROUND: a1mb-ROUND.tar.gz, 1 MB of new random bytes. Every round ships new content,
+# so a push really uploads the whole artifact to every host, as pssh and the ssh loop do (the same
+# bytes again would be a delta push that sends almost nothing, see README "Delta push").
+artifact_for() {
+  mkdir -p src
+  head -c 1000000 /dev/urandom >src/blob
+  tar -czf "a1mb-$1.tar.gz" -C src .
+  rm -rf src
+}
 
 results=results.tsv
 : >"$results"
@@ -148,15 +153,23 @@ fi
 EOF
 chmod +x ssh_one.sh
 export FLEET_USER
-ssh_loop() { # MODE N J RELEASE
-  xargs -P "$3" -I{} ./ssh_one.sh "$1" {} "$4" a1mb.tar.gz -- "${ssh_options[@]}" <"ports$2"
+ssh_loop() { # MODE N J RELEASE (the artifact: a1mb-RELEASE.tar.gz)
+  xargs -P "$3" -I{} ./ssh_one.sh "$1" {} "$4" "a1mb-$4.tar.gz" -- "${ssh_options[@]}" <"ports$2"
 }
 pssh_push() { # N J RELEASE
   "$pssh_bin" -h "pssh$1" -p "$2" -t 0 -I -x "${ssh_options[*]}" \
-    "mkdir -p pssh/releases/$3 && tar -xzf - -C pssh/releases/$3" <a1mb.tar.gz >/dev/null
+    "mkdir -p pssh/releases/$3 && tar -xzf - -C pssh/releases/$3" <"a1mb-$3.tar.gz" >/dev/null
 }
 
 deploy_run() { env -u SSH_AUTH_SOCK -u RUST_LOG NO_COLOR=1 "$deploy_bin" "$@"; }
+
+# uploaded_everywhere N ARTIFACT: the last push (run.out) sent the whole artifact to all N hosts.
+uploaded_everywhere() {
+  local size uploaded
+  size=$(stat -c %s "$2")
+  uploaded=$(grep -o '"bytes": *[0-9]*' run.out | grep -o '[0-9]*$' | awk -v s="$size" '$1 >= s { n++ } END { print n + 0 }')
+  [ "$uploaded" = "$1" ] || die "only $uploaded of $1 hosts report uploading >= $size bytes of $2"
+}
 
 # Host keys checked and connections warm before anything is timed.
 deploy_run -i "hosts$largest.toml" check -q --no-progress -j 50 >/dev/null || die "deploy check failed on the fresh fleet"
@@ -170,11 +183,15 @@ for size in $sizes; do
   timed check "$size" 50 deploy_run -i "hosts$size.toml" -j 50 check --no-progress -q
   for j in $jobs_list; do
     round=$((round + 1))
+    artifact_for "r$round"
     # Interleaved: the order of the three pushes turns each round.
     for which in $(case $((round % 3)) in 0) echo "deploy ssh pssh" ;; 1) echo "ssh pssh deploy" ;; *) echo "pssh deploy ssh" ;; esac); do
       case $which in
-        deploy) timed push "$size" "$j" deploy_run -i "hosts$size.toml" -j "$j" push --version "r$round" \
-          --artifact a1mb.tar.gz --no-progress -q --output json ;;
+        deploy)
+          timed push "$size" "$j" deploy_run -i "hosts$size.toml" -j "$j" push --version "r$round" \
+            --artifact "a1mb-r$round.tar.gz" --no-progress -q --output json
+          uploaded_everywhere "$size" "a1mb-r$round.tar.gz"
+          ;;
         ssh) timed ssh-push "$size" "$j" ssh_loop push "$size" "$j" "r$round" ;;
         pssh) [ -z "$pssh_bin" ] || timed pssh-push "$size" "$j" pssh_push "$size" "$j" "r$round" ;;
       esac

@@ -2,6 +2,7 @@
 //! atomically. This file only parses the command line, sets up logging and the runtime, and
 //! maps outcomes to exit codes (SPEC §6); the work lives in `commands`.
 
+mod allocator;
 mod app;
 mod artifact;
 mod cli;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // Before any thread starts: freed per-host memory goes back to the system.
+    allocator::compact();
     logging::init(&cli.global);
     // Every connection is a file descriptor: use all the process may have.
     let open_files = limits::raise_open_files();

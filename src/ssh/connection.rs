@@ -28,6 +28,12 @@ const STDERR_LIMIT: usize = 256 * 1024;
 /// 64 KiB: two full 32 KiB SSH packets per read, small enough that a hundred uploads in flight
 /// stay within tens of MiB (the reader and this buffer each hold one chunk per upload).
 const UPLOAD_CHUNK: usize = 64 * 1024;
+/// Upload bytes handed to russh that its connection has not yet written to the socket, at
+/// most, before the next chunk is handed over (see [`Wire`]). russh encrypts every queued
+/// message into one write buffer per connection and keeps that buffer at its largest size for
+/// the connection's life; unpaced, an upload grows it to ~0.5 MiB (ten queued 32 KiB packets,
+/// doubled). Paced, it stays near one chunk, and the kernel's socket buffer keeps the pipe full.
+const UPLOAD_AHEAD: u64 = UPLOAD_CHUNK as u64;
 
 /// What a finished remote command produced.
 #[derive(Debug, Clone, Default)]
@@ -274,6 +280,7 @@ impl Connector {
             matched,
         };
         let mut proxy = None;
+        let wire = Arc::new(Wire::default());
         let mut handle = match (&endpoint.route, &via) {
             (_, Some(via)) => {
                 let channel = via
@@ -292,11 +299,14 @@ impl Connector {
                         ),
                         message: error.to_string(),
                     })?;
-                client::connect_stream(config, channel.into_stream(), verifier).await?
+                client::connect_stream(config, Counted::new(channel.into_stream(), &wire), verifier)
+                    .await?
             }
             (Route::Command(command), None) => {
                 let process = spawn_proxy_command(command, &endpoint.name)?;
-                let handle = client::connect_stream(config, process.stream, verifier).await;
+                let handle =
+                    client::connect_stream(config, Counted::new(process.stream, &wire), verifier)
+                        .await;
                 proxy = Some(process.child);
                 handle.map_err(|error| match error {
                     SshError::Dropped(message) => SshError::Connect {
@@ -308,12 +318,13 @@ impl Connector {
             }
             _ => {
                 let stream = tcp_connect(endpoint, deadline).await?;
-                client::connect_stream(config, stream, verifier).await?
+                client::connect_stream(config, Counted::new(stream, &wire), verifier).await?
             }
         };
         authenticate(&self.keys, &mut handle, endpoint).await?;
         Ok(Session {
             handle,
+            wire,
             _via: via,
             _proxy: proxy,
         })
@@ -435,9 +446,96 @@ fn config_for(endpoint: &Endpoint, matched: &[known_hosts::Matched]) -> client::
     config
 }
 
+/// What a connection has written to its transport (TCP, proxy command, jump channel), counted
+/// below russh: uploads pace themselves on it ([`UPLOAD_AHEAD`]).
+#[derive(Default)]
+struct Wire {
+    written: std::sync::atomic::AtomicU64,
+    progress: tokio::sync::Notify,
+}
+
+impl Wire {
+    fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until at most `ahead` of the `handed` bytes (counted from `start`, a value of
+    /// `written`) are not yet on the transport. SSH framing only adds bytes, so this never waits
+    /// for bytes that will not come; it ends as russh writes what it was given.
+    async fn caught_up(&self, start: u64, handed: u64, ahead: u64) {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if handed.saturating_sub(self.written().saturating_sub(start)) <= ahead {
+                return;
+            }
+            progress.await;
+        }
+    }
+}
+
+/// A transport that counts what russh writes to it into a [`Wire`].
+struct Counted<S> {
+    inner: S,
+    wire: Arc<Wire>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S, wire: &Arc<Wire>) -> Self {
+        Counted {
+            inner,
+            wire: wire.clone(),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(context, buffer)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(context, buffer);
+        if let std::task::Poll::Ready(Ok(count)) = &written {
+            self.wire
+                .written
+                .fetch_add(*count as u64, std::sync::atomic::Ordering::Release);
+            self.wire.progress.notify_waiters();
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
+
 /// An authenticated connection to one host.
 pub struct Session {
     handle: Handle<Verifier>,
+    /// What this connection has written to its transport (pacing uploads).
+    wire: Arc<Wire>,
     /// The jump host connection this one runs through (kept open while this one lives).
     _via: Option<Arc<Session>>,
     /// The ProxyCommand child carrying this connection (killed when dropped).
@@ -471,9 +569,11 @@ impl Session {
         channel.exec(true, command).await?;
         let (mut reader, writer) = channel.split();
         let sent = std::sync::atomic::AtomicU64::new(0);
+        let start = self.wire.written();
         let upload = async {
             let mut sink = writer.make_writer();
             let mut buffer = vec![0u8; UPLOAD_CHUNK];
+            let mut handed = 0u64;
             loop {
                 let count = input
                     .read(&mut buffer)
@@ -482,6 +582,8 @@ impl Session {
                 if count == 0 {
                     break;
                 }
+                self.wire.caught_up(start, handed, UPLOAD_AHEAD).await;
+                handed += count as u64;
                 sink.write_all(&buffer[..count])
                     .await
                     .map_err(|error| SshError::Protocol(format!("sending data: {error}")))?;
@@ -669,4 +771,52 @@ async fn collect_output(reader: &mut russh::ChannelReadHalf) -> Result<Output, S
         ));
     }
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What russh writes through `Counted` reaches the inner transport and is counted.
+    #[tokio::test]
+    async fn counted_transport_counts_what_is_written() {
+        let wire = Arc::new(Wire::default());
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut counted = Counted::new(near, &wire);
+        counted.write_all(b"hello, host").await.unwrap();
+        assert_eq!(wire.written(), 11);
+        let mut received = [0u8; 11];
+        far.read_exact(&mut received).await.unwrap();
+        assert_eq!(&received, b"hello, host");
+    }
+
+    /// An upload waits while more than `ahead` handed bytes are not on the wire, and goes on as
+    /// soon as the transport has written enough.
+    #[tokio::test]
+    async fn an_upload_waits_until_the_wire_caught_up() {
+        let wire = Arc::new(Wire::default());
+        // Nothing handed beyond the allowance: no wait.
+        tokio::time::timeout(Duration::from_secs(5), wire.caught_up(0, 64, 64))
+            .await
+            .expect("no wait within the allowance");
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut counted = Counted::new(near, &wire);
+        let waiting = tokio::spawn({
+            let wire = wire.clone();
+            async move { wire.caught_up(0, 100, 10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "90 bytes not on the wire yet");
+        counted.write_all(&[0u8; 80]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "still 20 bytes behind");
+        counted.write_all(&[0u8; 10]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends once the wire caught up")
+            .unwrap();
+        let mut received = vec![0u8; 90];
+        far.read_exact(&mut received).await.unwrap();
+    }
 }

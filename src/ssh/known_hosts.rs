@@ -199,7 +199,7 @@ impl KnownHosts {
             return Ok(());
         }
         append(file, host, port, key)?;
-        parsed.push_appended(entry);
+        parsed.push_appended(&line);
         Ok(())
     }
 
@@ -211,7 +211,7 @@ impl KnownHosts {
             return Ok(file.clone());
         }
         let parsed = match fs::read(path) {
-            Ok(contents) => ParsedFile::parse(&contents),
+            Ok(contents) => ParsedFile::parse(contents),
             Err(error) if error.kind() == io::ErrorKind::NotFound => ParsedFile::default(),
             Err(source) => {
                 return Err(KnownHostsError::Read {
@@ -452,19 +452,6 @@ enum HostField {
     },
 }
 
-impl HostField {
-    /// The names of a list of plain names (no wildcard, no negation): these lines are found
-    /// by name instead of being matched one by one.
-    fn plain_names(&self) -> Option<Vec<&str>> {
-        match self {
-            HostField::Patterns(patterns) if !patterns.contains(['*', '?', '!']) => {
-                Some(patterns.split(',').collect())
-            }
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct ParsedLine {
     marker: Marker,
@@ -496,80 +483,203 @@ impl Entry {
     }
 }
 
-/// One file, parsed: its lines, an index of the lines that name plain host names, and the
-/// lines that must be matched one by one.
+/// One file: its text and an index of its lines. Reading a file only finds each line's host
+/// field: lines of plain host names are indexed by (a hash of) each name, the others
+/// (wildcards, negation, hashed names) keep their parsed host field to be matched one by one.
+/// A line is parsed in full (key decoded and digested) only when a lookup finds it, so a file
+/// of 50,000 other hosts costs a scan of its bytes, not 50,000 key decodings.
 #[derive(Debug, Default)]
 struct ParsedFile {
-    entries: Vec<Entry>,
-    /// Lookup name → indexes into `entries`, ascending.
-    by_name: HashMap<String, Vec<usize>>,
-    /// Indexes of lines with wildcards, negation or hashed names, ascending.
-    scanned: Vec<usize>,
+    /// The file's bytes, then the lines appended in this run (each after a newline).
+    text: Vec<u8>,
+    index: LineIndex,
     /// Number of newline characters in the file, and whether it ends with one (or is empty).
     newlines: usize,
     ends_with_newline: bool,
 }
 
-impl ParsedFile {
-    fn parse(contents: &[u8]) -> ParsedFile {
-        let mut file = ParsedFile {
-            ends_with_newline: contents.is_empty() || contents.ends_with(b"\n"),
-            ..ParsedFile::default()
+/// Where a line is in [`ParsedFile::text`], and its line number.
+#[derive(Debug, Clone, Copy)]
+struct LineSpan {
+    start: usize,
+    end: usize,
+    number: usize,
+}
+
+#[derive(Debug, Default)]
+struct LineIndex {
+    /// Every line that may hold an entry (its host field was found), in file order.
+    lines: Vec<LineSpan>,
+    /// (hash of a lowercased plain host name, index into `lines`) for each name of each line,
+    /// sorted by hash. Built by pushing and sorting once: no
+    /// table to probe per line. Names that share a hash are all candidates: a candidate line
+    /// is always checked against the name.
+    by_name: Vec<(u64, usize)>,
+    /// Lines with wildcards, negation or hashed names: index into `lines` and the host field.
+    scanned: Vec<(usize, HostField)>,
+    /// The `scanned` lines (indexes into `lines`) that matched a lookup name: a hashed line
+    /// costs an HMAC per name, paid once per name and run (a host may connect twice).
+    scanned_found: Mutex<HashMap<String, Vec<usize>>>,
+}
+
+/// The index's hash of a host name, lowercased (ASCII) as OpenSSH compares names: FNV-1a,
+/// cheap for short names; a collision only adds a candidate line, which is then checked.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The fields of a known_hosts line: runs of bytes between spaces and tabs (a line's bytes are
+/// split where its text would be: invalid UTF-8 never turns into a space or a tab).
+fn byte_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&byte| byte == b' ' || byte == b'\t')
+        .filter(|field| !field.is_empty())
+}
+
+impl LineIndex {
+    /// Indexes the line `text[span.start..span.end]` by its host field; blank lines, comments
+    /// and lines whose marker or hashed name is malformed are left out (they never match).
+    /// Only the host field is looked at: the rest is parsed if a lookup finds the line.
+    fn add(&mut self, text: &[u8], span: LineSpan) {
+        let raw = &text[span.start..span.end];
+        let mut fields = byte_fields(raw);
+        let Some(first) = fields.next() else { return };
+        let hosts = match first {
+            [b'#', ..] => return,
+            b"@revoked" | b"@cert-authority" => match fields.next() {
+                Some(hosts) => hosts,
+                None => return,
+            },
+            [b'@', ..] => return,
+            _ => first,
         };
-        for (index, raw_line) in contents.split(|&byte| byte == b'\n').enumerate() {
-            if index > 0 {
-                file.newlines += 1;
+        let line_index = self.lines.len();
+        if hosts.starts_with(b"|") || hosts.iter().any(|byte| matches!(byte, b'*' | b'?' | b'!')) {
+            // As `parse_line` sees it: invalid UTF-8 replaced.
+            let Some(field) = parse_host_field(&String::from_utf8_lossy(hosts)) else {
+                return;
+            };
+            self.lines.push(span);
+            self.scanned.push((line_index, field));
+            return;
+        }
+        self.lines.push(span);
+        // As `parse_line` sees it: invalid UTF-8 replaced (and `\r` is never inside a host
+        // field: at least two fields follow it on a line that can match). Unsorted until
+        // `sorted` is called (once the whole file is in).
+        if hosts.is_ascii() {
+            for name in hosts.split(|&byte| byte == b',') {
+                self.by_name.push((name_hash(name), line_index));
             }
-            let text = String::from_utf8_lossy(raw_line);
-            if let Some(parsed) = parse_line(&text) {
-                file.insert(Entry {
-                    line: index + 1,
-                    parsed,
-                });
+        } else {
+            for name in String::from_utf8_lossy(hosts).split(',') {
+                self.by_name.push((name_hash(name.as_bytes()), line_index));
             }
         }
+    }
+
+    /// Sorts `by_name` after lines were added.
+    fn sorted(&mut self) {
+        // By hash only: `candidates` puts a name's lines back in file order.
+        self.by_name.sort_unstable_by_key(|&(hash, _)| hash);
+    }
+
+    /// Indexes into `lines` of the candidates for the lookup name `name`, ascending.
+    fn candidates(&self, name: &str) -> Vec<usize> {
+        let hash = name_hash(name.as_bytes());
+        let first = self.by_name.partition_point(|&(other, _)| other < hash);
+        let mut found: Vec<usize> = self.by_name[first..]
+            .iter()
+            .take_while(|&&(other, _)| other == hash)
+            .map(|&(_, line)| line)
+            .collect();
+        if !self.scanned.is_empty() {
+            let mut cache = self
+                .scanned_found
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let scanned = cache.entry(name.to_string()).or_insert_with(|| {
+                self.scanned
+                    .iter()
+                    .filter(|(_, field)| host_field_matches(field, name))
+                    .map(|(line, _)| *line)
+                    .collect()
+            });
+            found.extend_from_slice(scanned);
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
+impl ParsedFile {
+    fn parse(contents: impl Into<Vec<u8>>) -> ParsedFile {
+        let text = contents.into();
+        let mut file = ParsedFile {
+            ends_with_newline: text.is_empty() || text.ends_with(b"\n"),
+            ..ParsedFile::default()
+        };
+        let newlines = memchr::memchr_iter(b'\n', &text).count();
+        file.index.lines.reserve(newlines + 1);
+        file.index.by_name.reserve(newlines + 1);
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', &text).chain(std::iter::once(text.len()));
+        for (index, end) in ends.enumerate() {
+            file.index.add(
+                &text,
+                LineSpan {
+                    start,
+                    end,
+                    number: index + 1,
+                },
+            );
+            start = end + 1;
+        }
+        file.index.sorted();
+        file.newlines = newlines;
+        file.text = text;
         file
     }
 
-    fn insert(&mut self, entry: Entry) {
-        let index = self.entries.len();
-        match entry.parsed.hosts.plain_names() {
-            Some(names) => {
-                for name in names {
-                    let lines = self.by_name.entry(name.to_string()).or_default();
-                    if lines.last() != Some(&index) {
-                        lines.push(index);
-                    }
-                }
-            }
-            None => self.scanned.push(index),
-        }
-        self.entries.push(entry);
-    }
-
     /// Adds the line [`append`] just wrote at the end of the file.
-    fn push_appended(&mut self, parsed: ParsedLine) {
+    fn push_appended(&mut self, line: &str) {
         if !self.ends_with_newline {
             self.newlines += 1;
         }
-        let line = self.newlines + 1;
+        let number = self.newlines + 1;
         self.newlines += 1;
         self.ends_with_newline = true;
-        self.insert(Entry { line, parsed });
+        self.text.push(b'\n');
+        let start = self.text.len();
+        self.text.extend_from_slice(line.as_bytes());
+        let span = LineSpan {
+            start,
+            end: self.text.len(),
+            number,
+        };
+        self.index.add(&self.text, span);
+        self.index.sorted();
     }
 
-    /// The entries matching the lookup name `name`, in file order.
-    fn matching<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Entry> + 'a {
-        let mut indexes: Vec<usize> = self.by_name.get(name).cloned().unwrap_or_default();
-        indexes.extend(
-            self.scanned
-                .iter()
-                .copied()
-                .filter(|&index| host_field_matches(&self.entries[index].parsed.hosts, name)),
-        );
-        indexes.sort_unstable();
-        indexes.dedup();
-        indexes.into_iter().map(|index| &self.entries[index])
+    /// The entries matching the lookup name `name`, in file order, each parsed now.
+    fn matching(&self, name: &str) -> impl Iterator<Item = Entry> + use<> {
+        let entries: Vec<Entry> = self
+            .index
+            .candidates(name)
+            .into_iter()
+            .filter_map(|candidate| {
+                let span = self.index.lines[candidate];
+                let parsed =
+                    parse_line(&String::from_utf8_lossy(&self.text[span.start..span.end]))?;
+                host_field_matches(&parsed.hosts, name).then_some(Entry {
+                    line: span.number,
+                    parsed,
+                })
+            })
+            .collect();
+        entries.into_iter()
     }
 }
 
@@ -2027,7 +2137,7 @@ mod properties {
                 let _ = host_field_matches(&parsed.hosts, &name);
                 // Parsing the line as part of a file agrees with parsing it alone.
                 let file = ParsedFile::parse(line.as_bytes());
-                prop_assert_eq!(file.entries.len(), 1);
+                prop_assert_eq!(file.index.lines.len(), 1);
                 let found = file.matching(&name).count();
                 prop_assert_eq!(found, usize::from(host_field_matches(&parsed.hosts, &name)));
             }
