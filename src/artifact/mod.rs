@@ -26,6 +26,6 @@ mod members;
 mod streaming;
 
 pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
-pub use delta::{MemberStream, Members, member_stream};
+pub use delta::{MemberStream, Members, SharedStreams, member_stream};
 pub use inspection::{Artifact, inspect_with};
 pub use members::MemberPolicy;

@@ -408,6 +408,7 @@ async fn stage<'a>(
                     artifact_size: shipment.artifact.size,
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
+                    streams: Some(&shipment.streams),
                 };
                 // Uploaded files first: staging links them into the release.
                 super::files::upload_changed(&run, &shipment.files).await?;

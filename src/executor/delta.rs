@@ -12,35 +12,46 @@ use crate::remote::scan;
 /// How many times what differs is sent again before the host fails.
 const REPAIR_ROUNDS: usize = 2;
 
-/// The member stream of a `Delta` or `Repair` step (`None` for any other step).
-pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStream> {
+/// The member stream of a `Delta` or `Repair` step (an error for any other step). A delta
+/// stream comes from the run's shared streams when the payload has them: built once for every
+/// host with the same base.
+pub(super) async fn stream_for(step: &Step, payload: &Payload<'_>) -> Result<MemberStream, String> {
     match step {
         Step::Delta {
             sha256,
             reused,
             compress,
             ..
-        } => Some(member_stream(
-            payload.artifact,
-            sha256,
-            Members::Delta {
-                reused: reused.clone(),
-                manifest: std::sync::Arc::new(payload.manifest.to_string()),
-            },
-            *compress,
-        )),
+        } => {
+            let manifest = std::sync::Arc::new(payload.manifest.to_string());
+            match payload.streams {
+                Some(streams) => streams
+                    .delta(payload.artifact, sha256, reused.clone(), manifest, *compress)
+                    .await
+                    .map_err(|error| format!("building the delta stream: {error}")),
+                None => Ok(member_stream(
+                    payload.artifact,
+                    sha256,
+                    Members::Delta {
+                        reused: reused.clone(),
+                        manifest,
+                    },
+                    *compress,
+                )),
+            }
+        }
         Step::Repair {
             sha256,
             paths,
             compress,
             ..
-        } => Some(member_stream(
+        } => Ok(member_stream(
             payload.artifact,
             sha256,
             Members::Only(paths.clone()),
             *compress,
         )),
-        _ => None,
+        _ => Err("no members to send".to_string()),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Payload<'a> {
     pub manifest: &'a str,
     /// `fetch = "host"`: the URL the host downloads (sent on stdin, never in a command line).
     pub url: Option<&'a str>,
+    /// Delta streams shared by the hosts of the run (`None`: each host builds its own).
+    pub streams: Option<&'a crate::artifact::SharedStreams>,
 }
 
 impl Payload<'static> {
@@ -69,6 +71,7 @@ impl Payload<'static> {
             artifact_size: 0,
             manifest: "",
             url: None,
+            streams: None,
         }
     }
 }
@@ -327,8 +330,13 @@ impl<'a> HostRun<'a> {
                 .await?
             }
             Input::Members => {
-                let stream = delta::stream_for(step, payload)
-                    .ok_or_else(|| HostError::failed(name, "no members to send"))?;
+                // Waiting for a shared stream's build is bounded like the step.
+                let stream = self
+                    .bounded(name, until, interruptible, async {
+                        Ok::<_, SshError>(delta::stream_for(step, payload).await)
+                    })
+                    .await?
+                    .map_err(|error| HostError::failed(name, error))?;
                 let total = delta::progress_total(step, payload);
                 // Bulk data: on a transfer connection, like the artifact below.
                 let session = self.transfer_session(name, until, interruptible).await?;
