@@ -23,8 +23,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -123,18 +123,20 @@ impl SharedStreams {
                 .built
                 .lock()
                 .map_err(|_| io::Error::other("the delta streams' lock is poisoned"))?;
-            built
-                .entry((reused.clone(), compress))
-                .or_default()
-                .clone()
+            built.entry((reused.clone(), compress)).or_default().clone()
         };
         let path = path.to_path_buf();
         let sha256 = sha256.clone();
         let built = cell
             .get_or_init(|| async move {
                 let build = tokio::task::spawn_blocking(move || {
-                    build_to_file(&path, &sha256, &Members::Delta { reused, manifest }, compress)
-                        .map_err(|error| error.to_string())
+                    build_to_file(
+                        &path,
+                        &sha256,
+                        &Members::Delta { reused, manifest },
+                        compress,
+                    )
+                    .map_err(|error| error.to_string())
                 });
                 match build.await {
                     Ok(outcome) => outcome,
@@ -224,7 +226,9 @@ fn file_stream(file: Arc<File>, length: u64) -> MemberStream {
             let wanted = (length - offset).min(BUFFER_SIZE as u64) as usize;
             let count = file.read_at(&mut buffer[..wanted], offset)?;
             if count == 0 {
-                return Err(io::Error::other("the built delta stream is shorter than written"));
+                return Err(io::Error::other(
+                    "the built delta stream is shorter than written",
+                ));
             }
             writer.write_all(&buffer[..count])?;
             offset += count as u64;
@@ -247,7 +251,10 @@ fn produce(
     let mut archive = tar::Archive::new(GzipMembers::new(source));
     let sink = BufWriter::with_capacity(BUFFER_SIZE, writer);
     let sink: Box<dyn Write> = if compress {
-        Box::new(FinishingGzip(Some(GzEncoder::new(sink, Compression::fast()))))
+        Box::new(FinishingGzip(Some(GzEncoder::new(
+            sink,
+            Compression::fast(),
+        ))))
     } else {
         Box::new(sink)
     };
@@ -556,6 +563,67 @@ mod tests {
         assert_eq!(
             members(stream, false).expect("a tar stream"),
             [("tree/changed".to_string(), 'f', "changed".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_shared_stream_is_built_once_and_read_whole_by_every_host() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let checked = inspect_with(&path, &MemberPolicy::default()).expect("a valid artifact");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        let streams = SharedStreams::default();
+        let reused = Arc::new(vec!["same".to_string()]);
+        let manifest = Arc::new("deploy-manifest 1\n".to_string());
+        let read = |stream: MemberStream| {
+            runtime.block_on(async {
+                let mut stream = stream;
+                let mut bytes = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                    .await
+                    .map(|_| bytes)
+            })
+        };
+        let own = read(member_stream(
+            &path,
+            &checked.sha256,
+            Members::Delta {
+                reused: reused.clone(),
+                manifest: manifest.clone(),
+            },
+            true,
+        ))
+        .expect("own stream");
+        let first = runtime
+            .block_on(streams.delta(
+                &path,
+                &checked.sha256,
+                reused.clone(),
+                manifest.clone(),
+                true,
+            ))
+            .expect("built");
+        // The artifact is gone: a second host still gets the stream built for the first.
+        std::fs::remove_file(&path).expect("rm");
+        let second = runtime
+            .block_on(streams.delta(
+                &path,
+                &checked.sha256,
+                reused.clone(),
+                manifest.clone(),
+                true,
+            ))
+            .expect("shared");
+        assert_eq!(read(first).expect("first"), own);
+        assert_eq!(read(second).expect("second"), own);
+        // Another stream (uncompressed) is another build, which now fails: no artifact.
+        assert!(
+            runtime
+                .block_on(streams.delta(&path, &checked.sha256, reused, manifest, false))
+                .is_err()
         );
     }
 

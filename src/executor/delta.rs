@@ -7,7 +7,8 @@
 use super::{HostError, HostRun, Payload};
 use crate::artifact::{Manifest, MemberStream, Members, member_stream};
 use crate::plan::Step;
-use crate::remote::scan;
+use crate::remote::delta as remote_delta;
+use crate::ssh::Output;
 
 /// How many times what differs is sent again before the host fails.
 const REPAIR_ROUNDS: usize = 2;
@@ -26,7 +27,13 @@ pub(super) async fn stream_for(step: &Step, payload: &Payload<'_>) -> Result<Mem
             let manifest = std::sync::Arc::new(payload.manifest.to_string());
             match payload.streams {
                 Some(streams) => streams
-                    .delta(payload.artifact, sha256, reused.clone(), manifest, *compress)
+                    .delta(
+                        payload.artifact,
+                        sha256,
+                        reused.clone(),
+                        manifest,
+                        *compress,
+                    )
                     .await
                     .map_err(|error| format!("building the delta stream: {error}")),
                 None => Ok(member_stream(
@@ -72,29 +79,61 @@ pub(super) fn progress_total(step: &Step, payload: &Payload<'_>) -> u64 {
 
 impl HostRun<'_> {
     /// Runs `verify` (a `Verify` step) until the staged tree equals `expected` (the artifact's
-    /// manifest), sending what differs again (`Repair`) up to `REPAIR_ROUNDS` times. Returns
-    /// how many files were sent again.
+    /// manifest), sending what differs again (`Repair`) up to `REPAIR_ROUNDS` times. The host
+    /// hashes every file except the reused ones the base's identity record vouches for
+    /// (`delta::trusted_reuse`, from the output of the `delta` step); a file sent again is
+    /// hashed from then on. Returns how many files were sent again.
     pub async fn verify_staged(
         &self,
         verify: &Step,
         delta: &Step,
+        delta_output: Option<Output>,
         expected: &Manifest,
         payload: &Payload<'_>,
     ) -> Result<usize, HostError> {
         let (
             Step::Verify { version },
             Step::Delta {
-                sha256, compress, ..
+                sha256,
+                compress,
+                reused,
+                ..
             },
         ) = (verify, delta)
         else {
             return Err(HostError::failed("verify", "no delta to verify"));
         };
+        let (record, mut base) = match delta_output {
+            Some(output) => remote_delta::parse_delta_output(&output.stdout)
+                .map_err(|error| HostError::failed("delta", error))?,
+            None => Default::default(),
+        };
+        let mut trusted = remote_delta::trusted_reuse(reused, &record, &base);
+        // Memory: only what the verification still needs, while the other hosts verify too.
+        drop(record);
+        base.entries.retain(|path, _| trusted.contains(path));
+        tracing::info!(
+            "{}: {} of {} reused files vouched for by the identity record of the base",
+            self.label,
+            trusted.len(),
+            reused.len()
+        );
         let mut repaired = 0;
         for round in 0..=REPAIR_ROUNDS {
-            let output = self.execute(verify, payload).await?;
-            let staged = scan::parse_scan(&output.stdout)
+            let paths = remote_delta::paths_to_hash(expected, &trusted);
+            let output = self
+                .execute(
+                    verify,
+                    &Payload {
+                        paths: &paths,
+                        ..*payload
+                    },
+                )
+                .await?;
+            let (listing, digests) = remote_delta::parse_verify(&output.stdout)
                 .map_err(|error| HostError::failed("verify", error))?;
+            let staged =
+                remote_delta::staged_manifest(&listing, &digests, &trusted, &base, expected);
             let differences = expected
                 .staged_differences(&staged)
                 .map_err(|error| HostError::failed("verify", error))?;
@@ -119,6 +158,9 @@ impl HostRun<'_> {
                 ),
             );
             repaired += differences.len();
+            for path in &differences {
+                trusted.remove(path);
+            }
             let repair = Step::Repair {
                 version: version.clone(),
                 sha256: sha256.clone(),

@@ -53,6 +53,7 @@ pub const SWITCH_BACK_GRACE: Duration = Duration::from_secs(20);
 const STOP_GRACE: Duration = Duration::from_secs(12);
 
 /// What a step streams, when it streams anything.
+#[derive(Clone, Copy)]
 pub struct Payload<'a> {
     pub artifact: &'a Path,
     pub artifact_size: u64,
@@ -61,6 +62,8 @@ pub struct Payload<'a> {
     pub url: Option<&'a str>,
     /// Delta streams shared by the hosts of the run (`None`: each host builds its own).
     pub streams: Option<&'a crate::artifact::SharedStreams>,
+    /// What a `Verify` step reads: the NUL-separated files to hash (set by `verify_staged`).
+    pub paths: &'a [u8],
 }
 
 impl Payload<'static> {
@@ -72,6 +75,7 @@ impl Payload<'static> {
             manifest: "",
             url: None,
             streams: None,
+            paths: &[],
         }
     }
 }
@@ -307,6 +311,15 @@ impl<'a> HostRun<'a> {
                     .await?,
                 0,
             ),
+            Input::Paths => {
+                self.bounded(
+                    name,
+                    until,
+                    interruptible,
+                    session.run_with_input(&remote.script, payload.paths, |_| {}),
+                )
+                .await?
+            }
             Input::Manifest => {
                 self.bounded(
                     name,
