@@ -1,12 +1,14 @@
-//! A delta push on one host: the member stream a `Delta` or `Repair` step sends, and the
-//! verification of the staged tree (`Verify`): every file of the tree is hashed on the host
-//! and the listing compared with the artifact's manifest; what differs (a reused file edited
-//! on the host, a link that could not be made) is sent again and the tree verified again.
+//! A delta push on one host: the member stream a `Delta` or `Repair` step sends (shared by the
+//! hosts with the same base), and the verification of the staged tree (`Verify`): every file
+//! of the tree is hashed on the host, except hard-linked reused files the base's identity
+//! record vouches for (`remote::delta::trusted_reuse`), and the listing compared with the
+//! artifact's manifest; what differs (a reused file edited on the host, a link that could not
+//! be made) is sent again and the tree verified again.
 //! Only a tree equal to the manifest goes on to `Finalize`, which names it a release.
 
 use super::{HostError, HostRun, Payload};
 use crate::artifact::{Manifest, MemberStream, Members, member_stream};
-use crate::plan::Step;
+use crate::plan::{ReuseMode, Step};
 use crate::remote::delta as remote_delta;
 use crate::ssh::Output;
 
@@ -97,6 +99,7 @@ impl HostRun<'_> {
                 sha256,
                 compress,
                 reused,
+                reuse,
                 ..
             },
         ) = (verify, delta)
@@ -108,7 +111,11 @@ impl HostRun<'_> {
                 .map_err(|error| HostError::failed("delta", error))?,
             None => Default::default(),
         };
-        let mut trusted = remote_delta::trusted_reuse(reused, &record, &base);
+        // A copy is another file, which a failed `cp` may have left short: copies are hashed.
+        let mut trusted = match reuse {
+            ReuseMode::Hardlink => remote_delta::trusted_reuse(reused, &record, &base),
+            ReuseMode::Copy => Default::default(),
+        };
         // Memory: only what the verification still needs, while the other hosts verify too.
         drop(record);
         base.entries.retain(|path, _| trusted.contains(path));

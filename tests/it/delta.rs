@@ -372,7 +372,7 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
     // clock tick of its stamp, which are hashed).
     let (ran, _) = fleet.push("v2", &v2, &["-v"]);
     let ran = ran.expect_code(0);
-    let (vouched, reused) = vouched(&ran);
+    let (vouched, reused) = vouched_for(&ran);
     assert_eq!(reused, FILES - one_percent().len(), "{}", ran.stderr);
     assert!(
         vouched * 10 >= reused * 9,
@@ -408,7 +408,7 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
 
     let (ran, _) = fleet.push("v3", &v3, &["-v"]);
     let ran = ran.expect_code(0);
-    let (vouched, reused) = vouched(&ran);
+    let (vouched, reused) = vouched_for(&ran);
     assert!(
         vouched < reused && vouched * 10 >= reused * 9,
         "{vouched} of {reused} vouched for"
@@ -430,7 +430,7 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
 }
 
 /// From a `-v` push's log: how many reused files the base's record vouched for, of how many.
-fn vouched(ran: &Ran) -> (usize, usize) {
+fn vouched_for(ran: &Ran) -> (usize, usize) {
     let line = ran
         .stderr
         .lines()
