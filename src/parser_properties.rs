@@ -147,6 +147,30 @@ proptest! {
     }
 
     #[test]
+    fn delta_identity_parses_never_panic_on_shaped_fields(
+        fields in proptest::collection::vec(
+            prop_oneof![
+                Just(b"deploy-record".to_vec()),
+                Just(b"deploy-base".to_vec()),
+                Just(b"deploy-digest-lines".to_vec()),
+                Just(b"deploy-digests".to_vec()),
+                Just(b"stamp 1700000000.5000000000".to_vec()),
+                Just(b"f 644 3 2049 12 1700000000.0000000000 1700000001.1234567890".to_vec()),
+                Just(b"f 644 3 2049 12 -1.5 x".to_vec()),
+                Just(b"d 755 4096 2049 13 1 1".to_vec()),
+                Just(b"a/b".to_vec()),
+                Just(Vec::new()),
+                any::<Vec<u8>>(),
+            ],
+            0..16,
+        )
+    ) {
+        let bytes = fields.join(&0u8);
+        let _ = crate::remote::delta::parse_delta_output(&bytes);
+        let _ = crate::remote::delta::parse_verify(&bytes);
+    }
+
+    #[test]
     fn lock_holder_parse_never_panics(line in any::<String>(), alive in any::<bool>()) {
         let holder = LockHolder::parse(&line, alive);
         prop_assert_eq!(&holder.line, &line);

@@ -15,20 +15,26 @@
 //! A thread writes the stream into a bounded channel (8 chunks of 64 KiB) that the upload reads
 //! as an `AsyncRead`: memory does not depend on the artifact's size (only the list of reused
 //! paths grows with the number of files, like the manifest).
+//!
+//! Building a stream costs a whole pass over the artifact (inflating it is most of a push's
+//! controller CPU), so [`SharedStreams`] builds each distinct delta stream once per run, into
+//! an unlinked temporary file, and every host with the same base reads its own view of that
+//! file: the pass is paid once per distinct base, not once per host.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tar::EntryType;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 
 use super::members::release_path;
 use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, drain_zeros};
@@ -62,15 +68,21 @@ pub fn member_stream(
     compress: bool,
     strip: usize,
 ) -> MemberStream {
-    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let path = path.to_path_buf();
     let sha256 = sha256.clone();
+    stream_from(move |writer| produce(&path, &sha256, &members, compress, strip, writer))
+}
+
+/// A stream of what `write` writes, on a thread of its own, through the bounded channel.
+fn stream_from(
+    write: impl FnOnce(ChannelWriter) -> io::Result<()> + Send + 'static,
+) -> MemberStream {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let errors = sender.clone();
     let spawned = std::thread::Builder::new()
         .name("delta-stream".to_string())
         .spawn(move || {
-            let writer = ChannelWriter { sender };
-            let outcome = produce(&path, &sha256, &members, compress, strip, writer);
+            let outcome = write(ChannelWriter { sender });
             let _ = errors.blocking_send(outcome.map(|()| Vec::new()));
         });
     let failed = spawned
@@ -85,6 +97,151 @@ pub fn member_stream(
     }
 }
 
+/// The delta streams of one run's artifact, each built once (per distinct list of reused files
+/// and compression) into an unlinked temporary file, and read by every host that needs it.
+/// Memory holds only the keys; the files go away with the shipment that holds this.
+#[derive(Default)]
+pub struct SharedStreams {
+    built: Mutex<HashMap<StreamKey, Arc<OnceCell<Built>>>>,
+}
+
+type StreamKey = (Arc<Vec<String>>, bool);
+/// A built stream (the file and its length), or why it could not be built.
+type Built = Result<(Arc<File>, u64), String>;
+
+impl SharedStreams {
+    /// The delta stream that reuses `reused` (see [`Members::Delta`]), built on first use.
+    /// Hosts asking for the same stream at once wait for the one build.
+    pub async fn delta(
+        &self,
+        path: &Path,
+        sha256: &Sha256,
+        reused: Arc<Vec<String>>,
+        manifest: Arc<String>,
+        compress: bool,
+        strip: usize,
+    ) -> io::Result<MemberStream> {
+        let cell = {
+            let mut built = self
+                .built
+                .lock()
+                .map_err(|_| io::Error::other("the delta streams' lock is poisoned"))?;
+            built.entry((reused.clone(), compress)).or_default().clone()
+        };
+        let path = path.to_path_buf();
+        let sha256 = sha256.clone();
+        let built = cell
+            .get_or_init(|| async move {
+                let build = tokio::task::spawn_blocking(move || {
+                    build_to_file(
+                        &path,
+                        &sha256,
+                        &Members::Delta { reused, manifest },
+                        compress,
+                        strip,
+                    )
+                    .map_err(|error| error.to_string())
+                });
+                match build.await {
+                    Ok(outcome) => outcome,
+                    Err(error) => Err(format!("the delta stream's build stopped: {error}")),
+                }
+            })
+            .await;
+        match built {
+            Ok((file, length)) => Ok(file_stream(file.clone(), *length)),
+            Err(error) => Err(io::Error::other(error.clone())),
+        }
+    }
+}
+
+/// A new temporary file, unlinked at once (it lives as long as its descriptors).
+fn unlinked_temporary() -> io::Result<File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let directory = std::env::temp_dir();
+    loop {
+        let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = directory.join(format!("deploy-delta-{}-{number}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                std::fs::remove_file(&path).map_err(|error| {
+                    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+                })?;
+                return Ok(file);
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("a temporary file in {}: {error}", directory.display()),
+                ));
+            }
+        }
+    }
+}
+
+/// Builds the stream of `members` into an unlinked temporary file; returns it and its length.
+fn build_to_file(
+    path: &Path,
+    sha256: &Sha256,
+    members: &Members,
+    compress: bool,
+    strip: usize,
+) -> io::Result<(Arc<File>, u64)> {
+    let file = Arc::new(unlinked_temporary()?);
+    let writer = PositionalWriter {
+        file: file.clone(),
+        offset: 0,
+    };
+    produce(path, sha256, members, compress, strip, writer)?;
+    let length = file.metadata()?.len();
+    Ok((file, length))
+}
+
+/// Writes at increasing offsets of a shared file (its readers each keep their own offset).
+struct PositionalWriter {
+    file: Arc<File>,
+    offset: u64,
+}
+
+impl Write for PositionalWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(data, self.offset)?;
+        self.offset += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stream of the first `length` bytes of `file`, read on a thread at its own offsets.
+fn file_stream(file: Arc<File>, length: u64) -> MemberStream {
+    stream_from(move |writer| {
+        let mut buffer = vec![0u8; BUFFER_SIZE];
+        let mut offset = 0u64;
+        let mut writer = writer;
+        while offset < length {
+            let wanted = (length - offset).min(BUFFER_SIZE as u64) as usize;
+            let count = file.read_at(&mut buffer[..wanted], offset)?;
+            if count == 0 {
+                return Err(io::Error::other(
+                    "the built delta stream is shorter than written",
+                ));
+            }
+            writer.write_all(&buffer[..count])?;
+            offset += count as u64;
+        }
+        Ok(())
+    })
+}
+
 /// Writes the stream; `Err` when the artifact cannot be read or changed since it was checked.
 fn produce(
     path: &Path,
@@ -92,7 +249,7 @@ fn produce(
     members: &Members,
     compress: bool,
     strip: usize,
-    writer: ChannelWriter,
+    writer: impl Write + 'static,
 ) -> io::Result<()> {
     let file = File::open(path)
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
@@ -100,7 +257,10 @@ fn produce(
     let mut archive = tar::Archive::new(GzipMembers::new(source));
     let sink = BufWriter::with_capacity(BUFFER_SIZE, writer);
     let sink: Box<dyn Write> = if compress {
-        Box::new(GzEncoder::new(sink, Compression::fast()))
+        Box::new(FinishingGzip(Some(GzEncoder::new(
+            sink,
+            Compression::fast(),
+        ))))
     } else {
         Box::new(sink)
     };
@@ -179,6 +339,26 @@ fn produce(
     sink.flush()?;
     drop(sink);
     Ok(())
+}
+
+/// A gzip encoder whose `flush` also writes the gzip trailer: the stream's last write, so that
+/// a failure to write it is an error of the stream, not lost in a `Drop`.
+struct FinishingGzip<W: Write>(Option<GzEncoder<W>>);
+
+impl<W: Write> Write for FinishingGzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(encoder) => encoder.write(data),
+            None => Err(io::Error::other("the delta stream was already finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.take() {
+            Some(encoder) => encoder.finish()?.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A regular file of the stream's own (beside `tree/`).
@@ -392,6 +572,70 @@ mod tests {
         assert_eq!(
             members(stream, false).expect("a tar stream"),
             [("tree/changed".to_string(), 'f', "changed".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_shared_stream_is_built_once_and_read_whole_by_every_host() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let checked = inspect_with(&path, &MemberPolicy::default()).expect("a valid artifact");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        let streams = SharedStreams::default();
+        let reused = Arc::new(vec!["same".to_string()]);
+        let manifest = Arc::new("deploy-manifest 1\n".to_string());
+        let read = |stream: MemberStream| {
+            runtime.block_on(async {
+                let mut stream = stream;
+                let mut bytes = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                    .await
+                    .map(|_| bytes)
+            })
+        };
+        let own = read(member_stream(
+            &path,
+            &checked.sha256,
+            Members::Delta {
+                reused: reused.clone(),
+                manifest: manifest.clone(),
+            },
+            true,
+            0,
+        ))
+        .expect("own stream");
+        let first = runtime
+            .block_on(streams.delta(
+                &path,
+                &checked.sha256,
+                reused.clone(),
+                manifest.clone(),
+                true,
+                0,
+            ))
+            .expect("built");
+        // The artifact is gone: a second host still gets the stream built for the first.
+        std::fs::remove_file(&path).expect("rm");
+        let second = runtime
+            .block_on(streams.delta(
+                &path,
+                &checked.sha256,
+                reused.clone(),
+                manifest.clone(),
+                true,
+                0,
+            ))
+            .expect("shared");
+        assert_eq!(read(first).expect("first"), own);
+        assert_eq!(read(second).expect("second"), own);
+        // Another stream (uncompressed) is another build, which now fails: no artifact.
+        assert!(
+            runtime
+                .block_on(streams.delta(&path, &checked.sha256, reused, manifest, false, 0))
+                .is_err()
         );
     }
 

@@ -26,7 +26,7 @@ mod members;
 mod streaming;
 
 pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
-pub use delta::{MemberStream, Members, member_stream};
+pub use delta::{MemberStream, Members, SharedStreams, member_stream};
 pub use error::ArtifactError;
 pub use inspection::{Artifact, inspect_with};
 pub use members::MemberPolicy;

@@ -37,6 +37,9 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                         Some(crate::inventory::ArtifactSource::Url(_))
                     )
             });
+            let delta = services_here
+                .iter()
+                .any(|service| service.delta != crate::inventory::Delta::Off);
             let mut result = HostResult::new(None, name, Outcome::Ok);
             let probe = async {
                 // The probe is its own script: no service's lowering values are needed.
@@ -52,7 +55,7 @@ pub async fn run(context: &Context) -> Result<RunResult, InputError> {
                     super::connect_host(context, host, name.clone(), lowering, &events).await?;
                 events.step(name, "check prerequisites");
                 let output = run
-                    .run("check", &probe_script(&base_dirs, host_fetch))
+                    .run("check", &probe_script(&base_dirs, host_fetch, delta))
                     .await;
                 run.close().await;
                 let output = output?;

@@ -452,9 +452,13 @@ async fn stage<'a>(
                     manifest: &shipment.manifest,
                     url: shipment.host_url.as_deref(),
                     strip_components: service.strip_components.unwrap_or(0),
+                    streams: Some(&shipment.streams),
+                    paths: &[],
                 };
                 // Uploaded files first: staging links them into the release.
                 super::files::upload_changed(&run, &shipment.files).await?;
+                // A delta step's output (the base's identities) tells its Verify what to hash.
+                let mut delta_output = None;
                 for step in &plan.stage {
                     let delta = plan
                         .stage
@@ -462,9 +466,19 @@ async fn stage<'a>(
                         .find(|step| matches!(step, Step::Delta { .. }));
                     match (step, delta) {
                         (Step::Verify { .. }, Some(delta)) => run
-                            .verify_staged(step, delta, &shipment.artifact.manifest, &payload)
+                            .verify_staged(
+                                step,
+                                delta,
+                                delta_output.take(),
+                                &shipment.artifact.manifest,
+                                &payload,
+                            )
                             .await
                             .map(drop),
+                        (Step::Delta { .. }, _) => run
+                            .execute(step, &payload)
+                            .await
+                            .map(|output| delta_output = Some(output)),
                         _ => run.execute(step, &payload).await.map(drop),
                     }
                     .map_err(|error| disk_hint(error, facts.free_bytes, shipment))?;

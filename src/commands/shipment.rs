@@ -30,6 +30,8 @@ pub struct Shipment {
     pub host_url: Option<String>,
     /// `[services.NAME.files]`, read before any host is contacted.
     pub files: Arc<Vec<super::files::LoadedFile>>,
+    /// Delta streams built from the artifact, each once for every host that needs it.
+    pub streams: Arc<crate::artifact::SharedStreams>,
 }
 
 fn is_url(text: &str) -> bool {
@@ -219,6 +221,7 @@ pub async fn prepare(
             manifest,
             host_url,
             files: Arc::new(super::files::load(context, service_index)?),
+            streams: Arc::default(),
         });
     }
     Ok(shipments)

@@ -1,48 +1,69 @@
-//! A delta push on one host: the member stream a `Delta` or `Repair` step sends, and the
-//! verification of the staged tree (`Verify`): every file of the tree is hashed on the host
-//! and the listing compared with the artifact's manifest; what differs (a reused file edited
-//! on the host, a link that could not be made) is sent again and the tree verified again.
+//! A delta push on one host: the member stream a `Delta` or `Repair` step sends (shared by the
+//! hosts with the same base), and the verification of the staged tree (`Verify`): every file
+//! of the tree is hashed on the host, except hard-linked reused files the base's identity
+//! record vouches for (`remote::delta::trusted_reuse`), and the listing compared with the
+//! artifact's manifest; what differs (a reused file edited on the host, a link that could not
+//! be made) is sent again and the tree verified again.
 //! Only a tree equal to the manifest goes on to `Finalize`, which names it a release.
 
 use super::{HostError, HostRun, Payload};
 use crate::artifact::{Manifest, MemberStream, Members, member_stream};
-use crate::plan::Step;
-use crate::remote::scan;
+use crate::plan::{ReuseMode, Step};
+use crate::remote::delta as remote_delta;
+use crate::ssh::Output;
 
 /// How many times what differs is sent again before the host fails.
 const REPAIR_ROUNDS: usize = 2;
 
-/// The member stream of a `Delta` or `Repair` step (`None` for any other step).
-pub(super) fn stream_for(step: &Step, payload: &Payload<'_>) -> Option<MemberStream> {
+/// The member stream of a `Delta` or `Repair` step (an error for any other step). A delta
+/// stream comes from the run's shared streams when the payload has them: built once for every
+/// host with the same base.
+pub(super) async fn stream_for(step: &Step, payload: &Payload<'_>) -> Result<MemberStream, String> {
     match step {
         Step::Delta {
             sha256,
             reused,
             compress,
             ..
-        } => Some(member_stream(
-            payload.artifact,
-            sha256,
-            Members::Delta {
-                reused: reused.clone(),
-                manifest: std::sync::Arc::new(payload.manifest.to_string()),
-            },
-            *compress,
-            payload.strip_components,
-        )),
+        } => {
+            let manifest = std::sync::Arc::new(payload.manifest.to_string());
+            match payload.streams {
+                Some(streams) => streams
+                    .delta(
+                        payload.artifact,
+                        sha256,
+                        reused.clone(),
+                        manifest,
+                        *compress,
+                        payload.strip_components,
+                    )
+                    .await
+                    .map_err(|error| format!("building the delta stream: {error}")),
+                None => Ok(member_stream(
+                    payload.artifact,
+                    sha256,
+                    Members::Delta {
+                        reused: reused.clone(),
+                        manifest,
+                    },
+                    *compress,
+                    payload.strip_components,
+                )),
+            }
+        }
         Step::Repair {
             sha256,
             paths,
             compress,
             ..
-        } => Some(member_stream(
+        } => Ok(member_stream(
             payload.artifact,
             sha256,
             Members::Only(paths.clone()),
             *compress,
             payload.strip_components,
         )),
-        _ => None,
+        _ => Err("no members to send".to_string()),
     }
 }
 
@@ -63,29 +84,66 @@ pub(super) fn progress_total(step: &Step, payload: &Payload<'_>) -> u64 {
 
 impl HostRun<'_> {
     /// Runs `verify` (a `Verify` step) until the staged tree equals `expected` (the artifact's
-    /// manifest), sending what differs again (`Repair`) up to `REPAIR_ROUNDS` times. Returns
-    /// how many files were sent again.
+    /// manifest), sending what differs again (`Repair`) up to `REPAIR_ROUNDS` times. The host
+    /// hashes every file except the reused ones the base's identity record vouches for
+    /// (`delta::trusted_reuse`, from the output of the `delta` step); a file sent again is
+    /// hashed from then on. Returns how many files were sent again.
     pub async fn verify_staged(
         &self,
         verify: &Step,
         delta: &Step,
+        delta_output: Option<Output>,
         expected: &Manifest,
         payload: &Payload<'_>,
     ) -> Result<usize, HostError> {
         let (
             Step::Verify { version },
             Step::Delta {
-                sha256, compress, ..
+                sha256,
+                compress,
+                reused,
+                reuse,
+                ..
             },
         ) = (verify, delta)
         else {
             return Err(HostError::failed("verify", "no delta to verify"));
         };
+        let (record, mut base) = match delta_output {
+            Some(output) => remote_delta::parse_delta_output(&output.stdout)
+                .map_err(|error| HostError::failed("delta", error))?,
+            None => Default::default(),
+        };
+        // A copy is another file, which a failed `cp` may have left short: copies are hashed.
+        let mut trusted = match reuse {
+            ReuseMode::Hardlink => remote_delta::trusted_reuse(reused, &record, &base),
+            ReuseMode::Copy => Default::default(),
+        };
+        // Memory: only what the verification still needs, while the other hosts verify too.
+        drop(record);
+        base.entries.retain(|path, _| trusted.contains(path));
+        tracing::info!(
+            "{}: {} of {} reused files vouched for by the identity record of the base",
+            self.label,
+            trusted.len(),
+            reused.len()
+        );
         let mut repaired = 0;
         for round in 0..=REPAIR_ROUNDS {
-            let output = self.execute(verify, payload).await?;
-            let staged = scan::parse_scan(&output.stdout)
+            let paths = remote_delta::paths_to_hash(expected, &trusted);
+            let output = self
+                .execute(
+                    verify,
+                    &Payload {
+                        paths: &paths,
+                        ..*payload
+                    },
+                )
+                .await?;
+            let (listing, digests) = remote_delta::parse_verify(&output.stdout)
                 .map_err(|error| HostError::failed("verify", error))?;
+            let staged =
+                remote_delta::staged_manifest(&listing, &digests, &trusted, &base, expected);
             let differences = expected
                 .staged_differences(&staged)
                 .map_err(|error| HostError::failed("verify", error))?;
@@ -110,6 +168,9 @@ impl HostRun<'_> {
                 ),
             );
             repaired += differences.len();
+            for path in &differences {
+                trusted.remove(path);
+            }
             let repair = Step::Repair {
                 version: version.clone(),
                 sha256: sha256.clone(),

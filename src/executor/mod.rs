@@ -53,6 +53,7 @@ pub const SWITCH_BACK_GRACE: Duration = Duration::from_secs(20);
 const STOP_GRACE: Duration = Duration::from_secs(12);
 
 /// What a step streams, when it streams anything.
+#[derive(Clone, Copy)]
 pub struct Payload<'a> {
     pub artifact: &'a Path,
     pub artifact_size: u64,
@@ -61,6 +62,10 @@ pub struct Payload<'a> {
     pub url: Option<&'a str>,
     /// The service's `strip_components` (member streams name members as the manifest does).
     pub strip_components: usize,
+    /// Delta streams shared by the hosts of the run (`None`: each host builds its own).
+    pub streams: Option<&'a crate::artifact::SharedStreams>,
+    /// What a `Verify` step reads: the NUL-separated files to hash (set by `verify_staged`).
+    pub paths: &'a [u8],
 }
 
 impl Payload<'static> {
@@ -72,6 +77,8 @@ impl Payload<'static> {
             manifest: "",
             url: None,
             strip_components: 0,
+            streams: None,
+            paths: &[],
         }
     }
 }
@@ -308,6 +315,15 @@ impl<'a> HostRun<'a> {
                     .await?,
                 0,
             ),
+            Input::Paths => {
+                self.bounded(
+                    name,
+                    until,
+                    interruptible,
+                    session.run_with_input(&remote.script, payload.paths, |_| {}),
+                )
+                .await?
+            }
             Input::Manifest => {
                 self.bounded(
                     name,
@@ -331,8 +347,13 @@ impl<'a> HostRun<'a> {
                 .await?
             }
             Input::Members => {
-                let stream = delta::stream_for(step, payload)
-                    .ok_or_else(|| HostError::failed(name, "no members to send"))?;
+                // Waiting for a shared stream's build is bounded like the step.
+                let stream = self
+                    .bounded(name, until, interruptible, async {
+                        Ok::<_, SshError>(delta::stream_for(step, payload).await)
+                    })
+                    .await?
+                    .map_err(|error| HostError::failed(name, error))?;
                 let total = delta::progress_total(step, payload);
                 // Bulk data: on a transfer connection, like the artifact below.
                 let session = self.transfer_session(name, until, interruptible).await?;

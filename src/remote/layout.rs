@@ -13,6 +13,7 @@
 //!     freeze                        a deploy freeze (`deploy lock`), until `deploy unlock`
 //!     staging/<run>/                a release being received (and <run>-prune: releases pruned)
 //!     digests/<v>, entries/<v>, manifests/<v>   what a complete release must be
+//!     identities/<v>                what its files were when verified (a delta reuses them unhashed)
 //!     releases.log, history.jsonl   go-live order; the audit log
 //!     current.tmp.<run>, current.retracted.<run>   links on their way in or out of `current`
 //! ```
@@ -46,6 +47,10 @@ pub const STAGING: &str = ".deploy/staging";
 pub const DIGESTS: &str = ".deploy/digests";
 /// `manifests/<version>`: the per-file manifest recorded at push time.
 pub const MANIFESTS: &str = ".deploy/manifests";
+/// `identities/<version>`: the identity (device, inode, size, times) of every entry of the
+/// release when its content was known to equal its manifest (`remote::delta`), so that a later
+/// delta can reuse an unchanged file without hashing it.
+pub const IDENTITIES: &str = ".deploy/identities";
 /// `entries/<version>`: how many entries the finished tree holds (a switch re-counts them).
 pub const ENTRIES: &str = ".deploy/entries";
 /// Release log, `TIME ACTION FROM TO` per line: the go-live order.
@@ -72,6 +77,11 @@ pub fn digest(version: &Version) -> String {
 /// `.deploy/manifests/<version>`.
 pub fn manifest(version: &Version) -> String {
     format!("{MANIFESTS}/{version}")
+}
+
+/// `.deploy/identities/<version>`.
+pub fn identities(version: &Version) -> String {
+    format!("{IDENTITIES}/{version}")
 }
 
 /// `.deploy/entries/<version>`.

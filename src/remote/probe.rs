@@ -34,8 +34,9 @@ pub struct Check {
 }
 
 /// The probe script: one `check NAME ok|fail|missing DETAIL` line per item (`missing`: an
-/// optional tool is absent; the host still passes).
-pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool) -> String {
+/// optional tool is absent; the host still passes). `delta`: a service pushes deltas (GNU
+/// find's `-printf`, `cp -l --parents` and `xargs -0` are then required).
+pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool, delta: bool) -> String {
     let mut script = Script::new();
     script.line("for tool in");
     for tool in TOOLS {
@@ -52,9 +53,21 @@ pub fn probe_script(base_dirs: &[(String, String)], host_fetch: bool) -> String 
          if [ -e /dev/fd/1 ]; then printf 'check dev-fd ok /dev/fd present\\n'; else printf 'check dev-fd fail /dev/fd missing (needed to verify uploads while extracting)\\n'; fi\n",
     );
     script.line(
-        "if command -v find >/dev/null 2>&1 && find . -maxdepth 0 -printf '' 2>/dev/null; then printf 'check tool:find ok GNU find (status --verify)\\n'; \
-         else printf 'check tool:find missing GNU find is needed by status --verify\\n'; fi\n\
-         if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then printf 'check tool:openssl ok hashes uploads (faster than sha256sum)\\n'; \
+        "if command -v find >/dev/null 2>&1 && find . -maxdepth 0 -printf '' 2>/dev/null; then printf 'check tool:find ok GNU find (delta pushes, status --verify)\\n'; \
+         else printf 'check tool:find %s GNU find (-printf) is needed by delta pushes and status --verify\\n' ",
+    );
+    script.line(if delta { "fail; fi\n" } else { "missing; fi\n" });
+    if delta {
+        script.line(
+            "t=\"${TMPDIR:-/tmp}/deploy-check-delta.$$\"\n\
+             if mkdir -p \"$t/a/b\" \"$t/c\" && : > \"$t/a/b/f\" && ( cd \"$t\" && printf 'a/b/f\\0' | xargs -0 cp -l --parents -t c -- ) 2>/dev/null && [ -f \"$t/c/a/b/f\" ]; then \
+             printf 'check delta-links ok cp -l --parents and xargs -0\\n'; \
+             else printf 'check delta-links fail cp -l --parents and xargs -0 are needed by delta pushes (GNU coreutils and findutils; or delta = \"off\")\\n'; fi\n\
+             rm -rf \"$t\"\n",
+        );
+    }
+    script.line(
+        "         if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then printf 'check tool:openssl ok hashes uploads (faster than sha256sum)\\n'; \
          else printf 'check tool:openssl missing uploads are hashed with sha256sum (slower)\\n'; fi\n",
     );
     if host_fetch {
@@ -107,7 +120,7 @@ mod tests {
     #[test]
     fn the_probe_passes_on_this_machine() {
         let directory = tempfile::tempdir().expect("tempdir");
-        let script = probe_script(&[("app".to_string(), "srv/app".to_string())], true);
+        let script = probe_script(&[("app".to_string(), "srv/app".to_string())], true, true);
         let output = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
@@ -145,6 +158,7 @@ mod tests {
             .arg("-c")
             .arg(probe_script(
                 &[("app".to_string(), "app".to_string())],
+                false,
                 false,
             ))
             .env("PATH", path)

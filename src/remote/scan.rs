@@ -20,11 +20,11 @@ pub fn manifest_command(base_dir: &str, version: &Version) -> String {
 
 /// Marker between the listing and the digests in scan output when the digests are
 /// `sha256sum -z` records (`<sha256>  <path>` NUL-terminated).
-const SCAN_DIGESTS: &str = "deploy-digests";
+pub(super) const SCAN_DIGESTS: &str = "deploy-digests";
 /// Marker when the digests are `openssl dgst -sha256 -r` lines (`<sha256> *<path>`), several
 /// times faster on CPUs with SHA instructions. The paths of a release never hold a newline
 /// (the artifact check refuses control characters); a name that does cannot match a record.
-const SCAN_DIGEST_LINES: &str = "deploy-digest-lines";
+pub(super) const SCAN_DIGEST_LINES: &str = "deploy-digest-lines";
 
 /// The listing of every entry of the current directory (type, mode, size, path, link target)
 /// and the sha256 of every regular file, NUL-separated so that no file name can forge a record.
@@ -53,6 +53,39 @@ pub fn scan_command(base_dir: &str, version: &Version) -> String {
         scan = scan_program(),
     )
     .into_string()
+}
+
+/// The digest section of scan output (after its marker; `lines`: `openssl dgst -r` lines,
+/// else `sha256sum -z` records), by path without its leading `./`.
+pub(super) fn parse_digests(
+    lines: bool,
+    rest: Vec<&[u8]>,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut digests = std::collections::HashMap::new();
+    let records: Vec<&[u8]> = if lines {
+        let [section] = rest.as_slice() else {
+            return Err("release scan: unexpected NUL in the digest lines".to_string());
+        };
+        section.split(|byte| *byte == b'\n').collect()
+    } else {
+        rest
+    };
+    let separator = if lines { " *" } else { "  " };
+    for record in records {
+        if record.is_empty() {
+            continue;
+        }
+        let record = text(record);
+        let Some((digest, path)) = record.split_once(separator) else {
+            return Err(format!("release scan: unexpected digest record {record:?}"));
+        };
+        digests.insert(
+            path.strip_prefix("./").unwrap_or(path).to_string(),
+            digest.to_string(),
+        );
+    }
+    Ok(digests)
 }
 
 /// Builds a manifest of what is on the host from `scan_command` output (untrusted).
@@ -89,27 +122,7 @@ pub fn parse_scan(output: &[u8]) -> Result<Manifest, String> {
         }
         listed.push((path, kind, mode, text(link)));
     };
-    let mut digests = std::collections::HashMap::new();
-    let rest: Vec<&[u8]> = fields.collect();
-    let records: Vec<&[u8]> = if lines {
-        let [section] = rest.as_slice() else {
-            return Err("release scan: unexpected NUL in the digest lines".to_string());
-        };
-        section.split(|byte| *byte == b'\n').collect()
-    } else {
-        rest
-    };
-    let separator = if lines { " *" } else { "  " };
-    for record in records {
-        if record.is_empty() {
-            continue;
-        }
-        let record = text(record);
-        let Some((digest, path)) = record.split_once(separator) else {
-            return Err(format!("release scan: unexpected digest record {record:?}"));
-        };
-        digests.insert(normalize(path), digest.to_string());
-    }
+    let digests = parse_digests(lines, fields.collect())?;
     let mut entries: Vec<Entry> = listed
         .into_iter()
         .map(|(path, kind, mode, link)| {

@@ -248,7 +248,7 @@ fn programs() -> Vec<(&'static str, String)> {
         ("scan", scan_command(BASE, &version("v2"))),
         (
             "probe",
-            probe_script(&[("myapp".to_string(), BASE.to_string())], true),
+            probe_script(&[("myapp".to_string(), BASE.to_string())], true, true),
         ),
         ("exec_service", exec(Some(("myapp", BASE)), false)),
         ("exec_sudo", exec(Some(("myapp", BASE)), true)),

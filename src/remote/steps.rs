@@ -97,6 +97,8 @@ pub enum Input {
     /// A tar stream of some of the artifact's members, built by the controller (`Delta`,
     /// `Repair`: the members come from the step).
     Members,
+    /// NUL-separated paths the step reads (`Verify`: the files to hash), from the executor.
+    Paths,
 }
 
 /// A step lowered to what is sent.
@@ -169,7 +171,7 @@ impl Lowering<'_> {
                 self.receive_delta(version, base, *reuse, *compress),
                 Input::Members,
             ),
-            Step::Verify { .. } => (self.scan_staged(), Input::Nothing),
+            Step::Verify { .. } => (self.scan_staged(), Input::Paths),
             Step::Repair {
                 version, compress, ..
             } => (self.repair(version, *compress), Input::Members),
@@ -276,7 +278,7 @@ impl Lowering<'_> {
              fi\n\
              [ \"$status\" = 0 ] || {{ echo \"extracting {version} failed (tar exit status $status)\" >&2; exit 1; }}\n\
              find \"$s/tree\" ! -type l -perm -0002 -exec chmod o-w {{}} + || exit 1\n\
-             rm -f -- \"$s/digest\" \"$s/tar.status\" \"$s/source.status\"\n",
+             {record}rm -f -- \"$s/digest\" \"$s/tar.status\" \"$s/source.status\"\n",
             enter = self.enter(),
             prepare = prepare(),
             staging = quote(&layout::staging(self.run_id)),
@@ -285,6 +287,7 @@ impl Lowering<'_> {
             version = version,
             sha256 = quote(sha256),
             expected = sha256,
+            record = super::delta::record_identities(false),
         )
     }
 
@@ -336,6 +339,8 @@ impl Lowering<'_> {
         // finished tree holds, which a switch re-counts before trusting the release.
         script.push(script!(
             "mv -f -- \"$s/manifest\" {manifest} || exit 1\n\
+             rm -f -- {identities}\n\
+             [ ! -f \"$s/identities\" ] || {{ mkdir -p {identities_directory} && mv -f -- \"$s/identities\" {identities}; }} || exit 1\n\
              mkdir -p {entries_directory} && find \"$s/tree\" | wc -l > {entries} || exit 1\n\
              printf '%s\\n' {sha256} > \"$s/digest.new\" || exit 1\n\
              mv -f -- \"$s/digest.new\" {digest} || exit 1\n\
@@ -343,6 +348,8 @@ impl Lowering<'_> {
              append_record {log_file} {log} || exit 1\n\
              rm -rf -- \"$s\"\n",
             manifest = quote(&layout::manifest(version)),
+            identities = quote(&layout::identities(version)),
+            identities_directory = layout::IDENTITIES,
             entries_directory = layout::ENTRIES,
             entries = quote(&layout::entries(version)),
             sha256 = quote(sha256),
@@ -465,12 +472,13 @@ impl Lowering<'_> {
             script.push(script!(
                 "[ \"$live\" != {release} ] || {{ echo 'refusing to prune the live release {version}' >&2; exit 1; }}\n\
                  if [ -e {release} ]; then mv -- {release} \"$t/\" || exit 1; fi\n\
-                 rm -f -- {digest} {manifest} {entries}\n",
+                 rm -f -- {digest} {manifest} {entries} {identities}\n",
                 release = quote(&layout::release(version)),
                 version = version,
                 digest = quote(&layout::digest(version)),
                 manifest = quote(&layout::manifest(version)),
                 entries = quote(&layout::entries(version)),
+                identities = quote(&layout::identities(version)),
             ));
         }
         // The releases already left `releases/` by rename; deleting their files can take

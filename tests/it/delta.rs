@@ -354,3 +354,93 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
     let size = std::fs::metadata(&v2.tarball).expect("size").len();
     assert!(sent[0] > size, "delta = off sent {sent:?}, artifact {size}");
 }
+
+/// A reused file is taken unhashed only while the base release's identity record vouches for
+/// it: a base file rewritten in place with the same size and its mtime set back (what
+/// `cp -p`/`rsync --inplace` of a same-size file with a reproducible-build mtime does) changes
+/// its ctime, so it is hashed, found different and sent; the new release equals its artifact.
+#[test]
+fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
+    let fleet = Relayed::new(1, "keep_releases = 5");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], false);
+    let v2 = release(&dir, "v2", &one_percent(), false);
+    let v3 = release(&dir, "v3", &[1, 2, 3], false);
+    fleet.push("v1", &v1, &[]).0.expect_code(0);
+
+    // Unedited: v1's record vouches for the reused files (bar the few extracted within the
+    // clock tick of its stamp, which are hashed).
+    let (ran, _) = fleet.push("v2", &v2, &["-v"]);
+    let ran = ran.expect_code(0);
+    let (vouched, reused) = vouched_for(&ran);
+    assert_eq!(reused, FILES - one_percent().len(), "{}", ran.stderr);
+    assert!(
+        vouched * 10 >= reused * 9,
+        "{vouched} of {reused} vouched for"
+    );
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v2")),
+        tree_snapshot(&v2.source)
+    );
+
+    // The live v2's d05/f00005.dat (unchanged in v3) rewritten in place: same size, mtime set back.
+    let edited = fleet.release_dir(0, "v2").join("d05/f00005.dat");
+    let before = std::fs::metadata(&edited).expect("metadata");
+    let mut forged = content("5", false);
+    forged[0] ^= 0xff;
+    std::fs::write(&edited, &forged).expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&edited)
+        .and_then(|file| file.set_modified(before.modified().expect("mtime")))
+        .expect("set the mtime back");
+    let after = std::fs::metadata(&edited).expect("metadata");
+    assert_eq!(
+        (after.ino(), after.len(), after.mtime(), after.mtime_nsec()),
+        (
+            before.ino(),
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec()
+        ),
+        "the edit keeps inode, size and mtime"
+    );
+
+    let (ran, _) = fleet.push("v3", &v3, &["-v"]);
+    let ran = ran.expect_code(0);
+    let (vouched, reused) = vouched_for(&ran);
+    assert!(
+        vouched < reused && vouched * 10 >= reused * 9,
+        "{vouched} of {reused} vouched for"
+    );
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v3")),
+        tree_snapshot(&v3.source),
+        "v3 equals its artifact: the edited base file did not leak"
+    );
+    assert_eq!(
+        std::fs::read(&edited).expect("read"),
+        forged,
+        "v2 keeps its edit"
+    );
+    assert_ne!(
+        inode(&edited),
+        inode(&fleet.release_dir(0, "v3").join("d05/f00005.dat"))
+    );
+}
+
+/// From a `-v` push's log: how many reused files the base's record vouched for, of how many.
+fn vouched_for(ran: &Ran) -> (usize, usize) {
+    let line = ran
+        .stderr
+        .lines()
+        .find(|line| line.contains("reused files vouched for"))
+        .unwrap_or_else(|| panic!("no vouching line in the log:\n{}", ran.stderr));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|word| *word == "of")
+        .expect("`N of M reused`");
+    let number = |word: &str| word.parse::<usize>().unwrap_or_else(|_| panic!("{line}"));
+    (number(words[at - 1]), number(words[at + 1]))
+}
