@@ -985,3 +985,91 @@ fn a_release_directory_without_its_digest_is_cleared_before_an_upload() {
         "two"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. A host frozen in the middle of a paced upload on its transfer connection
+
+/// A tarball of `mebibytes` MiB of random bytes (incompressible: the upload takes a while).
+fn random_tarball(scenario: &Scenario, version: &str, mebibytes: u32) -> PathBuf {
+    let tree = scenario.dir().join(format!("random-{version}"));
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    let tarball = scenario.dir().join(format!("random-{version}.tar.gz"));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c {mebibytes}M /dev/urandom > \"$1/blob\" && tar -C \"$1\" -czf \"$2\" blob"
+        ))
+        .arg("sh")
+        .arg(&tree)
+        .arg(&tarball)
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "building {}", tarball.display());
+    tarball
+}
+
+#[test]
+fn a_host_frozen_during_a_paced_upload_is_stopped_at_host_timeout() {
+    // More hosts than `concurrency`: uploads go over a transfer connection of their own, paced
+    // on what the connection wrote to its socket. A frozen host never takes those bytes, so
+    // the pacing wait must end with the host's deadline (host_timeout 6 s), never hold the run.
+    // 60 s is that deadline plus staging v1 elsewhere and a margin, not a speed target.
+    const BOUND: Duration = Duration::from_secs(60);
+    let scenario = Scenario::new(3)
+        .deploy_table("concurrency = 1\nhost_timeout = \"6s\"\non_failure = \"rollback\"");
+    let v1 = scenario.artifact("v1", &[("index.html", "one")]);
+    let ran = scenario.push_artifact("v1", &v1, &[]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let v2 = random_tarball(&scenario, "v2", 96);
+
+    let mut running = spawn_push(&scenario, "frozen-upload", "v2", &v2);
+    // The first quarter of web2's upload has gone out: its transfer session exists.
+    running.wait_for_line_where(
+        "web2's first upload quarter",
+        |line| line.starts_with("web2: upload "),
+        PATIENCE,
+    );
+    let frozen = scenario.fleet().signal_sessions(1, "STOP");
+    let thaw = Thaw(&scenario);
+    assert!(!frozen.is_empty(), "web2 had sessions to freeze");
+    let finished = running.wait_within(BOUND.saturating_sub(running.elapsed()));
+    drop(thaw);
+    let Some(ran) = finished else {
+        panic!(
+            "the run did not end within {BOUND:?} of starting (killed); stderr:\n{}",
+            running.stderr_so_far()
+        );
+    };
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let document: Value = serde_json::from_str(&ran.stdout).expect("JSON result");
+    let web2 = document["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|host| host["host"] == "web2"))
+        .unwrap_or_else(|| panic!("no web2 row: {document:#}"));
+    assert_eq!(web2["result"], "failed", "{web2:#}");
+    assert!(
+        web2["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("upload: ") && error.contains("host_timeout")),
+        "web2 failed in its upload, at its deadline: {web2:#}"
+    );
+    assert_eq!(
+        scenario.lives(),
+        vec![Some("v1".to_string()); 3],
+        "nothing switched while a host failed staging: {ran:?}"
+    );
+
+    // After CONT, web2's sessions see their closed connections and end; no lock outlives the
+    // run, and the same push then completes everywhere.
+    assert!(
+        eventually(15, || scenario.fleet().session_pids(1).is_empty()),
+        "web2's thawed sessions ended"
+    );
+    assert_no_lock_left(&scenario);
+    let again = scenario.push_artifact("v2", &v2, &[]);
+    assert_eq!(
+        again.code, 0,
+        "re-running the push: {again:?}\nfirst: {ran:?}"
+    );
+    assert_eq!(scenario.lives(), vec![Some("v2".to_string()); 3]);
+}
