@@ -441,21 +441,7 @@ pub fn paths_to_hash(expected: &Manifest, trusted: &HashSet<String>) -> Vec<u8> 
 mod tests {
     use super::*;
 
-    /// Runs `script` with `sh` in `directory`; its stdout.
-    fn sh(directory: &std::path::Path, script: &str) -> Vec<u8> {
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(directory)
-            .output()
-            .expect("sh runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
-    }
+    use crate::remote::local_shell::stdout_of as sh;
 
     /// A record of `s/tree` (written by `record_identities`), read back.
     fn record(directory: &std::path::Path) -> Identities {

@@ -160,14 +160,8 @@ mod tests {
     fn freezing_and_thawing_on_a_directory() {
         let directory = tempfile::tempdir().expect("tempdir");
         let run = |script: String| {
-            let output = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .current_dir(directory.path())
-                .output()
-                .expect("sh runs");
-            assert!(output.status.success(), "{output:?}");
-            String::from_utf8_lossy(&output.stdout).into_owned()
+            let stdout = crate::remote::local_shell::stdout_of(directory.path(), &script);
+            String::from_utf8_lossy(&stdout).into_owned()
         };
         let first = freeze_line("alice@laptop", 5, "it's an incident");
         assert_eq!(parse_previous(&run(freeze_script("app", &first))), Ok(None));

@@ -117,13 +117,10 @@ mod tests {
         let deploy = directory.path().join("app/.deploy");
         std::fs::create_dir_all(&deploy).expect("mkdir");
         std::os::unix::fs::symlink("/nonexistent/target", deploy.join("lock")).expect("symlink");
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(lock_script("app", "alice@laptop", "run-1", 7))
-            .current_dir(directory.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("sh runs");
+        let output = crate::remote::local_shell::run(
+            directory.path(),
+            &lock_script("app", "alice@laptop", "run-1", 7),
+        );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{stdout}");
         assert!(
@@ -226,13 +223,7 @@ mod tests {
         drop(holding.stdin.take());
         assert!(holding.wait().expect("exits").success());
         assert!(!holder_file.exists(), "released when stdin closes");
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(directory.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("sh runs");
+        let output = crate::remote::local_shell::run(directory.path(), &script);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             stdout.starts_with("LOCKED\n") && stdout.ends_with("END-OF-FACTS\n"),
@@ -258,13 +249,7 @@ mod tests {
             format!("{} bob@desk run-1 1700000000\n", std::process::id()),
         )
         .expect("write");
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(directory.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("sh runs");
+        let output = crate::remote::local_shell::run(directory.path(), &script);
         assert_eq!(output.status.code(), Some(3));
         assert_eq!(
             String::from_utf8_lossy(&output.stdout),

@@ -37,4 +37,6 @@ pub mod step;
 pub mod steps;
 
 #[cfg(test)]
+pub mod local_shell;
+#[cfg(test)]
 mod script_snapshots;

@@ -121,12 +121,7 @@ mod tests {
     fn the_probe_passes_on_this_machine() {
         let directory = tempfile::tempdir().expect("tempdir");
         let script = probe_script(&[("app".to_string(), "srv/app".to_string())], true, true);
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(directory.path())
-            .output()
-            .expect("sh runs");
+        let output = crate::remote::local_shell::run(directory.path(), &script);
         let checks = parse_probe(&String::from_utf8_lossy(&output.stdout)).expect("parses");
         assert!(checks.iter().all(|check| check.ok), "{checks:?}");
         assert!(checks.iter().any(|check| check.name == "tool:openssl"));

@@ -170,18 +170,11 @@ mod tests {
         std::fs::write(release.join("odd\nname"), "x").expect("write");
         std::os::unix::fs::symlink("bin/run", release.join("start")).expect("symlink");
         let scan = |directory: &std::path::Path| {
-            let output = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(scan_command("app", &version("v1")))
-                .current_dir(directory)
-                .output()
-                .expect("sh runs");
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
+            let stdout = crate::remote::local_shell::stdout_of(
+                directory,
+                &scan_command("app", &version("v1")),
             );
-            parse_scan(&output.stdout).expect("parses")
+            parse_scan(&stdout).expect("parses")
         };
         let manifest = scan(directory.path());
         let paths: Vec<&str> = manifest

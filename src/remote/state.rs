@@ -498,12 +498,7 @@ mod tests {
     #[test]
     fn the_script_runs_on_a_missing_base_dir() {
         let directory = tempfile::tempdir().expect("tempdir");
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command("does/not/exist"))
-            .current_dir(directory.path())
-            .output()
-            .expect("sh runs");
+        let output = crate::remote::local_shell::run(directory.path(), &command("does/not/exist"));
         let facts = parse(&String::from_utf8_lossy(&output.stdout)).expect("parses");
         assert!(!facts.base_exists);
         assert!(facts.free_bytes.is_some());
