@@ -33,22 +33,10 @@ done
 command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) is missing"
 
 bastion_pid=""
-child_pids=()
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM HUP
-  set +e
-  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
+bench_stop_extra() {
   if [ -n "$bastion_pid" ]; then kill_tree "$bastion_pid"; fi
-  fleet_down
-  exit "$status"
 }
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM HUP
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+bench_traps
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 require_openssh
@@ -58,9 +46,7 @@ fi
 build_deploy "$profile"
 deploy_bin=$DEPLOY_PATH
 
-log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
-fleet_up "$host_count"
-cd "$FLEET_DIR"
+start_fleet "$host_count"
 
 # ---------------------------------------------------------------------------------------------
 # The bastion: its own host key, the fleet's client key authorized, internal-hN in its /etc/hosts.

@@ -43,21 +43,7 @@ for value in "$mib" "$files" "$host_count" "$rounds"; do
   case $value in '' | *[!0-9]* | 0) die "BENCH_MIB, BENCH_FILES, BENCH_HOSTS and BENCH_ROUNDS must be positive integers" ;; esac
 done
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM HUP
-  set +e
-  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
-  fleet_down
-  exit "$status"
-}
-child_pids=()
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM HUP
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+bench_traps
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }'; }
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
@@ -84,10 +70,7 @@ case $profile in release | debug) ;; *) die "BENCH_PROFILE must be release or de
 build_deploy "$profile"
 deploy_bin=$DEPLOY_PATH
 
-log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
-fleet_up "$host_count"
-log "the fleet lives in $FLEET_DIR"
-cd "$FLEET_DIR"
+start_fleet "$host_count"
 
 cat >>deploy.toml <<EOF
 [deploy]

@@ -37,9 +37,7 @@ for value in "$rounds" "$host_count" "$lines"; do
   case $value in '' | *[!0-9]* | 0) die "BENCH_ROUNDS, BENCH_HOSTS and BENCH_LINES must be positive integers" ;; esac
 done
 
-trap 'fleet_down' EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM HUP
+bench_traps
 
 require_openssh
 [ -x /usr/bin/time ] || apt_install "the benchmark measures CPU time with /usr/bin/time" time
@@ -48,9 +46,7 @@ deploy_bin=$DEPLOY_PATH
 # One sshd per host, a few descriptors each.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
-fleet_up "$host_count"
-cd "$FLEET_DIR"
+start_fleet "$host_count"
 sed -i "s/^connect_timeout = .*/connect_timeout = \"60s\"/" deploy.toml # a loaded machine is not a dead host
 cat >>deploy.toml <<EOF
 [deploy]

@@ -33,21 +33,7 @@ largest=$(printf '%s\n' $sizes | sort -n | tail -n 1)
 smallest=$(printf '%s\n' $sizes | sort -n | head -n 1)
 jobs_list="10 50 100"
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM HUP
-  set +e
-  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
-  fleet_down
-  exit "$status"
-}
-child_pids=()
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM HUP
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+bench_traps
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # Each host is a connection (and the fleet itself one sshd per host): use all the fds we may.
@@ -73,7 +59,7 @@ deploy_bin=$DEPLOY_PATH
 log "starting a local fleet of $largest sshd hosts on 127.0.0.1"
 t=$(now)
 fleet_up "$largest"
-log "  up in $(elapsed "$t" "$(now)") s: $FLEET_DIR"
+log "  up in $(elapsed "$t" "$(now)" 2) s: $FLEET_DIR"
 cd "$FLEET_DIR"
 
 # inventory_of N: the fleet's [ssh] table and its first N hosts, then the benchmark's tables.
@@ -132,7 +118,7 @@ $(declare -f deploy_run ssh_loop pssh_push)
     tail -n 20 run.err run.out >&2
     exit 1
   fi
-  record "$kind" "$n" "$j" "$(elapsed "$t0" "$t1")" \
+  record "$kind" "$n" "$j" "$(elapsed "$t0" "$t1" 2)" \
     "$(awk -F': ' '/Maximum resident set size/ { print $2 }' run.time)"
 }
 

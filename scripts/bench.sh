@@ -46,24 +46,11 @@ host_count=${BENCH_HOSTS:-8}
 case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive integer (got '$rounds')" ;; esac
 case $host_count in '' | *[!0-9]* | 0) die "BENCH_HOSTS must be a positive integer (got '$host_count')" ;; esac
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM HUP
-  set +e # clean up everything, whatever fails on the way
-  # A timed run (deploy, or the ssh pipelines) still going: by PID, with everything below it.
-  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
-  if [ ${#gen_pids[@]} -gt 0 ]; then kill_tree "${gen_pids[@]}"; fi
-  fleet_down
-  exit "$status"
-}
-child_pids=()
 gen_pids=()
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM HUP
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+bench_stop_extra() {
+  if [ ${#gen_pids[@]} -gt 0 ]; then kill_tree "${gen_pids[@]}"; fi
+}
+bench_traps
 
 # ---------------------------------------------------------------------------------------------
 # Set-up
@@ -78,10 +65,7 @@ command -v split >/dev/null 2>&1 || die "split (coreutils) is missing"
 build_deploy release
 deploy_bin=$DEPLOY_PATH
 
-log "starting a local fleet of $host_count sshd hosts on 127.0.0.1"
-fleet_up "$host_count"
-log "the fleet lives in $FLEET_DIR"
-cd "$FLEET_DIR"
+start_fleet "$host_count"
 
 # deploy.toml holds the fleet's [ssh] table and its [[hosts]]; the rest is the benchmark's.
 cat >>deploy.toml <<EOF

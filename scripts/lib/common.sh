@@ -169,3 +169,44 @@ kill_tree() {
   for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
   return 0
 }
+
+# ---------------------------------------------------------------------------------------------
+# What every benchmark shares: its clean-up traps, its clock, starting its fleet.
+
+# Timed runs still going (PIDs); the EXIT trap kills each with everything below it.
+child_pids=()
+
+# What a benchmark stops besides its timed runs and the fleet (a bastion, data generators):
+# it redefines this.
+bench_stop_extra() { :; }
+
+# On exit: kill the timed runs, the extras, then the fleet, whatever fails on the way; Ctrl-C
+# exits 130, TERM/HUP 143 (both through the EXIT trap).
+bench_traps() {
+  trap bench_cleanup EXIT
+  trap 'echo "interrupted" >&2; exit 130' INT
+  trap 'exit 143' TERM HUP
+}
+
+bench_cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  set +e
+  if [ ${#child_pids[@]} -gt 0 ]; then kill_tree "${child_pids[@]}"; fi
+  bench_stop_extra
+  fleet_down
+  exit "$status"
+}
+
+now() { date +%s.%N; }
+
+# Seconds from $1 to $2 (both from `now`), with $3 decimals (default 3).
+elapsed() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN { printf "%.*f", d, b - a }'; }
+
+# Starts a fleet of $1 hosts (fleet_up), says where it lives, and changes into its directory.
+start_fleet() {
+  log "starting a local fleet of $1 sshd hosts on 127.0.0.1"
+  fleet_up "$1"
+  log "the fleet lives in $FLEET_DIR"
+  cd "$FLEET_DIR"
+}
