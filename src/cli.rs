@@ -50,7 +50,8 @@ pub struct Global {
     /// More diagnostics (repeat for more)
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Fewer diagnostics
+    /// Only warnings and errors on stderr: no progress, no info lines (failures, switch-backs and
+    /// lost history records still show)
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
 }
