@@ -49,6 +49,14 @@ use crate::ssh::{Connector, Endpoint, Output, Session, SshError};
 /// How long a switch back may take beyond the host's budget, reconnecting included.
 pub const SWITCH_BACK_GRACE: Duration = Duration::from_secs(20);
 
+/// How many hosts may wait at the barrier (selected beyond `concurrency`) with an upload's
+/// residue on their held connection before uploads move to transfer connections of their own
+/// (see `HostRun::transfer_session`). A paced upload leaves russh's write buffer at about one
+/// or two 64 KiB chunks for the connection's life, so 128 waiting hosts cost at most ~16 MiB;
+/// below that, the second handshake per host (fork and exec of sshd on the host, a key
+/// exchange on both ends) costs more than it saves.
+pub const WAITING_HOSTS_WITHOUT_TRANSFER: usize = 128;
+
 /// How long stopping an abandoned step may take (TERM, then KILL after 5 s, wait).
 const STOP_GRACE: Duration = Duration::from_secs(12);
 
@@ -188,9 +196,10 @@ impl<'a> HostRun<'a> {
         self.budget.resume();
     }
 
-    /// Whether uploads use a transfer connection of their own: worth it when more hosts wait
-    /// at the barrier than are worked on at once (more selected hosts than `concurrency`);
-    /// otherwise every host is in flight together anyway and the extra handshake buys nothing.
+    /// Whether uploads use a transfer connection of their own: worth it when many hosts wait
+    /// at the barrier (more than [`WAITING_HOSTS_WITHOUT_TRANSFER`] selected beyond
+    /// `concurrency`); otherwise what their held connections keep is small and the extra
+    /// handshake costs more.
     pub fn transfer_on_own_connection(&self, own: bool) {
         self.own_transfer.store(own, Ordering::Relaxed);
     }

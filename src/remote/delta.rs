@@ -54,13 +54,13 @@ const BASE_MARKER: &str = "deploy-base";
 const IDENTITY_FORMAT: &str = "%y %m %s %D %i %T@ %C@\\0%P\\0%l\\0";
 
 /// Writes `$s/identities`: a stamp (the ctime of a file made just before), then the identity
-/// listing of `$s/tree`. Needs GNU find (`deploy check` reports it): when `required` (a delta's
+/// listing of `$s/tree` (one `find`; `$s` holds no pattern character: it is a run's staging
+/// directory, or `s` in tests). The caller removes `$s/stamp` with its other leftovers. Needs GNU find (`deploy check` reports it): when `required` (a delta's
 /// verification) its failure fails the step; otherwise (a full push) the release just gets no
 /// record, and a later delta from it hashes every file.
 pub(super) fn record_identities(required: bool) -> Script {
     script!(
-        ": > \"$s/stamp\" && {{ find \"$s/stamp\" -printf 'stamp %C@\\0' && find \"$s/{tree}\" -printf '{format}'; }} > \"$s/identities\" {failed}\n\
-         rm -f -- \"$s/stamp\"\n",
+        ": > \"$s/stamp\" && find \"$s/stamp\" \"$s/{tree}\" -path \"$s/stamp\" -printf 'stamp %C@\\0' -o -printf '{format}' > \"$s/identities\" {failed}\n",
         tree = TREE_MEMBER,
         format = IDENTITY_FORMAT,
         failed = if required {
@@ -142,7 +142,7 @@ impl Lowering<'_> {
              \x20 printf '{records}\\0'\n\
              \x20 xargs -0 -r sha256sum -z -- < ../hash || exit 1\n\
              fi\n\
-             rm -f -- ../hash\n",
+             rm -f -- ../hash ../stamp\n",
             enter = self.enter(),
             staging = quote(&layout::staging(self.run_id)),
             tree = TREE_MEMBER,

@@ -17,21 +17,23 @@ pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
 /// 1 when the lock cannot be taken at all (read-only or full filesystem: never reported as
 /// "held"). The lock is a directory (mkdir is atomic) with a holder file naming this shell's
 /// PID, the operator, the run, the time, the boot id and the shell's start time; the shell then
-/// waits on stdin. Closing stdin (release) or losing the SSH connection (controller killed)
-/// ends `cat`; the shell then stops the steps its run left running (and waits for them) before
-/// it removes the lock. A lock whose holder is gone (host rebooted, shell killed, PID reused by
+/// waits on stdin (a `read` loop, no process of its own). Closing stdin (release) or losing the
+/// SSH connection (controller killed) ends the loop; the shell then stops the steps its run left
+/// running (and waits for them) before it removes the lock. A lock whose holder is gone (host rebooted, shell killed, PID reused by
 /// another process) is stale and broken, under a second mkdir so two runs never both break and
 /// take it.
 pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
     script!(
-        r#"start=$(pwd)
+        r#"start=$PWD
 {functions}{stop_steps}b={base}
 mkdir -p -- "$b/{state}" || {{ echo "ERROR cannot create $b/{state}"; exit 1; }}
 cd -- "$b/{state}" || {{ echo "ERROR cannot enter $b/{state}"; exit 1; }}
 operator={operator}
 run_id={run_id}
-boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null) || boot=-
-me="$$ $operator $run_id {now} ${{boot:--}} $(start_of $$)"
+boot=; IFS= read -r boot 2>/dev/null < /proc/sys/kernel/random/boot_id
+proc_stat $$
+me="$$ $operator $run_id {now} ${{boot:--}} $proc_start"
+held_by_me() {{ line=; IFS= read -r line 2>/dev/null < {lock_holder}; [ "$line" = "$me" ]; }}
 take() {{
   problem=$(mkdir {lock} 2>&1) || return 1
   printf '%s\n' "$me" > {lock_holder} || {{ rm -rf {lock}; echo "ERROR cannot write $b/{holder_path}"; exit 1; }}
@@ -40,7 +42,7 @@ take() {{
 # controller's lock holder stops that run's steps before it removes the lock), break a stale
 # one, or report the holder.
 tries=0
-while [ "$(cat {lock_holder} 2>/dev/null)" != "$me" ]; do
+while ! held_by_me; do
   if [ ! -d {lock} ]; then
     take && break
     [ -d {lock} ] || {{ printf 'ERROR cannot take the lock in %s/{state}: %s\n' "$b" "$problem"; exit 1; }}
@@ -68,9 +70,9 @@ done
 {freeze_check}printf 'LOCKED\n'
 ( cd -- "$start" && {facts} )
 printf '{end}\n'
-cat >/dev/null
+while read -r line; do :; done
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
-if [ "$(cat {lock_holder} 2>/dev/null)" = "$me" ]; then stop_steps {lock} {all}; rm -rf {lock}; fi
+if held_by_me; then stop_steps {lock} {all}; rm -rf {lock}; fi
 exit 0
 "#,
         functions = PROCESS_FUNCTIONS,

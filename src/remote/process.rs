@@ -5,15 +5,23 @@
 use super::layout;
 use super::script::{Script, script};
 
-/// Shell functions shared by the scripts that look at processes (facts, lock, unlock, stop):
-/// `group_of PID` prints a process's process group; `state_of PID` its state (`Z`: a zombie,
-/// gone but not yet reaped); `group_alive` (with `$group` set) succeeds while any process of
-/// that group still runs (zombies do not count); `start_of PID` prints a process's start time (clock ticks since boot, `/proc/PID/stat`
-/// field 22); `holder_alive LINE` succeeds when a lock holder line's process still runs: PID
-/// above 1, present, and (when the line records them) the same boot id and start time, so a
-/// PID reused by another process after a crash or reboot never counts as the holder.
-pub const PROCESS_FUNCTIONS: &str = r#"group_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${3-}"; }
-state_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${1-}"; }
+/// Shell functions shared by the scripts that look at processes (facts, lock, unlock, stop),
+/// written without a command substitution or an external program (each would cost the host a
+/// fork, and `cat` an exec, for every call: a push calls them a dozen times per host):
+/// `proc_stat PID` reads `/proc/PID/stat` into `proc_state` (`Z`: a zombie, gone but not yet
+/// reaped), `proc_group` (its process group) and `proc_start` (start time, clock ticks since
+/// boot, field 22), and fails when the process is gone; `group_alive` (with `$group` set)
+/// succeeds while any process of that group still runs (zombies do not count); `holder_alive
+/// LINE` succeeds when a lock holder line's process still runs: PID above 1, present, and (when
+/// the line records them) the same boot id and start time, so a PID reused by another process
+/// after a crash or reboot never counts as the holder.
+pub const PROCESS_FUNCTIONS: &str = r#"proc_stat() {
+  proc_line= proc_state= proc_group= proc_start=
+  IFS= read -r proc_line 2>/dev/null < "/proc/$1/stat" || [ -n "$proc_line" ] || return 1
+  proc_line=${proc_line##*) }
+  set -f; set -- $proc_line; set +f
+  proc_state=${1-}; proc_group=${3-}; proc_start=${20-}
+}
 group_alive() (
   for stat in /proc/[0-9]*/stat; do
     IFS= read -r line < "$stat" 2>/dev/null || continue
@@ -23,16 +31,16 @@ group_alive() (
   done
   exit 1
 )
-start_of() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -f; set -- $s; set +f; printf '%s\n' "${20-}"; }
-holder_alive() (
-  set -f; set -- $1
-  case ${1-} in ''|*[!0-9]*) exit 1;; esac
-  [ "$1" -gt 1 ] && [ -d "/proc/$1" ] || exit 1
-  [ "$(state_of "$1")" != Z ] || exit 1
-  if [ -n "${5-}" ]; then [ "$5" = "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" ] || exit 1; fi
-  if [ -n "${6-}" ]; then [ "$6" = "$(start_of "$1")" ] || exit 1; fi
-  exit 0
-)
+holder_alive() {
+  set -f; set -- $1; set +f
+  case ${1-} in ''|*[!0-9]*) return 1;; esac
+  [ "$1" -gt 1 ] && proc_stat "$1" && [ "$proc_state" != Z ] || return 1
+  if [ -n "${5-}" ]; then
+    holder_boot=; IFS= read -r holder_boot 2>/dev/null < /proc/sys/kernel/random/boot_id
+    [ "$5" = "$holder_boot" ] || return 1
+  fi
+  [ -z "${6-}" ] || [ "$6" = "$proc_start" ]
+}
 "#;
 
 /// `stop_steps DIR FENCE`: first writes FENCE (so a step numbered at or below it that registers
@@ -49,7 +57,7 @@ pub(super) fn stop_steps_function() -> Script {
     [ -f "$f" ] || continue
     IFS=' ' read -r group start < "$f" || group=
     case $group in ''|*[!0-9]*) rm -f -- "$f"; continue;; esac
-    if [ "$group" -gt 1 ] && [ "$(start_of "$group")" = "$start" ]; then kill -TERM -"$group" 2>/dev/null; else rm -f -- "$f"; fi
+    if [ "$group" -gt 1 ] && proc_stat "$group" && [ "$proc_start" = "$start" ]; then kill -TERM -"$group" 2>/dev/null; else rm -f -- "$f"; fi
   done
   tries=0
   while :; do
