@@ -19,7 +19,10 @@
 //! Building a stream costs a whole pass over the artifact (inflating it is most of a push's
 //! controller CPU), so [`SharedStreams`] builds each distinct delta stream once per run, into
 //! an unlinked temporary file, and every host with the same base reads its own view of that
-//! file: the pass is paid once per distinct base, not once per host.
+//! file: the pass is paid once per distinct base, not once per host. When the inspection kept
+//! the decompressed tar (`inspect_keeping`, up to 1 GiB, in an unlinked temporary file), the
+//! streams are built from that instead: no second inflate, and the members not sent are skipped
+//! by seeking, so a delta's build reads little more than the headers and the changed files.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -37,7 +40,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::members::release_path;
-use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, drain_zeros};
+use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, Unpacked, drain_zeros};
 use crate::manifest::Sha256;
 use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
 
@@ -103,6 +106,9 @@ fn stream_from(
 #[derive(Default)]
 pub struct SharedStreams {
     built: Mutex<HashMap<StreamKey, Arc<OnceCell<Built>>>>,
+    /// The decompressed tar the inspection kept (see `inspect_keeping`): streams are built
+    /// from it without inflating the artifact again. `None`: from the artifact itself.
+    unpacked: Option<Arc<Unpacked>>,
 }
 
 type StreamKey = (Arc<Vec<String>>, bool);
@@ -110,6 +116,35 @@ type StreamKey = (Arc<Vec<String>>, bool);
 type Built = Result<(Arc<File>, u64), String>;
 
 impl SharedStreams {
+    /// Streams built from `unpacked` when there is one (else from the artifact).
+    pub fn with_unpacked(unpacked: Option<Arc<Unpacked>>) -> SharedStreams {
+        SharedStreams {
+            built: Mutex::default(),
+            unpacked,
+        }
+    }
+
+    /// The stream of only the members at `paths` (a repair: each host its own), from the kept
+    /// decompressed tar when there is one.
+    pub fn only(
+        &self,
+        path: &Path,
+        sha256: &Sha256,
+        paths: Arc<Vec<String>>,
+        compress: bool,
+        strip: usize,
+    ) -> MemberStream {
+        match &self.unpacked {
+            Some(unpacked) => {
+                let unpacked = unpacked.clone();
+                stream_from(move |writer| {
+                    produce_from_unpacked(&unpacked, &Members::Only(paths), compress, strip, writer)
+                })
+            }
+            None => member_stream(path, sha256, Members::Only(paths), compress, strip),
+        }
+    }
+
     /// The delta stream that reuses `reused` (see [`Members::Delta`]), built on first use.
     /// Hosts asking for the same stream at once wait for the one build.
     pub async fn delta(
@@ -130,12 +165,14 @@ impl SharedStreams {
         };
         let path = path.to_path_buf();
         let sha256 = sha256.clone();
+        let unpacked = self.unpacked.clone();
         let built = cell
             .get_or_init(|| async move {
                 let build = tokio::task::spawn_blocking(move || {
                     build_to_file(
                         &path,
                         &sha256,
+                        unpacked.as_deref(),
                         &Members::Delta { reused, manifest },
                         compress,
                         strip,
@@ -156,7 +193,7 @@ impl SharedStreams {
 }
 
 /// A new temporary file, unlinked at once (it lives as long as its descriptors).
-fn unlinked_temporary() -> io::Result<File> {
+pub fn unlinked_temporary() -> io::Result<File> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let directory = std::env::temp_dir();
     loop {
@@ -189,6 +226,7 @@ fn unlinked_temporary() -> io::Result<File> {
 fn build_to_file(
     path: &Path,
     sha256: &Sha256,
+    unpacked: Option<&Unpacked>,
     members: &Members,
     compress: bool,
     strip: usize,
@@ -198,7 +236,10 @@ fn build_to_file(
         file: file.clone(),
         offset: 0,
     };
-    produce(path, sha256, members, compress, strip, writer)?;
+    match unpacked {
+        Some(unpacked) => produce_from_unpacked(unpacked, members, compress, strip, writer)?,
+        None => produce(path, sha256, members, compress, strip, writer)?,
+    }
     let length = file.metadata()?.len();
     Ok((file, length))
 }
@@ -255,6 +296,43 @@ fn produce(
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
     let source = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(file));
     let mut archive = tar::Archive::new(GzipMembers::new(source));
+    let mut builder = stream_builder(writer, compress);
+    write_members(&mut builder, archive.entries()?, members, strip)?;
+    let mut rest = archive.into_inner();
+    let mut buffer = vec![0u8; BUFFER_SIZE];
+    drain_zeros(&mut rest, &mut buffer)?;
+    let (digest, _) = rest.finish()?;
+    if digest != **sha256 {
+        return Err(io::Error::other(format!(
+            "{} changed since it was checked (sha256 {digest}, expected {sha256})",
+            path.display()
+        )));
+    }
+    finish_stream(builder)
+}
+
+/// Writes the stream from the decompressed tar the inspection kept (nothing to inflate or
+/// hash: it is the very bytes the inspection checked; members not sent are skipped by seeking).
+fn produce_from_unpacked(
+    unpacked: &Unpacked,
+    members: &Members,
+    compress: bool,
+    strip: usize,
+    writer: impl Write + 'static,
+) -> io::Result<()> {
+    let view = FileView {
+        file: &unpacked.file,
+        offset: 0,
+        length: unpacked.length,
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(BUFFER_SIZE, view));
+    let mut builder = stream_builder(writer, compress);
+    write_members(&mut builder, archive.entries_with_seek()?, members, strip)?;
+    finish_stream(builder)
+}
+
+/// A tar builder writing into `writer`, through gzip when `compress`.
+fn stream_builder(writer: impl Write + 'static, compress: bool) -> tar::Builder<Box<dyn Write>> {
     let sink = BufWriter::with_capacity(BUFFER_SIZE, writer);
     let sink: Box<dyn Write> = if compress {
         Box::new(FinishingGzip(Some(GzEncoder::new(
@@ -264,15 +342,33 @@ fn produce(
     } else {
         Box::new(sink)
     };
-    let mut builder = tar::Builder::new(sink);
+    tar::Builder::new(sink)
+}
+
+/// Ends the stream (end-of-archive marker, gzip trailer) and flushes it.
+fn finish_stream(builder: tar::Builder<Box<dyn Write>>) -> io::Result<()> {
+    let mut sink = builder.into_inner()?;
+    sink.flush()?;
+    drop(sink);
+    Ok(())
+}
+
+/// Copies the wanted `entries` of the artifact into the stream, under `tree/` (after the
+/// delta's own `reuse` and `manifest` members).
+fn write_members<R: Read>(
+    builder: &mut tar::Builder<Box<dyn Write>>,
+    entries: tar::Entries<'_, R>,
+    members: &Members,
+    strip: usize,
+) -> io::Result<()> {
     let (skipped, only): (HashSet<&str>, Option<HashSet<&str>>) = match members {
         Members::Delta { reused, manifest } => {
             let list: Vec<u8> = reused
                 .iter()
                 .flat_map(|path| path.bytes().chain(std::iter::once(0)))
                 .collect();
-            append_file(&mut builder, REUSE_MEMBER, &list)?;
-            append_file(&mut builder, MANIFEST_MEMBER, manifest.as_bytes())?;
+            append_file(builder, REUSE_MEMBER, &list)?;
+            append_file(builder, MANIFEST_MEMBER, manifest.as_bytes())?;
             (reused.iter().map(String::as_str).collect(), None)
         }
         Members::Only(paths) => (
@@ -280,7 +376,7 @@ fn produce(
             Some(paths.iter().map(String::as_str).collect()),
         ),
     };
-    for member in archive.entries()? {
+    for member in entries {
         let mut member = member?;
         let entry_type = member.header().entry_type();
         let Ok(Some(name)) = release_path(&member.path_bytes(), strip) else {
@@ -325,20 +421,42 @@ fn produce(
             _ => {}
         }
     }
-    let mut rest = archive.into_inner();
-    let mut buffer = vec![0u8; BUFFER_SIZE];
-    drain_zeros(&mut rest, &mut buffer)?;
-    let (digest, _) = rest.finish()?;
-    if digest != **sha256 {
-        return Err(io::Error::other(format!(
-            "{} changed since it was checked (sha256 {digest}, expected {sha256})",
-            path.display()
-        )));
-    }
-    let mut sink = builder.into_inner()?;
-    sink.flush()?;
-    drop(sink);
     Ok(())
+}
+
+/// Reads (and seeks in) the first `length` bytes of a file at its own offset.
+struct FileView<'a> {
+    file: &'a File,
+    offset: u64,
+    length: u64,
+}
+
+impl Read for FileView<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let left = self.length.saturating_sub(self.offset);
+        let wanted = buffer
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let count = self.file.read_at(&mut buffer[..wanted], self.offset)?;
+        self.offset += count as u64;
+        Ok(count)
+    }
+}
+
+impl io::Seek for FileView<'_> {
+    fn seek(&mut self, position: io::SeekFrom) -> io::Result<u64> {
+        let target = match position {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::Current(delta) => self.offset.checked_add_signed(delta),
+            io::SeekFrom::End(delta) => self.length.checked_add_signed(delta),
+        };
+        self.offset =
+            target.ok_or_else(|| io::Error::other("a seek before the start of the tar"))?;
+        Ok(self.offset)
+    }
 }
 
 /// A gzip encoder whose `flush` also writes the gzip trailer: the stream's last write, so that
@@ -573,6 +691,97 @@ mod tests {
             members(stream, false).expect("a tar stream"),
             [("tree/changed".to_string(), 'f', "changed".to_string())]
         );
+    }
+
+    #[test]
+    fn streams_from_the_kept_unpacked_tar_equal_streams_from_the_artifact() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let (checked, unpacked) = crate::artifact::inspect_keeping(
+            &path,
+            &MemberPolicy::default(),
+            Some(unlinked_temporary().expect("a temporary file")),
+        )
+        .expect("a valid artifact");
+        let unpacked = Arc::new(unpacked.expect("the unpacked tar is kept"));
+        assert_eq!(
+            checked,
+            inspect_with(&path, &MemberPolicy::default()).expect("valid")
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        let read = |stream: MemberStream| {
+            runtime.block_on(async {
+                let mut stream = stream;
+                let mut bytes = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                    .await
+                    .map(|_| bytes)
+            })
+        };
+        let reused = Arc::new(vec!["same".to_string()]);
+        let manifest = Arc::new("deploy-manifest 1\n".to_string());
+        let kept = SharedStreams::with_unpacked(Some(unpacked));
+        for compress in [true, false] {
+            let from_artifact = read(member_stream(
+                &path,
+                &checked.sha256,
+                Members::Delta {
+                    reused: reused.clone(),
+                    manifest: manifest.clone(),
+                },
+                compress,
+                0,
+            ))
+            .expect("from the artifact");
+            let from_copy = read(
+                runtime
+                    .block_on(kept.delta(
+                        &path,
+                        &checked.sha256,
+                        reused.clone(),
+                        manifest.clone(),
+                        compress,
+                        0,
+                    ))
+                    .expect("built"),
+            )
+            .expect("from the copy");
+            assert_eq!(from_copy, from_artifact, "compress: {compress}");
+        }
+        let only = Arc::new(vec!["changed".to_string(), "bin/app".to_string()]);
+        let from_artifact = read(member_stream(
+            &path,
+            &checked.sha256,
+            Members::Only(only.clone()),
+            false,
+            0,
+        ))
+        .expect("from the artifact");
+        // The artifact is gone: the copy is all a repair needs.
+        std::fs::remove_file(&path).expect("rm");
+        let from_copy =
+            read(kept.only(&path, &checked.sha256, only, false, 0)).expect("from the copy");
+        assert_eq!(from_copy, from_artifact);
+    }
+
+    #[test]
+    fn a_copy_over_its_limit_is_dropped() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = artifact(directory.path());
+        let file = std::fs::File::open(&path).expect("open");
+        let mut copying = super::super::streaming::Copying::new(
+            flate2::read::GzDecoder::new(file),
+            Some(unlinked_temporary().expect("a temporary file")),
+            100,
+        );
+        let mut all = Vec::new();
+        copying.read_to_end(&mut all).expect("read");
+        assert!(all.len() > 100);
+        let (_, copy) = copying.into_parts();
+        assert!(copy.is_none(), "a copy over its limit is not kept");
     }
 
     #[test]

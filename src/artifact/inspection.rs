@@ -10,7 +10,8 @@ use std::rc::Rc;
 use super::error::ArtifactError;
 use super::members::{Failure, MemberPolicy, scan_members};
 use super::streaming::{
-    BUFFER_SIZE, Budgeted, GzipMembers, HEADER_BUDGET, HashingReader, check_gzip_magic, drain_zeros,
+    BUFFER_SIZE, Budgeted, Copying, GzipMembers, HEADER_BUDGET, HashingReader, Unpacked,
+    check_gzip_magic, drain_zeros,
 };
 use crate::manifest::{Manifest, Sha256};
 
@@ -38,32 +39,57 @@ pub struct Artifact {
 
 /// Opens `path` and inspects it under `policy` (the service's `allow_setid`; the default policy
 /// is the strict one); see [`inspect_reader_with`].
+#[cfg(test)]
 pub fn inspect_with(path: &Path, policy: &MemberPolicy) -> Result<Artifact, ArtifactError> {
+    inspect_keeping(path, policy, None).map(|(artifact, _)| artifact)
+}
+
+/// [`inspect_with`], also keeping the decompressed tar in `copy` (an unlinked temporary file)
+/// when it fits in [`UNPACKED_COPY_LIMIT`] bytes: a delta push builds its streams from it
+/// instead of inflating the artifact a second time (see `delta::SharedStreams`).
+pub fn inspect_keeping(
+    path: &Path,
+    policy: &MemberPolicy,
+    copy: Option<File>,
+) -> Result<(Artifact, Option<Unpacked>), ArtifactError> {
     let file = File::open(path).map_err(|io| ArtifactError::Open {
         path: path.to_path_buf(),
         io,
     })?;
-    inspect_reader_with(file, path, policy)
+    inspect_reader_keeping(file, path, policy, copy)
 }
+
+/// Most bytes of decompressed tar [`inspect_keeping`] keeps (beyond it, the copy is dropped).
+pub const UNPACKED_COPY_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// Reads a `.tar.gz` stream once, to its end: validates it (member rules under `policy`) and
 /// computes its digest and manifest. `name` is used in the result and in error messages.
+#[cfg(test)]
 pub fn inspect_reader_with<R: Read>(
     reader: R,
     name: &Path,
     policy: &MemberPolicy,
 ) -> Result<Artifact, ArtifactError> {
+    inspect_reader_keeping(reader, name, policy, None).map(|(artifact, _)| artifact)
+}
+
+fn inspect_reader_keeping<R: Read>(
+    reader: R,
+    name: &Path,
+    policy: &MemberPolicy,
+    copy: Option<File>,
+) -> Result<(Artifact, Option<Unpacked>), ArtifactError> {
     let mut buffered = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(reader));
     check_gzip_magic(&mut buffered, name)?;
 
     let budget = Rc::new(Cell::new(HEADER_BUDGET));
     let mut archive = tar::Archive::new(Budgeted {
-        inner: GzipMembers::new(buffered),
+        inner: Copying::new(GzipMembers::new(buffered), copy, UNPACKED_COPY_LIMIT),
         remaining: Rc::clone(&budget),
     });
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let scanned = scan_members(&mut archive, name, policy, &mut buffer, &budget);
-    let mut stream = archive.into_inner().inner;
+    let (mut stream, unpacked) = archive.into_inner().inner.into_parts();
     let scanned = match scanned {
         Ok(result) => result,
         Err(Failure::Rejected(error)) => return Err(error),
@@ -100,7 +126,7 @@ pub fn inspect_reader_with<R: Read>(
         path: name.to_path_buf(),
         reason,
     })?;
-    Ok(Artifact {
+    let artifact = Artifact {
         path: name.to_path_buf(),
         sha256,
         size,
@@ -110,7 +136,8 @@ pub fn inspect_reader_with<R: Read>(
         },
         tar_strip: scanned.tar_strip,
         single_top_directory,
-    })
+    };
+    Ok((artifact, unpacked))
 }
 
 /// The one directory every member sits in (`myapp-1.0` for `myapp-1.0/bin/app`, ...), when

@@ -26,7 +26,10 @@ mod members;
 mod streaming;
 
 pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
-pub use delta::{MemberStream, Members, SharedStreams, member_stream};
+pub use delta::{MemberStream, Members, SharedStreams, member_stream, unlinked_temporary};
 pub use error::ArtifactError;
-pub use inspection::{Artifact, inspect_with};
+#[cfg(test)]
+pub use inspection::inspect_with;
+pub use inspection::{Artifact, inspect_keeping};
 pub use members::MemberPolicy;
+pub use streaming::Unpacked;

@@ -281,6 +281,61 @@ impl<R: Read> Read for GzipMembers<R> {
     }
 }
 
+/// The decompressed tar of an artifact, kept by its inspection in an unlinked temporary file
+/// (see [`Copying`]): delta streams are then built from it without inflating the artifact again.
+pub struct Unpacked {
+    pub(super) file: std::fs::File,
+    pub(super) length: u64,
+}
+
+/// Passes the decompressed stream through to the tar parser while copying it into a file, up to
+/// `limit` bytes. The copy is dropped (never an error of the inspection) when it would exceed
+/// the limit or a write fails (a full disk): whoever needs the tar later inflates the artifact
+/// again.
+pub(super) struct Copying<R> {
+    pub(super) inner: R,
+    copy: Option<(io::BufWriter<std::fs::File>, u64)>,
+    limit: u64,
+}
+
+impl<R: Read> Copying<R> {
+    pub(super) fn new(inner: R, file: Option<std::fs::File>, limit: u64) -> Self {
+        Copying {
+            inner,
+            copy: file.map(|file| (io::BufWriter::with_capacity(4 * BUFFER_SIZE, file), 0)),
+            limit,
+        }
+    }
+
+    /// The reader, and the copy of everything read through it (if it was kept whole).
+    pub(super) fn into_parts(self) -> (R, Option<Unpacked>) {
+        let copy = self.copy.and_then(|(writer, length)| {
+            let file = writer.into_inner().ok()?;
+            Some(Unpacked { file, length })
+        });
+        (self.inner, copy)
+    }
+}
+
+impl<R: Read> Read for Copying<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buffer)?;
+        if let Some((writer, length)) = &mut self.copy {
+            let read = buffer.get(..count).unwrap_or_default();
+            let fits = *length + read.len() as u64 <= self.limit;
+            if fits && io::Write::write_all(writer, read).is_ok() {
+                *length += read.len() as u64;
+            } else {
+                tracing::debug!(
+                    "the unpacked copy of the artifact is not kept (over the limit, or a write failed)"
+                );
+                self.copy = None;
+            }
+        }
+        Ok(count)
+    }
+}
+
 /// Caps how much the tar parser reads between resets of `remaining` (see [`HEADER_BUDGET`]).
 pub(super) struct Budgeted<R> {
     pub(super) inner: R,

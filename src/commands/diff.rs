@@ -33,6 +33,7 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
                 services: &names,
                 version: None,
                 artifact: None,
+                keep_unpacked: false,
             },
         )
         .await?;

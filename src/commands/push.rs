@@ -28,6 +28,7 @@ pub async fn run(context: &Context, arguments: &PushArgs) -> Result<RunResult, I
             services: &arguments.service,
             version: arguments.version.as_deref(),
             artifact: arguments.artifact.as_deref(),
+            keep_unpacked: !arguments.full && !arguments.dry_run,
         },
     )
     .await?;

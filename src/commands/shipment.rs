@@ -18,6 +18,9 @@ pub struct Request<'a> {
     pub services: &'a [String],
     pub version: Option<&'a str>,
     pub artifact: Option<&'a str>,
+    /// Keep the decompressed tar of a local artifact whose service pushes deltas (a push that
+    /// is not `--full` nor a dry run): its delta streams are then built without a second inflate.
+    pub keep_unpacked: bool,
 }
 
 /// What one service pushes.
@@ -105,8 +108,8 @@ pub async fn prepare(
             "--version and --artifact apply to one service: select it with --service".to_string(),
         ));
     }
-    let mut inspected: HashMap<(PathBuf, artifact::MemberPolicy), (Arc<Artifact>, Arc<String>)> =
-        HashMap::new();
+    type Inspected = (Arc<Artifact>, Arc<String>, Option<Arc<artifact::Unpacked>>);
+    let mut inspected: HashMap<(PathBuf, artifact::MemberPolicy), Inspected> = HashMap::new();
     let mut shipments = Vec::new();
     for service_index in services {
         let service = &inventory.services[service_index];
@@ -166,10 +169,17 @@ pub async fn prepare(
             strip_components: service.strip_components,
         };
         let key = (path.clone(), policy);
-        let (artifact, manifest) = match inspected.get(&key) {
+        let (artifact, manifest, unpacked) = match inspected.get(&key) {
             Some(found) => found.clone(),
             None => {
                 let owned = path.clone();
+                // A temporary file for the decompressed tar, when a delta may use it (a failure
+                // to make one only costs the delta a second inflate).
+                let copy = (request.keep_unpacked
+                    && host_url.is_none()
+                    && service.delta != crate::inventory::Delta::Off)
+                    .then(artifact::unlinked_temporary)
+                    .and_then(Result::ok);
                 // On a terminal the overall line says what the seconds of reading are for.
                 let (events, reporter) = Reporter::start(context.progress, 0);
                 events.phase(crate::report::Phase::CheckingArtifact {
@@ -178,12 +188,13 @@ pub async fn prepare(
                         .map(|name| name.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                 });
-                let checked =
-                    tokio::task::spawn_blocking(move || artifact::inspect_with(&owned, &policy))
-                        .await;
+                let checked = tokio::task::spawn_blocking(move || {
+                    artifact::inspect_keeping(&owned, &policy, copy)
+                })
+                .await;
                 drop(events);
                 reporter.finish().await;
-                let artifact = checked
+                let (artifact, unpacked) = checked
                     .map_err(|error| InputError(format!("checking the artifact: {error}")))?
                     .map_err(|error| InputError(error.to_string()))?;
                 if let Some(expected) = &service.sha256
@@ -209,7 +220,7 @@ pub async fn prepare(
                     ));
                 }
                 let manifest = Arc::new(artifact.manifest.to_text());
-                let found = (Arc::new(artifact), manifest);
+                let found = (Arc::new(artifact), manifest, unpacked.map(Arc::new));
                 inspected.insert(key, found.clone());
                 found
             }
@@ -221,7 +232,7 @@ pub async fn prepare(
             manifest,
             host_url,
             files: Arc::new(super::files::load(context, service_index)?),
-            streams: Arc::default(),
+            streams: Arc::new(crate::artifact::SharedStreams::with_unpacked(unpacked)),
         });
     }
     Ok(shipments)

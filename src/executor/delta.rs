@@ -56,13 +56,22 @@ pub(super) async fn stream_for(step: &Step, payload: &Payload<'_>) -> Result<Mem
             paths,
             compress,
             ..
-        } => Ok(member_stream(
-            payload.artifact,
-            sha256,
-            Members::Only(paths.clone()),
-            *compress,
-            payload.strip_components,
-        )),
+        } => Ok(match payload.streams {
+            Some(streams) => streams.only(
+                payload.artifact,
+                sha256,
+                paths.clone(),
+                *compress,
+                payload.strip_components,
+            ),
+            None => member_stream(
+                payload.artifact,
+                sha256,
+                Members::Only(paths.clone()),
+                *compress,
+                payload.strip_components,
+            ),
+        }),
         _ => Err("no members to send".to_string()),
     }
 }
