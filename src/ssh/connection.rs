@@ -25,9 +25,10 @@ const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
 /// Stderr beyond this is cut (the head is kept: that is where the error usually is).
 const STDERR_LIMIT: usize = 256 * 1024;
 /// Size of the buffer the upload reads from its source (never `channel.data(reader)`: 8 KiB packets).
-/// 64 KiB: two full 32 KiB SSH packets per read, small enough that a hundred uploads in flight
-/// stay within tens of MiB (the reader and this buffer each hold one chunk per upload).
-const UPLOAD_CHUNK: usize = 64 * 1024;
+/// 32 KiB: one full SSH packet per read; measured against 64 KiB on 500 hosts at `-j 100`, about
+/// 10 MiB less peak memory (the reader, this buffer and russh's queue each hold a chunk per
+/// upload in flight), and the kernel's socket buffer still keeps the pipe full.
+const UPLOAD_CHUNK: usize = 32 * 1024;
 /// Upload bytes handed to russh that its connection has not yet written to the socket, at
 /// most, before the next chunk is handed over (see [`Wire`]). russh encrypts every queued
 /// message into one write buffer per connection and keeps that buffer at its largest size for
