@@ -402,9 +402,10 @@ async fn stage<'a>(
     } = host;
     run.resume();
     run.stop_on(Some(stop.receiver()));
-    run.transfer_on_own_connection(
-        stop.total > context.concurrency + crate::executor::WAITING_HOSTS_WITHOUT_TRANSFER,
-    );
+    run.transfer_on_own_connection(crate::executor::uploads_on_transfer_connections(
+        stop.total,
+        context.concurrency,
+    ));
     let service = &context.inventory.services[target.service];
     let mut result = super::result_for(context, target, Outcome::Ok);
     result.to = Some(shipment.version.to_string());

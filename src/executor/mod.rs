@@ -57,6 +57,12 @@ pub const SWITCH_BACK_GRACE: Duration = Duration::from_secs(20);
 /// exchange on both ends) costs more than it saves.
 pub const WAITING_HOSTS_WITHOUT_TRANSFER: usize = 128;
 
+/// Whether a run that selects `selected` hosts and works on `concurrency` at once sends uploads
+/// over transfer connections of their own (see [`WAITING_HOSTS_WITHOUT_TRANSFER`]).
+pub fn uploads_on_transfer_connections(selected: usize, concurrency: usize) -> bool {
+    selected.saturating_sub(concurrency) > WAITING_HOSTS_WITHOUT_TRANSFER
+}
+
 /// How long stopping an abandoned step may take (TERM, then KILL after 5 s, wait).
 const STOP_GRACE: Duration = Duration::from_secs(12);
 
@@ -661,4 +667,29 @@ pub const ERROR_TEXT_LIMIT: usize = 8 * 1024;
 /// Elapsed milliseconds since `started`.
 pub fn elapsed_ms(started: Instant) -> u64 {
     started.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_move_to_transfer_connections_only_when_many_hosts_wait() {
+        // Every host in flight at once: nothing waits.
+        assert!(!uploads_on_transfer_connections(50, 50));
+        assert!(!uploads_on_transfer_connections(10, 100));
+        // 100 hosts at -j 50: 50 wait, their residue is small; the second handshake is not worth it.
+        assert!(!uploads_on_transfer_connections(100, 50));
+        assert!(!uploads_on_transfer_connections(
+            10 + WAITING_HOSTS_WITHOUT_TRANSFER,
+            10
+        ));
+        // One more waiting host than that, and 500 hosts at -j 10 or -j 100: transfer connections.
+        assert!(uploads_on_transfer_connections(
+            11 + WAITING_HOSTS_WITHOUT_TRANSFER,
+            10
+        ));
+        assert!(uploads_on_transfer_connections(500, 10));
+        assert!(uploads_on_transfer_connections(500, 100));
+    }
 }
