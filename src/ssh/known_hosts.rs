@@ -146,9 +146,40 @@ pub enum KnownHostsError {
 #[derive(Default)]
 pub struct KnownHosts {
     files: Mutex<HashMap<PathBuf, Arc<RwLock<ParsedFile>>>>,
+    /// Held by the host that reads files not read yet ([`KnownHosts::read`]): the hosts that
+    /// ask meanwhile wait for it here, not each on a thread blocked on `files`.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl KnownHosts {
+    /// Reads whichever of `files` are not read yet, on a blocking thread, before a lookup.
+    /// Hosts that ask while they are read wait without holding a thread each (a run starts
+    /// `concurrency` handshakes at once; each would otherwise start a blocking thread to wait
+    /// on the first one's read). A file that cannot be read is left for
+    /// [`KnownHosts::matching`] to report.
+    pub async fn read(self: &Arc<Self>, files: &[PathBuf]) {
+        let all_read = || {
+            let read = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.iter().all(|path| read.contains_key(path))
+        };
+        if all_read() {
+            return;
+        }
+        let _reading = self.reading.lock().await;
+        if all_read() {
+            return;
+        }
+        let (known, files) = (self.clone(), files.to_vec());
+        let read = tokio::task::spawn_blocking(move || {
+            for path in &files {
+                // An error is reported by the lookup that follows (it tries again).
+                let _ = known.file(path);
+            }
+        });
+        // A panic there is reported by the lookup too (it reads the file itself).
+        let _ = read.await;
+    }
+
     /// The lines of `files` (in order; missing files count as empty) whose host field matches
     /// `host:port`.
     pub fn matching(
@@ -691,10 +722,10 @@ impl ParsedFile {
         let metadata = file.metadata()?;
         let mut parsed = ParsedFile::default();
         if metadata.is_file() && metadata.len() > kept_in_memory {
-            parsed.file_length = parsed.index_lines(&file, false)?;
+            parsed.file_length = parsed.index_lines(&file, false, READ_CHUNK)?;
             parsed.file = Some(file);
         } else {
-            parsed.index_lines(&file, true)?;
+            parsed.index_lines(&file, true, READ_CHUNK)?;
         }
         Ok(parsed)
     }
@@ -703,16 +734,21 @@ impl ParsedFile {
     #[cfg(test)]
     fn parse(contents: &[u8]) -> ParsedFile {
         let mut parsed = ParsedFile::default();
-        match parsed.index_lines(contents, true) {
+        match parsed.index_lines(contents, true, READ_CHUNK) {
             Ok(_) => parsed,
             Err(error) => unreachable!("reading a slice cannot fail: {error}"),
         }
     }
 
-    /// Indexes every line of `reader` in one pass, `READ_CHUNK` bytes at a time (appending the
+    /// Indexes every line of `reader` in one pass, `chunk_size` bytes at a time (appending the
     /// bytes to `tail` if `keep`); returns the number of bytes read.
-    fn index_lines(&mut self, mut reader: impl Read, keep: bool) -> io::Result<u64> {
-        let mut chunk = vec![0; READ_CHUNK];
+    fn index_lines(
+        &mut self,
+        mut reader: impl Read,
+        keep: bool,
+        chunk_size: usize,
+    ) -> io::Result<u64> {
+        let mut chunk = vec![0; chunk_size.max(1)];
         // The start of a line that continues in the next chunk.
         let mut pending: Vec<u8> = Vec::new();
         let mut position: u64 = 0;
@@ -2186,6 +2222,170 @@ mod tests {
                 .is_empty()
         );
     }
+
+    /// A file larger than [`KEPT_IN_MEMORY`]: `others` lines of other hosts (so lines cross
+    /// many read chunks), with `tail` after them.
+    fn large_file(directory: &TempDir, others: usize, tail: &str) -> PathBuf {
+        let other_key = fake_key("ssh-ed25519", 90);
+        let mut text = String::new();
+        for index in 0..others {
+            text.push_str(&format!(
+                "host-{index}.example.com ssh-ed25519 {other_key}\n"
+            ));
+        }
+        text.push_str(tail);
+        assert!(text.len() as u64 > KEPT_IN_MEMORY);
+        write(directory, "known_hosts", &text)
+    }
+
+    #[test]
+    fn a_large_file_is_indexed_without_keeping_its_text() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 91);
+        let revoked = fake_key("ssh-ed25519", 92);
+        let others = 20_000;
+        let file = large_file(
+            &directory,
+            others,
+            &format!("web1,10.0.0.1 ssh-ed25519 {key}\n@revoked * ssh-ed25519 {revoked}\n# end"),
+        );
+        let parsed = ParsedFile::read(&file, KEPT_IN_MEMORY).unwrap();
+        assert!(parsed.file.is_some());
+        assert!(parsed.tail.is_empty());
+        assert_eq!(parsed.index.lines, others + 2);
+        assert_eq!(parsed.newlines, others + 2);
+        assert!(!parsed.ends_with_newline);
+        // Every line of the file, chunk boundaries included, is found with its number.
+        for index in [0, 1, 300, 9_999, others - 1] {
+            let found = parsed
+                .matching(&format!("host-{index}.example.com"))
+                .unwrap();
+            let numbers: Vec<usize> = found.iter().map(|entry| entry.line).collect();
+            assert_eq!(numbers, [index + 1, others + 2], "host-{index}");
+        }
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        for host in ["web1", "10.0.0.1", "WEB1"] {
+            assert_eq!(
+                decide_key(
+                    &known.matching(&files, host, 22).unwrap(),
+                    &presented("ssh-ed25519", &key)
+                ),
+                trusted(&file, others + 1)
+            );
+        }
+        assert_eq!(
+            decide_key(
+                &known.matching(&files, "web1", 22).unwrap(),
+                &presented("ssh-ed25519", &revoked)
+            ),
+            Verdict::Revoked {
+                file: file.clone(),
+                line: others + 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_large_file_takes_appended_lines_in_order() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 93);
+        let others = 15_000;
+        // No newline at the end: the appended line comes after one.
+        let file = large_file(&directory, others, "# last line");
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        let hosts = ["web1", "web2", "web3", "host-7.example.com"];
+        for host in hosts {
+            known
+                .record(&file, host, 2222, &presented("ssh-ed25519", &key))
+                .unwrap();
+        }
+        for (index, host) in hosts.iter().enumerate() {
+            assert_eq!(
+                decide_key(
+                    &known.matching(&files, host, 2222).unwrap(),
+                    &presented("ssh-ed25519", &key)
+                ),
+                trusted(&file, others + 2 + index),
+                "{host}"
+            );
+        }
+        // The index is still sorted: the file's own lines are still found.
+        assert_eq!(
+            known
+                .matching(&files, "host-7.example.com", 22)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            known
+                .matching(&files, "host-14999.example.com", 22)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A later run reads the same from the file.
+        assert_eq!(
+            check(&files, "web3", 2222, &presented("ssh-ed25519", &key)).unwrap(),
+            trusted(&file, others + 4)
+        );
+    }
+
+    #[test]
+    fn a_large_file_replaced_during_the_run_reads_as_it_was() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 94);
+        let file = large_file(&directory, 20_000, &format!("web1 ssh-ed25519 {key}\n"));
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web2", 22).unwrap().len(), 0);
+        // Replaced as `ssh-keygen -R` does (a new file renamed over it): the open file is read.
+        let replacement = write(&directory, "replacement", "");
+        fs::rename(&replacement, &file).unwrap();
+        assert_eq!(
+            decide_key(
+                &known.matching(&files, "web1", 22).unwrap(),
+                &presented("ssh-ed25519", &key)
+            ),
+            trusted(&file, 20_001)
+        );
+    }
+
+    #[test]
+    fn a_large_file_shortened_during_the_run_is_a_read_error() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 95);
+        let file = large_file(&directory, 20_000, &format!("web1 ssh-ed25519 {key}\n"));
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web2", 22).unwrap().len(), 0);
+        // Truncated in place: the line cannot be read back, and no verdict is made up.
+        fs::write(&file, "").unwrap();
+        let error = known.matching(&files, "web1", 22).unwrap_err();
+        assert!(matches!(error, KnownHostsError::Read { .. }), "{error}");
+        assert!(error.to_string().contains("shortened"), "{error}");
+    }
+
+    #[test]
+    fn small_and_special_files_are_kept_in_memory() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 96);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {key}\n"),
+        );
+        let parsed = ParsedFile::read(&file, KEPT_IN_MEMORY).unwrap();
+        assert!(parsed.file.is_none());
+        assert_eq!(parsed.tail, fs::read(&file).unwrap());
+        // Not a regular file: read whole, whatever its size.
+        let parsed = ParsedFile::read(Path::new("/dev/null"), 0).unwrap();
+        assert!(parsed.file.is_none());
+        assert_eq!(parsed.index.lines, 0);
+        assert!(parsed.ends_with_newline);
+    }
 }
 
 /// Property tests: arbitrary lines and host names never panic, and every line [`append`] writes
@@ -2474,12 +2674,31 @@ mod properties {
             ),
             host in host(),
             port in prop::sample::select(vec![22u16, 2222]),
+            chunk_size in 1usize..40,
         ) {
             let text = lines.join("\n");
             let file = ParsedFile::parse(text.as_bytes());
             let name = lookup_name(&host, port);
             let found: Vec<usize> =
                 file.matching(&name).map_err(fail)?.iter().map(|entry| entry.line).collect();
+            // Indexed from the file in small chunks (lines cross them), not kept in memory.
+            let directory = TempDir::new().map_err(fail)?;
+            let path = directory.path().join("known_hosts");
+            fs::write(&path, &text).map_err(fail)?;
+            let mut from_file = ParsedFile {
+                file: Some(File::open(&path).map_err(fail)?),
+                ..ParsedFile::default()
+            };
+            from_file.file_length = from_file
+                .index_lines(text.as_bytes(), false, chunk_size)
+                .map_err(fail)?;
+            prop_assert!(from_file.tail.is_empty());
+            prop_assert_eq!(from_file.index.lines, file.index.lines);
+            prop_assert_eq!(from_file.newlines, file.newlines);
+            prop_assert_eq!(from_file.ends_with_newline, file.ends_with_newline);
+            let from_file: Vec<usize> =
+                from_file.matching(&name).map_err(fail)?.iter().map(|entry| entry.line).collect();
+            prop_assert_eq!(&from_file, &found);
             let expected: Vec<usize> = text
                 .split('\n')
                 .enumerate()
