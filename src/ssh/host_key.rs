@@ -48,6 +48,7 @@ pub(super) async fn lookup(
     let (known, files) = (known.clone(), files.to_vec());
     let (name, port) = known_hosts_name(endpoint);
     let name = name.to_string();
+    known.read(&files).await;
     tokio::task::spawn_blocking(move || known.matching(&files, &name, port))
         .await
         .map_err(|error| format!("known_hosts lookup failed: {error}"))?

@@ -8,9 +8,10 @@
 //!
 //! Each file is read and parsed **once per run** ([`KnownHosts`]) and shared by every host:
 //! lines naming plain host names are indexed by name, the others (wildcards, negation, hashed
-//! names) are matched one by one. A key recorded by `accept-new` goes into the file and into
-//! the parsed copy under the same lock, so later hosts of the run see it and never record it
-//! twice.
+//! names) are matched one by one; a file over 1 MiB is not kept in memory, the lines a lookup
+//! finds are read back from it ([`ParsedFile`]). A key recorded by `accept-new` goes into the
+//! file and into the parsed copy under the same lock, so later hosts of the run see it and
+//! never record it twice.
 //!
 //! We parse the files ourselves because russh's helper ignores `@revoked` and
 //! `@cert-authority` markers, wildcards, negation, tab separators and upper-case names.
@@ -146,9 +147,40 @@ pub enum KnownHostsError {
 #[derive(Default)]
 pub struct KnownHosts {
     files: Mutex<HashMap<PathBuf, Arc<RwLock<ParsedFile>>>>,
+    /// Held by the host that reads files not read yet ([`KnownHosts::read`]): the hosts that
+    /// ask meanwhile wait for it here, not each on a thread blocked on `files`.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl KnownHosts {
+    /// Reads whichever of `files` are not read yet, on a blocking thread, before a lookup.
+    /// Hosts that ask while they are read wait without holding a thread each (a run starts
+    /// `concurrency` handshakes at once; each would otherwise start a blocking thread to wait
+    /// on the first one's read). A file that cannot be read is left for
+    /// [`KnownHosts::matching`] to report.
+    pub async fn read(self: &Arc<Self>, files: &[PathBuf]) {
+        let all_read = || {
+            let read = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.iter().all(|path| read.contains_key(path))
+        };
+        if all_read() {
+            return;
+        }
+        let _reading = self.reading.lock().await;
+        if all_read() {
+            return;
+        }
+        let (known, files) = (self.clone(), files.to_vec());
+        let read = tokio::task::spawn_blocking(move || {
+            for path in &files {
+                // An error is reported by the lookup that follows (it tries again).
+                let _ = known.file(path);
+            }
+        });
+        // A panic there is reported by the lookup too (it reads the file itself).
+        let _ = read.await;
+    }
+
     /// The lines of `files` (in order; missing files count as empty) whose host field matches
     /// `host:port`.
     pub fn matching(
@@ -162,7 +194,13 @@ impl KnownHosts {
         for path in files {
             let file = self.file(path)?;
             let parsed = file.read().unwrap_or_else(PoisonError::into_inner);
-            matched.extend(parsed.matching(&name).map(|entry| entry.matched(path)));
+            let entries = parsed
+                .matching(&name)
+                .map_err(|source| KnownHostsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            matched.extend(entries.iter().map(|entry| entry.matched(path)));
         }
         Ok(matched)
     }
@@ -190,7 +228,13 @@ impl KnownHosts {
             });
         };
         let name = lookup_name(host, port);
-        let recorded = parsed.matching(&name).any(|earlier| {
+        let earlier = parsed
+            .matching(&name)
+            .map_err(|source| KnownHostsError::Read {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        let recorded = earlier.iter().any(|earlier| {
             earlier.parsed.marker == Marker::None
                 && earlier.parsed.key == entry.key
                 && earlier.parsed.consistent
@@ -210,16 +254,11 @@ impl KnownHosts {
         if let Some(file) = files.get(path) {
             return Ok(file.clone());
         }
-        let parsed = match fs::read(path) {
-            Ok(contents) => ParsedFile::parse(contents),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => ParsedFile::default(),
-            Err(source) => {
-                return Err(KnownHostsError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let parsed =
+            ParsedFile::read(path, KEPT_IN_MEMORY).map_err(|source| KnownHostsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let file = Arc::new(RwLock::new(parsed));
         files.insert(path.to_path_buf(), file.clone());
         Ok(file)
@@ -483,98 +522,185 @@ impl Entry {
     }
 }
 
-/// One file: its text and an index of its lines. Reading a file only finds each line's host
-/// field: lines of plain host names are indexed by (a hash of) each name, the others
-/// (wildcards, negation, hashed names) keep their parsed host field to be matched one by one.
-/// A line is parsed in full (key decoded and digested) only when a lookup finds it, so a file
-/// of 50,000 other hosts costs a scan of its bytes, not 50,000 key decodings.
+/// One file: an index of its lines, built by one pass over the file, and where to find a
+/// line's text when a lookup finds it. The pass only finds each line's host field: lines of
+/// plain host names are indexed by (a hash of) each name, the others (wildcards, negation,
+/// hashed names) keep their parsed host field to be matched one by one. A line is parsed in
+/// full (key decoded and digested) only when a lookup finds it, so a file of 50,000 other
+/// hosts costs a scan of its bytes, not 50,000 key decodings.
+///
+/// A file of up to [`KEPT_IN_MEMORY`] bytes is kept in memory whole. A larger regular file is
+/// read in chunks and not kept: its matching lines are read back by position from the file as
+/// opened at first use (so the pass costs no memory for the text of thousands of other hosts,
+/// and a file replaced during the run, as `ssh-keygen -R` does, still reads as it was).
 #[derive(Debug, Default)]
 struct ParsedFile {
-    /// The file's bytes, then the lines appended in this run (each after a newline).
-    text: Vec<u8>,
+    /// The file as opened at first use, when it is not kept in memory: the text at positions
+    /// below `file_length` is read back from it.
+    file: Option<File>,
+    /// Bytes of the file that are read back from `file` (0 when the file is kept in memory).
+    file_length: u64,
+    /// The text at positions from `file_length` on: the whole file when it is kept in memory,
+    /// then the lines appended in this run (each after a newline).
+    tail: Vec<u8>,
     index: LineIndex,
     /// Number of newline characters in the file, and whether it ends with one (or is empty).
     newlines: usize,
     ends_with_newline: bool,
 }
 
-/// Where a line is in [`ParsedFile::text`], and its line number.
+/// Files up to this size are kept in memory; a larger one is indexed by one pass over it and
+/// its matching lines are read back from the open file.
+const KEPT_IN_MEMORY: u64 = 1024 * 1024;
+/// Bytes read at a time when indexing a file that is not kept in memory.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// Where a line is (its position in the file, then in [`ParsedFile::tail`]), its length
+/// without the newline, and its line number. A line longer than 4 GiB or past line
+/// 4,294,967,295 is not indexed (it never matches).
 #[derive(Debug, Clone, Copy)]
 struct LineSpan {
-    start: usize,
-    end: usize,
-    number: usize,
+    start: u64,
+    length: u32,
+    number: u32,
+}
+
+impl LineSpan {
+    fn new(start: u64, length: usize, number: usize) -> Option<LineSpan> {
+        Some(LineSpan {
+            start,
+            length: u32::try_from(length).ok()?,
+            number: u32::try_from(number).ok()?,
+        })
+    }
+
+    fn number(self) -> usize {
+        self.number as usize
+    }
+}
+
+/// A plain host name of a line: the index's hash of the name, and the line.
+#[derive(Debug, Clone, Copy)]
+struct NamedLine {
+    hash: u64,
+    line: LineSpan,
 }
 
 #[derive(Debug, Default)]
 struct LineIndex {
-    /// Every line that may hold an entry (its host field was found), in file order.
-    lines: Vec<LineSpan>,
-    /// (hash of a lowercased plain host name, index into `lines`) for each name of each line,
-    /// sorted by hash. Built by pushing and sorting once: no
-    /// table to probe per line. Names that share a hash are all candidates: a candidate line
+    /// Each plain host name of each line, sorted by hash (built by pushing and sorting once: no
+    /// table to probe per line). Names that share a hash are all candidates: a candidate line
     /// is always checked against the name.
-    by_name: Vec<(u64, usize)>,
-    /// Lines with wildcards, negation or hashed names: index into `lines` and the host field.
-    scanned: Vec<(usize, HostField)>,
-    /// The `scanned` lines (indexes into `lines`) that matched a lookup name: a hashed line
+    by_name: Vec<NamedLine>,
+    /// Lines with wildcards, negation or hashed names, with their host field.
+    scanned: Vec<(LineSpan, HostField)>,
+    /// The `scanned` lines (indexes into `scanned`) that matched a lookup name: a hashed line
     /// costs an HMAC per name, paid once per name and run (a host may connect twice).
     scanned_found: Mutex<HashMap<String, Vec<usize>>>,
+    /// Number of lines indexed (by name or scanned).
+    lines: usize,
 }
 
-/// The index's hash of a host name, lowercased (ASCII) as OpenSSH compares names: FNV-1a,
-/// cheap for short names; a collision only adds a candidate line, which is then checked.
+/// The index's hash of a host name, lowercased (ASCII) as OpenSSH compares names: eight bytes
+/// at a time, as cheap as it gets for one name per line of a large file; a collision only adds
+/// a candidate line, which is then checked.
 fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
-    })
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |hash: u64, word: u64| {
+        let hash = (hash ^ lowercase_word(word)).wrapping_mul(MULTIPLIER);
+        hash ^ (hash >> 29)
+    };
+    let mut hash = name.len() as u64;
+    let mut words = name.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut word = [0; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    hash
 }
 
-/// The fields of a known_hosts line: runs of bytes between spaces and tabs (a line's bytes are
-/// split where its text would be: invalid UTF-8 never turns into a space or a tab).
-fn byte_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    line.split(|&byte| byte == b' ' || byte == b'\t')
-        .filter(|field| !field.is_empty())
+/// Each of the eight bytes of `word` lowercased as [`u8::to_ascii_lowercase`] does (only
+/// `A`-`Z` change).
+fn lowercase_word(word: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Per byte, without carries between bytes (the low seven bits plus at most 0x3f): the high
+    // bit says "at least `A`", resp. "above `Z`".
+    let low = word & !HIGH;
+    let at_least_a = low + ONES * u64::from(0x80 - b'A');
+    let above_z = low + ONES * u64::from(0x7f - b'Z');
+    let upper = at_least_a & !above_z & !word & HIGH;
+    word | (upper >> 2)
+}
+
+/// The first field of `bytes` (runs of bytes between spaces and tabs) and what follows it.
+fn next_field(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = bytes
+        .iter()
+        .position(|&byte| byte != b' ' && byte != b'\t')?;
+    let bytes = &bytes[start..];
+    let end = memchr::memchr2(b' ', b'\t', bytes).unwrap_or(bytes.len());
+    Some(bytes.split_at(end))
 }
 
 impl LineIndex {
-    /// Indexes the line `text[span.start..span.end]` by its host field; blank lines, comments
+    /// Indexes the line `raw` (without its newline) by its host field; blank lines, comments
     /// and lines whose marker or hashed name is malformed are left out (they never match).
     /// Only the host field is looked at: the rest is parsed if a lookup finds the line.
-    fn add(&mut self, text: &[u8], span: LineSpan) {
-        let raw = &text[span.start..span.end];
-        let mut fields = byte_fields(raw);
-        let Some(first) = fields.next() else { return };
+    fn add(&mut self, raw: &[u8], span: LineSpan) {
+        let Some((first, rest)) = next_field(raw) else {
+            return;
+        };
         let hosts = match first {
             [b'#', ..] => return,
-            b"@revoked" | b"@cert-authority" => match fields.next() {
-                Some(hosts) => hosts,
+            b"@revoked" | b"@cert-authority" => match next_field(rest) {
+                Some((hosts, _)) => hosts,
                 None => return,
             },
             [b'@', ..] => return,
             _ => first,
         };
-        let line_index = self.lines.len();
-        if hosts.starts_with(b"|") || hosts.iter().any(|byte| matches!(byte, b'*' | b'?' | b'!')) {
+        if hosts.starts_with(b"|") || memchr::memchr3(b'*', b'?', b'!', hosts).is_some() {
             // As `parse_line` sees it: invalid UTF-8 replaced.
             let Some(field) = parse_host_field(&String::from_utf8_lossy(hosts)) else {
                 return;
             };
-            self.lines.push(span);
-            self.scanned.push((line_index, field));
+            self.lines += 1;
+            self.scanned.push((span, field));
+            // A new line may match names looked up before.
+            self.scanned_found
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             return;
         }
-        self.lines.push(span);
+        self.lines += 1;
         // As `parse_line` sees it: invalid UTF-8 replaced (and `\r` is never inside a host
         // field: at least two fields follow it on a line that can match). Unsorted until
         // `sorted` is called (once the whole file is in).
+        let mut push = |name: &[u8]| {
+            self.by_name.push(NamedLine {
+                hash: name_hash(name),
+                line: span,
+            })
+        };
         if hosts.is_ascii() {
-            for name in hosts.split(|&byte| byte == b',') {
-                self.by_name.push((name_hash(name), line_index));
+            let mut start = 0;
+            for comma in memchr::memchr_iter(b',', hosts) {
+                push(&hosts[start..comma]);
+                start = comma + 1;
             }
+            push(&hosts[start..]);
         } else {
             for name in String::from_utf8_lossy(hosts).split(',') {
-                self.by_name.push((name_hash(name.as_bytes()), line_index));
+                push(name.as_bytes());
             }
         }
     }
@@ -582,17 +708,28 @@ impl LineIndex {
     /// Sorts `by_name` after lines were added.
     fn sorted(&mut self) {
         // By hash only: `candidates` puts a name's lines back in file order.
-        self.by_name.sort_unstable_by_key(|&(hash, _)| hash);
+        self.by_name.sort_unstable_by_key(|named| named.hash);
     }
 
-    /// Indexes into `lines` of the candidates for the lookup name `name`, ascending.
-    fn candidates(&self, name: &str) -> Vec<usize> {
+    /// Puts the entries of `by_name` from `first` on (those of one line just added to a sorted
+    /// index) in their places: no sort of the whole index for each line recorded.
+    fn insert_sorted(&mut self, first: usize) {
+        for named in self.by_name.split_off(first) {
+            let place = self
+                .by_name
+                .partition_point(|other| other.hash <= named.hash);
+            self.by_name.insert(place, named);
+        }
+    }
+
+    /// The candidate lines for the lookup name `name`, in file order.
+    fn candidates(&self, name: &str) -> Vec<LineSpan> {
         let hash = name_hash(name.as_bytes());
-        let first = self.by_name.partition_point(|&(other, _)| other < hash);
-        let mut found: Vec<usize> = self.by_name[first..]
+        let first = self.by_name.partition_point(|named| named.hash < hash);
+        let mut found: Vec<LineSpan> = self.by_name[first..]
             .iter()
-            .take_while(|&&(other, _)| other == hash)
-            .map(|&(_, line)| line)
+            .take_while(|named| named.hash == hash)
+            .map(|named| named.line)
             .collect();
         if !self.scanned.is_empty() {
             let mut cache = self
@@ -600,47 +737,102 @@ impl LineIndex {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let scanned = cache.entry(name.to_string()).or_insert_with(|| {
-                self.scanned
-                    .iter()
-                    .filter(|(_, field)| host_field_matches(field, name))
-                    .map(|(line, _)| *line)
+                (0..self.scanned.len())
+                    .filter(|&index| host_field_matches(&self.scanned[index].1, name))
                     .collect()
             });
-            found.extend_from_slice(scanned);
+            found.extend(scanned.iter().map(|&index| self.scanned[index].0));
         }
-        found.sort_unstable();
-        found.dedup();
+        found.sort_unstable_by_key(|line| line.number);
+        found.dedup_by_key(|line| line.number);
         found
     }
 }
 
 impl ParsedFile {
-    fn parse(contents: impl Into<Vec<u8>>) -> ParsedFile {
-        let text = contents.into();
-        let mut file = ParsedFile {
-            ends_with_newline: text.is_empty() || text.ends_with(b"\n"),
-            ..ParsedFile::default()
+    /// The file at `path` (missing: empty), kept in memory if it has at most `kept_in_memory`
+    /// bytes or is not a regular file.
+    fn read(path: &Path, kept_in_memory: u64) -> io::Result<ParsedFile> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(ParsedFile::default());
+            }
+            Err(error) => return Err(error),
         };
-        let newlines = memchr::memchr_iter(b'\n', &text).count();
-        file.index.lines.reserve(newlines + 1);
-        file.index.by_name.reserve(newlines + 1);
-        let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', &text).chain(std::iter::once(text.len()));
-        for (index, end) in ends.enumerate() {
-            file.index.add(
-                &text,
-                LineSpan {
-                    start,
-                    end,
-                    number: index + 1,
-                },
-            );
-            start = end + 1;
+        let metadata = file.metadata()?;
+        let mut parsed = ParsedFile::default();
+        if metadata.is_file() && metadata.len() > kept_in_memory {
+            parsed.file_length = parsed.index_lines(&file, false, READ_CHUNK)?;
+            parsed.file = Some(file);
+        } else {
+            parsed.index_lines(&file, true, READ_CHUNK)?;
         }
-        file.index.sorted();
-        file.newlines = newlines;
-        file.text = text;
-        file
+        Ok(parsed)
+    }
+
+    /// The file whose contents are `contents`, kept in memory.
+    #[cfg(test)]
+    fn parse(contents: &[u8]) -> ParsedFile {
+        let mut parsed = ParsedFile::default();
+        match parsed.index_lines(contents, true, READ_CHUNK) {
+            Ok(_) => parsed,
+            Err(error) => unreachable!("reading a slice cannot fail: {error}"),
+        }
+    }
+
+    /// Indexes every line of `reader` in one pass, `chunk_size` bytes at a time (appending the
+    /// bytes to `tail` if `keep`); returns the number of bytes read.
+    fn index_lines(
+        &mut self,
+        mut reader: impl Read,
+        keep: bool,
+        chunk_size: usize,
+    ) -> io::Result<u64> {
+        let mut chunk = vec![0; chunk_size.max(1)];
+        // The start of a line that continues in the next chunk.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut position: u64 = 0;
+        let mut line_start: u64 = 0;
+        let mut last_byte = None;
+        loop {
+            let count = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            let bytes = &chunk[..count];
+            if keep {
+                self.tail.extend_from_slice(bytes);
+            }
+            last_byte = bytes.last().copied();
+            let mut from = 0;
+            for end in memchr::memchr_iter(b'\n', bytes) {
+                let line = if pending.is_empty() {
+                    &bytes[from..end]
+                } else {
+                    pending.extend_from_slice(&bytes[from..end]);
+                    &pending[..]
+                };
+                self.newlines += 1;
+                if let Some(span) = LineSpan::new(line_start, line.len(), self.newlines) {
+                    self.index.add(line, span);
+                }
+                pending.clear();
+                from = end + 1;
+                line_start = position + from as u64;
+            }
+            pending.extend_from_slice(&bytes[from..]);
+            position += count as u64;
+        }
+        // The last line (empty if the file ends with a newline).
+        if let Some(span) = LineSpan::new(line_start, pending.len(), self.newlines + 1) {
+            self.index.add(&pending, span);
+        }
+        self.ends_with_newline = matches!(last_byte, None | Some(b'\n'));
+        self.index.sorted();
+        Ok(position)
     }
 
     /// Adds the line [`append`] just wrote at the end of the file.
@@ -651,36 +843,65 @@ impl ParsedFile {
         let number = self.newlines + 1;
         self.newlines += 1;
         self.ends_with_newline = true;
-        self.text.push(b'\n');
-        let start = self.text.len();
-        self.text.extend_from_slice(line.as_bytes());
-        let span = LineSpan {
-            start,
-            end: self.text.len(),
-            number,
+        self.tail.push(b'\n');
+        let start = self.file_length + self.tail.len() as u64;
+        self.tail.extend_from_slice(line.as_bytes());
+        if let Some(span) = LineSpan::new(start, line.len(), number) {
+            let first = self.index.by_name.len();
+            self.index.add(line.as_bytes(), span);
+            self.index.insert_sorted(first);
+        }
+    }
+
+    /// The text of `line`: from memory, or read back from the file.
+    fn text(&self, line: LineSpan) -> io::Result<std::borrow::Cow<'_, [u8]>> {
+        let length = line.length as usize;
+        if let Some(offset) = line.start.checked_sub(self.file_length) {
+            let start = usize::try_from(offset).map_err(io::Error::other)?;
+            return self
+                .tail
+                .get(start..start + length)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| io::Error::other("line outside the parsed text"));
+        }
+        let Some(file) = &self.file else {
+            return Err(io::Error::other("line outside the parsed text"));
         };
-        self.index.add(&self.text, span);
-        self.index.sorted();
+        let mut text = vec![0; length];
+        read_at(file, &mut text, line.start).map_err(|error| {
+            if error.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::other("the file was shortened while deploy was running")
+            } else {
+                error
+            }
+        })?;
+        Ok(std::borrow::Cow::Owned(text))
     }
 
     /// The entries matching the lookup name `name`, in file order, each parsed now.
-    fn matching(&self, name: &str) -> impl Iterator<Item = Entry> + use<> {
-        let entries: Vec<Entry> = self
-            .index
-            .candidates(name)
-            .into_iter()
-            .filter_map(|candidate| {
-                let span = self.index.lines[candidate];
-                let parsed =
-                    parse_line(&String::from_utf8_lossy(&self.text[span.start..span.end]))?;
-                host_field_matches(&parsed.hosts, name).then_some(Entry {
-                    line: span.number,
+    fn matching(&self, name: &str) -> io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for line in self.index.candidates(name) {
+            let text = self.text(line)?;
+            let Some(parsed) = parse_line(&String::from_utf8_lossy(&text)) else {
+                continue;
+            };
+            if host_field_matches(&parsed.hosts, name) {
+                entries.push(Entry {
+                    line: line.number(),
                     parsed,
-                })
-            })
-            .collect();
-        entries.into_iter()
+                });
+            }
+        }
+        Ok(entries)
     }
+}
+
+/// Reads `buffer.len()` bytes of `file` at `offset`, without moving a shared cursor (many
+/// hosts read lines of one file at the same time).
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buffer, offset)
 }
 
 fn key_digest(base64: &str) -> Option<[u8; 32]> {
@@ -1805,6 +2026,8 @@ mod tests {
     fn matched_in(text: &str, host: &str, port: u16) -> Vec<Matched> {
         let file = ParsedFile::parse(text.as_bytes());
         file.matching(&lookup_name(host, port))
+            .unwrap()
+            .iter()
             .map(|entry| entry.matched(Path::new("known_hosts")))
             .collect()
     }
@@ -2040,6 +2263,197 @@ mod tests {
                 .is_empty()
         );
     }
+
+    /// A file larger than [`KEPT_IN_MEMORY`]: `others` lines of other hosts (so lines cross
+    /// many read chunks), with `tail` after them.
+    fn large_file(directory: &TempDir, others: usize, tail: &str) -> PathBuf {
+        let other_key = fake_key("ssh-ed25519", 90);
+        let mut text = String::new();
+        for index in 0..others {
+            text.push_str(&format!(
+                "host-{index}.example.com ssh-ed25519 {other_key}\n"
+            ));
+        }
+        text.push_str(tail);
+        assert!(text.len() as u64 > KEPT_IN_MEMORY);
+        write(directory, "known_hosts", &text)
+    }
+
+    #[test]
+    fn a_large_file_is_indexed_without_keeping_its_text() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 91);
+        let revoked = fake_key("ssh-ed25519", 92);
+        let others = 20_000;
+        let file = large_file(
+            &directory,
+            others,
+            &format!("web1,10.0.0.1 ssh-ed25519 {key}\n@revoked * ssh-ed25519 {revoked}\n# end"),
+        );
+        let parsed = ParsedFile::read(&file, KEPT_IN_MEMORY).unwrap();
+        assert!(parsed.file.is_some());
+        assert!(parsed.tail.is_empty());
+        assert_eq!(parsed.index.lines, others + 2);
+        assert_eq!(parsed.newlines, others + 2);
+        assert!(!parsed.ends_with_newline);
+        // Every line of the file, chunk boundaries included, is found with its number.
+        for index in [0, 1, 300, 9_999, others - 1] {
+            let found = parsed
+                .matching(&format!("host-{index}.example.com"))
+                .unwrap();
+            let numbers: Vec<usize> = found.iter().map(|entry| entry.line).collect();
+            assert_eq!(numbers, [index + 1, others + 2], "host-{index}");
+        }
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        for host in ["web1", "10.0.0.1", "WEB1"] {
+            assert_eq!(
+                decide_key(
+                    &known.matching(&files, host, 22).unwrap(),
+                    &presented("ssh-ed25519", &key)
+                ),
+                trusted(&file, others + 1)
+            );
+        }
+        assert_eq!(
+            decide_key(
+                &known.matching(&files, "web1", 22).unwrap(),
+                &presented("ssh-ed25519", &revoked)
+            ),
+            Verdict::Revoked {
+                file: file.clone(),
+                line: others + 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_large_file_takes_appended_lines_in_order() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 93);
+        let others = 15_000;
+        // No newline at the end: the appended line comes after one.
+        let file = large_file(&directory, others, "# last line");
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        let hosts = ["web1", "web2", "web3", "host-7.example.com"];
+        for host in hosts {
+            known
+                .record(&file, host, 2222, &presented("ssh-ed25519", &key))
+                .unwrap();
+        }
+        for (index, host) in hosts.iter().enumerate() {
+            assert_eq!(
+                decide_key(
+                    &known.matching(&files, host, 2222).unwrap(),
+                    &presented("ssh-ed25519", &key)
+                ),
+                trusted(&file, others + 2 + index),
+                "{host}"
+            );
+        }
+        // The index is still sorted: the file's own lines are still found.
+        assert_eq!(
+            known
+                .matching(&files, "host-7.example.com", 22)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            known
+                .matching(&files, "host-14999.example.com", 22)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A later run reads the same from the file.
+        assert_eq!(
+            check(&files, "web3", 2222, &presented("ssh-ed25519", &key)).unwrap(),
+            trusted(&file, others + 4)
+        );
+    }
+
+    #[test]
+    fn a_large_file_replaced_during_the_run_reads_as_it_was() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 94);
+        let file = large_file(&directory, 20_000, &format!("web1 ssh-ed25519 {key}\n"));
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web2", 22).unwrap().len(), 0);
+        // Replaced as `ssh-keygen -R` does (a new file renamed over it): the open file is read.
+        let replacement = write(&directory, "replacement", "");
+        fs::rename(&replacement, &file).unwrap();
+        assert_eq!(
+            decide_key(
+                &known.matching(&files, "web1", 22).unwrap(),
+                &presented("ssh-ed25519", &key)
+            ),
+            trusted(&file, 20_001)
+        );
+    }
+
+    #[test]
+    fn a_large_file_shortened_during_the_run_is_a_read_error() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 95);
+        let file = large_file(&directory, 20_000, &format!("web1 ssh-ed25519 {key}\n"));
+        let files = [file.clone()];
+        let known = KnownHosts::default();
+        assert_eq!(known.matching(&files, "web2", 22).unwrap().len(), 0);
+        // Truncated in place: the line cannot be read back, and no verdict is made up.
+        fs::write(&file, "").unwrap();
+        let error = known.matching(&files, "web1", 22).unwrap_err();
+        assert!(matches!(error, KnownHostsError::Read { .. }), "{error}");
+        assert!(error.to_string().contains("shortened"), "{error}");
+    }
+
+    #[test]
+    fn lowercase_word_lowercases_each_byte_as_ascii_does() {
+        for byte in 0..=u8::MAX {
+            for place in 0..8 {
+                let mut bytes = *b"Ab-Z@[`z";
+                bytes[place] = byte;
+                let expected = bytes.map(|byte| byte.to_ascii_lowercase());
+                assert_eq!(
+                    lowercase_word(u64::from_le_bytes(bytes)).to_le_bytes(),
+                    expected,
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn next_field_skips_runs_of_blanks() {
+        assert_eq!(next_field(b""), None);
+        assert_eq!(next_field(b" \t "), None);
+        assert_eq!(
+            next_field(b" \tweb1,web2\t ssh-ed25519 key"),
+            Some((&b"web1,web2"[..], &b"\t ssh-ed25519 key"[..]))
+        );
+        assert_eq!(next_field(b"web1"), Some((&b"web1"[..], &b""[..])));
+    }
+
+    #[test]
+    fn small_and_special_files_are_kept_in_memory() {
+        let directory = TempDir::new().unwrap();
+        let key = fake_key("ssh-ed25519", 96);
+        let file = write(
+            &directory,
+            "known_hosts",
+            &format!("web1 ssh-ed25519 {key}\n"),
+        );
+        let parsed = ParsedFile::read(&file, KEPT_IN_MEMORY).unwrap();
+        assert!(parsed.file.is_none());
+        assert_eq!(parsed.tail, fs::read(&file).unwrap());
+        // Not a regular file: read whole, whatever its size.
+        let parsed = ParsedFile::read(Path::new("/dev/null"), 0).unwrap();
+        assert!(parsed.file.is_none());
+        assert_eq!(parsed.index.lines, 0);
+        assert!(parsed.ends_with_newline);
+    }
 }
 
 /// Property tests: arbitrary lines and host names never panic, and every line [`append`] writes
@@ -2137,8 +2551,8 @@ mod properties {
                 let _ = host_field_matches(&parsed.hosts, &name);
                 // Parsing the line as part of a file agrees with parsing it alone.
                 let file = ParsedFile::parse(line.as_bytes());
-                prop_assert_eq!(file.index.lines.len(), 1);
-                let found = file.matching(&name).count();
+                prop_assert_eq!(file.index.lines, 1);
+                let found = file.matching(&name).map_err(fail)?.len();
                 prop_assert_eq!(found, usize::from(host_field_matches(&parsed.hosts, &name)));
             }
         }
@@ -2328,11 +2742,31 @@ mod properties {
             ),
             host in host(),
             port in prop::sample::select(vec![22u16, 2222]),
+            chunk_size in 1usize..40,
         ) {
             let text = lines.join("\n");
             let file = ParsedFile::parse(text.as_bytes());
             let name = lookup_name(&host, port);
-            let found: Vec<usize> = file.matching(&name).map(|entry| entry.line).collect();
+            let found: Vec<usize> =
+                file.matching(&name).map_err(fail)?.iter().map(|entry| entry.line).collect();
+            // Indexed from the file in small chunks (lines cross them), not kept in memory.
+            let directory = TempDir::new().map_err(fail)?;
+            let path = directory.path().join("known_hosts");
+            fs::write(&path, &text).map_err(fail)?;
+            let mut from_file = ParsedFile {
+                file: Some(File::open(&path).map_err(fail)?),
+                ..ParsedFile::default()
+            };
+            from_file.file_length = from_file
+                .index_lines(text.as_bytes(), false, chunk_size)
+                .map_err(fail)?;
+            prop_assert!(from_file.tail.is_empty());
+            prop_assert_eq!(from_file.index.lines, file.index.lines);
+            prop_assert_eq!(from_file.newlines, file.newlines);
+            prop_assert_eq!(from_file.ends_with_newline, file.ends_with_newline);
+            let from_file: Vec<usize> =
+                from_file.matching(&name).map_err(fail)?.iter().map(|entry| entry.line).collect();
+            prop_assert_eq!(&from_file, &found);
             let expected: Vec<usize> = text
                 .split('\n')
                 .enumerate()
@@ -2342,6 +2776,13 @@ mod properties {
                 })
                 .collect();
             prop_assert_eq!(found, expected);
+        }
+
+        /// The index's hash sees names as OpenSSH compares them: ASCII case does not count.
+        #[test]
+        fn name_hash_ignores_ascii_case(name in prop::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(name_hash(&name), name_hash(&name.to_ascii_lowercase()));
+            prop_assert_eq!(name_hash(&name), name_hash(&name.to_ascii_uppercase()));
         }
 
         /// Only the two markers OpenSSH knows, spelled exactly, make a marker line.
@@ -2407,7 +2848,7 @@ mod properties {
                 .collect();
             let file = ParsedFile::parse(text.join("\n").as_bytes());
             let matched: Vec<Matched> =
-                file.matching(&name).map(|entry| entry.matched(Path::new("f"))).collect();
+                file.matching(&name).map_err(fail)?.iter().map(|entry| entry.matched(Path::new("f"))).collect();
             let principals: Vec<String> = principals.iter().map(|name| name.to_string()).collect();
             let certificate = PresentedCertificate {
                 key: PresentedKey { algorithm: "ssh-ed25519", base64: &host_key },
