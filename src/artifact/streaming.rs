@@ -42,34 +42,45 @@ pub(super) const HEADER_BUDGET: u64 = 1024 * 1024;
 
 /// sha256 of a byte stream, computed on a thread of its own so that the digest of the whole
 /// file costs no time on the decompressing path (two cores: hashing and inflating overlap).
-/// Chunks travel through a bounded channel: memory stays constant. If no thread can be
-/// started, it hashes in place.
+/// Chunks travel through a bounded channel: memory stays constant. Their buffers go back to the
+/// reader through a second channel and are reused: a fresh 64 KiB buffer per chunk is mapped
+/// and unmapped by the allocator each time (see `allocator`), page faults and TLB shootdowns
+/// that cost more than the hashing. If no thread can be started, it hashes in place.
 struct BackgroundHasher {
     sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
     worker: Option<std::thread::JoinHandle<Sha256>>,
     in_place: Option<Box<Sha256>>,
 }
 
+/// Chunks in flight to the hashing thread (and buffers in circulation, plus one).
+const HASHER_CHUNKS: usize = 8;
+
 impl BackgroundHasher {
     fn new() -> Self {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASHER_CHUNKS);
+        let (returns, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASHER_CHUNKS + 1);
         let spawned = std::thread::Builder::new()
             .name("artifact-sha256".to_string())
             .spawn(move || {
                 let mut hasher = Sha256::new();
                 for chunk in receiver {
                     hasher.update(&chunk);
+                    // A full return channel (never, by its size) only drops the buffer.
+                    let _ = returns.try_send(chunk);
                 }
                 hasher
             });
         match spawned {
             Ok(worker) => BackgroundHasher {
                 sender: Some(sender),
+                spare: Some(spare),
                 worker: Some(worker),
                 in_place: None,
             },
             Err(_) => BackgroundHasher {
                 sender: None,
+                spare: None,
                 worker: None,
                 in_place: Some(Box::new(Sha256::new())),
             },
@@ -81,10 +92,17 @@ impl BackgroundHasher {
             hasher.update(data);
             return;
         }
+        let mut chunk = self
+            .spare
+            .as_ref()
+            .and_then(|spare| spare.try_recv().ok())
+            .unwrap_or_default();
+        chunk.clear();
+        chunk.extend_from_slice(data);
         let sent = self
             .sender
             .as_ref()
-            .is_some_and(|sender| sender.send(data.to_vec()).is_ok());
+            .is_some_and(|sender| sender.send(chunk).is_ok());
         if !sent {
             // The worker is gone: nothing more reaches it, and `finish` reports it.
             self.sender = None;
