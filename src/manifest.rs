@@ -76,7 +76,7 @@ impl Manifest {
     /// h ␉ 0644 ␉ 0 ␉ bin/app ␉ bin/app-copy
     /// ```
     ///
-    /// Entries produced by `artifact::inspect_with` never contain tabs, newlines or other control
+    /// Entries produced by `artifact::inspect_keeping` never contain tabs, newlines or other control
     /// characters; a hand-built manifest that does produces text that [`Manifest::from_text`]
     /// refuses.
     pub fn to_text(&self) -> String {

@@ -46,7 +46,7 @@ use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
 
 /// Which members of the artifact a stream carries.
 #[derive(Debug, Clone)]
-pub enum Members {
+enum Members {
     /// Every member except the regular files `reused` (the host links them from its base
     /// release), after a `reuse` member that lists them and a `manifest` member (the
     /// artifact's manifest text, which the host records).
@@ -64,7 +64,7 @@ const CHANNEL_CHUNKS: usize = 8;
 /// The stream of `members` of the artifact at `path` (whose sha256 must still be `sha256`),
 /// gzip-compressed when `compress`, read as an `AsyncRead`. Member names (and hardlink
 /// targets) lose their first `strip` directories (`strip_components`), as in the manifest.
-pub fn member_stream(
+fn member_stream(
     path: &Path,
     sha256: &Sha256,
     members: Members,
@@ -609,18 +609,23 @@ mod tests {
         path
     }
 
-    /// The members of a (gzip-compressed when `compressed`) stream: name, type, content.
-    fn members(stream: MemberStream, compressed: bool) -> io::Result<Vec<(String, char, String)>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let bytes = runtime.block_on(async {
+    /// Every byte of a stream.
+    fn read_all(runtime: &tokio::runtime::Runtime, stream: MemberStream) -> io::Result<Vec<u8>> {
+        runtime.block_on(async {
             let mut stream = stream;
             let mut bytes = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
                 .await
                 .map(|_| bytes)
-        })?;
+        })
+    }
+
+    /// The members of a (gzip-compressed when `compressed`) stream: name, type, content.
+    fn members(stream: MemberStream, compressed: bool) -> io::Result<Vec<(String, char, String)>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let bytes = read_all(&runtime, stream)?;
         let reader: Box<dyn Read> = if compressed {
             Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
         } else {
@@ -712,15 +717,7 @@ mod tests {
             .worker_threads(2)
             .build()
             .expect("runtime");
-        let read = |stream: MemberStream| {
-            runtime.block_on(async {
-                let mut stream = stream;
-                let mut bytes = Vec::new();
-                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
-                    .await
-                    .map(|_| bytes)
-            })
-        };
+        let read = |stream: MemberStream| read_all(&runtime, stream);
         let reused = Arc::new(vec!["same".to_string()]);
         let manifest = Arc::new("deploy-manifest 1\n".to_string());
         let kept = SharedStreams::with_unpacked(Some(unpacked));
@@ -796,15 +793,7 @@ mod tests {
         let streams = SharedStreams::default();
         let reused = Arc::new(vec!["same".to_string()]);
         let manifest = Arc::new("deploy-manifest 1\n".to_string());
-        let read = |stream: MemberStream| {
-            runtime.block_on(async {
-                let mut stream = stream;
-                let mut bytes = Vec::new();
-                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
-                    .await
-                    .map(|_| bytes)
-            })
-        };
+        let read = |stream: MemberStream| read_all(&runtime, stream);
         let own = read(member_stream(
             &path,
             &checked.sha256,

@@ -1,14 +1,15 @@
 //! The release artifact: reading and validating a release tarball (`.tar.gz`) once.
 //!
 //! This module owns:
-//! - [`inspect_with`]: a single streaming pass over the artifact that computes the sha256 and
+//! - [`inspect_keeping`]: a single streaming pass over the artifact that computes the sha256 and
 //!   size of the whole file, checks gzip and tar integrity, enforces the member rules (no
 //!   absolute or `..` paths, no name component over 255 bytes, no device files, symlinks that
 //!   stay inside the release, no setuid/setgid bits unless the service's [`MemberPolicy`]
 //!   allows them, ...) and builds the [`Manifest`] (per-file sha256, modes, sizes, link
 //!   targets). Memory use does not depend on the artifact's size: data flows through fixed
 //!   64 KiB buffers and is never held whole in memory (only the manifest grows, with the number
-//!   of members).
+//!   of members). It can also keep the decompressed tar (an unlinked temporary file, up to
+//!   1 GiB) for the delta streams; `inspect_with` is its shorthand in tests.
 //!
 //! It does no network I/O. The manifest itself (its text form, its comparable form, diffs) is
 //! `crate::manifest`; its types are re-exported here.
@@ -26,7 +27,7 @@ mod members;
 mod streaming;
 
 pub use crate::manifest::{Diff, Entry, EntryKind, Manifest};
-pub use delta::{MemberStream, Members, SharedStreams, member_stream, unlinked_temporary};
+pub use delta::{MemberStream, SharedStreams, unlinked_temporary};
 pub use error::ArtifactError;
 #[cfg(test)]
 pub use inspection::inspect_with;

@@ -7,7 +7,7 @@
 //! Only a tree equal to the manifest goes on to `Finalize`, which names it a release.
 
 use super::{HostError, HostRun, Payload};
-use crate::artifact::{Manifest, MemberStream, Members, member_stream};
+use crate::artifact::{Manifest, MemberStream};
 use crate::plan::{ReuseMode, Step};
 use crate::remote::delta as remote_delta;
 use crate::ssh::Output;
@@ -15,63 +15,42 @@ use crate::ssh::Output;
 /// How many times what differs is sent again before the host fails.
 const REPAIR_ROUNDS: usize = 2;
 
-/// The member stream of a `Delta` or `Repair` step (an error for any other step). A delta
-/// stream comes from the run's shared streams when the payload has them: built once for every
-/// host with the same base.
+/// The member stream of a `Delta` or `Repair` step (an error for any other step), from the
+/// run's shared streams: a delta stream is built once for every host with the same base, and
+/// both come from the tar the check kept when there is one.
 pub(super) async fn stream_for(step: &Step, payload: &Payload<'_>) -> Result<MemberStream, String> {
+    let streams = payload
+        .streams
+        .ok_or_else(|| "no member streams for this run".to_string())?;
     match step {
         Step::Delta {
             sha256,
             reused,
             compress,
             ..
-        } => {
-            let manifest = std::sync::Arc::new(payload.manifest.to_string());
-            match payload.streams {
-                Some(streams) => streams
-                    .delta(
-                        payload.artifact,
-                        sha256,
-                        reused.clone(),
-                        manifest,
-                        *compress,
-                        payload.strip_components,
-                    )
-                    .await
-                    .map_err(|error| format!("building the delta stream: {error}")),
-                None => Ok(member_stream(
-                    payload.artifact,
-                    sha256,
-                    Members::Delta {
-                        reused: reused.clone(),
-                        manifest,
-                    },
-                    *compress,
-                    payload.strip_components,
-                )),
-            }
-        }
+        } => streams
+            .delta(
+                payload.artifact,
+                sha256,
+                reused.clone(),
+                std::sync::Arc::new(payload.manifest.to_string()),
+                *compress,
+                payload.strip_components,
+            )
+            .await
+            .map_err(|error| format!("building the delta stream: {error}")),
         Step::Repair {
             sha256,
             paths,
             compress,
             ..
-        } => Ok(match payload.streams {
-            Some(streams) => streams.only(
-                payload.artifact,
-                sha256,
-                paths.clone(),
-                *compress,
-                payload.strip_components,
-            ),
-            None => member_stream(
-                payload.artifact,
-                sha256,
-                Members::Only(paths.clone()),
-                *compress,
-                payload.strip_components,
-            ),
-        }),
+        } => Ok(streams.only(
+            payload.artifact,
+            sha256,
+            paths.clone(),
+            *compress,
+            payload.strip_components,
+        )),
         _ => Err("no members to send".to_string()),
     }
 }
