@@ -239,10 +239,11 @@ fn transfer(
     if reuse.reused.is_empty() {
         return Err(format!("no file of {base_version} can be reused"));
     }
-    // Compressed when the artifact's contents compress, and whenever the files sent are a
-    // small part of the release: the stream is then mostly tar headers, the reuse list and the
-    // manifest, which shrink several times.
-    let compress = release.compresses() || reuse.sent_bytes * 10 < release.unpacked_size;
+    // Compressed when the artifact's contents compress, and when the files sent are less than
+    // the rest of the stream (tar headers, the reuse list and the manifest, which shrink
+    // several times). Incompressible files are not: gzip would cost the host a process and a
+    // pass over them (and the controller one more) for nothing.
+    let compress = release.compresses() || reuse.sent_bytes < delta_metadata_bytes(release, &reuse);
     let bytes = delta_wire_bytes(release, &reuse, compress);
     if bytes >= release.size {
         return Err(format!(
@@ -268,6 +269,20 @@ fn transfer(
         compress,
     };
     Ok((step, transfer))
+}
+
+/// The bytes of a delta stream besides the files' data, about: a tar header per member sent,
+/// the list of reused paths and the manifest (a path and about 96 bytes an entry).
+fn delta_metadata_bytes(release: &Release, reuse: &Reuse) -> u64 {
+    let members = (release.manifest.entries.len() - reuse.reused.len()) as u64;
+    let list: u64 = reuse.reused.iter().map(|path| path.len() as u64 + 1).sum();
+    let manifest: u64 = release
+        .manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.len() as u64 + 96)
+        .sum();
+    members * 512 + list + manifest
 }
 
 /// What a delta stream costs on the wire, about: the data of the files sent (compressed at the
@@ -628,6 +643,38 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_delta_stream_is_compressed_only_when_it_shrinks() {
+        let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
+        let v2 = version("v2");
+        let compressed = |base: &Manifest, new: &Manifest, size: u64, unpacked_size: u64| {
+            let mut release = release(&v2, &DIGEST_B);
+            release.manifest = new;
+            release.size = size;
+            release.unpacked_size = unpacked_size;
+            let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(base))
+            else {
+                panic!("expected a deploy");
+            };
+            match &plan.stage[0] {
+                Step::Delta { compress, .. } => *compress,
+                other => panic!("expected a delta step: {other:?}"),
+            }
+        };
+        let base = hundred_files(0);
+        // Incompressible contents (the artifact is as large as its files), small files sent
+        // (10 KB): headers, list and manifest (about 15 KB) weigh more, and shrink: gzip.
+        assert!(compressed(&base, &hundred_files(10), 100_000, 100_000));
+        // Big files sent, incompressible: no gzip, the stream is mostly their data.
+        let mut big = hundred_files(10);
+        for entry in big.entries.iter_mut().take(10) {
+            entry.size = 1_000_000;
+        }
+        assert!(!compressed(&base, &big, 10_100_000, 10_090_000));
+        // The same files, compressible (the artifact is half their size): gzip.
+        assert!(compressed(&base, &big, 5_000_000, 10_090_000));
     }
 
     #[test]

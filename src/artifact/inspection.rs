@@ -3,14 +3,14 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::error::ArtifactError;
 use super::members::{Failure, MemberPolicy, scan_members};
 use super::streaming::{
-    BUFFER_SIZE, Budgeted, Copying, GzipMembers, HEADER_BUDGET, HashingReader, Unpacked,
+    BUFFER_SIZE, Budgeted, Copying, GzipMembers, HEADER_BUDGET, HashingReader, ReadAhead, Unpacked,
     check_gzip_magic, drain_zeros,
 };
 use crate::manifest::{Manifest, Sha256};
@@ -65,7 +65,7 @@ pub const UNPACKED_COPY_LIMIT: u64 = 1024 * 1024 * 1024;
 /// Reads a `.tar.gz` stream once, to its end: validates it (member rules under `policy`) and
 /// computes its digest and manifest. `name` is used in the result and in error messages.
 #[cfg(test)]
-pub fn inspect_reader_with<R: Read>(
+pub fn inspect_reader_with<R: Read + Send>(
     reader: R,
     name: &Path,
     policy: &MemberPolicy,
@@ -73,7 +73,7 @@ pub fn inspect_reader_with<R: Read>(
     inspect_reader_keeping(reader, name, policy, None).map(|(artifact, _)| artifact)
 }
 
-fn inspect_reader_keeping<R: Read>(
+fn inspect_reader_keeping<R: Read + Send>(
     reader: R,
     name: &Path,
     policy: &MemberPolicy,
@@ -81,24 +81,37 @@ fn inspect_reader_keeping<R: Read>(
 ) -> Result<(Artifact, Option<Unpacked>), ArtifactError> {
     let mut buffered = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(reader));
     check_gzip_magic(&mut buffered, name)?;
+    // Inflating runs on a thread of its own (`ReadAhead`), the tar parser on this one.
+    std::thread::scope(|scope| {
+        let inflating = ReadAhead::start(scope, GzipMembers::new(buffered));
+        scan_inflated(inflating, name, policy, copy)
+    })
+}
 
+/// The inspection's pass over the decompressed tar (see [`inspect_reader_keeping`]).
+fn scan_inflated<R: Read + Send>(
+    inflating: ReadAhead<'_, GzipMembers<R>>,
+    name: &Path,
+    policy: &MemberPolicy,
+    copy: Option<File>,
+) -> Result<(Artifact, Option<Unpacked>), ArtifactError> {
     let budget = Rc::new(Cell::new(HEADER_BUDGET));
     let mut archive = tar::Archive::new(Budgeted {
-        inner: Copying::new(GzipMembers::new(buffered), copy, UNPACKED_COPY_LIMIT),
+        inner: Copying::new(inflating, copy, UNPACKED_COPY_LIMIT),
         remaining: Rc::clone(&budget),
     });
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let scanned = scan_members(&mut archive, name, policy, &mut buffer, &budget);
-    let (mut stream, unpacked) = archive.into_inner().inner.into_parts();
+    let (mut inflating, unpacked) = archive.into_inner().inner.into_parts();
     let scanned = match scanned {
         Ok(result) => result,
         Err(Failure::Rejected(error)) => return Err(error),
-        Err(Failure::Stream(error)) => return Err(stream.classify(error, name)),
+        Err(Failure::Stream(error)) => return Err(classify(inflating, error, name)),
     };
 
     // The tar parser stops at the end-of-archive marker; read the rest so the digest covers the
-    // whole file and the gzip trailers are verified. (`stream` is past the budget guard.)
-    match drain_zeros(&mut stream, &mut buffer) {
+    // whole file and the gzip trailers are verified. (`inflating` is past the budget guard.)
+    match drain_zeros(&mut inflating, &mut buffer) {
         Ok(true) => {}
         Ok(false) => {
             return Err(ArtifactError::Corrupt {
@@ -106,8 +119,14 @@ fn inspect_reader_keeping<R: Read>(
                 reason: "non-zero data after the tar end-of-archive marker".to_string(),
             });
         }
-        Err(error) => return Err(stream.classify(error, name)),
+        Err(error) => return Err(classify(inflating, error, name)),
     }
+    let stream = inflating
+        .into_inner()
+        .map_err(|error| ArtifactError::Corrupt {
+            path: name.to_path_buf(),
+            reason: error.to_string(),
+        })?;
 
     if scanned.entries.is_empty() {
         return Err(ArtifactError::Empty {
@@ -138,6 +157,22 @@ fn inspect_reader_keeping<R: Read>(
         single_top_directory,
     };
     Ok((artifact, unpacked))
+}
+
+/// The [`ArtifactError`] of an error met while streaming: a read failure of the file, or a
+/// corrupt stream (see `GzipMembers::classify`).
+fn classify<R: Read + Send>(
+    inflating: ReadAhead<'_, GzipMembers<R>>,
+    error: io::Error,
+    name: &Path,
+) -> ArtifactError {
+    match inflating.into_inner() {
+        Ok(mut stream) => stream.classify(error, name),
+        Err(stopped) => ArtifactError::Corrupt {
+            path: name.to_path_buf(),
+            reason: format!("{error} ({stopped})"),
+        },
+    }
 }
 
 /// The one directory every member sits in (`myapp-1.0` for `myapp-1.0/bin/app`, ...), when
@@ -728,6 +763,19 @@ mod tests {
             "{message:?}"
         );
         assert!(message.contains("evil\\n"), "{message}");
+    }
+
+    #[test]
+    fn a_refusal_early_in_a_large_archive_stops_the_inflating_thread() {
+        // The refused member comes first; megabytes follow, more than the chunks the inflating
+        // thread may hold: it must stop when the parser gives up (the scope joins it), not
+        // wait for a reader that is gone. A hang here is the failure.
+        let filler = vec![7u8; 40 * BUFFER_SIZE];
+        let bytes = Tarball::new()
+            .special("dev/thing", EntryType::Fifo)
+            .file("big", 0o644, &filler)
+            .gz();
+        assert_member_error(&bytes, "dev/thing", "fifos are not allowed");
     }
 
     #[test]

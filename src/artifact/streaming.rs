@@ -1,6 +1,7 @@
 //! The readers under the tar parser: the hashing reader (sha256 and byte count of the raw
-//! `.tar.gz`, hashed on a thread of its own), the gzip member chain, and the budget that bounds
-//! what the tar parser may read outside file data.
+//! `.tar.gz`, hashed on a thread of its own), the gzip member chain (inflated on another thread,
+//! ahead of the parser: [`ReadAhead`]), and the budget that bounds what the tar parser may read
+//! outside file data.
 //!
 //! # Stream layout and end-of-stream policy
 //!
@@ -296,6 +297,158 @@ impl<R: Read> Read for GzipMembers<R> {
                 }
             }
         }
+    }
+}
+
+/// Chunks decompressed ahead of the tar parser (and buffers in circulation, plus one).
+const AHEAD_CHUNKS: usize = 8;
+
+/// Decompresses on a thread of its own, ahead of the reader: inflating is the longest part of
+/// the inspection, and the tar parser's work (the members' sha256, the unpacked copy) then runs
+/// beside it on the second core instead of after it. Chunks travel through a bounded channel
+/// (memory stays constant) and their buffers come back to be reused, as with
+/// [`BackgroundHasher`]. A read error reaches the reader when it gets there, and every read
+/// after it fails too; [`Self::into_inner`] gives the decompressor back (to classify the error,
+/// or take the digest). If no thread can be started, it reads in place.
+pub(super) struct ReadAhead<'scope, R> {
+    chunks: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    spare: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::ScopedJoinHandle<'scope, Option<R>>>,
+    in_place: Option<R>,
+    current: Vec<u8>,
+    position: usize,
+    ended: bool,
+    failed: bool,
+}
+
+impl<'scope, R: Read + Send + 'scope> ReadAhead<'scope, R> {
+    /// Starts reading `inner` ahead on a thread of `scope`.
+    pub(super) fn start<'environment>(
+        scope: &'scope std::thread::Scope<'scope, 'environment>,
+        inner: R,
+    ) -> Self {
+        let (sender, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD_CHUNKS);
+        let (spare, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(AHEAD_CHUNKS + 1);
+        // The reader reaches the thread through a slot, to be taken back if the thread cannot
+        // be started (a failed spawn drops its closure).
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(inner)));
+        let handed = std::sync::Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("artifact-inflate".to_string())
+            .spawn_scoped(scope, move || {
+                let mut inner = take(&handed);
+                let reader = inner.as_mut()?;
+                loop {
+                    let mut chunk = returned.try_recv().unwrap_or_default();
+                    chunk.resize(BUFFER_SIZE, 0);
+                    let message = match reader.read(&mut chunk) {
+                        Ok(count) => {
+                            chunk.truncate(count);
+                            Ok(chunk)
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => Err(error),
+                    };
+                    // The end of the stream is an empty chunk; after an error, nothing more.
+                    let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
+                    // A send fails only when the reader is gone: nobody wants more.
+                    if sender.send(message).is_err() || last {
+                        break;
+                    }
+                }
+                inner
+            });
+        let (chunks, spare, worker, in_place) = match spawned {
+            Ok(worker) => (Some(chunks), Some(spare), Some(worker), None),
+            Err(_) => (None, None, None, take(&slot)),
+        };
+        ReadAhead {
+            chunks,
+            spare,
+            worker,
+            in_place,
+            current: Vec::new(),
+            position: 0,
+            ended: false,
+            failed: false,
+        }
+    }
+
+    /// Stops the thread (it is waiting to hand over a chunk, or has ended) and gives the
+    /// decompressor back.
+    pub(super) fn into_inner(self) -> io::Result<R> {
+        let ReadAhead {
+            chunks,
+            worker,
+            in_place,
+            ..
+        } = self;
+        if let Some(inner) = in_place {
+            return Ok(inner);
+        }
+        drop(chunks);
+        match worker.map(std::thread::ScopedJoinHandle::join) {
+            Some(Ok(Some(inner))) => Ok(inner),
+            _ => Err(io::Error::other("the decompressing thread stopped")),
+        }
+    }
+}
+
+/// What a mutex-guarded slot holds, taken out (a poisoned lock still gives it).
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    match slot.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    }
+}
+
+impl<R: Read> Read for ReadAhead<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if let Some(inner) = &mut self.in_place {
+            return inner.read(buffer);
+        }
+        if self.failed {
+            return Err(io::Error::other("the decompressed stream already failed"));
+        }
+        if buffer.is_empty() {
+            return Ok(0);
+        }
+        while self.position >= self.current.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            let used = mem::take(&mut self.current);
+            if let Some(spare) = &self.spare {
+                // A full return channel (never, by its size) only drops the buffer.
+                let _ = spare.try_send(used);
+            }
+            self.position = 0;
+            let received = match &self.chunks {
+                Some(chunks) => chunks.recv().ok(),
+                None => None,
+            };
+            match received {
+                Some(Ok(chunk)) => {
+                    self.ended = chunk.is_empty();
+                    self.current = chunk;
+                }
+                Some(Err(error)) => {
+                    self.failed = true;
+                    return Err(error);
+                }
+                None => {
+                    self.failed = true;
+                    return Err(io::Error::other("the decompressing thread stopped"));
+                }
+            }
+        }
+        let available = self.current.get(self.position..).unwrap_or_default();
+        let count = available.len().min(buffer.len());
+        if let (Some(target), Some(source)) = (buffer.get_mut(..count), available.get(..count)) {
+            target.copy_from_slice(source);
+        }
+        self.position += count;
+        Ok(count)
     }
 }
 
