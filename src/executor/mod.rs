@@ -26,6 +26,7 @@ mod error;
 mod exec;
 mod health;
 mod lock;
+mod reading;
 mod switch_back;
 
 use budget::Budget;
@@ -384,14 +385,12 @@ impl<'a> HostRun<'a> {
                 // The artifact travels on a connection of its own, closed when the step ends
                 // (see `transfer_session`), when the run asks for it and it can be made.
                 let session = self.transfer_session(name, until, interruptible).await?;
-                let file = tokio::fs::File::open(payload.artifact)
-                    .await
-                    .map_err(|error| {
-                        HostError::failed(
-                            name,
-                            format!("cannot open {}: {error}", payload.artifact.display()),
-                        )
-                    })?;
+                let file = reading::ArtifactFile::open(payload.artifact).map_err(|error| {
+                    HostError::failed(
+                        name,
+                        format!("cannot open {}: {error}", payload.artifact.display()),
+                    )
+                })?;
                 self.upload(
                     &session,
                     name,

@@ -505,8 +505,11 @@ impl<'a> Chaos<'a> {
                 "[deploy]\nconcurrency = {HOSTS}\nhost_timeout = \"60s\"\n\n\
                  [services.app]\nbase_dir = \"app\"\nkeep_releases = 3\n"
             ))
-            .replace("connect_timeout = \"5s\"", "connect_timeout = \"2s\"");
-        assert!(text.contains("connect_timeout = \"2s\""), "{text}");
+            // Generous: no host is unreachable here, and on a loaded machine (CI, the 2-core
+            // test host with the suite running beside) a 2 s handshake timeout once failed
+            // a healthy host.
+            .replace("connect_timeout = \"5s\"", "connect_timeout = \"15s\"");
+        assert!(text.contains("connect_timeout = \"15s\""), "{text}");
         std::fs::write(&inventory, text).expect("write the inventory");
         Chaos {
             seed,
