@@ -132,12 +132,14 @@ pub(super) struct ProxyProcess {
     pub stream: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
 }
 
-/// Starts `sh -c <command>` (already expanded). Its stderr lines go to the log (escaped, at
+/// Starts `sh -c 'exec <command>'` (already expanded), as OpenSSH does: the shell is replaced
+/// by the command, so that killing the child kills the proxy itself, not a shell that leaves
+/// it running until it notices its pipes closed. Its stderr lines go to the log (escaped, at
 /// info level, under the host's name). The child is killed when dropped.
 pub(super) fn spawn_proxy_command(command: &str, host: &str) -> Result<ProxyProcess, SshError> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
-        .arg(command)
+        .arg(format!("exec {command}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
