@@ -49,10 +49,17 @@ while ! held_by_me; do
   fi
   holder=
   [ -f {lock_holder} ] && IFS= read -r holder < {lock_holder}
-  if [ -z "$holder" ] && [ "$tries" -eq 0 ]; then sleep 1; tries=1; continue; fi
+  # A lock without its holder line is a run between its mkdir and its write (microseconds),
+  # or one letting go: alive, unless the lock is older than a minute (its taker died between
+  # the two). Breaking it sooner would remove a lock another run is taking.
+  if [ -n "$holder" ]; then
+    holder_alive "$holder" && stale= || stale=1
+  else
+    stale=$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)
+  fi
   # A break takes microseconds: a lock.break older than a minute was left by a crash.
   if [ -d {lock_break} ] && [ -n "$(find {lock_break} -maxdepth 0 -mmin +1 2>/dev/null)" ]; then rmdir {lock_break} 2>/dev/null; fi
-  if ! holder_alive "$holder" && mkdir {lock_break} 2>/dev/null; then
+  if [ -n "$stale" ] && mkdir {lock_break} 2>/dev/null; then
     again=
     [ -f {lock_holder} ] && IFS= read -r again < {lock_holder}
     if [ "$again" = "$holder" ]; then stop_steps {lock} {all}; rm -rf {lock}; fi
@@ -178,6 +185,37 @@ mod tests {
         );
         let _ = stranger.kill();
         let _ = stranger.wait();
+    }
+
+    /// A lock directory without its holder line is another run taking it (between its mkdir
+    /// and its write): never broken while young, or two runs could both believe they hold it.
+    /// One older than a minute was left by a taker that died in between: broken and taken.
+    #[test]
+    fn a_lock_without_its_holder_is_held_while_young_and_broken_when_old() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let lock = directory.path().join("app/.deploy/lock");
+        std::fs::create_dir_all(&lock).expect("mkdir");
+        let script = lock_script("app", "alice@laptop", "run-2", 10);
+        let output = crate::remote::local_shell::run(directory.path(), &script);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "HELD \n");
+        assert!(lock.is_dir(), "a young lock is not broken");
+        assert!(!lock.join("holder").exists());
+
+        let long_ago = std::fs::FileTimes::new()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120));
+        std::fs::File::open(&lock)
+            .and_then(|directory| directory.set_times(long_ago))
+            .expect("age the lock");
+        let output = crate::remote::local_shell::run(directory.path(), &script);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("LOCKED\n"), "{stdout}");
+        assert!(!lock.exists(), "taken, then released at stdin EOF");
     }
 
     #[test]
