@@ -91,7 +91,9 @@ if [ -f {log} ]; then while IFS= read -r line; do printf 'log %s\n' "$line"; don
 if [ -d {lock} ]; then
   holder=
   [ -f {lock_holder} ] && IFS= read -r holder < {lock_holder}
-  if holder_alive "$holder"; then state=alive; else state=dead; fi
+  # Without its holder line, a lock younger than a minute is a run taking it (see `lock`).
+  if [ -z "$holder" ] && [ -z "$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)" ]; then state=alive
+  elif holder_alive "$holder"; then state=alive; else state=dead; fi
   printf 'lock %s %s\n' "$state" "$holder"
 fi
 if [ -f {freeze} ]; then frozen=; IFS= read -r frozen < {freeze}; printf 'freeze %s\n' "$frozen"; fi
@@ -394,6 +396,28 @@ mod tests {
         assert_eq!(lock.run_id, "20261126T101010Z-ab");
         assert_eq!(lock.since, Some(1_700_000_000));
         assert_eq!(facts.staging, vec!["20261126T101010Z-ab".to_string()]);
+    }
+
+    /// A lock without its holder line is a run taking it: alive while younger than a minute
+    /// (so `unlock` without `--force` leaves it), dead after (see `lock::lock_script`).
+    #[test]
+    fn a_lock_without_its_holder_is_alive_while_young() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let lock = directory.path().join("app/.deploy/lock");
+        std::fs::create_dir_all(&lock).expect("mkdir");
+        let script = facts_script("app").into_string();
+        let read = || {
+            let output = crate::remote::local_shell::run(directory.path(), &script);
+            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            parse(&text).expect("facts parse").lock.expect("a lock")
+        };
+        assert!(read().alive, "young");
+        let long_ago = std::fs::FileTimes::new()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120));
+        std::fs::File::open(&lock)
+            .and_then(|directory| directory.set_times(long_ago))
+            .expect("age the lock");
+        assert!(!read().alive, "older than a minute");
     }
 
     #[test]
