@@ -181,6 +181,8 @@ pub struct Release<'a> {
     pub unpacked_size: u64,
     /// The artifact's manifest (what a delta is computed from).
     pub manifest: &'a Manifest,
+    /// Length of the manifest's text, which a delta stream carries (`Shipment::manifest`).
+    pub manifest_bytes: u64,
     /// The service's shared paths (never reused: the release links them away).
     pub shared_paths: &'a [String],
     /// The service's `delta` setting, and `push --full`.
@@ -243,8 +245,10 @@ fn transfer(
     // the rest of the stream (tar headers, the reuse list and the manifest, which shrink
     // several times). Incompressible files are not: gzip would cost the host a process and a
     // pass over them (and the controller one more) for nothing.
-    let compress = release.compresses() || reuse.sent_bytes < delta_metadata_bytes(release, &reuse);
-    let bytes = delta_wire_bytes(release, &reuse, compress);
+    let overhead = StreamOverhead::of(release, &reuse);
+    let compress =
+        release.compresses() || reuse.sent_bytes < overhead.uncompressed() + release.manifest_bytes;
+    let bytes = overhead.wire_bytes(release, reuse.sent_bytes, compress);
     if bytes >= release.size {
         return Err(format!(
             "a delta from {base_version} would send about as much as the artifact"
@@ -271,33 +275,38 @@ fn transfer(
     Ok((step, transfer))
 }
 
-/// The bytes of a delta stream besides the files' data, about: a tar header per member sent,
-/// the list of reused paths and the manifest (a path and about 96 bytes an entry).
-fn delta_metadata_bytes(release: &Release, reuse: &Reuse) -> u64 {
-    let members = (release.manifest.entries.len() - reuse.reused.len()) as u64;
-    let list: u64 = reuse.reused.iter().map(|path| path.len() as u64 + 1).sum();
-    let manifest: u64 = release
-        .manifest
-        .entries
-        .iter()
-        .map(|entry| entry.path.len() as u64 + 96)
-        .sum();
-    members * 512 + list + manifest
+/// What a delta stream holds besides the files' data and the manifest: a tar header for each
+/// member sent and the list of reused paths.
+struct StreamOverhead {
+    members: u64,
+    list: u64,
 }
 
-/// What a delta stream costs on the wire, about: the data of the files sent (compressed at the
-/// artifact's own ratio when the stream is compressed), a tar header per member sent (512
-/// bytes, about 64 compressed) and the list of reused paths (about a third compressed). The
-/// manifest, which the stream carries too, is left out, as from a full push's `bytes`: a full
-/// push sends it as well (uncompressed, with `finalize`).
-fn delta_wire_bytes(release: &Release, reuse: &Reuse, compress: bool) -> u64 {
-    let members = (release.manifest.entries.len() - reuse.reused.len()) as u64;
-    let list: u64 = reuse.reused.iter().map(|path| path.len() as u64 + 1).sum();
-    if compress {
-        let ratio = release.size as f64 / release.unpacked_size.max(1) as f64;
-        (reuse.sent_bytes as f64 * ratio) as u64 + members * 64 + list / 3
-    } else {
-        reuse.sent_bytes + members * 512 + list
+impl StreamOverhead {
+    fn of(release: &Release, reuse: &Reuse) -> Self {
+        StreamOverhead {
+            members: (release.manifest.entries.len() - reuse.reused.len()) as u64,
+            list: reuse.reused.iter().map(|path| path.len() as u64 + 1).sum(),
+        }
+    }
+
+    /// Its bytes as they are (512 a header).
+    fn uncompressed(&self) -> u64 {
+        self.members * 512 + self.list
+    }
+
+    /// What a delta stream sending `sent_bytes` of files costs on the wire, about: the files'
+    /// data (compressed at the artifact's own ratio when the stream is compressed), the headers
+    /// (about 64 bytes each compressed) and the list (about a third compressed). The manifest,
+    /// which the stream carries too, is left out, as from a full push's `bytes`: a full push
+    /// sends it as well (uncompressed, with `finalize`).
+    fn wire_bytes(&self, release: &Release, sent_bytes: u64, compress: bool) -> u64 {
+        if compress {
+            let ratio = release.size as f64 / release.unpacked_size.max(1) as f64;
+            (sent_bytes as f64 * ratio) as u64 + self.members * 64 + self.list / 3
+        } else {
+            sent_bytes + self.uncompressed()
+        }
     }
 }
 
@@ -546,6 +555,7 @@ mod tests {
             size: 100,
             unpacked_size: 1000,
             manifest: &EMPTY,
+            manifest_bytes: 0,
             shared_paths: &[],
             delta: Delta::Hardlink,
             full: false,
@@ -587,6 +597,7 @@ mod tests {
         let (base, new) = (hundred_files(0), hundred_files(3));
         let mut release = release(&v2, &DIGEST_B);
         release.manifest = &new;
+        release.manifest_bytes = new.to_text().len() as u64;
         release.size = 100_000;
         release.unpacked_size = 100_000;
         assert_eq!(delta_base(&facts, &release), Ok(version("v1")));
@@ -652,6 +663,7 @@ mod tests {
         let compressed = |base: &Manifest, new: &Manifest, size: u64, unpacked_size: u64| {
             let mut release = release(&v2, &DIGEST_B);
             release.manifest = new;
+            release.manifest_bytes = new.to_text().len() as u64;
             release.size = size;
             release.unpacked_size = unpacked_size;
             let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(base))

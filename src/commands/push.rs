@@ -113,6 +113,7 @@ fn release_of<'a>(
         size: shipment.artifact.size,
         unpacked_size: shipment.artifact.unpacked_size,
         manifest: &shipment.artifact.manifest,
+        manifest_bytes: shipment.manifest.len() as u64,
         shared_paths: &service.shared_paths,
         delta: service.delta,
         full,
