@@ -40,7 +40,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::members::release_path;
-use super::streaming::{BUFFER_SIZE, GzipMembers, HashingReader, Unpacked, drain_zeros};
+use super::streaming::{BUFFER_SIZE, GzipMembers, HashedSource, Unpacked, drain_zeros};
 use crate::manifest::Sha256;
 use crate::remote::delta::{MANIFEST_MEMBER, REUSE_MEMBER, TREE_MEMBER};
 
@@ -294,14 +294,18 @@ fn produce(
 ) -> io::Result<()> {
     let file = File::open(path)
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
-    let source = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(file));
-    let mut archive = tar::Archive::new(GzipMembers::new(source));
-    let mut builder = stream_builder(writer, compress);
-    write_members(&mut builder, archive.entries()?, members, strip)?;
-    let mut rest = archive.into_inner();
-    let mut buffer = vec![0u8; BUFFER_SIZE];
-    drain_zeros(&mut rest, &mut buffer)?;
-    let (digest, _) = rest.finish()?;
+    // The file is read and hashed on a thread of its own (`HashedSource`).
+    let (builder, digest) = std::thread::scope(|scope| {
+        let source = HashedSource::start(scope, file);
+        let mut archive = tar::Archive::new(GzipMembers::new(source));
+        let mut builder = stream_builder(writer, compress);
+        write_members(&mut builder, archive.entries()?, members, strip)?;
+        let mut rest = archive.into_inner();
+        let mut buffer = vec![0u8; BUFFER_SIZE];
+        drain_zeros(&mut rest, &mut buffer)?;
+        let (digest, _) = rest.finish()?;
+        io::Result::Ok((builder, digest))
+    })?;
     if digest != **sha256 {
         return Err(io::Error::other(format!(
             "{} changed since it was checked (sha256 {digest}, expected {sha256})",

@@ -3,14 +3,14 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::error::ArtifactError;
 use super::members::{Failure, MemberPolicy, scan_members};
 use super::streaming::{
-    BUFFER_SIZE, Budgeted, Copying, GzipMembers, HEADER_BUDGET, HashingReader, ReadAhead, Unpacked,
+    BUFFER_SIZE, Budgeted, Copying, GzipMembers, HEADER_BUDGET, HashedSource, ReadAhead, Unpacked,
     check_gzip_magic, drain_zeros,
 };
 use crate::manifest::{Manifest, Sha256};
@@ -79,18 +79,19 @@ fn inspect_reader_keeping<R: Read + Send>(
     policy: &MemberPolicy,
     copy: Option<File>,
 ) -> Result<(Artifact, Option<Unpacked>), ArtifactError> {
-    let mut buffered = BufReader::with_capacity(BUFFER_SIZE, HashingReader::new(reader));
-    check_gzip_magic(&mut buffered, name)?;
-    // Inflating runs on a thread of its own (`ReadAhead`), the tar parser on this one.
+    // Reading and hashing the file run on a thread of their own (`HashedSource`), inflating on
+    // another (`ReadAhead`), the tar parser on this one.
     std::thread::scope(|scope| {
-        let inflating = ReadAhead::start(scope, GzipMembers::new(buffered));
+        let mut source = HashedSource::start(scope, reader);
+        check_gzip_magic(&mut source, name)?;
+        let inflating = ReadAhead::start(scope, GzipMembers::new(source));
         scan_inflated(inflating, name, policy, copy)
     })
 }
 
 /// The inspection's pass over the decompressed tar (see [`inspect_reader_keeping`]).
 fn scan_inflated<R: Read + Send>(
-    inflating: ReadAhead<'_, GzipMembers<R>>,
+    inflating: ReadAhead<'_, GzipMembers<'_, R>>,
     name: &Path,
     policy: &MemberPolicy,
     copy: Option<File>,

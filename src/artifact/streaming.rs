@@ -1,12 +1,12 @@
-//! The readers under the tar parser: the hashing reader (sha256 and byte count of the raw
-//! `.tar.gz`, hashed on a thread of its own), the gzip member chain (inflated on another thread,
+//! The readers under the tar parser: the hashed source (the raw `.tar.gz` read ahead and hashed
+//! on a thread of its own: [`HashedSource`]), the gzip member chain (inflated on another thread,
 //! ahead of the parser: [`ReadAhead`]), and the budget that bounds what the tar parser may read
 //! outside file data.
 //!
 //! # Stream layout and end-of-stream policy
 //!
-//! The file is read through a hashing reader (sha256 and byte count of the raw `.tar.gz`), then a
-//! 64 KiB buffer, then a gzip decoder, then the tar parser. Gzip members are decoded one after the
+//! The file is read in 64 KiB chunks by the hashed source (sha256 and byte count of the raw
+//! `.tar.gz`), which the gzip decoder reads in place; the tar parser reads what it inflates. Gzip members are decoded one after the
 //! other (the `MultiGzDecoder` semantics: concatenated `.gz` files form one stream), but the
 //! member chaining is done here rather than by `flate2::MultiGzDecoder`, so that what follows the
 //! last member can be judged the way `gzip -d` on the host judges it:
@@ -20,7 +20,7 @@
 //! (the usual record padding). Anything else would be data that the manifest does not describe.
 
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::mem;
 use std::path::Path;
 use std::rc::Rc;
@@ -41,162 +41,236 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// a bound, a small artifact could decompress into a huge extension record and exhaust memory.
 pub(super) const HEADER_BUDGET: u64 = 1024 * 1024;
 
-/// sha256 of a byte stream, computed on a thread of its own so that the digest of the whole
-/// file costs no time on the decompressing path (two cores: hashing and inflating overlap).
-/// Chunks travel through a bounded channel: memory stays constant. Their buffers go back to the
-/// reader through a second channel and are reused: a fresh 64 KiB buffer per chunk is mapped
-/// and unmapped by the allocator each time (see `allocator`), page faults and TLB shootdowns
-/// that cost more than the hashing. If no thread can be started, it hashes in place.
-struct BackgroundHasher {
-    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    spare: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
-    worker: Option<std::thread::JoinHandle<Sha256>>,
-    in_place: Option<Box<Sha256>>,
+/// Chunks read ahead of the gzip decoder (and buffers in circulation, plus one).
+const SOURCE_CHUNKS: usize = 8;
+
+/// The raw `.tar.gz` as the gzip decoder reads it, with the sha256 and byte count of everything
+/// read. A thread of the scope reads the file ahead in chunks and hashes each before handing it
+/// over: the read system calls, the copy out of the page cache and the digest of the whole file
+/// then cost nothing on the inflating thread, the longest of the inspection. The decoder reads
+/// the chunks in place (`BufRead`, no copy). Chunks travel through a bounded channel (memory
+/// stays constant) and their buffers come back to be reused: a fresh 64 KiB buffer per chunk is
+/// mapped and unmapped by the allocator each time (see `allocator`), page faults and TLB
+/// shootdowns that cost more than the hashing. A read error reaches the decoder after the bytes
+/// read before it, and is kept (`failure`) so that it can be told apart from decoding errors;
+/// every read after it fails too. If no thread can be started, it reads and hashes in place.
+pub(super) struct HashedSource<'scope, R> {
+    feed: Feed<'scope, R>,
+    current: Vec<u8>,
+    position: usize,
+    ended: bool,
+    failed: bool,
+    /// The first read error of the file itself.
+    pub(super) failure: Option<io::Error>,
 }
 
-/// Chunks in flight to the hashing thread (and buffers in circulation, plus one).
-const HASHER_CHUNKS: usize = 8;
+enum Feed<'scope, R> {
+    Ahead {
+        chunks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+        spare: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::ScopedJoinHandle<'scope, (Sha256, u64)>,
+    },
+    InPlace {
+        inner: Option<R>,
+        hasher: Box<Sha256>,
+        bytes: u64,
+    },
+}
 
-impl BackgroundHasher {
-    fn new() -> Self {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASHER_CHUNKS);
-        let (returns, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASHER_CHUNKS + 1);
+impl<'scope, R: Read + Send + 'scope> HashedSource<'scope, R> {
+    /// Starts reading `inner` ahead on a thread of `scope`.
+    pub(super) fn start<'environment>(
+        scope: &'scope std::thread::Scope<'scope, 'environment>,
+        inner: R,
+    ) -> Self {
+        let (sender, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(SOURCE_CHUNKS);
+        let (spare, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(SOURCE_CHUNKS + 1);
+        // The reader reaches the thread through a slot, to be taken back if the thread cannot
+        // be started (a failed spawn drops its closure).
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(inner)));
+        let handed = std::sync::Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
-            .name("artifact-sha256".to_string())
-            .spawn(move || {
+            .name("artifact-read".to_string())
+            .spawn_scoped(scope, move || {
                 let mut hasher = Sha256::new();
-                for chunk in receiver {
-                    hasher.update(&chunk);
-                    // A full return channel (never, by its size) only drops the buffer.
-                    let _ = returns.try_send(chunk);
+                let mut bytes = 0u64;
+                let Some(mut reader) = take(&handed) else {
+                    return (hasher, bytes);
+                };
+                loop {
+                    let mut chunk = returned.try_recv().unwrap_or_default();
+                    chunk.resize(BUFFER_SIZE, 0);
+                    let message = match reader.read(&mut chunk) {
+                        Ok(count) => {
+                            chunk.truncate(count);
+                            hasher.update(&chunk);
+                            bytes += count as u64;
+                            Ok(chunk)
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => Err(error),
+                    };
+                    // The end of the file is an empty chunk; after an error, nothing more.
+                    let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
+                    // A send fails only when the decoder is gone: nobody wants more.
+                    if sender.send(message).is_err() || last {
+                        break;
+                    }
                 }
-                hasher
+                (hasher, bytes)
             });
-        match spawned {
-            Ok(worker) => BackgroundHasher {
-                sender: Some(sender),
-                spare: Some(spare),
-                worker: Some(worker),
-                in_place: None,
+        let feed = match spawned {
+            Ok(worker) => Feed::Ahead {
+                chunks,
+                spare,
+                worker,
             },
-            Err(_) => BackgroundHasher {
-                sender: None,
-                spare: None,
-                worker: None,
-                in_place: Some(Box::new(Sha256::new())),
+            // A failed spawn dropped its closure: the reader is back in its slot.
+            Err(_) => Feed::InPlace {
+                inner: take(&slot),
+                hasher: Box::new(Sha256::new()),
+                bytes: 0,
             },
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        if let Some(hasher) = &mut self.in_place {
-            hasher.update(data);
-            return;
-        }
-        let mut chunk = self
-            .spare
-            .as_ref()
-            .and_then(|spare| spare.try_recv().ok())
-            .unwrap_or_default();
-        chunk.clear();
-        chunk.extend_from_slice(data);
-        let sent = self
-            .sender
-            .as_ref()
-            .is_some_and(|sender| sender.send(chunk).is_ok());
-        if !sent {
-            // The worker is gone: nothing more reaches it, and `finish` reports it.
-            self.sender = None;
-        }
-    }
-
-    fn finish(mut self) -> io::Result<String> {
-        if let Some(hasher) = self.in_place.take() {
-            return Ok(hex(&(*hasher).finalize()));
-        }
-        let complete = self.sender.take().is_some();
-        let worker = self.worker.take();
-        match (complete, worker.map(std::thread::JoinHandle::join)) {
-            (true, Some(Ok(hasher))) => Ok(hex(&hasher.finalize())),
-            _ => Err(io::Error::other("the sha256 worker thread stopped")),
-        }
-    }
-}
-
-/// Passes bytes through while computing their sha256 and count. Remembers the first read error
-/// of the underlying source so that it can be told apart from decoding errors.
-pub(super) struct HashingReader<R> {
-    inner: R,
-    hasher: BackgroundHasher,
-    bytes: u64,
-    failure: Option<io::Error>,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub(super) fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: BackgroundHasher::new(),
-            bytes: 0,
+        };
+        HashedSource {
+            feed,
+            current: Vec::new(),
+            position: 0,
+            ended: false,
+            failed: false,
             failure: None,
         }
     }
-
-    fn finish(self) -> io::Result<(String, u64)> {
-        Ok((self.hasher.finish()?, self.bytes))
-    }
 }
 
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.inner.read(buffer) {
-                Ok(count) => {
-                    let read = buffer.get(..count).unwrap_or_default();
-                    self.hasher.update(read);
-                    self.bytes += read.len() as u64;
-                    return Ok(read.len());
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    let copy = io::Error::new(error.kind(), error.to_string());
-                    if self.failure.is_none() {
-                        self.failure = Some(error);
-                    }
-                    return Err(copy);
+impl<R: Read> HashedSource<'_, R> {
+    /// sha256 (hex) and byte count of the whole file; an error unless it was read to its end.
+    fn finish(self) -> io::Result<(String, u64)> {
+        if !self.ended {
+            return Err(io::Error::other("the artifact was not read to its end"));
+        }
+        match self.feed {
+            Feed::InPlace { hasher, bytes, .. } => Ok((hex(&(*hasher).finalize()), bytes)),
+            Feed::Ahead { chunks, worker, .. } => {
+                drop(chunks);
+                match worker.join() {
+                    Ok((hasher, bytes)) => Ok((hex(&hasher.finalize()), bytes)),
+                    Err(_) => Err(io::Error::other("the artifact's reading thread stopped")),
                 }
             }
         }
     }
+
+    /// Replaces the used chunk with the next one (the end of the file is an empty chunk).
+    fn next_chunk(&mut self) -> io::Result<()> {
+        let mut used = mem::take(&mut self.current);
+        self.position = 0;
+        let next = match &mut self.feed {
+            Feed::Ahead { chunks, spare, .. } => {
+                // A full return channel (never, by its size) only drops the buffer.
+                let _ = spare.try_send(used);
+                match chunks.recv() {
+                    Ok(message) => message,
+                    Err(_) => Err(io::Error::other("the artifact's reading thread stopped")),
+                }
+            }
+            Feed::InPlace {
+                inner,
+                hasher,
+                bytes,
+            } => {
+                used.resize(BUFFER_SIZE, 0);
+                loop {
+                    let Some(inner) = inner else {
+                        break Err(io::Error::other("the artifact's reader is gone"));
+                    };
+                    match inner.read(&mut used) {
+                        Ok(count) => {
+                            used.truncate(count);
+                            hasher.update(&used);
+                            *bytes += count as u64;
+                            break Ok(used);
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => break Err(error),
+                    }
+                }
+            }
+        };
+        match next {
+            Ok(chunk) => {
+                self.ended = chunk.is_empty();
+                self.current = chunk;
+                Ok(())
+            }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Keeps the first read error (for [`GzipMembers::classify`]) and returns a copy of it.
+    fn fail(&mut self, error: io::Error) -> io::Result<()> {
+        self.failed = true;
+        let copy = io::Error::new(error.kind(), error.to_string());
+        if self.failure.is_none() {
+            self.failure = Some(error);
+        }
+        Err(copy)
+    }
 }
 
-pub(super) type Source<R> = BufReader<HashingReader<R>>;
+impl<R: Read> BufRead for HashedSource<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.failed {
+            return Err(io::Error::other("reading the artifact already failed"));
+        }
+        while self.position >= self.current.len() && !self.ended {
+            self.next_chunk()?;
+        }
+        Ok(self.current.get(self.position..).unwrap_or_default())
+    }
 
-enum Stage<R> {
+    fn consume(&mut self, amount: usize) {
+        self.position = self.position.saturating_add(amount).min(self.current.len());
+    }
+}
+
+impl<R: Read> Read for HashedSource<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(buffer.len());
+        if let (Some(target), Some(source)) = (buffer.get_mut(..count), available.get(..count)) {
+            target.copy_from_slice(source);
+        }
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+enum Stage<'scope, R> {
     /// Decoding a gzip member.
-    Member(Box<GzDecoder<Source<R>>>),
+    Member(Box<GzDecoder<HashedSource<'scope, R>>>),
     /// The last member and any zero padding after it have been read.
-    Finished(Source<R>),
+    Finished(HashedSource<'scope, R>),
     /// Only seen if a transition between the two was interrupted; never in practice.
     Broken,
 }
 
 /// Decompresses consecutive gzip members as one stream (see the module documentation for what
 /// may follow the last member).
-pub(super) struct GzipMembers<R> {
-    stage: Stage<R>,
+pub(super) struct GzipMembers<'scope, R> {
+    stage: Stage<'scope, R>,
     failed: bool,
 }
 
-impl<R: Read> GzipMembers<R> {
-    pub(super) fn new(source: Source<R>) -> Self {
+impl<'scope, R: Read> GzipMembers<'scope, R> {
+    pub(super) fn new(source: HashedSource<'scope, R>) -> Self {
         GzipMembers {
             stage: Stage::Member(Box::new(GzDecoder::new(source))),
             failed: false,
         }
     }
 
-    fn source_mut(&mut self) -> Option<&mut Source<R>> {
+    fn source_mut(&mut self) -> Option<&mut HashedSource<'scope, R>> {
         match &mut self.stage {
             Stage::Member(decoder) => Some(decoder.get_mut()),
             Stage::Finished(source) => Some(source),
@@ -206,9 +280,7 @@ impl<R: Read> GzipMembers<R> {
 
     /// Turns an error met while streaming into the matching [`ArtifactError`].
     pub(super) fn classify(&mut self, error: io::Error, name: &Path) -> ArtifactError {
-        let read_failure = self
-            .source_mut()
-            .and_then(|source| source.get_mut().failure.take());
+        let read_failure = self.source_mut().and_then(|source| source.failure.take());
         match read_failure {
             Some(io) => ArtifactError::Read {
                 path: name.to_path_buf(),
@@ -224,8 +296,8 @@ impl<R: Read> GzipMembers<R> {
     /// sha256 (hex) and byte count of everything read from the source.
     pub(super) fn finish(self) -> io::Result<(String, u64)> {
         match self.stage {
-            Stage::Member(decoder) => (*decoder).into_inner().into_inner().finish(),
-            Stage::Finished(source) => source.into_inner().finish(),
+            Stage::Member(decoder) => (*decoder).into_inner().finish(),
+            Stage::Finished(source) => source.finish(),
             Stage::Broken => Err(io::Error::other("gzip stream in an unexpected state")),
         }
     }
@@ -270,7 +342,7 @@ impl<R: Read> GzipMembers<R> {
     }
 }
 
-impl<R: Read> Read for GzipMembers<R> {
+impl<R: Read> Read for GzipMembers<'_, R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         if self.failed {
             return Err(io::Error::other("gzip stream already failed"));
@@ -307,7 +379,7 @@ const AHEAD_CHUNKS: usize = 8;
 /// the inspection, and the tar parser's work (the members' sha256, the unpacked copy) then runs
 /// beside it on the second core instead of after it. Chunks travel through a bounded channel
 /// (memory stays constant) and their buffers come back to be reused, as with
-/// [`BackgroundHasher`]. A read error reaches the reader when it gets there, and every read
+/// [`HashedSource`]. A read error reaches the reader when it gets there, and every read
 /// after it fails too; [`Self::into_inner`] gives the decompressor back (to classify the error,
 /// or take the digest). If no thread can be started, it reads in place.
 pub(super) struct ReadAhead<'scope, R> {
@@ -573,13 +645,13 @@ pub(super) fn drain_zeros(reader: &mut impl Read, buffer: &mut [u8]) -> io::Resu
 }
 
 pub(super) fn check_gzip_magic<R: Read>(
-    source: &mut Source<R>,
+    source: &mut HashedSource<'_, R>,
     name: &Path,
 ) -> Result<(), ArtifactError> {
     let head = match source.fill_buf() {
         Ok(head) => head,
         Err(error) => {
-            let io = source.get_mut().failure.take().unwrap_or(error);
+            let io = source.failure.take().unwrap_or(error);
             return Err(ArtifactError::Read {
                 path: name.to_path_buf(),
                 io,
@@ -630,4 +702,89 @@ pub(super) fn hex(bytes: &[u8]) -> String {
         text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes in pieces of awkward sizes, then fails (or ends) as told.
+    struct Pieces {
+        data: Vec<u8>,
+        position: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            if self.position >= self.data.len() && self.fail_at_end {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let count = buffer.len().min(self.data.len() - self.position).min(7919);
+            buffer[..count].copy_from_slice(&self.data[self.position..self.position + count]);
+            self.position += count;
+            Ok(count)
+        }
+    }
+
+    fn pieces(length: usize, fail_at_end: bool) -> Pieces {
+        Pieces {
+            data: (0..length).map(|index| (index % 251) as u8).collect(),
+            position: 0,
+            fail_at_end,
+        }
+    }
+
+    #[test]
+    fn the_hashed_source_passes_every_byte_and_hashes_the_whole_file() {
+        let length = 5 * BUFFER_SIZE + 12345;
+        let expected = pieces(length, false).data;
+        std::thread::scope(|scope| {
+            let mut source = HashedSource::start(scope, pieces(length, false));
+            let mut seen = Vec::new();
+            source.read_to_end(&mut seen).unwrap();
+            assert_eq!(seen, expected);
+            let (digest, count) = source.finish().unwrap();
+            assert_eq!(digest, hex(&Sha256::digest(&expected)));
+            assert_eq!(count, length as u64);
+        });
+    }
+
+    #[test]
+    fn the_hashed_source_keeps_a_read_error_after_the_bytes_before_it() {
+        let length = 3 * BUFFER_SIZE;
+        std::thread::scope(|scope| {
+            let mut source = HashedSource::start(scope, pieces(length, true));
+            let mut seen = Vec::new();
+            let error = source.read_to_end(&mut seen).unwrap_err();
+            assert!(error.to_string().contains("disk on fire"), "{error}");
+            assert_eq!(
+                seen.len(),
+                length,
+                "every byte read before the error arrives first"
+            );
+            let kept = source.failure.take().expect("the read error is kept");
+            assert!(kept.to_string().contains("disk on fire"), "{kept}");
+            assert!(source.fill_buf().is_err(), "reads after the error fail too");
+            assert!(
+                source.finish().is_err(),
+                "no digest of a file not read to its end"
+            );
+        });
+    }
+
+    #[test]
+    fn a_digest_needs_the_whole_file_and_a_dropped_source_stops_its_thread() {
+        let length = 40 * BUFFER_SIZE;
+        std::thread::scope(|scope| {
+            let mut source = HashedSource::start(scope, pieces(length, false));
+            let first = source.fill_buf().unwrap().len();
+            source.consume(first);
+            assert!(source.finish().is_err());
+            // Dropping a source whose thread waits to hand over more chunks must let the scope
+            // end: a hang here is the failure.
+            let mut dropped = HashedSource::start(scope, pieces(length, false));
+            assert!(!dropped.fill_buf().unwrap().is_empty());
+        });
+    }
 }
