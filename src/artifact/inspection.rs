@@ -84,7 +84,7 @@ fn inspect_reader_keeping<R: Read + Send>(
     std::thread::scope(|scope| {
         let mut source = HashedSource::start(scope, reader);
         check_gzip_magic(&mut source, name)?;
-        let inflating = ReadAhead::start(scope, GzipMembers::new(source));
+        let inflating = ReadAhead::start(scope, "artifact-inflate", GzipMembers::new(source), ());
         scan_inflated(inflating, name, policy, copy)
     })
 }

@@ -41,40 +41,30 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// a bound, a small artifact could decompress into a huge extension record and exhaust memory.
 pub(super) const HEADER_BUDGET: u64 = 1024 * 1024;
 
-/// Chunks read ahead of the gzip decoder (and buffers in circulation, plus one).
-const SOURCE_CHUNKS: usize = 8;
-
 /// The raw `.tar.gz` as the gzip decoder reads it, with the sha256 and byte count of everything
-/// read. A thread of the scope reads the file ahead in chunks and hashes each before handing it
-/// over: the read system calls, the copy out of the page cache and the digest of the whole file
-/// then cost nothing on the inflating thread, the longest of the inspection. The decoder reads
-/// the chunks in place (`BufRead`, no copy). Chunks travel through a bounded channel (memory
-/// stays constant) and their buffers come back to be reused: a fresh 64 KiB buffer per chunk is
-/// mapped and unmapped by the allocator each time (see `allocator`), page faults and TLB
-/// shootdowns that cost more than the hashing. A read error reaches the decoder after the bytes
-/// read before it, and is kept (`failure`) so that it can be told apart from decoding errors;
-/// every read after it fails too. If no thread can be started, it reads and hashes in place.
+/// read. A [`ReadAhead`] thread reads the file in chunks and hashes each before handing it over:
+/// the read system calls, the copy out of the page cache and the digest of the whole file then
+/// cost nothing on the inflating thread, the longest of the inspection. The decoder reads the
+/// chunks in place (`BufRead`, no copy). The first read error is kept (`failure`) so that it can
+/// be told apart from decoding errors; every read after it fails too.
 pub(super) struct HashedSource<'scope, R> {
-    feed: Feed<'scope, R>,
-    current: Vec<u8>,
-    position: usize,
-    ended: bool,
-    failed: bool,
+    ahead: ReadAhead<'scope, R, FileDigest>,
     /// The first read error of the file itself.
     pub(super) failure: Option<io::Error>,
 }
 
-enum Feed<'scope, R> {
-    Ahead {
-        chunks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-        spare: std::sync::mpsc::SyncSender<Vec<u8>>,
-        worker: std::thread::ScopedJoinHandle<'scope, (Sha256, u64)>,
-    },
-    InPlace {
-        inner: Option<R>,
-        hasher: Box<Sha256>,
-        bytes: u64,
-    },
+/// sha256 and byte count of the chunks that went through a [`ReadAhead`].
+#[derive(Default)]
+pub(super) struct FileDigest {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Tap for FileDigest {
+    fn take_in(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+    }
 }
 
 impl<'scope, R: Read + Send + 'scope> HashedSource<'scope, R> {
@@ -83,61 +73,8 @@ impl<'scope, R: Read + Send + 'scope> HashedSource<'scope, R> {
         scope: &'scope std::thread::Scope<'scope, 'environment>,
         inner: R,
     ) -> Self {
-        let (sender, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(SOURCE_CHUNKS);
-        let (spare, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(SOURCE_CHUNKS + 1);
-        // The reader reaches the thread through a slot, to be taken back if the thread cannot
-        // be started (a failed spawn drops its closure).
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(inner)));
-        let handed = std::sync::Arc::clone(&slot);
-        let spawned = std::thread::Builder::new()
-            .name("artifact-read".to_string())
-            .spawn_scoped(scope, move || {
-                let mut hasher = Sha256::new();
-                let mut bytes = 0u64;
-                let Some(mut reader) = take(&handed) else {
-                    return (hasher, bytes);
-                };
-                loop {
-                    let mut chunk = returned.try_recv().unwrap_or_default();
-                    chunk.resize(BUFFER_SIZE, 0);
-                    let message = match reader.read(&mut chunk) {
-                        Ok(count) => {
-                            chunk.truncate(count);
-                            hasher.update(&chunk);
-                            bytes += count as u64;
-                            Ok(chunk)
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(error) => Err(error),
-                    };
-                    // The end of the file is an empty chunk; after an error, nothing more.
-                    let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
-                    // A send fails only when the decoder is gone: nobody wants more.
-                    if sender.send(message).is_err() || last {
-                        break;
-                    }
-                }
-                (hasher, bytes)
-            });
-        let feed = match spawned {
-            Ok(worker) => Feed::Ahead {
-                chunks,
-                spare,
-                worker,
-            },
-            // A failed spawn dropped its closure: the reader is back in its slot.
-            Err(_) => Feed::InPlace {
-                inner: take(&slot),
-                hasher: Box::new(Sha256::new()),
-                bytes: 0,
-            },
-        };
         HashedSource {
-            feed,
-            current: Vec::new(),
-            position: 0,
-            ended: false,
-            failed: false,
+            ahead: ReadAhead::start(scope, "artifact-read", inner, FileDigest::default()),
             failure: None,
         }
     }
@@ -146,103 +83,35 @@ impl<'scope, R: Read + Send + 'scope> HashedSource<'scope, R> {
 impl<R: Read> HashedSource<'_, R> {
     /// sha256 (hex) and byte count of the whole file; an error unless it was read to its end.
     fn finish(self) -> io::Result<(String, u64)> {
-        if !self.ended {
+        if !self.ahead.ended() {
             return Err(io::Error::other("the artifact was not read to its end"));
         }
-        match self.feed {
-            Feed::InPlace { hasher, bytes, .. } => Ok((hex(&(*hasher).finalize()), bytes)),
-            Feed::Ahead { chunks, worker, .. } => {
-                drop(chunks);
-                match worker.join() {
-                    Ok((hasher, bytes)) => Ok((hex(&hasher.finalize()), bytes)),
-                    Err(_) => Err(io::Error::other("the artifact's reading thread stopped")),
-                }
-            }
-        }
-    }
-
-    /// Replaces the used chunk with the next one (the end of the file is an empty chunk).
-    fn next_chunk(&mut self) -> io::Result<()> {
-        let mut used = mem::take(&mut self.current);
-        self.position = 0;
-        let next = match &mut self.feed {
-            Feed::Ahead { chunks, spare, .. } => {
-                // A full return channel (never, by its size) only drops the buffer.
-                let _ = spare.try_send(used);
-                match chunks.recv() {
-                    Ok(message) => message,
-                    Err(_) => Err(io::Error::other("the artifact's reading thread stopped")),
-                }
-            }
-            Feed::InPlace {
-                inner,
-                hasher,
-                bytes,
-            } => {
-                used.resize(BUFFER_SIZE, 0);
-                loop {
-                    let Some(inner) = inner else {
-                        break Err(io::Error::other("the artifact's reader is gone"));
-                    };
-                    match inner.read(&mut used) {
-                        Ok(count) => {
-                            used.truncate(count);
-                            hasher.update(&used);
-                            *bytes += count as u64;
-                            break Ok(used);
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                        Err(error) => break Err(error),
-                    }
-                }
-            }
-        };
-        match next {
-            Ok(chunk) => {
-                self.ended = chunk.is_empty();
-                self.current = chunk;
-                Ok(())
-            }
-            Err(error) => self.fail(error),
-        }
-    }
-
-    /// Keeps the first read error (for [`GzipMembers::classify`]) and returns a copy of it.
-    fn fail(&mut self, error: io::Error) -> io::Result<()> {
-        self.failed = true;
-        let copy = io::Error::new(error.kind(), error.to_string());
-        if self.failure.is_none() {
-            self.failure = Some(error);
-        }
-        Err(copy)
+        let (_, digest) = self.ahead.into_parts()?;
+        Ok((hex(&digest.hasher.finalize()), digest.bytes))
     }
 }
 
 impl<R: Read> BufRead for HashedSource<'_, R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.failed {
-            return Err(io::Error::other("reading the artifact already failed"));
+        if let Err(error) = self.ahead.fill() {
+            // Keeps the first read error (for `GzipMembers::classify`) and returns a copy.
+            let copy = io::Error::new(error.kind(), error.to_string());
+            if self.failure.is_none() {
+                self.failure = Some(error);
+            }
+            return Err(copy);
         }
-        while self.position >= self.current.len() && !self.ended {
-            self.next_chunk()?;
-        }
-        Ok(self.current.get(self.position..).unwrap_or_default())
+        Ok(self.ahead.buffered())
     }
 
     fn consume(&mut self, amount: usize) {
-        self.position = self.position.saturating_add(amount).min(self.current.len());
+        self.ahead.consume(amount);
     }
 }
 
 impl<R: Read> Read for HashedSource<'_, R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let count = available.len().min(buffer.len());
-        if let (Some(target), Some(source)) = (buffer.get_mut(..count), available.get(..count)) {
-            target.copy_from_slice(source);
-        }
-        self.consume(count);
-        Ok(count)
+        read_buffered(self, buffer)
     }
 }
 
@@ -250,7 +119,7 @@ enum Stage<'scope, R> {
     /// Decoding a gzip member.
     Member(Box<GzDecoder<HashedSource<'scope, R>>>),
     /// The last member and any zero padding after it have been read.
-    Finished(HashedSource<'scope, R>),
+    Finished(Box<HashedSource<'scope, R>>),
     /// Only seen if a transition between the two was interrupted; never in practice.
     Broken,
 }
@@ -273,7 +142,7 @@ impl<'scope, R: Read> GzipMembers<'scope, R> {
     fn source_mut(&mut self) -> Option<&mut HashedSource<'scope, R>> {
         match &mut self.stage {
             Stage::Member(decoder) => Some(decoder.get_mut()),
-            Stage::Finished(source) => Some(source),
+            Stage::Finished(source) => Some(&mut **source),
             Stage::Broken => None,
         }
     }
@@ -297,7 +166,7 @@ impl<'scope, R: Read> GzipMembers<'scope, R> {
     pub(super) fn finish(self) -> io::Result<(String, u64)> {
         match self.stage {
             Stage::Member(decoder) => (*decoder).into_inner().finish(),
-            Stage::Finished(source) => source.finish(),
+            Stage::Finished(source) => (*source).finish(),
             Stage::Broken => Err(io::Error::other("gzip stream in an unexpected state")),
         }
     }
@@ -312,13 +181,13 @@ impl<'scope, R: Read> GzipMembers<'scope, R> {
         let next = match next {
             Ok(buffer) => buffer.first().copied(),
             Err(error) => {
-                self.stage = Stage::Finished(source);
+                self.stage = Stage::Finished(Box::new(source));
                 return Err(error);
             }
         };
         match next {
             None => {
-                self.stage = Stage::Finished(source);
+                self.stage = Stage::Finished(Box::new(source));
                 Ok(())
             }
             Some(byte) if byte == GZIP_MAGIC[0] => {
@@ -327,7 +196,7 @@ impl<'scope, R: Read> GzipMembers<'scope, R> {
             }
             Some(0) => {
                 let only_zeros = skip_zeros(&mut source);
-                self.stage = Stage::Finished(source);
+                self.stage = Stage::Finished(Box::new(source));
                 match only_zeros {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(trailing_garbage()),
@@ -335,7 +204,7 @@ impl<'scope, R: Read> GzipMembers<'scope, R> {
                 }
             }
             Some(_) => {
-                self.stage = Stage::Finished(source);
+                self.stage = Stage::Finished(Box::new(source));
                 Err(trailing_garbage())
             }
         }
@@ -372,55 +241,62 @@ impl<R: Read> Read for GzipMembers<'_, R> {
     }
 }
 
-/// Chunks decompressed ahead of the tar parser (and buffers in circulation, plus one).
+/// Chunks read ahead (and buffers in circulation, plus one).
 const AHEAD_CHUNKS: usize = 8;
 
-/// Decompresses on a thread of its own, ahead of the reader: inflating is the longest part of
-/// the inspection, and the tar parser's work (the members' sha256, the unpacked copy) then runs
-/// beside it on the second core instead of after it. Chunks travel through a bounded channel
-/// (memory stays constant) and their buffers come back to be reused, as with
-/// [`HashedSource`]. A read error reaches the reader when it gets there, and every read
-/// after it fails too; [`Self::into_inner`] gives the decompressor back (to classify the error,
-/// or take the digest). If no thread can be started, it reads in place.
-pub(super) struct ReadAhead<'scope, R> {
+/// What a [`ReadAhead`] thread does with each chunk before handing it over.
+pub(super) trait Tap: Send {
+    fn take_in(&mut self, chunk: &[u8]);
+}
+
+/// Nothing: the chunks are only handed over.
+impl Tap for () {
+    fn take_in(&mut self, _chunk: &[u8]) {}
+}
+
+/// Reads `inner` on a thread of its own, ahead of the reader, passing every chunk through a
+/// [`Tap`] first. Used twice by the inspection: the file is read and hashed on one thread
+/// ([`HashedSource`]), inflated on another (the tar parser's work, the members' sha256 and the
+/// unpacked copy, runs beside them on the caller's thread instead of after them). Chunks travel
+/// through a bounded channel (memory stays constant) and their buffers come back to be reused:
+/// a fresh 64 KiB buffer per chunk is mapped and unmapped by the allocator each time (see
+/// `allocator`), page faults and TLB shootdowns that cost more than the work. The reader reads
+/// the chunks in place (`BufRead`). A read error reaches the reader after the chunks read before
+/// it, and every read after it fails too; [`Self::into_parts`] gives the inner reader and the tap
+/// back (to classify an error, or take a digest). If no thread can be started, it reads and taps
+/// in place.
+pub(super) struct ReadAhead<'scope, R, T = ()> {
     chunks: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
     spare: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    worker: Option<std::thread::ScopedJoinHandle<'scope, Option<R>>>,
-    in_place: Option<R>,
+    worker: Option<std::thread::ScopedJoinHandle<'scope, Option<(R, T)>>>,
+    in_place: Option<(R, T)>,
     current: Vec<u8>,
     position: usize,
     ended: bool,
     failed: bool,
 }
 
-impl<'scope, R: Read + Send + 'scope> ReadAhead<'scope, R> {
-    /// Starts reading `inner` ahead on a thread of `scope`.
+impl<'scope, R: Read + Send + 'scope, T: Tap + 'scope> ReadAhead<'scope, R, T> {
+    /// Starts reading `inner` ahead on a thread of `scope` named `name`.
     pub(super) fn start<'environment>(
         scope: &'scope std::thread::Scope<'scope, 'environment>,
+        name: &str,
         inner: R,
+        tap: T,
     ) -> Self {
         let (sender, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD_CHUNKS);
         let (spare, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(AHEAD_CHUNKS + 1);
         // The reader reaches the thread through a slot, to be taken back if the thread cannot
         // be started (a failed spawn drops its closure).
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(inner)));
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((inner, tap))));
         let handed = std::sync::Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
-            .name("artifact-inflate".to_string())
+            .name(name.to_string())
             .spawn_scoped(scope, move || {
-                let mut inner = take(&handed);
-                let reader = inner.as_mut()?;
+                let (mut reader, mut tap) = take(&handed)?;
                 loop {
                     let mut chunk = returned.try_recv().unwrap_or_default();
-                    chunk.resize(BUFFER_SIZE, 0);
-                    let message = match reader.read(&mut chunk) {
-                        Ok(count) => {
-                            chunk.truncate(count);
-                            Ok(chunk)
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(error) => Err(error),
-                    };
+                    let message = read_chunk(&mut reader, &mut tap, &mut chunk).map(|()| chunk);
                     // The end of the stream is an empty chunk; after an error, nothing more.
                     let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
                     // A send fails only when the reader is gone: nobody wants more.
@@ -428,7 +304,7 @@ impl<'scope, R: Read + Send + 'scope> ReadAhead<'scope, R> {
                         break;
                     }
                 }
-                inner
+                Some((reader, tap))
             });
         let (chunks, spare, worker, in_place) = match spawned {
             Ok(worker) => (Some(chunks), Some(spare), Some(worker), None),
@@ -445,23 +321,91 @@ impl<'scope, R: Read + Send + 'scope> ReadAhead<'scope, R> {
             failed: false,
         }
     }
+}
 
-    /// Stops the thread (it is waiting to hand over a chunk, or has ended) and gives the
-    /// decompressor back.
+impl<R: Read, T: Tap> ReadAhead<'_, R, T> {
+    /// Stops the thread (it is waiting to hand over a chunk, or has ended) and gives the inner
+    /// reader back.
     pub(super) fn into_inner(self) -> io::Result<R> {
+        self.into_parts().map(|(inner, _)| inner)
+    }
+
+    /// Stops the thread and gives the inner reader and the tap back.
+    fn into_parts(self) -> io::Result<(R, T)> {
         let ReadAhead {
             chunks,
             worker,
             in_place,
             ..
         } = self;
-        if let Some(inner) = in_place {
-            return Ok(inner);
+        if let Some(parts) = in_place {
+            return Ok(parts);
         }
         drop(chunks);
         match worker.map(std::thread::ScopedJoinHandle::join) {
-            Some(Ok(Some(inner))) => Ok(inner),
-            _ => Err(io::Error::other("the decompressing thread stopped")),
+            Some(Ok(Some(parts))) => Ok(parts),
+            _ => Err(io::Error::other("a reading thread of the artifact stopped")),
+        }
+    }
+
+    /// Whether the end of the stream was reached.
+    fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Makes sure unread bytes are buffered, unless the stream has ended.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("reading the artifact already failed"));
+        }
+        while self.position >= self.current.len() && !self.ended {
+            let mut used = mem::take(&mut self.current);
+            self.position = 0;
+            let next = match (&mut self.in_place, &self.chunks) {
+                (Some((inner, tap)), _) => read_chunk(inner, tap, &mut used).map(|()| used),
+                (None, Some(chunks)) => {
+                    if let Some(spare) = &self.spare {
+                        // A full return channel (never, by its size) only drops the buffer.
+                        let _ = spare.try_send(used);
+                    }
+                    chunks.recv().unwrap_or_else(|_| {
+                        Err(io::Error::other("a reading thread of the artifact stopped"))
+                    })
+                }
+                (None, None) => Err(io::Error::other("the artifact's reader is gone")),
+            };
+            match next {
+                Ok(chunk) => {
+                    self.ended = chunk.is_empty();
+                    self.current = chunk;
+                }
+                Err(error) => {
+                    self.failed = true;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes buffered and not yet consumed.
+    fn buffered(&self) -> &[u8] {
+        self.current.get(self.position..).unwrap_or_default()
+    }
+}
+
+/// Reads the next chunk of `reader` into `chunk` (empty at the end) and passes it through `tap`.
+fn read_chunk<R: Read, T: Tap>(reader: &mut R, tap: &mut T, chunk: &mut Vec<u8>) -> io::Result<()> {
+    chunk.resize(BUFFER_SIZE, 0);
+    loop {
+        match reader.read(chunk) {
+            Ok(count) => {
+                chunk.truncate(count);
+                tap.take_in(chunk);
+                return Ok(());
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
         }
     }
 }
@@ -474,54 +418,35 @@ fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
     }
 }
 
-impl<R: Read> Read for ReadAhead<'_, R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if let Some(inner) = &mut self.in_place {
-            return inner.read(buffer);
-        }
-        if self.failed {
-            return Err(io::Error::other("the decompressed stream already failed"));
-        }
-        if buffer.is_empty() {
-            return Ok(0);
-        }
-        while self.position >= self.current.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            let used = mem::take(&mut self.current);
-            if let Some(spare) = &self.spare {
-                // A full return channel (never, by its size) only drops the buffer.
-                let _ = spare.try_send(used);
-            }
-            self.position = 0;
-            let received = match &self.chunks {
-                Some(chunks) => chunks.recv().ok(),
-                None => None,
-            };
-            match received {
-                Some(Ok(chunk)) => {
-                    self.ended = chunk.is_empty();
-                    self.current = chunk;
-                }
-                Some(Err(error)) => {
-                    self.failed = true;
-                    return Err(error);
-                }
-                None => {
-                    self.failed = true;
-                    return Err(io::Error::other("the decompressing thread stopped"));
-                }
-            }
-        }
-        let available = self.current.get(self.position..).unwrap_or_default();
-        let count = available.len().min(buffer.len());
-        if let (Some(target), Some(source)) = (buffer.get_mut(..count), available.get(..count)) {
-            target.copy_from_slice(source);
-        }
-        self.position += count;
-        Ok(count)
+impl<R: Read, T: Tap> BufRead for ReadAhead<'_, R, T> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.fill()?;
+        Ok(self.buffered())
     }
+
+    fn consume(&mut self, amount: usize) {
+        self.position = self.position.saturating_add(amount).min(self.current.len());
+    }
+}
+
+impl<R: Read, T: Tap> Read for ReadAhead<'_, R, T> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        read_buffered(self, buffer)
+    }
+}
+
+/// `Read::read` of a `BufRead`: copies what is buffered (filling it first if need be).
+fn read_buffered(source: &mut impl BufRead, buffer: &mut [u8]) -> io::Result<usize> {
+    if buffer.is_empty() {
+        return Ok(0);
+    }
+    let available = source.fill_buf()?;
+    let count = available.len().min(buffer.len());
+    if let (Some(target), Some(origin)) = (buffer.get_mut(..count), available.get(..count)) {
+        target.copy_from_slice(origin);
+    }
+    source.consume(count);
+    Ok(count)
 }
 
 /// The decompressed tar of an artifact, kept by its inspection in an unlinked temporary file
