@@ -171,6 +171,60 @@ proptest! {
     }
 
     #[test]
+    fn delta_identity_listings_round_trip(
+        records in proptest::collection::btree_map(
+            "[a-z]{1,8}(/[a-z.]{1,8}){0,2}",
+            (
+                prop_oneof![Just('f'), Just('d'), Just('l')],
+                0u32..0o10000,
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                (any::<u64>(), 0u32..1_000_000_000, 0u8..10),
+                (any::<u64>(), 0u32..1_000_000_000, 0u8..10),
+                "[ -~]{0,12}",
+            ),
+            0..24,
+        ),
+        stamp in (any::<u64>(), 0u32..1_000_000_000),
+    ) {
+        use crate::remote::delta::{Identity, parse_verify};
+        // As `find -printf '%y %m %s %D %i %T@ %C@\0%P\0%l\0'` prints them: ten fraction
+        // digits, of which the parser keeps nine.
+        let mut output = format!("stamp {}.{:09}0\0", stamp.0, stamp.1);
+        for (path, (kind, mode, size, device, inode, modified, changed, link)) in &records {
+            output.push_str(&format!(
+                "{kind} {mode:o} {size} {device} {inode} {}.{:09}{} {}.{:09}{}\0{path}\0{link}\0",
+                modified.0, modified.1, modified.2, changed.0, changed.1, changed.2
+            ));
+        }
+        output.push_str("deploy-digest-lines\0");
+        let (listing, digests) = parse_verify(output.as_bytes()).expect("a well-formed listing parses");
+        prop_assert_eq!(listing.stamp, Some(stamp));
+        prop_assert!(digests.is_empty());
+        let expected: Vec<(String, Identity)> = records
+            .iter()
+            .map(|(path, (kind, mode, size, device, inode, modified, changed, link))| {
+                (
+                    path.clone(),
+                    Identity {
+                        kind: *kind,
+                        mode: *mode,
+                        link: link.clone(),
+                        device: *device,
+                        inode: *inode,
+                        size: *size,
+                        modified: Some((modified.0, modified.1)),
+                        changed: Some((changed.0, changed.1)),
+                    },
+                )
+            })
+            .collect();
+        let parsed: Vec<(String, Identity)> = listing.entries.into_iter().collect();
+        prop_assert_eq!(parsed, expected);
+    }
+
+    #[test]
     fn lock_holder_parse_never_panics(line in any::<String>(), alive in any::<bool>()) {
         let holder = LockHolder::parse(&line, alive);
         prop_assert_eq!(&holder.line, &line);
