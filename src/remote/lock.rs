@@ -3,7 +3,7 @@
 //! script and `unlock`.
 
 use super::layout::{self, within_state};
-use super::process::{PROCESS_FUNCTIONS, stop_steps_function};
+use super::process::{LOCK_FUNCTIONS, PROCESS_FUNCTIONS, stop_steps_function};
 use super::script::{quote, script};
 use super::state;
 
@@ -20,12 +20,13 @@ pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
 /// waits on stdin (a `read` loop, no process of its own). Closing stdin (release) or losing the
 /// SSH connection (controller killed) ends the loop; the shell then stops the steps its run left
 /// running (and waits for them) before it removes the lock. A lock whose holder is gone (host rebooted, shell killed, PID reused by
-/// another process) is stale and broken, under a second mkdir so two runs never both break and
+/// another process), or that has no holder line and is over a minute old (`lock_alive`), is
+/// stale and broken, under a second mkdir so two runs never both break and
 /// take it.
 pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
     script!(
         r#"start=$PWD
-{functions}{stop_steps}b={base}
+{functions}{lock_functions}{stop_steps}b={base}
 mkdir -p -- "$b/{state}" || {{ echo "ERROR cannot create $b/{state}"; exit 1; }}
 cd -- "$b/{state}" || {{ echo "ERROR cannot enter $b/{state}"; exit 1; }}
 operator={operator}
@@ -49,17 +50,9 @@ while ! held_by_me; do
   fi
   holder=
   [ -f {lock_holder} ] && IFS= read -r holder < {lock_holder}
-  # A lock without its holder line is a run between its mkdir and its write (microseconds),
-  # or one letting go: alive, unless the lock is older than a minute (its taker died between
-  # the two). Breaking it sooner would remove a lock another run is taking.
-  if [ -n "$holder" ]; then
-    holder_alive "$holder" && stale= || stale=1
-  else
-    stale=$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)
-  fi
   # A break takes microseconds: a lock.break older than a minute was left by a crash.
-  if [ -d {lock_break} ] && [ -n "$(find {lock_break} -maxdepth 0 -mmin +1 2>/dev/null)" ]; then rmdir {lock_break} 2>/dev/null; fi
-  if [ -n "$stale" ] && mkdir {lock_break} 2>/dev/null; then
+  if [ -d {lock_break} ] && older_than_a_minute {lock_break}; then rmdir {lock_break} 2>/dev/null; fi
+  if ! lock_alive {lock} "$holder" && mkdir {lock_break} 2>/dev/null; then
     again=
     [ -f {lock_holder} ] && IFS= read -r again < {lock_holder}
     if [ "$again" = "$holder" ]; then stop_steps {lock} {all}; rm -rf {lock}; fi
@@ -83,6 +76,7 @@ if held_by_me; then stop_steps {lock} {all}; rm -rf {lock}; fi
 exit 0
 "#,
         functions = PROCESS_FUNCTIONS,
+        lock_functions = LOCK_FUNCTIONS,
         stop_steps = stop_steps_function(),
         all = &layout::FENCE_ALL,
         base = quote(base_dir),

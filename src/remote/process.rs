@@ -43,6 +43,21 @@ holder_alive() {
 }
 "#;
 
+/// Shell functions about a service's lock, shared by the lock script (which never breaks a
+/// live lock) and the facts script (`status`, and `unlock`, which leaves a live one alone);
+/// they need [`PROCESS_FUNCTIONS`]. `older_than_a_minute PATH` succeeds when PATH was last
+/// changed over a minute ago (`find`: the one external program here, started only for a lock
+/// without its holder line or a leftover `lock.break`). `lock_alive DIR LINE` succeeds when the
+/// lock directory DIR, whose holder line is LINE, is held: by a live holder (`holder_alive`),
+/// or, without a holder line, by a run between its `mkdir` and its write of the line
+/// (microseconds) or one letting go, unless DIR is older than a minute (its taker died in
+/// between). Breaking such a lock sooner would remove a lock another run is taking.
+pub const LOCK_FUNCTIONS: &str = r#"older_than_a_minute() { [ -n "$(find "$1" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }
+lock_alive() {
+  if [ -n "$2" ]; then holder_alive "$2"; else ! older_than_a_minute "$1"; fi
+}
+"#;
+
 /// `stop_steps DIR FENCE`: first writes FENCE (so a step numbered at or below it that registers
 /// after this look exits at once: see `steps::register_step`), then stops every step registered
 /// in DIR (TERM to its process group, KILL after 5 s) and waits up to 10 s for the groups to be

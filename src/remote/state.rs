@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::layout;
-use super::process::PROCESS_FUNCTIONS;
+use super::process::{LOCK_FUNCTIONS, PROCESS_FUNCTIONS};
 use super::script::{Script, quote, script};
 use crate::inventory::Version;
 use crate::manifest::Sha256;
@@ -72,7 +72,7 @@ pub fn command(base_dir: &str) -> String {
 pub(super) fn facts_script(base_dir: &str) -> Script {
     script!(
         r#"umask 077
-{functions}b={base}
+{functions}{lock_functions}b={base}
 p="$b"
 while [ ! -d "$p" ]; do p=$(dirname -- "$p"); done
 df -Pk -- "$p" 2>/dev/null | while IFS= read -r line; do printf 'df %s\n' "$line"; done
@@ -91,9 +91,7 @@ if [ -f {log} ]; then while IFS= read -r line; do printf 'log %s\n' "$line"; don
 if [ -d {lock} ]; then
   holder=
   [ -f {lock_holder} ] && IFS= read -r holder < {lock_holder}
-  # Without its holder line, a lock younger than a minute is a run taking it (see `lock`).
-  if [ -z "$holder" ] && [ -z "$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)" ]; then state=alive
-  elif holder_alive "$holder"; then state=alive; else state=dead; fi
+  if lock_alive {lock} "$holder"; then state=alive; else state=dead; fi
   printf 'lock %s %s\n' "$state" "$holder"
 fi
 if [ -f {freeze} ]; then frozen=; IFS= read -r frozen < {freeze}; printf 'freeze %s\n' "$frozen"; fi
@@ -101,6 +99,7 @@ for s in {staging}/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#{staging}/}}
 exit 0
 "#,
         functions = PROCESS_FUNCTIONS,
+        lock_functions = LOCK_FUNCTIONS,
         base = quote(base_dir),
         current = layout::CURRENT,
         releases = layout::RELEASES,
