@@ -266,14 +266,23 @@ impl Tap for () {
 /// back (to classify an error, or take a digest). If no thread can be started, it reads and taps
 /// in place.
 pub(super) struct ReadAhead<'scope, R, T = ()> {
-    chunks: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
-    spare: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    worker: Option<std::thread::ScopedJoinHandle<'scope, Option<(R, T)>>>,
-    in_place: Option<(R, T)>,
+    feed: Feed<'scope, R, T>,
     current: Vec<u8>,
     position: usize,
     ended: bool,
     failed: bool,
+}
+
+/// Where a [`ReadAhead`]'s chunks come from.
+enum Feed<'scope, R, T> {
+    /// A thread reads ahead; used buffers go back to it through `spare`.
+    Ahead {
+        chunks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+        spare: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::ScopedJoinHandle<'scope, Option<(R, T)>>,
+    },
+    /// No thread could be started: read on the caller's (`None` only if the reader was lost).
+    InPlace(Option<(R, T)>),
 }
 
 impl<'scope, R: Read + Send + 'scope, T: Tap + 'scope> ReadAhead<'scope, R, T> {
@@ -306,15 +315,16 @@ impl<'scope, R: Read + Send + 'scope, T: Tap + 'scope> ReadAhead<'scope, R, T> {
                 }
                 Some((reader, tap))
             });
-        let (chunks, spare, worker, in_place) = match spawned {
-            Ok(worker) => (Some(chunks), Some(spare), Some(worker), None),
-            Err(_) => (None, None, None, take(&slot)),
+        let feed = match spawned {
+            Ok(worker) => Feed::Ahead {
+                chunks,
+                spare,
+                worker,
+            },
+            Err(_) => Feed::InPlace(take(&slot)),
         };
         ReadAhead {
-            chunks,
-            spare,
-            worker,
-            in_place,
+            feed,
             current: Vec::new(),
             position: 0,
             ended: false,
@@ -332,20 +342,14 @@ impl<R: Read, T: Tap> ReadAhead<'_, R, T> {
 
     /// Stops the thread and gives the inner reader and the tap back.
     fn into_parts(self) -> io::Result<(R, T)> {
-        let ReadAhead {
-            chunks,
-            worker,
-            in_place,
-            ..
-        } = self;
-        if let Some(parts) = in_place {
-            return Ok(parts);
-        }
-        drop(chunks);
-        match worker.map(std::thread::ScopedJoinHandle::join) {
-            Some(Ok(Some(parts))) => Ok(parts),
-            _ => Err(io::Error::other("a reading thread of the artifact stopped")),
-        }
+        let parts = match self.feed {
+            Feed::InPlace(parts) => parts,
+            Feed::Ahead { chunks, worker, .. } => {
+                drop(chunks);
+                worker.join().ok().flatten()
+            }
+        };
+        parts.ok_or_else(|| io::Error::other("a reading thread of the artifact stopped"))
     }
 
     /// Whether the end of the stream was reached.
@@ -361,18 +365,18 @@ impl<R: Read, T: Tap> ReadAhead<'_, R, T> {
         while self.position >= self.current.len() && !self.ended {
             let mut used = mem::take(&mut self.current);
             self.position = 0;
-            let next = match (&mut self.in_place, &self.chunks) {
-                (Some((inner, tap)), _) => read_chunk(inner, tap, &mut used).map(|()| used),
-                (None, Some(chunks)) => {
-                    if let Some(spare) = &self.spare {
-                        // A full return channel (never, by its size) only drops the buffer.
-                        let _ = spare.try_send(used);
-                    }
+            let next = match &mut self.feed {
+                Feed::Ahead { chunks, spare, .. } => {
+                    // A full return channel (never, by its size) only drops the buffer.
+                    let _ = spare.try_send(used);
                     chunks.recv().unwrap_or_else(|_| {
                         Err(io::Error::other("a reading thread of the artifact stopped"))
                     })
                 }
-                (None, None) => Err(io::Error::other("the artifact's reader is gone")),
+                Feed::InPlace(Some((inner, tap))) => {
+                    read_chunk(inner, tap, &mut used).map(|()| used)
+                }
+                Feed::InPlace(None) => Err(io::Error::other("the artifact's reader is gone")),
             };
             match next {
                 Ok(chunk) => {
