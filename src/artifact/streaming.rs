@@ -315,14 +315,18 @@ impl<'scope, R: Read + Send + 'scope, T: Tap + 'scope> ReadAhead<'scope, R, T> {
                 }
                 Some((reader, tap))
             });
-        let feed = match spawned {
+        ReadAhead::fed_by(match spawned {
             Ok(worker) => Feed::Ahead {
                 chunks,
                 spare,
                 worker,
             },
             Err(_) => Feed::InPlace(take(&slot)),
-        };
+        })
+    }
+
+    /// Nothing read yet, from `feed`.
+    fn fed_by(feed: Feed<'scope, R, T>) -> Self {
         ReadAhead {
             feed,
             current: Vec::new(),
@@ -700,6 +704,50 @@ mod tests {
                 "no digest of a file not read to its end"
             );
         });
+    }
+
+    /// What `start` falls back to when no thread can be started: the same bytes, tapped, and a
+    /// read error after the bytes before it.
+    #[test]
+    fn reading_in_place_passes_every_byte_through_the_tap_and_keeps_errors() {
+        let length = 3 * BUFFER_SIZE + 777;
+        let expected = pieces(length, false).data;
+        let mut ahead = ReadAhead::fed_by(Feed::InPlace(Some((
+            pieces(length, false),
+            FileDigest::default(),
+        ))));
+        let mut seen = Vec::new();
+        ahead.read_to_end(&mut seen).unwrap();
+        assert_eq!(seen, expected);
+        assert!(ahead.ended());
+        let (_, digest) = ahead.into_parts().unwrap();
+        assert_eq!(
+            hex(&digest.hasher.finalize()),
+            hex(&Sha256::digest(&expected))
+        );
+        assert_eq!(digest.bytes, length as u64);
+
+        let mut failing = ReadAhead::fed_by(Feed::InPlace(Some((pieces(length, true), ()))));
+        let mut seen = Vec::new();
+        let error = failing.read_to_end(&mut seen).unwrap_err();
+        assert!(error.to_string().contains("disk on fire"), "{error}");
+        assert_eq!(
+            seen.len(),
+            length,
+            "every byte before the error arrives first"
+        );
+        assert!(
+            failing.fill_buf().is_err(),
+            "reads after the error fail too"
+        );
+        assert!(!failing.ended());
+
+        let mut lost: ReadAhead<'_, Pieces> = ReadAhead::fed_by(Feed::InPlace(None));
+        assert!(
+            lost.fill_buf().is_err(),
+            "a lost reader is an error, not an end"
+        );
+        assert!(lost.into_inner().is_err());
     }
 
     #[test]
