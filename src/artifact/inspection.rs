@@ -27,8 +27,9 @@ pub struct Artifact {
     /// Sum of the sizes of the regular files in the archive.
     pub unpacked_size: u64,
     /// Every member of the archive (except the root directory `.`), sorted by path, named as
-    /// it lands in the release (after `strip_components`).
-    pub manifest: Manifest,
+    /// it lands in the release (after `strip_components`). Shared: every host's verification
+    /// of a delta push reads it off the task that runs the hosts (`executor::off_task`).
+    pub manifest: std::sync::Arc<Manifest>,
     /// `--strip-components` for the host's `tar` on a full push (0: none); see
     /// `members::Scanned::tar_strip`.
     pub tar_strip: usize,
@@ -151,9 +152,9 @@ fn scan_inflated<R: Read + Send>(
         sha256,
         size,
         unpacked_size: scanned.unpacked_size,
-        manifest: Manifest {
+        manifest: std::sync::Arc::new(Manifest {
             entries: scanned.entries,
-        },
+        }),
         tar_strip: scanned.tar_strip,
         single_top_directory,
     };
@@ -372,7 +373,7 @@ mod tests {
         assert_eq!(artifact.sha256, sha256_hex(&bytes));
         assert_eq!(artifact.size, bytes.len() as u64);
         assert_eq!(artifact.unpacked_size, 18 + 10);
-        assert_eq!(artifact.manifest, sample_manifest());
+        assert_eq!(*artifact.manifest, sample_manifest());
     }
 
     #[test]
@@ -384,7 +385,7 @@ mod tests {
         let artifact = inspect_with(&path, &MemberPolicy::default()).unwrap();
         assert_eq!(artifact.path, path);
         assert_eq!(artifact.sha256, sha256_hex(&bytes));
-        assert_eq!(artifact.manifest, sample_manifest());
+        assert_eq!(*artifact.manifest, sample_manifest());
     }
 
     #[test]
@@ -561,7 +562,7 @@ mod tests {
         let mut tar = sample().tar();
         tar.resize(tar.len() + 10 * 1024, 0);
         let bytes = gzip(&tar);
-        assert_eq!(inspect_bytes(&bytes).unwrap().manifest, sample_manifest());
+        assert_eq!(*inspect_bytes(&bytes).unwrap().manifest, sample_manifest());
 
         // Zero bytes after the gzip stream (block padding), as `gzip -d` accepts.
         let mut padded = sample().gz();
@@ -578,7 +579,7 @@ mod tests {
         let mut bytes = gzip(head);
         bytes.extend(gzip(tail));
         let artifact = inspect_bytes(&bytes).unwrap();
-        assert_eq!(artifact.manifest, sample_manifest());
+        assert_eq!(*artifact.manifest, sample_manifest());
         assert_eq!(artifact.sha256, sha256_hex(&bytes));
     }
 
@@ -1179,6 +1180,6 @@ mod tests {
     #[test]
     fn manifest_text_from_an_artifact_round_trips() {
         let manifest = inspect_bytes(&sample().gz()).unwrap().manifest;
-        assert_eq!(Manifest::from_text(&manifest.to_text()).unwrap(), manifest);
+        assert_eq!(Manifest::from_text(&manifest.to_text()).unwrap(), *manifest);
     }
 }

@@ -750,7 +750,7 @@ mod tests {
             }
             // The manifest survives its text form.
             let text = artifact.manifest.to_text();
-            prop_assert_eq!(Manifest::from_text(&text), Ok(artifact.manifest.clone()));
+            prop_assert_eq!(Manifest::from_text(&text), Ok((*artifact.manifest).clone()));
         }
     }
 }

@@ -67,7 +67,7 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
                 let (to_name, newer) = match to {
                     Some(version) => (
                         version.to_string(),
-                        run.recorded_manifest("read manifest", version).await?,
+                        std::sync::Arc::new(run.recorded_manifest("read manifest", version).await?),
                     ),
                     None => {
                         let shipment = artifacts.get(&target.service).ok_or_else(|| {
@@ -75,7 +75,7 @@ pub async fn run(context: &Context, arguments: &DiffArgs) -> Result<RunResult, I
                         })?;
                         (
                             format!("{} (artifact)", shipment.version),
-                            shipment.artifact.manifest.clone(),
+                            std::sync::Arc::clone(&shipment.artifact.manifest),
                         )
                     }
                 };

@@ -6,7 +6,9 @@
 //! be made) is sent again and the tree verified again.
 //! Only a tree equal to the manifest goes on to `Finalize`, which names it a release.
 
-use super::{HostError, HostRun, Payload};
+use std::sync::Arc;
+
+use super::{HostError, HostRun, Payload, off_task};
 use crate::artifact::{Manifest, MemberStream};
 use crate::plan::{ReuseMode, Step};
 use crate::remote::delta as remote_delta;
@@ -81,7 +83,7 @@ impl HostRun<'_> {
         verify: &Step,
         delta: &Step,
         delta_output: Option<Output>,
-        expected: &Manifest,
+        expected: &Arc<Manifest>,
         payload: &Payload<'_>,
     ) -> Result<usize, HostError> {
         let (
@@ -97,19 +99,29 @@ impl HostRun<'_> {
         else {
             return Err(HostError::failed("verify", "no delta to verify"));
         };
-        let (record, mut base) = match delta_output {
-            Some(output) => remote_delta::parse_delta_output(&output.stdout)
-                .map_err(|error| HostError::failed("delta", error))?,
-            None => Default::default(),
-        };
-        // A copy is another file, which a failed `cp` may have left short: copies are hashed.
-        let mut trusted = match reuse {
-            ReuseMode::Hardlink => remote_delta::trusted_reuse(reused, &record, &base),
-            ReuseMode::Copy => Default::default(),
-        };
-        // Memory: only what the verification still needs, while the other hosts verify too.
-        drop(record);
-        base.entries.retain(|path, _| trusted.contains(path));
+        // Parsing and comparing listings of thousands of files runs off the hosts' task.
+        let stdout = delta_output.map(|output| output.stdout);
+        let reused_paths = Arc::clone(reused);
+        let hardlink = matches!(reuse, ReuseMode::Hardlink);
+        let (mut trusted, mut base) = off_task("delta", move || {
+            let (record, mut base) = match stdout {
+                Some(stdout) => remote_delta::parse_delta_output(&stdout)?,
+                None => Default::default(),
+            };
+            // A copy is another file, which a failed `cp` may have left short: copies are
+            // hashed.
+            let trusted = if hardlink {
+                remote_delta::trusted_reuse(&reused_paths, &record, &base)
+            } else {
+                Default::default()
+            };
+            // Memory: only what the verification still needs, while the other hosts verify
+            // too (the record is dropped here).
+            base.entries.retain(|path, _| trusted.contains(path));
+            Ok::<_, String>((trusted, base))
+        })
+        .await?
+        .map_err(|error| HostError::failed("delta", error))?;
         tracing::info!(
             "{}: {} of {} reused files vouched for by the identity record of the base",
             self.label,
@@ -128,13 +140,20 @@ impl HostRun<'_> {
                     },
                 )
                 .await?;
-            let (listing, digests) = remote_delta::parse_verify(&output.stdout)
-                .map_err(|error| HostError::failed("verify", error))?;
-            let staged =
-                remote_delta::staged_manifest(&listing, &digests, &trusted, &base, expected);
-            let differences = expected
-                .staged_differences(&staged)
-                .map_err(|error| HostError::failed("verify", error))?;
+            let stdout = output.stdout;
+            let manifest = Arc::clone(expected);
+            let (outcome, kept_trusted, kept_base) = off_task("verify", move || {
+                let outcome = remote_delta::parse_verify(&stdout).and_then(|(listing, digests)| {
+                    let staged = remote_delta::staged_manifest(
+                        &listing, &digests, &trusted, &base, &manifest,
+                    );
+                    manifest.staged_differences(&staged)
+                });
+                (outcome, trusted, base)
+            })
+            .await?;
+            (trusted, base) = (kept_trusted, kept_base);
+            let differences = outcome.map_err(|error| HostError::failed("verify", error))?;
             if differences.is_empty() {
                 return Ok(repaired);
             }

@@ -62,6 +62,21 @@ pub fn uploads_on_transfer_connections(selected: usize, concurrency: usize) -> b
     selected > concurrency
 }
 
+/// Runs pure, CPU-heavy work (parsing and comparing listings and manifests of thousands of
+/// files) on tokio's blocking pool. Every host's work is a future of one task
+/// (`app::for_each`): such work done inline would run one host at a time, on one core, while
+/// the other hosts' replies wait.
+async fn off_task<T: Send + 'static>(
+    step: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HostError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(HostError::failed(step, "the run is shutting down")),
+    }
+}
+
 /// How long stopping an abandoned step may take (TERM, then KILL after 5 s, wait).
 const STOP_GRACE: Duration = Duration::from_secs(12);
 
@@ -287,7 +302,12 @@ impl<'a> HostRun<'a> {
                 &scan::manifest_command(self.lowering.base_dir, version),
             )
             .await?;
-        crate::artifact::Manifest::from_text(&output.stdout_text()).map_err(|error| {
+        let stdout = output.stdout;
+        off_task(step, move || {
+            crate::artifact::Manifest::from_text(&String::from_utf8_lossy(&stdout))
+        })
+        .await?
+        .map_err(|error| {
             HostError::failed(step, format!("recorded manifest of {version}: {error}"))
         })
     }
@@ -480,12 +500,16 @@ impl<'a> HostRun<'a> {
 
     /// Warns (and remembers, for the exit code) when a step reported a record it could not write.
     fn notice_lost_records(&self, output: &Output) {
-        let stdout = output.stdout_text();
         for (marker, what) in [
             (steps::HISTORY_NOT_WRITTEN, "history record"),
             (steps::RELEASE_LOG_NOT_WRITTEN, "release log line"),
         ] {
-            if stdout.lines().any(|line| line == marker) {
+            // Bytes, not text: a verify's output is a listing of thousands of files.
+            if output
+                .stdout
+                .split(|byte| *byte == b'\n')
+                .any(|line| line == marker.as_bytes())
+            {
                 self.history_lost.store(true, Ordering::Relaxed);
                 self.events.warning(
                     &self.label,
