@@ -65,17 +65,28 @@ pub fn uploads_on_transfer_connections(selected: usize, concurrency: usize) -> b
 /// Runs pure, CPU-heavy work (parsing and comparing listings and manifests of thousands of
 /// files) on tokio's blocking pool. Every host's work is a future of one task
 /// (`app::for_each`): such work done inline would run one host at a time, on one core, while
-/// the other hosts' replies wait.
+/// the other hosts' replies wait. At most one such piece of work per core runs at once
+/// ([`CORES`]): more would not finish sooner, and each holds a host's parsed listings (a few
+/// MiB for 5,000 files), so memory stays bounded by the cores, not by `concurrency`.
 async fn off_task<T: Send + 'static>(
     step: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HostError> {
+    let cores = CORES.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let Ok(_core) = cores.acquire().await else {
+        return Err(HostError::failed(step, "the run is shutting down"));
+    };
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => Ok(value),
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         Err(_) => Err(HostError::failed(step, "the run is shutting down")),
     }
 }
+
+/// One permit per core for [`off_task`].
+static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
 
 /// How long stopping an abandoned step may take (TERM, then KILL after 5 s, wait).
 const STOP_GRACE: Duration = Duration::from_secs(12);
