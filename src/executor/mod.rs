@@ -75,8 +75,14 @@ async fn off_task<T: Send + 'static>(
     let cores = CORES.get_or_init(|| {
         tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     });
-    let Ok(_core) = cores.acquire().await else {
+    let Ok(core) = cores.acquire().await else {
         return Err(HostError::failed(step, "the run is shutting down"));
+    };
+    // The permit goes with the work: a host given up on (deadline, Ctrl-C) while its work runs
+    // does not free a core that is still busy.
+    let work = move || {
+        let _core = core;
+        work()
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => Ok(value),
