@@ -116,21 +116,37 @@ impl Manifest {
             }
             None => return Err(format!("line 1: missing header `{MANIFEST_HEADER}`")),
         }
-        let mut by_path: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
+        // Parsed in order up to the first bad line, then sorted by path (a recorded manifest is
+        // already sorted, so this is one pass), which puts duplicates side by side: no map, no
+        // copy of any path. The error is the one a line-by-line reading meets first.
+        let mut numbered: Vec<(usize, Entry)> = Vec::new();
+        let mut bad_line = None;
         for (index, line) in lines.enumerate() {
             let number = index + 2;
-            let entry =
-                parse_manifest_line(line).map_err(|reason| format!("line {number}: {reason}"))?;
-            if let Some((first, _)) = by_path.get(&entry.path) {
-                return Err(format!(
-                    "line {number}: duplicate path `{}` (first on line {first})",
-                    quote(&entry.path)
-                ));
+            match parse_manifest_line(line) {
+                Ok(entry) => numbered.push((number, entry)),
+                Err(reason) => {
+                    bad_line = Some(format!("line {number}: {reason}"));
+                    break;
+                }
             }
-            by_path.insert(entry.path.clone(), (number, entry));
+        }
+        numbered.sort_by(|(_, left), (_, right)| left.path.cmp(&right.path));
+        let duplicate = numbered
+            .windows(2)
+            .filter(|pair| pair[0].1.path == pair[1].1.path)
+            .min_by_key(|pair| pair[1].0);
+        if let Some([(first, entry), (number, _)]) = duplicate {
+            return Err(format!(
+                "line {number}: duplicate path `{}` (first on line {first})",
+                quote(&entry.path)
+            ));
+        }
+        if let Some(error) = bad_line {
+            return Err(error);
         }
         Ok(Manifest {
-            entries: by_path.into_values().map(|(_, entry)| entry).collect(),
+            entries: numbered.into_iter().map(|(_, entry)| entry).collect(),
         })
     }
 
@@ -168,7 +184,17 @@ impl Manifest {
 
     /// The manifest as it can be compared with a host's files: hardlinks become the files they
     /// share content with, and symlink modes (meaningless on Linux) are ignored.
-    pub fn comparable(&self) -> Manifest {
+    /// Borrowed when nothing changes (no hardlink, every symlink already 0777), as for most
+    /// artifacts and every host scan: hosts compare with it once each.
+    pub fn comparable(&self) -> std::borrow::Cow<'_, Manifest> {
+        let unchanged = self.entries.iter().all(|entry| match entry.kind {
+            EntryKind::Hardlink { .. } => false,
+            EntryKind::Symlink { .. } => entry.mode == 0o777,
+            EntryKind::File { .. } | EntryKind::Directory => true,
+        });
+        if unchanged {
+            return std::borrow::Cow::Borrowed(self);
+        }
         let files: BTreeMap<&str, (&EntryKind, u32, u64)> = self
             .entries
             .iter()
@@ -194,7 +220,7 @@ impl Manifest {
                 _ => entry.clone(),
             })
             .collect();
-        Manifest { entries }
+        std::borrow::Cow::Owned(Manifest { entries })
     }
 
     /// A copy without the entries equal to or under any of `prefixes` (the service's
@@ -330,18 +356,25 @@ fn is_same_or_under(path: &str, prefix: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 fn parse_manifest_line(line: &str) -> Result<Entry, String> {
-    let fields: Vec<&str> = line.split('\t').collect();
-    let [code, mode, size, detail, path] = fields.as_slice() else {
+    let mut fields = line.split('\t');
+    let (Some(code), Some(mode), Some(size), Some(detail), Some(path), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
         return Err(format!(
             "expected 5 tab-separated fields, found {} in `{}`",
-            fields.len(),
+            line.split('\t').count(),
             quote(line)
         ));
     };
     let mode = parse_mode(mode)?;
     let size = parse_size(size)?;
     check_manifest_path(path).map_err(|reason| format!("path `{}`: {reason}", quote(path)))?;
-    let kind = match *code {
+    let kind = match code {
         "f" => {
             if Sha256::parse(detail).is_err() {
                 return Err(format!(
@@ -350,11 +383,11 @@ fn parse_manifest_line(line: &str) -> Result<Entry, String> {
                 ));
             }
             EntryKind::File {
-                sha256: (*detail).to_string(),
+                sha256: detail.to_string(),
             }
         }
         "d" => {
-            if *detail != "-" {
+            if detail != "-" {
                 return Err(format!(
                     "expected `-` for a directory, found `{}`",
                     quote(detail)
@@ -367,14 +400,14 @@ fn parse_manifest_line(line: &str) -> Result<Entry, String> {
                 return Err(format!("bad symlink target `{}`", quote(detail)));
             }
             EntryKind::Symlink {
-                target: (*detail).to_string(),
+                target: detail.to_string(),
             }
         }
         "h" => {
             check_manifest_path(detail)
                 .map_err(|reason| format!("hardlink target `{}`: {reason}", quote(detail)))?;
             EntryKind::Hardlink {
-                target: (*detail).to_string(),
+                target: detail.to_string(),
             }
         }
         other => {
@@ -388,7 +421,7 @@ fn parse_manifest_line(line: &str) -> Result<Entry, String> {
         return Err(format!("size must be 0 for kind `{code}`, found {size}"));
     }
     Ok(Entry {
-        path: (*path).to_string(),
+        path: path.to_string(),
         kind,
         mode,
         size,
@@ -621,6 +654,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn comparable_borrows_only_what_needs_no_change() {
+        let link = |target: &str| EntryKind::Symlink {
+            target: target.to_string(),
+        };
+        let plain = Manifest {
+            entries: vec![
+                other_entry("d", EntryKind::Directory, 0o755),
+                file_entry("d/f", 0o644, b"f"),
+                other_entry("d/l", link("f"), 0o777),
+            ],
+        };
+        assert!(matches!(plain.comparable(), std::borrow::Cow::Borrowed(_)));
+        let mut odd_symlink = plain.clone();
+        odd_symlink.entries[2].mode = 0o755;
+        let comparable = odd_symlink.comparable();
+        assert!(matches!(comparable, std::borrow::Cow::Owned(_)));
+        assert_eq!(*comparable, plain);
+        let mut with_hardlink = plain.clone();
+        with_hardlink.entries.push(other_entry(
+            "d/h",
+            EntryKind::Hardlink {
+                target: "d/f".to_string(),
+            },
+            0o644,
+        ));
+        let comparable = with_hardlink.comparable();
+        assert!(matches!(comparable, std::borrow::Cow::Owned(_)));
+        assert_eq!(comparable.entries[3].kind, plain.entries[1].kind);
+        assert_eq!(comparable.entries[3].size, 1);
+    }
+
+    #[test]
     fn from_text_rejects_hostile_lines_with_line_numbers() {
         let digest = sha256_hex(b"x");
         let good = format!("f\t0644\t1\t{digest}\tok");
@@ -714,6 +779,21 @@ pub(crate) mod tests {
             (
                 "deploy-manifest 1\nd\t0755\t0\t-\ta\nd\t0755\t0\t-\ta\n".to_string(),
                 "line 3: duplicate path `a` (first on line 2)",
+            ),
+            // The error a line-by-line reading meets first: the earliest repeated line (paths
+            // out of order, three times the same), or a bad line before any repetition.
+            (
+                "deploy-manifest 1\nd\t0755\t0\t-\tz\nd\t0755\t0\t-\ta\nd\t0755\t0\t-\tz\nd\t0755\t0\t-\ta\nd\t0755\t0\t-\tz\n"
+                    .to_string(),
+                "line 4: duplicate path `z` (first on line 2)",
+            ),
+            (
+                "deploy-manifest 1\nd\t0755\t0\t-\ta\nd\t0755\t0\t-\ta\nx\n".to_string(),
+                "line 3: duplicate path `a` (first on line 2)",
+            ),
+            (
+                "deploy-manifest 1\nd\t0755\t0\t-\ta\nx\nd\t0755\t0\t-\ta\n".to_string(),
+                "line 3: expected 5 tab-separated fields, found 1",
             ),
         ];
         for (text, expected) in cases {
@@ -848,7 +928,7 @@ pub(crate) mod tests {
         assert_eq!(reuse.sent_files, 6);
         assert_eq!(reuse.sent_bytes, 6 + 4 + 1 + 1 + 1);
 
-        let mut scanned = artifact.comparable();
+        let mut scanned = artifact.comparable().into_owned();
         assert_eq!(artifact.staged_differences(&scanned), Ok(Vec::new()));
         // Implicit directories tar made are fine; an edited, a missing and a re-moded file are
         // sent again; a file the artifact does not have cannot be repaired by sending.
