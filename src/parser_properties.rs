@@ -152,6 +152,8 @@ proptest! {
             prop_oneof![
                 Just(b"deploy-record".to_vec()),
                 Just(b"deploy-base".to_vec()),
+                Just(b"deploy-pruned".to_vec()),
+                Just(b"deploy-relisted".to_vec()),
                 Just(b"deploy-digest-lines".to_vec()),
                 Just(b"deploy-digests".to_vec()),
                 Just(b"stamp 1700000000.5000000000".to_vec()),

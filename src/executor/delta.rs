@@ -104,19 +104,23 @@ impl HostRun<'_> {
         let reused_paths = Arc::clone(reused);
         let hardlink = matches!(reuse, ReuseMode::Hardlink);
         let (mut trusted, mut base) = off_task("delta", move || {
-            let (record, mut base) = match stdout {
+            let remote_delta::DeltaOutput {
+                record,
+                relisted,
+                mut base,
+            } = match stdout {
                 Some(stdout) => remote_delta::parse_delta_output(&stdout)?,
                 None => Default::default(),
             };
             // A copy is another file, which a failed `cp` may have left short: copies are
             // hashed.
             let trusted = if hardlink {
-                remote_delta::trusted_reuse(&reused_paths, &record, &base)
+                remote_delta::trusted_reuse(&reused_paths, &record, relisted.as_ref(), &base)
             } else {
                 Default::default()
             };
             // Memory: only what the verification still needs, while the other hosts verify
-            // too (the record is dropped here).
+            // too (the record and the relisting are dropped here).
             base.entries.retain(|path, _| trusted.contains(path));
             Ok::<_, String>((trusted, base))
         })

@@ -14,6 +14,8 @@
 //!     staging/<run>/                a release being received (and <run>-prune: releases pruned)
 //!     digests/<v>, entries/<v>, manifests/<v>   what a complete release must be
 //!     identities/<v>                what its files were when verified (a delta reuses them unhashed)
+//!     relisted/<v>                  its files listed again around a prune (its record stays usable;
+//!                                   relisted/.<run>: being written)
 //!     releases.log, history.jsonl   go-live order; the audit log
 //!     current.tmp.<run>, current.retracted.<run>   links on their way in or out of `current`
 //! ```
@@ -51,6 +53,12 @@ pub const MANIFESTS: &str = ".deploy/manifests";
 /// release when its content was known to equal its manifest (`remote::delta`), so that a later
 /// delta can reuse an unchanged file without hashing it.
 pub const IDENTITIES: &str = ".deploy/identities";
+/// `relisted/<version>`: the live release's files listed just before a prune deleted releases
+/// that share their inodes, and again (with a stamp) once the deletion is done: deleting a
+/// hard link changes the ctime of the file it shared, and this lets a later delta tell that
+/// from an edit (`remote::delta::trusted_reuse`). Written as `.<run>` there first
+/// (`relisting`: no version starts with a dot), renamed into place when complete.
+pub const RELISTED: &str = ".deploy/relisted";
 /// `entries/<version>`: how many entries the finished tree holds (a switch re-counts them).
 pub const ENTRIES: &str = ".deploy/entries";
 /// Release log, `TIME ACTION FROM TO` per line: the go-live order.
@@ -84,6 +92,11 @@ pub fn identities(version: &Version) -> String {
     format!("{IDENTITIES}/{version}")
 }
 
+/// `.deploy/relisted/<version>`.
+pub fn relisted(version: &Version) -> String {
+    format!("{RELISTED}/{version}")
+}
+
 /// `.deploy/entries/<version>`.
 pub fn entries(version: &Version) -> String {
     format!("{ENTRIES}/{version}")
@@ -98,6 +111,13 @@ pub fn staging(run_id: &str) -> String {
 /// background.
 pub fn pruned(run_id: &str) -> String {
     format!("{}-prune", staging(run_id))
+}
+
+/// `.deploy/relisted/.<run>`: the live release's listing around a prune, until it is complete
+/// and renamed to `relisted/<version>`. Not in `staging/`: it is finished in the background,
+/// after the run (and its lock) ended, and the next run's Prepare empties `staging/`.
+pub fn relisting(run_id: &str) -> String {
+    format!("{RELISTED}/.{run_id}")
 }
 
 /// `.deploy/current.tmp.<run>`.
@@ -129,8 +149,10 @@ mod tests {
         assert_eq!(digest(&version), ".deploy/digests/v1");
         assert_eq!(manifest(&version), ".deploy/manifests/v1");
         assert_eq!(entries(&version), ".deploy/entries/v1");
+        assert_eq!(relisted(&version), ".deploy/relisted/v1");
         assert_eq!(staging("run-1"), ".deploy/staging/run-1");
         assert_eq!(pruned("run-1"), ".deploy/staging/run-1-prune");
+        assert_eq!(relisting("run-1"), ".deploy/relisted/.run-1");
         assert_eq!(current_temporary("run-1"), ".deploy/current.tmp.run-1");
         assert_eq!(
             current_retracted("run-1"),
@@ -146,6 +168,7 @@ mod tests {
             DIGESTS,
             MANIFESTS,
             ENTRIES,
+            RELISTED,
         ] {
             assert!(path.starts_with(&format!("{STATE}/")), "{path}");
         }

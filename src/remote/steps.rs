@@ -389,6 +389,7 @@ impl Lowering<'_> {
         script.push(script!(
             "mv -f -- \"$s/manifest\" {manifest} || exit 1\n\
              [ ! -e {identities} ] && [ ! -L {identities} ] || rm -f -- {identities}\n\
+             [ ! -e {relisted} ] && [ ! -L {relisted} ] || rm -f -- {relisted}\n\
              [ ! -f \"$s/identities\" ] || {{ {{ [ -d {identities_directory} ] || mkdir -p {identities_directory}; }} && mv -f -- \"$s/identities\" {identities}; }} || exit 1\n\
              {{ [ -d {entries_directory} ] || mkdir -p {entries_directory}; }} && find \"$s/tree\" | wc -l > {entries} || exit 1\n\
              printf '%s\\n' {sha256} > \"$s/digest.new\" || exit 1\n\
@@ -398,6 +399,7 @@ impl Lowering<'_> {
              rm -rf -- \"$s\"\n",
             manifest = quote(&layout::manifest(version)),
             identities = quote(&layout::identities(version)),
+            relisted = quote(&layout::relisted(version)),
             identities_directory = layout::IDENTITIES,
             entries_directory = layout::ENTRIES,
             entries = quote(&layout::entries(version)),
@@ -521,19 +523,29 @@ impl Lowering<'_> {
             script.push(script!(
                 "[ \"$live\" != {release} ] || {{ echo 'refusing to prune the live release {version}' >&2; exit 1; }}\n\
                  if [ -e {release} ]; then mv -- {release} \"$t/\" || exit 1; fi\n\
-                 rm -f -- {digest} {manifest} {entries} {identities}\n",
+                 rm -f -- {digest} {manifest} {entries} {identities} {relisted}\n",
                 release = quote(&layout::release(version)),
                 version = version,
                 digest = quote(&layout::digest(version)),
                 manifest = quote(&layout::manifest(version)),
                 entries = quote(&layout::entries(version)),
                 identities = quote(&layout::identities(version)),
+                relisted = quote(&layout::relisted(version)),
             ));
         }
+        // Deleting a pruned release's hard links changes the ctime of the files the live
+        // release shares with it: the live release's files are listed before and after, so
+        // that its identity record still vouches for them (`remote::delta`).
+        let (relist_before, relist_after) =
+            super::delta::relist_around_prune(&layout::relisting(self.run_id));
+        script.push(relist_before);
         // The releases already left `releases/` by rename; deleting their files can take
         // seconds, so it goes on in the background, detached from this session (a leftover is
-        // removed by the next run's Prepare).
-        script.line("rm -rf -- \"$t\" </dev/null >/dev/null 2>&1 &\n");
+        // removed by the next run's Prepare), and the listing after it with it.
+        script.push(script!(
+            "( rm -rf -- \"$t\"\n{relist_after}) </dev/null >/dev/null 2>&1 &\n",
+            relist_after = relist_after,
+        ));
         script
     }
 

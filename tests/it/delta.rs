@@ -4,8 +4,11 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use crate::support::{Ran, Relay, Scenario, json_command, path_str, read, run, tree_snapshot};
+use crate::support::{
+    Ran, Relay, Scenario, json_command, path_str, read, run, tree_snapshot, wait_until,
+};
 
 /// Files in each test release; 1% of them change from one version to the next.
 const FILES: usize = 2000;
@@ -426,6 +429,67 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
     assert_ne!(
         inode(&edited),
         inode(&fleet.release_dir(0, "v3").join("d05/f00005.dat"))
+    );
+}
+
+/// Once a service has `keep_releases` releases every push prunes one, and deleting its hard
+/// links changes the ctime of every file the live release shared with it. The prune lists the
+/// live release around the deletion, so its record still vouches for those files at the next
+/// push (without that, nearly all of them would be hashed again); a file edited in place since
+/// (same size, mtime set back) is still hashed, found different and sent.
+#[test]
+fn after_a_prune_the_live_record_still_vouches_and_an_edit_still_shows() {
+    let fleet = Relayed::new(1, "keep_releases = 2");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], false);
+    let v2 = release(&dir, "v2", &one_percent(), false);
+    let v3 = release(&dir, "v3", &[1, 2, 3], false);
+    let v4 = release(&dir, "v4", &[4, 5, 6], false);
+    for (version, release) in [("v1", &v1), ("v2", &v2), ("v3", &v3)] {
+        fleet.push(version, release, &[]).0.expect_code(0);
+    }
+    let app = fleet.scenario.app(0);
+    assert!(
+        !app.join("releases/v1").exists(),
+        "v3's push pruned v1, whose files v3 shares"
+    );
+    // The deletion, and the listing after it, run in the background.
+    let relisted = app.join(".deploy/relisted/v3");
+    wait_until("the prune's listing of v3", Duration::from_secs(60), || {
+        relisted.is_file()
+    });
+
+    // The live v3's d10/f00010.dat (unchanged since v1, and in v4) rewritten in place: same
+    // size, mtime set back.
+    let edited = fleet.release_dir(0, "v3").join("d10/f00010.dat");
+    let before = std::fs::metadata(&edited).expect("metadata");
+    let mut forged = content("10", false);
+    forged[0] ^= 0xff;
+    std::fs::write(&edited, &forged).expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&edited)
+        .and_then(|file| file.set_modified(before.modified().expect("mtime")))
+        .expect("set the mtime back");
+
+    let (ran, _) = fleet.push("v4", &v4, &["-v"]);
+    let ran = ran.expect_code(0);
+    let (vouched, reused) = vouched_for(&ran);
+    // From v3, v4 changes 1, 2, 3 (back as in v1) and 4, 5, 6.
+    assert_eq!(reused, FILES - 6, "{}", ran.stderr);
+    assert!(
+        vouched < reused && vouched * 10 >= reused * 9,
+        "{vouched} of {reused} vouched for"
+    );
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, "v4")),
+        tree_snapshot(&v4.source),
+        "v4 equals its artifact: the edited base file did not leak"
+    );
+    assert_eq!(
+        std::fs::read(&edited).expect("read"),
+        forged,
+        "v3 keeps its edit"
     );
 }
 
