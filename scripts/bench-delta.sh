@@ -2,7 +2,7 @@
 # Delta push benchmark (issue 14), against a throw-away local fleet of real OpenSSH sshd hosts on
 # 127.0.0.1 (the integration tests' fleet, run by examples/testfleet.rs; see scripts/lib/common.sh).
 #
-# A release of BENCH_MIB MiB in BENCH_FILES files of random bytes (v1), then v2..v5, each with 1%
+# A release of BENCH_MIB MiB in BENCH_FILES files of random bytes (v1), then v2..v7, each with 1%
 # of the files rewritten. All figures come from the same run, on the same hosts:
 #
 #   1. delta push wall: v1 live, push v2 (delta = "hardlink", the default)
@@ -19,6 +19,10 @@
 #   6. an unchanged re-push: 0 bytes on every host
 #   7. full push vs the plain OpenSSH pipeline (8 `ssh host 'tar -xzf -' < artifact`), same
 #      artifact. target: <= 1.10 x
+#   8. the steady state where every push prunes: v6 (which prunes v1, whose files the live v5
+#      shares), then the timed delta push of v7; its wall and how many of the files it reuses
+#      the live release's identity record still vouched for (the rest were hashed on the hosts),
+#      against the delta push of v2 (figures only, no target)
 #
 # Each timed run is preceded by `sync`. One round (BENCH_ROUNDS=N repeats the whole sequence with
 # new version names and reports medians). It prints the figures with PASS/MISS and exits 0 unless
@@ -116,14 +120,15 @@ next_tree() {
       head -c "$file_size" /dev/urandom >"trees/$to/$path"
     done
 }
-for version in 2 3 4 5; do next_tree "v$((version - 1))" "v$version" "$version"; done
-for version in 1 2 3 4 5; do
+for version in 2 3 4 5 6 7; do next_tree "v$((version - 1))" "v$version" "$version"; done
+for version in 1 2 3 4 5 6 7; do
   tar -cf - -C "trees/v$version" . | gzip -1 >"v$version.tar.gz"
 done
 log "artifacts: $(ls -l v*.tar.gz | awk '{ printf "%s %s B; ", $NF, $5 }')"
 
 # run_push NAME SERVICE VERSION ARTIFACT [EXTRA...]: a timed push; sets wall_s, rss_kib, bytes
-# (summed over the hosts), results (the hosts' results, sorted and counted).
+# (summed over the hosts), results (the hosts' results, sorted and counted). With verbosity=-v
+# (default -q), its info lines stay in NAME.stderr.
 run_push() {
   local name=$1 service=$2 version=$3 artifact=$4 rc=0 t0 t1
   shift 4
@@ -131,7 +136,7 @@ run_push() {
   t0=$(now)
   /usr/bin/time -v -o "$name.time" env -u SSH_AUTH_SOCK -u RUST_LOG NO_COLOR=1 "$deploy_bin" \
     -i deploy.toml push --service "$service" --version "$version" --artifact "$artifact" "$@" \
-    --no-progress -q --output json >"$name.json" 2>"$name.stderr" &
+    --no-progress "${verbosity:--q}" --output json >"$name.json" 2>"$name.stderr" &
   child_pids=($!)
   wait "${child_pids[0]}" || rc=$?
   child_pids=()
@@ -190,7 +195,7 @@ rsync_push() {
 env -u SSH_AUTH_SOCK NO_COLOR=1 "$deploy_bin" -i deploy.toml check --no-progress -q >/dev/null \
   || die "deploy check failed against the fresh fleet"
 
-delta_walls=() full_walls=() rsync_walls=() plain_walls=() byte_ratios=() rss=() disk_ratios=() repush=()
+delta_walls=() steady_walls=() steady_vouched=() full_walls=() rsync_walls=() plain_walls=() byte_ratios=() rss=() disk_ratios=() repush=()
 for ((round = 1; round <= rounds; round++)); do
   r=r$round
   log ""
@@ -241,6 +246,15 @@ for ((round = 1; round <= rounds; round++)); do
   disk_all=$(du -sk "$releases" | cut -f1)
   disk_one=$(du -sk "$releases/$r-v5" | cut -f1)
   log "  host disk: $(ls "$releases" | wc -l) releases in ${disk_all} KiB, one release ${disk_one} KiB"
+  # The steady state: v6 prunes v1 (its deletion runs on in the background, and the live
+  # release's files are listed again once it is done), then v7 reuses v6's files.
+  run_push "$r-v6" delta "$r-v6" v6.tar.gz
+  sleep 5
+  verbosity=-v run_push "$r-v7" delta "$r-v7" v7.tar.gz
+  vouched=$( (grep -o '[0-9]* of [0-9]* reused files vouched' "$r-v7.stderr" || true) \
+    | awk '{ a += $1; b += $3 } END { printf "%d of %d", a, b }')
+  log "  delta push of v7 after a prune: ${wall_s}s, $bytes bytes, $vouched reused files vouched for"
+  steady_walls+=("$wall_s") steady_vouched+=("$vouched")
 
   delta_walls+=("$delta_wall") full_walls+=("$full_wall") plain_walls+=("$plain_wall")
   [ "$rsync_available" = 1 ] && rsync_walls+=("$rsync_wall")
@@ -269,6 +283,8 @@ printf 'delta benchmark: %s hosts on 127.0.0.1, %s MiB / %s files (incompressibl
   "$host_count" "$mib" "$files" "$changed_count" "$rounds" "$profile" "$(nproc 2>/dev/null || echo '?')"
 printf '%-46s %14s   %-12s %s\n' "metric" "figure" "target" "verdict"
 printf '%-46s %14s\n' "wall, delta push (median)" "${delta_med}s"
+printf '%-46s %14s\n' "wall, delta push after a prune (median)" "$(median "${steady_walls[@]}")s"
+printf '%-46s %14s\n' "  reused files vouched for unhashed (last)" "${steady_vouched[${#steady_vouched[@]}-1]}"
 printf '%-46s %14s\n' "wall, full push --full (median)" "${full_med}s"
 printf '%-46s %14s   %-12s %s\n' "delta / full" "$(ratio "$delta_med" "$full_med")" "<= 0.25" "$(verdict "$(ratio "$delta_med" "$full_med") <= 0.25")"
 if [ "$rsync_available" = 1 ]; then
