@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{
-    Ran, Relay, Scenario, json_command, path_str, read, run, tree_snapshot, wait_until,
+    self, Ran, Relay, Scenario, json_command, path_str, read, run, tree_snapshot, wait_until,
 };
 
 /// Files in each test release; 1% of them change from one version to the next.
@@ -393,16 +393,7 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
     let (ran, _) = fleet.push("v3", &v3, &["-v"]);
     let ran = ran.expect_code(0);
     assert_most_but_not_all_vouched_for(&ran);
-    assert_eq!(
-        tree_snapshot(&fleet.release_dir(0, "v3")),
-        tree_snapshot(&v3.source),
-        "v3 equals its artifact: the edited base file did not leak"
-    );
-    assert_eq!(
-        std::fs::read(&edited).expect("read"),
-        forged,
-        "v2 keeps its edit"
-    );
+    assert_the_edit_did_not_leak(&fleet, "v3", &v3, &edited, &forged);
     assert_ne!(
         inode(&edited),
         inode(&fleet.release_dir(0, "v3").join("d05/f00005.dat"))
@@ -446,16 +437,58 @@ fn after_a_prune_the_live_record_still_vouches_and_an_edit_still_shows() {
     // From v3, v4 changes 1, 2, 3 (back as in v1) and 4, 5, 6.
     assert_eq!(vouched_for(&ran).1, FILES - 6, "{}", ran.stderr);
     assert_most_but_not_all_vouched_for(&ran);
-    assert_eq!(
-        tree_snapshot(&fleet.release_dir(0, "v4")),
-        tree_snapshot(&v4.source),
-        "v4 equals its artifact: the edited base file did not leak"
+    assert_the_edit_did_not_leak(&fleet, "v4", &v4, &edited, &forged);
+}
+
+/// A fault in the prune's own window: its deletion slowed (an `rm` that sleeps before it
+/// removes the pruned releases), and a file of the live release rewritten during it with
+/// another size. The listing after the deletion shows the new size, so nothing vouches for that
+/// file: it is hashed, found different and sent; the listing still vouches for the others.
+#[test]
+fn an_edit_during_a_slowed_prune_deletion_is_still_hashed() {
+    let fleet = Relayed::new(1, "keep_releases = 2");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], false);
+    let v2 = release(&dir, "v2", &one_percent(), false);
+    let v3 = release(&dir, "v3", &[1, 2, 3], false);
+    let v4 = release(&dir, "v4", &[4, 5, 6], false);
+    for (version, release) in [("v1", &v1), ("v2", &v2)] {
+        fleet.push(version, release, &[]).0.expect_code(0);
+    }
+    let host = fleet.scenario.host(0);
+    let started = dir.join("prune-deletion-started");
+    host.wrap_command(
+        "rm",
+        &format!(
+            "case \"$*\" in *-prune*) : > '{}'; {} 2;; esac\nexec {} \"$@\"",
+            path_str(&started),
+            support::real_program("sleep").display(),
+            support::real_program("rm").display()
+        ),
     );
-    assert_eq!(
-        std::fs::read(&edited).expect("read"),
-        forged,
-        "v3 keeps its edit"
+    // v3's push prunes v1, whose files v3 shares; the deletion runs on after the push.
+    fleet.push("v3", &v3, &[]).0.expect_code(0);
+    wait_until("the prune's deletion", Duration::from_secs(60), || {
+        started.exists()
+    });
+    let edited = fleet.release_dir(0, "v3").join("d10/f00010.dat");
+    let edit = b"rewritten while the prune deleted v1".to_vec();
+    std::fs::write(&edited, &edit).expect("rewrite");
+    let relisted = fleet.scenario.app(0).join(".deploy/relisted/v3");
+    assert!(
+        !relisted.exists(),
+        "the edit falls between the prune's two listings"
     );
+    wait_until("the prune's listing of v3", Duration::from_secs(60), || {
+        relisted.is_file()
+    });
+    host.unwrap_command("rm");
+
+    let (ran, _) = fleet.push("v4", &v4, &["-v"]);
+    let ran = ran.expect_code(0);
+    assert_eq!(vouched_for(&ran).1, FILES - 6, "{}", ran.stderr);
+    assert_most_but_not_all_vouched_for(&ran);
+    assert_the_edit_did_not_leak(&fleet, "v4", &v4, &edited, &edit);
 }
 
 /// Rewrites a release's file `number` in place as a host-side edit that hides best would: other
@@ -482,6 +515,27 @@ fn forge_in_place(path: &Path, number: &str) -> Vec<u8> {
         "the edit keeps inode, size and mtime"
     );
     forged
+}
+
+/// The new release `version` on host 0 equals its artifact (the base file `edited` on the host
+/// did not leak into it), and the base keeps its edit.
+fn assert_the_edit_did_not_leak(
+    fleet: &Relayed,
+    version: &str,
+    release: &Release,
+    edited: &Path,
+    edit: &[u8],
+) {
+    assert_eq!(
+        tree_snapshot(&fleet.release_dir(0, version)),
+        tree_snapshot(&release.source),
+        "{version} equals its artifact: the edited base file did not leak"
+    );
+    assert_eq!(
+        std::fs::read(edited).expect("read"),
+        edit,
+        "the base keeps its edit"
+    );
 }
 
 /// The base's record vouched for at least 90% of the reused files, but not all: the forged one
