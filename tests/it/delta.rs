@@ -400,6 +400,59 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
     );
 }
 
+/// A prune between two delta pushes, for the tests below: `keep_releases = 2`, v1 and v2 pushed;
+/// v3's push (by the test) prunes v1, whose files v3 shares; v4 changes 1, 2, 3 (back as in v1)
+/// and 4, 5, 6 from v3.
+struct PruneBetween {
+    fleet: Relayed,
+    v3: Release,
+    v4: Release,
+}
+
+impl PruneBetween {
+    fn new() -> PruneBetween {
+        let fleet = Relayed::new(1, "keep_releases = 2");
+        let dir = fleet.scenario.dir().to_path_buf();
+        let v1 = release(&dir, "v1", &[], false);
+        let v2 = release(&dir, "v2", &one_percent(), false);
+        for (version, release) in [("v1", &v1), ("v2", &v2)] {
+            fleet.push(version, release, &[]).0.expect_code(0);
+        }
+        PruneBetween {
+            v3: release(&dir, "v3", &[1, 2, 3], false),
+            v4: release(&dir, "v4", &[4, 5, 6], false),
+            fleet,
+        }
+    }
+
+    /// The live v3's file that the tests edit on the host (unchanged since v1, and in v4).
+    fn edited(&self) -> PathBuf {
+        self.fleet.release_dir(0, "v3").join("d10/f00010.dat")
+    }
+
+    /// The prune's listing of v3, once complete.
+    fn relisted(&self) -> PathBuf {
+        self.fleet.scenario.app(0).join(".deploy/relisted/v3")
+    }
+
+    fn wait_for_the_listing(&self) {
+        let relisted = self.relisted();
+        wait_until("the prune's listing of v3", Duration::from_secs(60), || {
+            relisted.is_file()
+        });
+    }
+
+    /// Pushes v4 from v3, whose edited file holds `edit`: the prune's listing vouches for the
+    /// other reused files, the edited one is hashed, and the edit does not leak.
+    fn push_v4_and_assert_the_edit_was_hashed(&self, edit: &[u8]) {
+        let (ran, _) = self.fleet.push("v4", &self.v4, &["-v"]);
+        let ran = ran.expect_code(0);
+        assert_eq!(vouched_for(&ran).1, FILES - 6, "{}", ran.stderr);
+        assert_most_but_not_all_vouched_for(&ran);
+        assert_the_edit_did_not_leak(&self.fleet, "v4", &self.v4, &self.edited(), edit);
+    }
+}
+
 /// Once a service has `keep_releases` releases every push prunes one, and deleting its hard
 /// links changes the ctime of every file the live release shared with it. The prune lists the
 /// live release around the deletion, so its record still vouches for those files at the next
@@ -407,37 +460,18 @@ fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
 /// (same size, mtime set back) is still hashed, found different and sent.
 #[test]
 fn after_a_prune_the_live_record_still_vouches_and_an_edit_still_shows() {
-    let fleet = Relayed::new(1, "keep_releases = 2");
-    let dir = fleet.scenario.dir().to_path_buf();
-    let v1 = release(&dir, "v1", &[], false);
-    let v2 = release(&dir, "v2", &one_percent(), false);
-    let v3 = release(&dir, "v3", &[1, 2, 3], false);
-    let v4 = release(&dir, "v4", &[4, 5, 6], false);
-    for (version, release) in [("v1", &v1), ("v2", &v2), ("v3", &v3)] {
-        fleet.push(version, release, &[]).0.expect_code(0);
-    }
-    let app = fleet.scenario.app(0);
+    let prune = PruneBetween::new();
+    prune.fleet.push("v3", &prune.v3, &[]).0.expect_code(0);
     assert!(
-        !app.join("releases/v1").exists(),
+        !prune.fleet.release_dir(0, "v1").exists(),
         "v3's push pruned v1, whose files v3 shares"
     );
     // The deletion, and the listing after it, run in the background.
-    let relisted = app.join(".deploy/relisted/v3");
-    wait_until("the prune's listing of v3", Duration::from_secs(60), || {
-        relisted.is_file()
-    });
+    prune.wait_for_the_listing();
 
-    // The live v3's d10/f00010.dat (unchanged since v1, and in v4) rewritten in place: same
-    // size, mtime set back.
-    let edited = fleet.release_dir(0, "v3").join("d10/f00010.dat");
-    let forged = forge_in_place(&edited, "10");
-
-    let (ran, _) = fleet.push("v4", &v4, &["-v"]);
-    let ran = ran.expect_code(0);
-    // From v3, v4 changes 1, 2, 3 (back as in v1) and 4, 5, 6.
-    assert_eq!(vouched_for(&ran).1, FILES - 6, "{}", ran.stderr);
-    assert_most_but_not_all_vouched_for(&ran);
-    assert_the_edit_did_not_leak(&fleet, "v4", &v4, &edited, &forged);
+    // Rewritten in place: same size, mtime set back.
+    let forged = forge_in_place(&prune.edited(), "10");
+    prune.push_v4_and_assert_the_edit_was_hashed(&forged);
 }
 
 /// A fault in the prune's own window: its deletion slowed (an `rm` that sleeps before it
@@ -446,17 +480,9 @@ fn after_a_prune_the_live_record_still_vouches_and_an_edit_still_shows() {
 /// file: it is hashed, found different and sent; the listing still vouches for the others.
 #[test]
 fn an_edit_during_a_slowed_prune_deletion_is_still_hashed() {
-    let fleet = Relayed::new(1, "keep_releases = 2");
-    let dir = fleet.scenario.dir().to_path_buf();
-    let v1 = release(&dir, "v1", &[], false);
-    let v2 = release(&dir, "v2", &one_percent(), false);
-    let v3 = release(&dir, "v3", &[1, 2, 3], false);
-    let v4 = release(&dir, "v4", &[4, 5, 6], false);
-    for (version, release) in [("v1", &v1), ("v2", &v2)] {
-        fleet.push(version, release, &[]).0.expect_code(0);
-    }
-    let host = fleet.scenario.host(0);
-    let started = dir.join("prune-deletion-started");
+    let prune = PruneBetween::new();
+    let host = prune.fleet.scenario.host(0);
+    let started = prune.fleet.scenario.dir().join("prune-deletion-started");
     host.wrap_command(
         "rm",
         &format!(
@@ -466,29 +492,21 @@ fn an_edit_during_a_slowed_prune_deletion_is_still_hashed() {
             support::real_program("rm").display()
         ),
     );
-    // v3's push prunes v1, whose files v3 shares; the deletion runs on after the push.
-    fleet.push("v3", &v3, &[]).0.expect_code(0);
+    // The deletion of v1 runs on after v3's push.
+    prune.fleet.push("v3", &prune.v3, &[]).0.expect_code(0);
     wait_until("the prune's deletion", Duration::from_secs(60), || {
         started.exists()
     });
-    let edited = fleet.release_dir(0, "v3").join("d10/f00010.dat");
     let edit = b"rewritten while the prune deleted v1".to_vec();
-    std::fs::write(&edited, &edit).expect("rewrite");
-    let relisted = fleet.scenario.app(0).join(".deploy/relisted/v3");
+    std::fs::write(prune.edited(), &edit).expect("rewrite");
     assert!(
-        !relisted.exists(),
+        !prune.relisted().exists(),
         "the edit falls between the prune's two listings"
     );
-    wait_until("the prune's listing of v3", Duration::from_secs(60), || {
-        relisted.is_file()
-    });
+    prune.wait_for_the_listing();
     host.unwrap_command("rm");
 
-    let (ran, _) = fleet.push("v4", &v4, &["-v"]);
-    let ran = ran.expect_code(0);
-    assert_eq!(vouched_for(&ran).1, FILES - 6, "{}", ran.stderr);
-    assert_most_but_not_all_vouched_for(&ran);
-    assert_the_edit_did_not_leak(&fleet, "v4", &v4, &edited, &edit);
+    prune.push_v4_and_assert_the_edit_was_hashed(&edit);
 }
 
 /// Rewrites a release's file `number` in place as a host-side edit that hides best would: other
