@@ -1,7 +1,8 @@
 //! Property tests for the parsers of host output in `remote` (remote output is untrusted): the
-//! facts script's output, the release scan, release-log lines, lock holder lines and history
-//! lines. Each property states what holds for any input (no panic, errors instead) and what
-//! round-trips for well-formed input. Only the public API of `remote` is used.
+//! facts script's output, the release scan, release-log lines, lock holder lines, history
+//! lines and the live manifest after a push's lock facts. Each property states what holds for
+//! any input (no panic, errors instead) and what round-trips for well-formed input. Only the
+//! public API of `remote` is used.
 
 use proptest::prelude::*;
 
@@ -91,6 +92,35 @@ proptest! {
     #[test]
     fn facts_parse_never_panics_on_any_text(text in any::<String>()) {
         let _ = state::parse(&text);
+    }
+
+    /// A push's lock output: any text splits without a panic into facts that are its start
+    /// and, at most, a manifest within the cap; what the script writes comes back whole.
+    #[test]
+    fn live_manifest_sections_never_panic_and_round_trip(
+        facts in proptest::collection::vec(facts_line(), 1..6),
+        after in any::<String>(),
+        version in version(),
+        manifest in "[^\u{0}]{0,200}",
+        cap in 0u64..256,
+    ) {
+        use crate::remote::lock::{LiveManifest, split_live_manifest};
+        let facts = facts.join("\n") + "\n";
+        let any = format!("{facts}LIVE-MANIFEST {after}");
+        let (head, live) = split_live_manifest(&any, cap);
+        prop_assert!(any.starts_with(head));
+        if let Some(LiveManifest::Recorded { text, .. }) = &live {
+            prop_assert!(text.len() as u64 <= cap);
+        }
+        let written = format!("{facts}LIVE-MANIFEST {version}\n{manifest}\n");
+        let (head, live) = split_live_manifest(&written, cap);
+        if facts.contains("\nLIVE-MANIFEST ") || facts.starts_with("LIVE-MANIFEST ") {
+            return Ok(());
+        }
+        prop_assert_eq!(head, facts.as_str());
+        let expected = (manifest.len() as u64 <= cap)
+            .then(|| LiveManifest::Recorded { version, text: manifest.clone() });
+        prop_assert_eq!(live, expected);
     }
 
     #[test]

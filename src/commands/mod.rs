@@ -91,6 +91,8 @@ const LOCK_ATTEMPTS: u32 = 4;
 /// waits a short random time and tries again, so two runs never each keep part of a fleet and
 /// both give up; a run that got none of them gives up at once (exit 3, naming the holder).
 /// After the last try it keeps what it has. Failures come back as finished results.
+/// `live_manifest_cap`: a push's locks also read the live release's manifest up to that many
+/// bytes (`HostRun::lock`).
 pub async fn lock_all<'a>(
     context: &'a Context,
     targets: Vec<Target>,
@@ -98,6 +100,7 @@ pub async fn lock_all<'a>(
     events: &Events,
     permits: &Semaphore,
     now: u64,
+    live_manifest_cap: Option<u64>,
 ) -> (Vec<Acquired<'a>>, Vec<(Target, HostResult)>) {
     struct Slot<'a> {
         target: Target,
@@ -155,7 +158,7 @@ pub async fn lock_all<'a>(
             }
             run.resume();
             match run
-                .lock(&context.operator, now)
+                .lock(&context.operator, now, live_manifest_cap)
                 .instrument(host_span(context, slot.target))
                 .await
             {

@@ -282,8 +282,9 @@ async fn push_service<'a>(
 
     // Phase 1: preflight: every host connected and locked (two runs never each hold part of
     // the fleet) before the first byte is uploaded; too many failures already: nothing is.
+    let cap = live_manifest_cap(context, shipment, arguments, total);
     let (acquired, mut finished) =
-        super::lock_all(context, targets, with_service, events, permits, now).await;
+        super::lock_all(context, targets, with_service, events, permits, now, cap).await;
     events.phase(Phase::Staging {
         bytes_each: shipment.artifact.size,
     });
@@ -321,6 +322,37 @@ async fn push_service<'a>(
     finished.extend(cleaned);
     finished
 }
+
+/// How much of the live release's recorded manifest (the base of a delta) each host's lock
+/// reads with the facts, so that staging needs no command of its own for it; `None` when no
+/// delta can apply. When every host is worked on at once, a manifest of any usual size: the
+/// hosts would each read it at the same moment anyway. When some wait for their turn to stage,
+/// only a small one (a few files), as it waits with them: a larger one is read when the host's
+/// turn comes, as before.
+fn live_manifest_cap(
+    context: &Context,
+    shipment: &Shipment,
+    arguments: &PushArgs,
+    total: usize,
+) -> Option<u64> {
+    let service = &context.inventory.services[shipment.service];
+    if arguments.full
+        || service.delta == crate::inventory::Delta::Off
+        || shipment.host_url.is_some()
+    {
+        return None;
+    }
+    Some(if total <= context.concurrency {
+        LIVE_MANIFEST_ALL_AT_ONCE
+    } else {
+        LIVE_MANIFEST_WAITING
+    })
+}
+
+/// `live_manifest_cap` when every host is worked on at once.
+const LIVE_MANIFEST_ALL_AT_ONCE: u64 = 16 << 20;
+/// `live_manifest_cap` when hosts wait for their turn: bounded per waiting host.
+const LIVE_MANIFEST_WAITING: u64 = 4 << 10;
 
 /// How many of the finished hosts failed (skipped ones did not).
 fn failed_count(finished: &[(Target, HostResult)]) -> usize {

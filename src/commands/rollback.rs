@@ -141,7 +141,7 @@ async fn roll_back_service<'a>(
     let total = targets.len();
     let now = unix_now();
     let (acquired, mut finished) =
-        super::lock_all(context, targets, with_service, events, permits, now).await;
+        super::lock_all(context, targets, with_service, events, permits, now, None).await;
     let prepared = for_each(acquired, context.concurrency, |host| {
         let span = super::host_span(context, host.target);
         async move {

@@ -12,8 +12,15 @@ use crate::ssh::{Held, Session};
 
 impl HostRun<'_> {
     /// Takes the service lock and reads the service's state under it, in one remote command;
-    /// the lock is held until `unlock` or until the session ends.
-    pub async fn lock(&self, operator: &str, now: u64) -> Result<(Held, Facts), HostError> {
+    /// the lock is held until `unlock` or until the session ends. With `live_manifest_cap` (a
+    /// push), the same command also reads the live release's recorded manifest (up to that
+    /// many bytes), kept for `recorded_manifest`.
+    pub async fn lock(
+        &self,
+        operator: &str,
+        now: u64,
+        live_manifest_cap: Option<u64>,
+    ) -> Result<(Held, Facts), HostError> {
         self.events.step(&self.label, "lock");
         if let Ok(mut stored) = self.operator.lock() {
             *stored = operator.to_string();
@@ -24,12 +31,13 @@ impl HostRun<'_> {
             &self.lowering,
             operator,
             now,
+            live_manifest_cap,
             self.budget.work_end(),
             &self.host,
             &self.label,
         )
         .await?;
-        let Some(held) = held else {
+        let Some(mut held) = held else {
             return Err(holder.map_or_else(
                 || HostError::failed("lock", "the lock was not taken"),
                 |holder| HostError::LockHeld {
@@ -39,7 +47,16 @@ impl HostRun<'_> {
                 },
             ));
         };
-        match state::parse(&held.text) {
+        // Taken out of `held`, which stays across the barrier: no per-host buffer there.
+        let text = std::mem::take(&mut held.text);
+        let (facts, live) = match live_manifest_cap {
+            Some(cap) => lock::split_live_manifest(&text, cap),
+            None => (text.as_str(), None),
+        };
+        if let Ok(mut stored) = self.live_manifest.lock() {
+            *stored = live;
+        }
+        match state::parse(facts) {
             Ok(facts) => Ok((held, facts)),
             Err(error) => {
                 self.unlock(held).await;
@@ -70,16 +87,24 @@ impl HostRun<'_> {
 
 /// Runs the lock script on `session`: `(Some(held), None)` when the lock is ours, `(None,
 /// Some(holder))` when another run (or this run, on another connection) holds it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn take_lock(
     session: &Session,
     lowering: &Lowering<'_>,
     operator: &str,
     now: u64,
+    live_manifest_cap: Option<u64>,
     until: Instant,
     host: &str,
     label: &str,
 ) -> Result<(Option<Held>, Option<LockHolder>), HostError> {
-    let script = lock::lock_script(lowering.base_dir, operator, lowering.run_id, now);
+    let script = lock::lock_script(
+        lowering.base_dir,
+        operator,
+        lowering.run_id,
+        now,
+        live_manifest_cap,
+    );
     let held =
         match tokio::time::timeout_at(until.into(), session.hold(&script, lock::LOCK_FACTS_END))
             .await

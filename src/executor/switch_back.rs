@@ -76,6 +76,7 @@ impl HostRun<'_> {
             &self.lowering,
             &operator,
             self.lowering.now,
+            None,
             until,
             &self.host,
             &self.label,

@@ -6,9 +6,66 @@ use super::layout::{self, within_state};
 use super::process::{LOCK_FUNCTIONS, PROCESS_FUNCTIONS, stop_steps_function};
 use super::script::{quote, script};
 use super::state;
+use crate::inventory::Version;
 
 /// Line that ends the facts the lock script prints once the lock is taken.
 pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
+
+/// Line that starts the live release's recorded manifest after the facts (a push's lock only):
+/// `LIVE-MANIFEST <version>`, the manifest's first bytes (up to the cap and one more) and a
+/// newline; or `LIVE-MANIFEST <version> -` when none is recorded.
+pub const LIVE_MANIFEST: &str = "LIVE-MANIFEST";
+
+/// What the lock script said of the live release's recorded manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveManifest {
+    /// The manifest's text, whole (no longer than the cap asked for).
+    Recorded { version: Version, text: String },
+    /// The live release has no recorded manifest.
+    Absent { version: Version },
+}
+
+impl LiveManifest {
+    pub fn version(&self) -> &Version {
+        match self {
+            LiveManifest::Recorded { version, .. } | LiveManifest::Absent { version } => version,
+        }
+    }
+}
+
+/// Splits what the lock script printed after `LOCKED` into the facts and the live release's
+/// manifest, when the script was asked for it (`live_manifest_cap`). A manifest longer than
+/// `cap` (the script prints one byte more to show it) or a section that does not parse is left
+/// out: the caller then reads the manifest with a command of its own, as without the section.
+pub fn split_live_manifest(text: &str, cap: u64) -> (&str, Option<LiveManifest>) {
+    let marker = format!("{LIVE_MANIFEST} ");
+    let start = if text.starts_with(&marker) {
+        Some(0)
+    } else {
+        text.find(&format!("\n{marker}")).map(|index| index + 1)
+    };
+    let Some(start) = start else {
+        return (text, None);
+    };
+    let facts = &text[..start];
+    let section = &text[start + marker.len()..];
+    let (header, content) = section.split_once('\n').unwrap_or((section, ""));
+    let live = match header.split_once(' ') {
+        None => Version::parse(header).ok().and_then(|version| {
+            // The script ends the manifest with a newline of its own.
+            let content = content.strip_suffix('\n')?;
+            (content.len() as u64 <= cap).then(|| LiveManifest::Recorded {
+                version,
+                text: content.to_string(),
+            })
+        }),
+        Some((version, "-")) if content.is_empty() => Version::parse(version)
+            .ok()
+            .map(|version| LiveManifest::Absent { version }),
+        Some(_) => None,
+    };
+    (facts, live)
+}
 
 /// The script that takes the service lock and keeps it while its stdin stays open.
 ///
@@ -23,7 +80,33 @@ pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
 /// another process), or that has no holder line and is over a minute old (`lock_alive`), is
 /// stale and broken, under a second mkdir so two runs never both break and
 /// take it.
-pub fn lock_script(base_dir: &str, operator: &str, run_id: &str, now: u64) -> String {
+///
+/// With `live_manifest_cap` (a push, which plans a delta from the live release), the facts are
+/// followed by the live release's recorded manifest (`LIVE_MANIFEST`, at most the cap and one
+/// byte more), read under the lock in the same command: no session of its own for it.
+pub fn lock_script(
+    base_dir: &str,
+    operator: &str,
+    run_id: &str,
+    now: u64,
+    live_manifest_cap: Option<u64>,
+) -> String {
+    let live_manifest = match live_manifest_cap {
+        Some(cap) => script!(
+            "( cd -- \"$start\" && cd -- {base} 2>/dev/null || exit 0\n\
+             \x20 l=$(readlink current 2>/dev/null) || exit 0\n\
+             \x20 v=${{l#releases/}}\n\
+             \x20 case $v in ''|*[!A-Za-z0-9._+-]*) exit 0;; esac\n\
+             \x20 [ \"releases/$v\" = \"$l\" ] || exit 0\n\
+             \x20 f=\".deploy/manifests/$v\"\n\
+             \x20 if [ -f \"$f\" ]; then printf '{marker} %s\\n' \"$v\"; head -c {limit} -- \"$f\"; printf '\\n'\n\
+             \x20 else printf '{marker} %s -\\n' \"$v\"; fi )\n",
+            base = quote(base_dir),
+            marker = LIVE_MANIFEST,
+            limit = &(cap + 1),
+        ),
+        None => script!(""),
+    };
     script!(
         r#"start=$PWD
 {functions}{lock_functions}{stop_steps}b={base}
@@ -69,7 +152,7 @@ while ! held_by_me; do
 done
 {freeze_check}printf 'LOCKED\n'
 ( cd -- "$start" && {facts} )
-printf '{end}\n'
+{live_manifest}printf '{end}\n'
 while read -r line; do :; done
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
 if held_by_me; then stop_steps {lock} {all}; rm -rf {lock}; fi
@@ -91,6 +174,7 @@ exit 0
         facts = state::facts_script(base_dir),
         end = LOCK_FACTS_END,
         freeze_check = super::freeze::freeze_check(),
+        live_manifest = &live_manifest,
     )
     .into_string()
 }
@@ -112,6 +196,131 @@ mod tests {
         );
     }
 
+    /// What the lock script prints after `LOCKED`, up to the end of the facts (as
+    /// `ssh::Session::hold` hands it over), for a base dir `app` in `directory`.
+    fn locked_text(directory: &std::path::Path, cap: Option<u64>) -> String {
+        let output = crate::remote::local_shell::run(
+            directory,
+            &lock_script("app", "alice@laptop", "run-1", 7, cap),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stdout}");
+        let text = stdout
+            .strip_prefix("LOCKED\n")
+            .unwrap_or_else(|| panic!("not locked: {stdout}"));
+        let end = format!("\n{LOCK_FACTS_END}\n");
+        let at = text
+            .rfind(&end)
+            .unwrap_or_else(|| panic!("no end of facts: {stdout}"));
+        text[..at + 1].to_string()
+    }
+
+    /// The facts without what differs between two runs: free space (`df`) and the lock
+    /// holder's own line (its PID).
+    fn stable(facts: &str) -> String {
+        facts
+            .lines()
+            .filter(|line| !line.starts_with("df ") && !line.starts_with("lock "))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    /// A push's lock reads the live release's recorded manifest after the facts, byte for
+    /// byte; the facts before it parse as without it. Larger than the cap, it is left out
+    /// (the push reads it with a command of its own); none recorded is said so; no live
+    /// release, or another command's lock, prints no section at all.
+    #[test]
+    fn a_push_lock_reads_the_live_manifest_after_the_facts() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let app = directory.path().join("app");
+        std::fs::create_dir_all(app.join("releases/v1")).expect("mkdir");
+        std::fs::create_dir_all(app.join(".deploy/manifests")).expect("mkdir");
+        std::fs::create_dir_all(app.join(".deploy/digests")).expect("mkdir");
+        std::fs::write(
+            app.join(".deploy/digests/v1"),
+            format!("{}\n", "ab".repeat(32)),
+        )
+        .expect("write digest");
+        // No newline at the end: the section must not depend on one.
+        let manifest = "deploy-manifest 1\nf 644 3 aa a file\nd 755 - - dir";
+        std::fs::write(app.join(".deploy/manifests/v1"), manifest).expect("write manifest");
+        let version = Version::parse("v1").expect("version");
+
+        // No live release yet: no section.
+        let text = locked_text(directory.path(), Some(1 << 20));
+        assert!(!text.contains(LIVE_MANIFEST), "{text}");
+        assert_eq!(split_live_manifest(&text, 1 << 20), (text.as_str(), None));
+
+        std::os::unix::fs::symlink("releases/v1", app.join("current")).expect("symlink");
+        let plain = locked_text(directory.path(), None);
+        assert!(!plain.contains(LIVE_MANIFEST), "{plain}");
+
+        let text = locked_text(directory.path(), Some(1 << 20));
+        let (facts, live) = split_live_manifest(&text, 1 << 20);
+        assert_eq!(
+            stable(facts),
+            stable(&plain),
+            "the facts are the same with the section after them"
+        );
+        assert_eq!(
+            state::parse(facts).expect("facts parse").live(),
+            Some(&version)
+        );
+        assert_eq!(
+            live,
+            Some(LiveManifest::Recorded {
+                version: version.clone(),
+                text: manifest.to_string()
+            })
+        );
+        // Exactly the manifest's size is within the cap; one byte less is not.
+        let size = manifest.len() as u64;
+        let text = locked_text(directory.path(), Some(size));
+        assert!(matches!(
+            split_live_manifest(&text, size).1,
+            Some(LiveManifest::Recorded { .. })
+        ));
+        let text = locked_text(directory.path(), Some(size - 1));
+        let (facts, live) = split_live_manifest(&text, size - 1);
+        assert_eq!((stable(facts), live), (stable(&plain), None));
+
+        std::fs::remove_file(app.join(".deploy/manifests/v1")).expect("remove manifest");
+        let text = locked_text(directory.path(), Some(1 << 20));
+        let (facts, live) = split_live_manifest(&text, 1 << 20);
+        assert_eq!(
+            (stable(facts), live),
+            (stable(&plain), Some(LiveManifest::Absent { version }))
+        );
+    }
+
+    /// Sections that do not read as the script writes them are left out, never guessed at.
+    #[test]
+    fn a_malformed_live_manifest_section_is_left_out() {
+        let facts = "base present\ncurrent releases/v1\n";
+        for section in [
+            "LIVE-MANIFEST v1\nno newline of the script's own",
+            "LIVE-MANIFEST ../v1\ndeploy-manifest 1\n\n",
+            "LIVE-MANIFEST v1 x\n",
+            "LIVE-MANIFEST v1 -\nsomething after none\n",
+            "LIVE-MANIFEST \n\n",
+        ] {
+            let text = format!("{facts}{section}");
+            assert_eq!(
+                split_live_manifest(&text, 1 << 20),
+                (facts, None),
+                "{section:?}"
+            );
+        }
+        let text = format!("{facts}LIVE-MANIFEST v1\ndeploy-manifest 1\n\n");
+        assert_eq!(
+            split_live_manifest(&text, 1 << 20).1,
+            Some(LiveManifest::Recorded {
+                version: Version::parse("v1").expect("version"),
+                text: "deploy-manifest 1\n".to_string()
+            })
+        );
+    }
+
     /// A lock that cannot be created (here: `lock` is a dangling link, as a read-only or
     /// broken filesystem would refuse it) is an error naming why, never "held".
     #[test]
@@ -122,7 +331,7 @@ mod tests {
         std::os::unix::fs::symlink("/nonexistent/target", deploy.join("lock")).expect("symlink");
         let output = crate::remote::local_shell::run(
             directory.path(),
-            &lock_script("app", "alice@laptop", "run-1", 7),
+            &lock_script("app", "alice@laptop", "run-1", 7, None),
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -156,7 +365,7 @@ mod tests {
         .expect("write holder");
         let mut taking = std::process::Command::new("sh")
             .arg("-c")
-            .arg(lock_script("app", "alice@laptop", "run-2", 7))
+            .arg(lock_script("app", "alice@laptop", "run-2", 7, None))
             .current_dir(directory.path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -189,7 +398,7 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         let lock = directory.path().join("app/.deploy/lock");
         std::fs::create_dir_all(&lock).expect("mkdir");
-        let script = lock_script("app", "alice@laptop", "run-2", 10);
+        let script = lock_script("app", "alice@laptop", "run-2", 10, None);
         let output = crate::remote::local_shell::run(directory.path(), &script);
         assert_eq!(
             output.status.code(),
@@ -229,11 +438,11 @@ mod tests {
             "999999999 ghost@nowhere old-run 1\n",
         )
         .expect("write");
-        let script = lock_script("app", "alice@laptop", "run-2", 10);
+        let script = lock_script("app", "alice@laptop", "run-2", 10, None);
         // While held, the holder line carries the plain operator and run id.
         let mut holding = std::process::Command::new("sh")
             .arg("-c")
-            .arg(lock_script("held", "alice@laptop", "run-1", 7))
+            .arg(lock_script("held", "alice@laptop", "run-1", 7, None))
             .current_dir(directory.path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -240,7 +240,11 @@ fn programs() -> Vec<(&'static str, String)> {
         ),
         (
             "lock",
-            lock_script(BASE, "alice@laptop", RUN, 1_764_504_000),
+            lock_script(BASE, "alice@laptop", RUN, 1_764_504_000, None),
+        ),
+        (
+            "lock_live_manifest",
+            lock_script(BASE, "alice@laptop", RUN, 1_764_504_000, Some(16 << 20)),
         ),
         ("facts", state::command(BASE)),
         ("history", history_command(BASE, Some(20))),

@@ -509,6 +509,58 @@ fn an_edit_during_a_slowed_prune_deletion_is_still_hashed() {
     prune.push_v4_and_assert_the_edit_was_hashed(&edit);
 }
 
+/// A push's lock reads the live release's manifest (the delta's base) in the same command as
+/// the facts when every host is worked on at once: no host runs a command of its own for it.
+/// With more hosts than `concurrency` (hosts wait for their turn to stage) and a manifest over
+/// what a waiting host may hold, each host reads it when its turn comes, as before. Both push
+/// the same delta, and each release equals its artifact.
+#[test]
+fn the_live_manifest_comes_with_the_lock_when_every_host_is_worked_on_at_once() {
+    let fleet = Relayed::new(2, "keep_releases = 5");
+    let dir = fleet.scenario.dir().to_path_buf();
+    let v1 = release(&dir, "v1", &[], false);
+    let v2 = release(&dir, "v2", &one_percent(), false);
+    let v3 = release(&dir, "v3", &[1, 101, 201], false);
+    fleet.push("v1", &v1, &[]).0.expect_code(0);
+
+    let manifest_reads = |host: &support::TestHost| -> (usize, usize) {
+        let commands = host.session_commands();
+        let locks = commands
+            .iter()
+            .filter(|line| line.starts_with("start=$PWD"))
+            .count();
+        let reads = commands
+            .iter()
+            .filter(|line| line.starts_with("[ -f ") && line.contains(".deploy/manifests/"))
+            .count();
+        (locks, reads)
+    };
+    for (version, release, concurrency, expected_reads) in
+        [("v2", &v2, "2", 0), ("v3", &v3, "1", 1)]
+    {
+        for host in fleet.scenario.hosts() {
+            host.forget_sessions();
+        }
+        let (ran, _) = fleet.push(version, release, &["-v", "--concurrency", concurrency]);
+        let ran = ran.expect_code(0);
+        assert_eq!(vouched_for(&ran).0, vouched_for(&ran).1, "{}", ran.stderr);
+        for (index, host) in fleet.scenario.hosts().iter().enumerate() {
+            assert_eq!(
+                manifest_reads(host),
+                (1, expected_reads),
+                "{version} at -j {concurrency}, {}: lock commands and manifest reads in {:#?}",
+                host.name,
+                host.session_commands()
+            );
+            assert_eq!(
+                tree_snapshot(&fleet.release_dir(index, version)),
+                tree_snapshot(&release.source),
+                "host {index}: {version} equals its artifact"
+            );
+        }
+    }
+}
+
 /// Rewrites a release's file `number` in place as a host-side edit that hides best would: other
 /// content of the same size, the mtime set back, the inode kept. Returns the new content.
 fn forge_in_place(path: &Path, number: &str) -> Vec<u8> {

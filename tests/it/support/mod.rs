@@ -514,6 +514,25 @@ impl TestHost {
         self.dir.join("shell")
     }
 
+    fn sessions_path(&self) -> PathBuf {
+        self.dir.join("sessions.log")
+    }
+
+    /// The first line of the command of every SSH session this host ran since the last
+    /// `forget_sessions`, in order (logged by the login script).
+    pub fn session_commands(&self) -> Vec<String> {
+        fs::read_to_string(self.sessions_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Starts `session_commands` afresh.
+    pub fn forget_sessions(&self) {
+        let _ = fs::remove_file(self.sessions_path());
+    }
+
     fn pid_file(&self) -> PathBuf {
         self.dir.join("sshd.pid")
     }
@@ -597,6 +616,13 @@ impl TestHost {
         script.push_str(&format!(
             "PATH={}:\"$PATH\"\nexport PATH\n",
             sh_quote(path_str(&bin))
+        ));
+        // Each session's first command line, for tests that count what a run sends
+        // (`session_commands`); a builtin append, no process; before
+        // `ulimit -f`, which would kill the shell once the log outgrew it.
+        script.push_str(&format!(
+            "nl='\n'\nprintf '%s\\n' \"${{SSH_ORIGINAL_COMMAND%%\"$nl\"*}}\" >> {} 2>/dev/null || :\n",
+            sh_quote(path_str(&self.sessions_path()))
         ));
         if let Some(kb) = self.file_size_limit_kb {
             // POSIX `ulimit -f` counts 512-byte blocks.
