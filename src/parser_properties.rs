@@ -100,26 +100,25 @@ proptest! {
     fn live_manifest_sections_never_panic_and_round_trip(
         facts in proptest::collection::vec(facts_line(), 1..6),
         after in any::<String>(),
-        version in version(),
         manifest in "[^\u{0}]{0,200}",
         cap in 0u64..256,
     ) {
-        use crate::remote::lock::{LiveManifest, split_live_manifest};
+        use crate::remote::state::{LIVE_MANIFEST, LiveManifest, split_live_manifest};
         let facts = facts.join("\n") + "\n";
-        let any = format!("{facts}LIVE-MANIFEST {after}");
+        let any = format!("{facts}{LIVE_MANIFEST}{after}");
         let (head, live) = split_live_manifest(&any, cap);
         prop_assert!(any.starts_with(head));
-        if let Some(LiveManifest::Recorded { text, .. }) = &live {
+        if let Some(LiveManifest::Recorded(text)) = &live {
             prop_assert!(text.len() as u64 <= cap);
         }
-        let written = format!("{facts}LIVE-MANIFEST {version}\n{manifest}\n");
+        let written = format!("{facts}{LIVE_MANIFEST}\n{manifest}\n");
         let (head, live) = split_live_manifest(&written, cap);
-        if facts.contains("\nLIVE-MANIFEST ") || facts.starts_with("LIVE-MANIFEST ") {
+        if facts.contains(&format!("\n{LIVE_MANIFEST}")) || facts.starts_with(LIVE_MANIFEST) {
             return Ok(());
         }
         prop_assert_eq!(head, facts.as_str());
         let expected = (manifest.len() as u64 <= cap)
-            .then(|| LiveManifest::Recorded { version, text: manifest.clone() });
+            .then(|| LiveManifest::Recorded(manifest.clone()));
         prop_assert_eq!(live, expected);
     }
 

@@ -79,6 +79,8 @@ pub struct Acquired<'a> {
     pub run: HostRun<'a>,
     pub lock: crate::ssh::Held,
     pub facts: crate::remote::state::Facts,
+    /// The live release's recorded manifest, when the lock read it (`lock_all`'s cap).
+    pub live_manifest: Option<crate::remote::state::LiveManifest>,
     pub started: Instant,
 }
 
@@ -107,7 +109,11 @@ pub async fn lock_all<'a>(
         label: String,
         started: Instant,
         run: Option<HostRun<'a>>,
-        locked: Option<(crate::ssh::Held, crate::remote::state::Facts)>,
+        locked: Option<(
+            crate::ssh::Held,
+            crate::remote::state::Facts,
+            Option<crate::remote::state::LiveManifest>,
+        )>,
         failure: Option<HostError>,
     }
     let mut slots: Vec<Slot<'a>> = for_each(targets, context.concurrency, |target| {
@@ -187,7 +193,7 @@ pub async fn lock_all<'a>(
             .filter(|slot| slot.locked.is_some())
             .collect();
         for_each(holders, context.concurrency, |slot| async move {
-            if let (Some(run), Some((held, _))) = (&slot.run, slot.locked.take()) {
+            if let (Some(run), Some((held, ..))) = (&slot.run, slot.locked.take()) {
                 run.unlock(held).await;
             }
         })
@@ -198,12 +204,13 @@ pub async fn lock_all<'a>(
     let mut finished = Vec::new();
     for slot in slots {
         match (slot.run, slot.locked) {
-            (Some(run), Some((lock, facts))) => acquired.push(Acquired {
+            (Some(run), Some((lock, facts, live_manifest))) => acquired.push(Acquired {
                 target: slot.target,
                 label: slot.label,
                 run,
                 lock,
                 facts,
+                live_manifest,
                 started: slot.started,
             }),
             (run, _) => {

@@ -43,7 +43,7 @@ pub async fn run(context: &Context, arguments: &PruneArgs) -> Result<RunResult, 
                 run.close().await;
                 plan_prune(&facts?, keep)
             } else {
-                let (lock, facts) = match run.lock(&context.operator, now, None).await {
+                let (lock, facts, _) = match run.lock(&context.operator, now, None).await {
                     Ok(locked) => locked,
                     Err(error) => {
                         run.close().await;

@@ -16,6 +16,7 @@ use crate::executor::{HostError, Payload};
 use crate::inventory::{OnFailure, Version};
 use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
 use crate::remote::history::HistoryRecord;
+use crate::remote::state::LiveManifest;
 use crate::remote::state::LogAction;
 use crate::report::{
     Detail, Events, HostResult, Milestone, Outcome, Phase, PlannedStep, RunResult,
@@ -123,15 +124,17 @@ fn release_of<'a>(
 
 /// The manifest recorded for the release a delta push on this host would start from (see
 /// `plan::delta_base`); `None` when no delta applies or none is recorded (a full push then).
+/// `live`: the live release's manifest when it was already read (`Some(None)`: read, and there
+/// is none usable), so that it is not read again.
 async fn delta_base_manifest(
     run: &crate::executor::HostRun<'_>,
     facts: &crate::remote::state::Facts,
     release: &Release<'_>,
-    live: Option<&Result<crate::artifact::Manifest, HostError>>,
+    live: Option<Option<crate::artifact::Manifest>>,
 ) -> Option<crate::artifact::Manifest> {
     let base = crate::plan::delta_base(facts, release).ok()?;
-    if let Some(Ok(manifest)) = live.filter(|_| facts.live() == Some(&base)) {
-        return Some(manifest.clone());
+    if let Some(manifest) = live.filter(|_| facts.live() == Some(&base)) {
+        return manifest;
     }
     run.recorded_manifest("read manifest", &base).await.ok()
 }
@@ -161,7 +164,12 @@ async fn plan_host(
         _ => None,
     };
     let base = match &facts {
-        Ok(facts) => delta_base_manifest(&run, facts, &release, live_manifest.as_ref()).await,
+        Ok(facts) => {
+            let read = live_manifest
+                .as_ref()
+                .map(|read| read.as_ref().ok().cloned());
+            delta_base_manifest(&run, facts, &release, read).await
+        }
         Err(_) => None,
     };
     let difference = live_manifest.map(|from| {
@@ -431,6 +439,7 @@ async fn stage<'a>(
         run,
         lock,
         facts,
+        live_manifest,
         started,
     } = host;
     run.resume();
@@ -467,7 +476,17 @@ async fn stage<'a>(
             ));
         }
         let release = release_of(shipment, service, arguments.full);
-        let base = delta_base_manifest(&run, &facts, &release, None).await;
+        // The lock read the live release's manifest (or found none): not read again.
+        let live = match (live_manifest, facts.live()) {
+            (Some(LiveManifest::Recorded(text)), Some(version)) => Some(
+                crate::executor::parse_manifest("read manifest", version, text)
+                    .await
+                    .ok(),
+            ),
+            (Some(_), _) => Some(None),
+            (None, _) => None,
+        };
+        let base = delta_base_manifest(&run, &facts, &release, live).await;
         match plan_push(
             &facts,
             &release,

@@ -152,6 +152,7 @@ async fn roll_back_service<'a>(
                 lock,
                 facts,
                 started,
+                ..
             } = host;
             let mut result = super::result_for(context, target, Outcome::Ok);
             result.from = facts.live().map(ToString::to_string);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{HostError, HostRun};
 use crate::remote::lock;
-use crate::remote::state::{self, Facts, LockHolder};
+use crate::remote::state::{self, Facts, LiveManifest, LockHolder};
 use crate::remote::steps::Lowering;
 use crate::ssh::{Held, Session};
 
@@ -14,13 +14,13 @@ impl HostRun<'_> {
     /// Takes the service lock and reads the service's state under it, in one remote command;
     /// the lock is held until `unlock` or until the session ends. With `live_manifest_cap` (a
     /// push), the same command also reads the live release's recorded manifest (up to that
-    /// many bytes), kept for `recorded_manifest`.
+    /// many bytes; `None` when it was larger or the section did not read).
     pub async fn lock(
         &self,
         operator: &str,
         now: u64,
         live_manifest_cap: Option<u64>,
-    ) -> Result<(Held, Facts), HostError> {
+    ) -> Result<(Held, Facts, Option<LiveManifest>), HostError> {
         self.events.step(&self.label, "lock");
         if let Ok(mut stored) = self.operator.lock() {
             *stored = operator.to_string();
@@ -50,14 +50,11 @@ impl HostRun<'_> {
         // Taken out of `held`, which stays across the barrier: no per-host buffer there.
         let text = std::mem::take(&mut held.text);
         let (facts, live) = match live_manifest_cap {
-            Some(cap) => lock::split_live_manifest(&text, cap),
+            Some(cap) => state::split_live_manifest(&text, cap),
             None => (text.as_str(), None),
         };
-        if let Ok(mut stored) = self.live_manifest.lock() {
-            *stored = live;
-        }
         match state::parse(facts) {
-            Ok(facts) => Ok((held, facts)),
+            Ok(facts) => Ok((held, facts, live)),
             Err(error) => {
                 self.unlock(held).await;
                 Err(HostError::failed("read state", error))

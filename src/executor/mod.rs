@@ -91,6 +91,19 @@ async fn off_task<T: Send + 'static>(
     }
 }
 
+/// Parses a recorded manifest's text (off the task: thousands of lines), for `step`.
+pub async fn parse_manifest(
+    step: &str,
+    version: &crate::inventory::Version,
+    text: String,
+) -> Result<crate::artifact::Manifest, HostError> {
+    off_task(step, move || crate::artifact::Manifest::from_text(&text))
+        .await?
+        .map_err(|error| {
+            HostError::failed(step, format!("recorded manifest of {version}: {error}"))
+        })
+}
+
 /// One permit per core for [`off_task`].
 static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
 
@@ -159,9 +172,6 @@ pub struct HostRun<'a> {
     stop: std::sync::Mutex<Option<watch::Receiver<Option<String>>>>,
     /// Uploads go over a transfer connection of their own (see `transfer_session`).
     own_transfer: AtomicBool,
-    /// The live release's recorded manifest as the lock script read it (a push's lock), until
-    /// `recorded_manifest` takes it: the base of a delta without a command of its own.
-    live_manifest: std::sync::Mutex<Option<crate::remote::lock::LiveManifest>>,
 }
 
 impl<'a> HostRun<'a> {
@@ -207,7 +217,6 @@ impl<'a> HostRun<'a> {
             broken: AtomicBool::new(false),
             stop: std::sync::Mutex::new(None),
             own_transfer: AtomicBool::new(false),
-            live_manifest: std::sync::Mutex::new(None),
         })
     }
 
@@ -317,35 +326,14 @@ impl<'a> HostRun<'a> {
         step: &str,
         version: &crate::inventory::Version,
     ) -> Result<crate::artifact::Manifest, HostError> {
-        use crate::remote::lock::LiveManifest;
-        let read_under_lock = self
-            .live_manifest
-            .lock()
-            .ok()
-            .and_then(|mut live| live.take_if(|live| live.version() == version));
-        let text = match read_under_lock {
-            Some(LiveManifest::Recorded { text, .. }) => text,
-            Some(LiveManifest::Absent { .. }) => {
-                return Err(HostError::failed(
-                    step,
-                    format!("no manifest recorded for {version}"),
-                ));
-            }
-            None => {
-                let output = self
-                    .run(
-                        step,
-                        &scan::manifest_command(self.lowering.base_dir, version),
-                    )
-                    .await?;
-                String::from_utf8_lossy(&output.stdout).into_owned()
-            }
-        };
-        off_task(step, move || crate::artifact::Manifest::from_text(&text))
-            .await?
-            .map_err(|error| {
-                HostError::failed(step, format!("recorded manifest of {version}: {error}"))
-            })
+        let output = self
+            .run(
+                step,
+                &scan::manifest_command(self.lowering.base_dir, version),
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        parse_manifest(step, version, text).await
     }
 
     /// Runs one planned step; returns its output. A step abandoned on the deadline

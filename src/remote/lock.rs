@@ -6,66 +6,9 @@ use super::layout::{self, within_state};
 use super::process::{LOCK_FUNCTIONS, PROCESS_FUNCTIONS, stop_steps_function};
 use super::script::{quote, script};
 use super::state;
-use crate::inventory::Version;
 
 /// Line that ends the facts the lock script prints once the lock is taken.
 pub const LOCK_FACTS_END: &str = "END-OF-FACTS";
-
-/// Line that starts the live release's recorded manifest after the facts (a push's lock only):
-/// `LIVE-MANIFEST <version>`, the manifest's first bytes (up to the cap and one more) and a
-/// newline; or `LIVE-MANIFEST <version> -` when none is recorded.
-pub const LIVE_MANIFEST: &str = "LIVE-MANIFEST";
-
-/// What the lock script said of the live release's recorded manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LiveManifest {
-    /// The manifest's text, whole (no longer than the cap asked for).
-    Recorded { version: Version, text: String },
-    /// The live release has no recorded manifest.
-    Absent { version: Version },
-}
-
-impl LiveManifest {
-    pub fn version(&self) -> &Version {
-        match self {
-            LiveManifest::Recorded { version, .. } | LiveManifest::Absent { version } => version,
-        }
-    }
-}
-
-/// Splits what the lock script printed after `LOCKED` into the facts and the live release's
-/// manifest, when the script was asked for it (`live_manifest_cap`). A manifest longer than
-/// `cap` (the script prints one byte more to show it) or a section that does not parse is left
-/// out: the caller then reads the manifest with a command of its own, as without the section.
-pub fn split_live_manifest(text: &str, cap: u64) -> (&str, Option<LiveManifest>) {
-    let marker = format!("{LIVE_MANIFEST} ");
-    let start = if text.starts_with(&marker) {
-        Some(0)
-    } else {
-        text.find(&format!("\n{marker}")).map(|index| index + 1)
-    };
-    let Some(start) = start else {
-        return (text, None);
-    };
-    let facts = &text[..start];
-    let section = &text[start + marker.len()..];
-    let (header, content) = section.split_once('\n').unwrap_or((section, ""));
-    let live = match header.split_once(' ') {
-        None => Version::parse(header).ok().and_then(|version| {
-            // The script ends the manifest with a newline of its own.
-            let content = content.strip_suffix('\n')?;
-            (content.len() as u64 <= cap).then(|| LiveManifest::Recorded {
-                version,
-                text: content.to_string(),
-            })
-        }),
-        Some((version, "-")) if content.is_empty() => Version::parse(version)
-            .ok()
-            .map(|version| LiveManifest::Absent { version }),
-        Some(_) => None,
-    };
-    (facts, live)
-}
 
 /// The script that takes the service lock and keeps it while its stdin stays open.
 ///
@@ -81,9 +24,9 @@ pub fn split_live_manifest(text: &str, cap: u64) -> (&str, Option<LiveManifest>)
 /// stale and broken, under a second mkdir so two runs never both break and
 /// take it.
 ///
-/// With `live_manifest_cap` (a push, which plans a delta from the live release), the facts are
-/// followed by the live release's recorded manifest (`LIVE_MANIFEST`, at most the cap and one
-/// byte more), read under the lock in the same command: no session of its own for it.
+/// With `live_manifest_cap` (a push, which plans a delta from the live release), the facts end
+/// with the live release's recorded manifest (`state::facts_script`), read under the lock in the
+/// same command: no session of its own for it.
 pub fn lock_script(
     base_dir: &str,
     operator: &str,
@@ -91,22 +34,6 @@ pub fn lock_script(
     now: u64,
     live_manifest_cap: Option<u64>,
 ) -> String {
-    let live_manifest = match live_manifest_cap {
-        Some(cap) => script!(
-            "( cd -- \"$start\" && cd -- {base} 2>/dev/null || exit 0\n\
-             \x20 l=$(readlink current 2>/dev/null) || exit 0\n\
-             \x20 v=${{l#releases/}}\n\
-             \x20 case $v in ''|*[!A-Za-z0-9._+-]*) exit 0;; esac\n\
-             \x20 [ \"releases/$v\" = \"$l\" ] || exit 0\n\
-             \x20 f=\".deploy/manifests/$v\"\n\
-             \x20 if [ -f \"$f\" ]; then printf '{marker} %s\\n' \"$v\"; head -c {limit} -- \"$f\"; printf '\\n'\n\
-             \x20 else printf '{marker} %s -\\n' \"$v\"; fi )\n",
-            base = quote(base_dir),
-            marker = LIVE_MANIFEST,
-            limit = &(cap + 1),
-        ),
-        None => script!(""),
-    };
     script!(
         r#"start=$PWD
 {functions}{lock_functions}{stop_steps}b={base}
@@ -152,7 +79,7 @@ while ! held_by_me; do
 done
 {freeze_check}printf 'LOCKED\n'
 ( cd -- "$start" && {facts} )
-{live_manifest}printf '{end}\n'
+printf '{end}\n'
 while read -r line; do :; done
 # Only our own lock is removed: `deploy unlock --force` may have broken it and another run taken it.
 if held_by_me; then stop_steps {lock} {all}; rm -rf {lock}; fi
@@ -171,10 +98,9 @@ exit 0
         lock_holder = within_state(layout::LOCK_HOLDER),
         lock_break = within_state(layout::LOCK_BREAK),
         holder_path = layout::LOCK_HOLDER,
-        facts = state::facts_script(base_dir),
+        facts = state::facts_script(base_dir, live_manifest_cap),
         end = LOCK_FACTS_END,
         freeze_check = super::freeze::freeze_check(),
-        live_manifest = &live_manifest,
     )
     .into_string()
 }
@@ -182,7 +108,8 @@ exit 0
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::state::LockHolder;
+    use crate::inventory::Version;
+    use crate::remote::state::{LIVE_MANIFEST, LiveManifest, LockHolder, split_live_manifest};
 
     #[test]
     fn lock_holders_are_described_for_operators() {
@@ -266,19 +193,13 @@ mod tests {
             state::parse(facts).expect("facts parse").live(),
             Some(&version)
         );
-        assert_eq!(
-            live,
-            Some(LiveManifest::Recorded {
-                version: version.clone(),
-                text: manifest.to_string()
-            })
-        );
+        assert_eq!(live, Some(LiveManifest::Recorded(manifest.to_string())));
         // Exactly the manifest's size is within the cap; one byte less is not.
         let size = manifest.len() as u64;
         let text = locked_text(directory.path(), Some(size));
         assert!(matches!(
             split_live_manifest(&text, size).1,
-            Some(LiveManifest::Recorded { .. })
+            Some(LiveManifest::Recorded(_))
         ));
         let text = locked_text(directory.path(), Some(size - 1));
         let (facts, live) = split_live_manifest(&text, size - 1);
@@ -289,35 +210,7 @@ mod tests {
         let (facts, live) = split_live_manifest(&text, 1 << 20);
         assert_eq!(
             (stable(facts), live),
-            (stable(&plain), Some(LiveManifest::Absent { version }))
-        );
-    }
-
-    /// Sections that do not read as the script writes them are left out, never guessed at.
-    #[test]
-    fn a_malformed_live_manifest_section_is_left_out() {
-        let facts = "base present\ncurrent releases/v1\n";
-        for section in [
-            "LIVE-MANIFEST v1\nno newline of the script's own",
-            "LIVE-MANIFEST ../v1\ndeploy-manifest 1\n\n",
-            "LIVE-MANIFEST v1 x\n",
-            "LIVE-MANIFEST v1 -\nsomething after none\n",
-            "LIVE-MANIFEST \n\n",
-        ] {
-            let text = format!("{facts}{section}");
-            assert_eq!(
-                split_live_manifest(&text, 1 << 20),
-                (facts, None),
-                "{section:?}"
-            );
-        }
-        let text = format!("{facts}LIVE-MANIFEST v1\ndeploy-manifest 1\n\n");
-        assert_eq!(
-            split_live_manifest(&text, 1 << 20).1,
-            Some(LiveManifest::Recorded {
-                version: Version::parse("v1").expect("version"),
-                text: "deploy-manifest 1\n".to_string()
-            })
+            (stable(&plain), Some(LiveManifest::Absent))
         );
     }
 

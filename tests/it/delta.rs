@@ -118,6 +118,16 @@ impl Relayed {
         }
     }
 
+    /// A fleet of `hosts` with the two releases most tests push: v1 (thousands of files) and v2
+    /// (1% of them changed).
+    fn v1_and_v2(hosts: usize, service: &str) -> (Relayed, Release, Release) {
+        let fleet = Relayed::new(hosts, service);
+        let dir = fleet.scenario.dir();
+        let v1 = release(dir, "v1", &[], false);
+        let v2 = release(dir, "v2", &one_percent(), false);
+        (fleet, v1, v2)
+    }
+
     fn run(&self, args: &[&str]) -> Ran {
         run(json_command(&self.inventory).args(args))
     }
@@ -156,10 +166,7 @@ fn inode(path: &Path) -> u64 {
 /// A base file edited on one host before the push does not leak into v2.
 #[test]
 fn a_delta_push_sends_what_changed_and_links_the_rest() {
-    let fleet = Relayed::new(2, "keep_releases = 5");
-    let dir = fleet.scenario.dir().to_path_buf();
-    let v1 = release(&dir, "v1", &[], false);
-    let v2 = release(&dir, "v2", &one_percent(), false);
+    let (fleet, v1, v2) = Relayed::v1_and_v2(2, "keep_releases = 5");
 
     let (ran, full) = fleet.push("v1", &v1, &[]);
     ran.expect_code(0);
@@ -265,7 +272,7 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
         .expect_code(0);
 
     // v3 (a delta from v2 on web2), then pruning v1 leaves v2 and v3 whole.
-    let v3 = release(&dir, "v3", &[5, 6, 7], false);
+    let v3 = release(fleet.scenario.dir(), "v3", &[5, 6, 7], false);
     fleet
         .run(&[
             "push",
@@ -301,7 +308,7 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
     let dir = fleet.scenario.dir().to_path_buf();
     let v1 = release(&dir, "v1", &[], true);
     let v2 = release(&dir, "v2", &one_percent(), true);
-    let v3 = release(&dir, "v3", &[1], true);
+    let v3 = release(fleet.scenario.dir(), "v3", &[1], true);
 
     let (ran, full) = fleet.push("v1", &v1, &[]);
     ran.expect_code(0);
@@ -364,11 +371,8 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
 /// its ctime, so it is hashed, found different and sent; the new release equals its artifact.
 #[test]
 fn a_base_file_rewritten_with_its_old_size_and_mtime_does_not_leak() {
-    let fleet = Relayed::new(1, "keep_releases = 5");
-    let dir = fleet.scenario.dir().to_path_buf();
-    let v1 = release(&dir, "v1", &[], false);
-    let v2 = release(&dir, "v2", &one_percent(), false);
-    let v3 = release(&dir, "v3", &[1, 2, 3], false);
+    let (fleet, v1, v2) = Relayed::v1_and_v2(1, "keep_releases = 5");
+    let v3 = release(fleet.scenario.dir(), "v3", &[1, 2, 3], false);
     fleet.push("v1", &v1, &[]).0.expect_code(0);
 
     // Unedited: v1's record vouches for the reused files (bar the few extracted within the
@@ -411,16 +415,13 @@ struct PruneBetween {
 
 impl PruneBetween {
     fn new() -> PruneBetween {
-        let fleet = Relayed::new(1, "keep_releases = 2");
-        let dir = fleet.scenario.dir().to_path_buf();
-        let v1 = release(&dir, "v1", &[], false);
-        let v2 = release(&dir, "v2", &one_percent(), false);
+        let (fleet, v1, v2) = Relayed::v1_and_v2(1, "keep_releases = 2");
         for (version, release) in [("v1", &v1), ("v2", &v2)] {
             fleet.push(version, release, &[]).0.expect_code(0);
         }
         PruneBetween {
-            v3: release(&dir, "v3", &[1, 2, 3], false),
-            v4: release(&dir, "v4", &[4, 5, 6], false),
+            v3: release(fleet.scenario.dir(), "v3", &[1, 2, 3], false),
+            v4: release(fleet.scenario.dir(), "v4", &[4, 5, 6], false),
             fleet,
         }
     }
@@ -516,11 +517,8 @@ fn an_edit_during_a_slowed_prune_deletion_is_still_hashed() {
 /// the same delta, and each release equals its artifact.
 #[test]
 fn the_live_manifest_comes_with_the_lock_when_every_host_is_worked_on_at_once() {
-    let fleet = Relayed::new(2, "keep_releases = 5");
-    let dir = fleet.scenario.dir().to_path_buf();
-    let v1 = release(&dir, "v1", &[], false);
-    let v2 = release(&dir, "v2", &one_percent(), false);
-    let v3 = release(&dir, "v3", &[1, 101, 201], false);
+    let (fleet, v1, v2) = Relayed::v1_and_v2(2, "keep_releases = 5");
+    let v3 = release(fleet.scenario.dir(), "v3", &[1, 101, 201], false);
     fleet.push("v1", &v1, &[]).0.expect_code(0);
 
     let manifest_reads = |host: &support::TestHost| -> (usize, usize) {
@@ -558,6 +556,54 @@ fn the_live_manifest_comes_with_the_lock_when_every_host_is_worked_on_at_once() 
                 "host {index}: {version} equals its artifact"
             );
         }
+    }
+}
+
+/// The live release's manifest as the lock reads it: missing on one host, garbage on the other.
+/// Each host then pushes the whole artifact (never a delta from a record it cannot trust), its
+/// tree equals the artifact, and no host reads the manifest again in a session of its own.
+#[test]
+fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push() {
+    let (fleet, v1, v2) = Relayed::v1_and_v2(2, "keep_releases = 5");
+    fleet.push("v1", &v1, &[]).0.expect_code(0);
+    let manifest = |index: usize| fleet.scenario.app(index).join(".deploy/manifests/v1");
+    std::fs::remove_file(manifest(0)).expect("remove web1's manifest of v1");
+    std::fs::write(manifest(1), "deploy-manifest 1\nnot a manifest line\n")
+        .expect("corrupt web2's manifest of v1");
+    for host in fleet.scenario.hosts() {
+        host.forget_sessions();
+    }
+
+    let (ran, sent) = fleet.push("v2", &v2, &["--concurrency", "2"]);
+    let ran = ran.expect_code(0);
+    let artifact_size = std::fs::metadata(&v2.tarball).expect("size").len();
+    for (index, host) in fleet.scenario.hosts().iter().enumerate() {
+        let notes = ran.host(&host.name)["notes"].to_string();
+        assert!(
+            notes.contains("full push: no manifest recorded for v1"),
+            "{}: {notes}",
+            host.name
+        );
+        assert!(
+            sent[index] > artifact_size,
+            "{}: a full push sends the artifact: {} of {artifact_size} bytes",
+            host.name,
+            sent[index]
+        );
+        let commands = host.session_commands();
+        assert!(
+            !commands
+                .iter()
+                .any(|line| line.starts_with("[ -f ") && line.contains(".deploy/manifests/")),
+            "{}: the manifest is read under the lock only: {commands:#?}",
+            host.name
+        );
+        assert_eq!(
+            tree_snapshot(&fleet.release_dir(index, "v2")),
+            tree_snapshot(&v2.source),
+            "{}: v2 equals its artifact",
+            host.name
+        );
     }
 }
 
