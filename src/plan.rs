@@ -231,12 +231,10 @@ pub fn delta_base(facts: &Facts, release: &Release) -> Result<Version, String> {
 fn transfer(
     facts: &Facts,
     release: &Release,
-    base: Option<&Manifest>,
+    base: Result<&Manifest, &str>,
 ) -> Result<(Step, Transfer), String> {
     let base_version = delta_base(facts, release)?;
-    let Some(base) = base else {
-        return Err(format!("no manifest recorded for {base_version}"));
-    };
+    let base = base.map_err(str::to_string)?;
     let reuse = release.manifest.reuse_from(base, release.shared_paths);
     if reuse.reused.is_empty() {
         return Err(format!("no file of {base_version} can be reused"));
@@ -311,13 +309,13 @@ impl StreamOverhead {
 }
 
 /// Decides a push from a host's facts (and, for a delta, the recorded manifest of the base
-/// release named by [`delta_base`]). Pure.
+/// release named by [`delta_base`], or why none could be read: the full push's reason). Pure.
 pub fn plan_push(
     facts: &Facts,
     release: &Release,
     keep_releases: usize,
     force: bool,
-    base: Option<&Manifest>,
+    base: Result<&Manifest, &str>,
 ) -> PushDecision {
     let version = release.version;
     let live = facts.live().cloned();
@@ -528,6 +526,8 @@ mod tests {
     const SHA_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     static DIGEST_A: LazyLock<Sha256> = LazyLock::new(|| Sha256::parse(SHA_A).expect("a sha256"));
     static DIGEST_B: LazyLock<Sha256> = LazyLock::new(|| Sha256::parse(SHA_B).expect("a sha256"));
+    /// No recorded manifest of a delta base (the cases where none is needed).
+    const NO_BASE: Result<&Manifest, &str> = Err("no manifest recorded");
 
     fn host(live: Option<&str>, releases: &[(&str, &str)], log: &[&str]) -> Facts {
         let mut text = String::from("df h\ndf /dev/x 1 1 1000000 1% /\nbase present\n");
@@ -608,7 +608,7 @@ mod tests {
             &["1 push - v1"],
         );
         assert!(delta_base(&staged, &release).is_err());
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Ok(&base)) else {
             panic!("expected a deploy");
         };
         let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
@@ -644,7 +644,7 @@ mod tests {
         );
         // Copy mode copies; the disk check then needs the whole release.
         release.delta = Delta::Copy;
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(&base)) else {
+        let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Ok(&base)) else {
             panic!("expected a deploy");
         };
         assert!(matches!(
@@ -666,8 +666,7 @@ mod tests {
             release.manifest_bytes = new.to_text().len() as u64;
             release.size = size;
             release.unpacked_size = unpacked_size;
-            let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Some(base))
-            else {
+            let PushDecision::Deploy(plan) = plan_push(&facts, &release, 5, false, Ok(base)) else {
                 panic!("expected a deploy");
             };
             match &plan.stage[0] {
@@ -694,50 +693,58 @@ mod tests {
         let live = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
         let v2 = version("v2");
         let (base, new) = (hundred_files(0), hundred_files(3));
-        let reason = |facts: &Facts, adjust: &dyn Fn(&mut Release), base: Option<&Manifest>| {
-            let mut release = release(&v2, &DIGEST_B);
-            release.manifest = &new;
-            release.size = 100_000;
-            release.unpacked_size = 100_000;
-            adjust(&mut release);
-            let PushDecision::Deploy(plan) = plan_push(facts, &release, 5, false, base) else {
-                panic!("expected a deploy");
-            };
-            let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
-            match plan.transfer {
-                Transfer::Full(reason) => {
-                    assert_eq!(names, ["upload", "finalize"]);
-                    assert_eq!(plan.upload_bytes, 100_000);
-                    reason
+        let reason =
+            |facts: &Facts, adjust: &dyn Fn(&mut Release), base: Result<&Manifest, &str>| {
+                let mut release = release(&v2, &DIGEST_B);
+                release.manifest = &new;
+                release.size = 100_000;
+                release.unpacked_size = 100_000;
+                adjust(&mut release);
+                let PushDecision::Deploy(plan) = plan_push(facts, &release, 5, false, base) else {
+                    panic!("expected a deploy");
+                };
+                let names: Vec<_> = plan.stage.iter().map(Step::name).collect();
+                match plan.transfer {
+                    Transfer::Full(reason) => {
+                        assert_eq!(names, ["upload", "finalize"]);
+                        assert_eq!(plan.upload_bytes, 100_000);
+                        reason
+                    }
+                    other => panic!("expected a full push: {other:?}"),
                 }
-                other => panic!("expected a full push: {other:?}"),
-            }
-        };
+            };
         let keep = |_: &mut Release| {};
         assert_eq!(
-            reason(&live, &|release| release.full = true, Some(&base)),
+            reason(&live, &|release| release.full = true, Ok(&base)),
             "--full"
         );
         assert_eq!(
-            reason(&live, &|release| release.delta = Delta::Off, Some(&base)),
+            reason(&live, &|release| release.delta = Delta::Off, Ok(&base)),
             "delta = \"off\""
         );
-        assert_eq!(reason(&live, &keep, None), "no manifest recorded for v1");
+        assert_eq!(
+            reason(
+                &live,
+                &keep,
+                Err("the manifest recorded for v1 does not read")
+            ),
+            "the manifest recorded for v1 does not read"
+        );
         let fresh = host(None, &[], &[]);
         assert_eq!(
-            reason(&fresh, &keep, Some(&base)),
+            reason(&fresh, &keep, Ok(&base)),
             "no live release on this host"
         );
         let unrelated = Manifest {
             entries: vec![file("other", "other", 1)],
         };
         assert_eq!(
-            reason(&live, &keep, Some(&unrelated)),
+            reason(&live, &keep, Ok(&unrelated)),
             "no file of v1 can be reused"
         );
         // A delta that sends as much as the artifact is not worth it.
         let mostly_new = hundred_files(99);
-        assert!(reason(&live, &keep, Some(&mostly_new)).contains("about as much as the artifact"),);
+        assert!(reason(&live, &keep, Ok(&mostly_new)).contains("about as much as the artifact"),);
     }
 
     #[test]
@@ -745,7 +752,7 @@ mod tests {
         let facts = state::parse("base absent\n").expect("parse");
         let v1 = version("v1");
         let PushDecision::Deploy(plan) =
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None)
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, NO_BASE)
         else {
             panic!("expected a deploy");
         };
@@ -761,7 +768,7 @@ mod tests {
         let facts = host(Some("v1"), &[("v1", SHA_A)], &["1 push - v1"]);
         let v1 = version("v1");
         assert_eq!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, NO_BASE),
             PushDecision::Unchanged
         );
     }
@@ -775,7 +782,7 @@ mod tests {
         );
         let v2 = version("v2");
         let PushDecision::Deploy(plan) =
-            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None)
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, NO_BASE)
         else {
             panic!("expected a deploy");
         };
@@ -793,10 +800,11 @@ mod tests {
         );
         let v2 = version("v2");
         assert!(matches!(
-            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, None),
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, false, NO_BASE),
             PushDecision::Refused(reason) if reason.contains("immutable")
         ));
-        let PushDecision::Deploy(plan) = plan_push(&facts, &release(&v2, &DIGEST_B), 5, true, None)
+        let PushDecision::Deploy(plan) =
+            plan_push(&facts, &release(&v2, &DIGEST_B), 5, true, NO_BASE)
         else {
             panic!("expected a forced deploy");
         };
@@ -806,7 +814,7 @@ mod tests {
         ));
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true, None),
+            plan_push(&facts, &release(&v1, &DIGEST_B), 5, true, NO_BASE),
             PushDecision::Refused(reason) if reason.contains("live")
         ));
     }
@@ -817,7 +825,7 @@ mod tests {
         facts.free_bytes = Some(10);
         let v1 = version("v1");
         assert!(matches!(
-            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, None),
+            plan_push(&facts, &release(&v1, &DIGEST_A), 5, false, NO_BASE),
             PushDecision::Refused(reason) if reason.contains("disk space")
         ));
     }

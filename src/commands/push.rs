@@ -123,20 +123,22 @@ fn release_of<'a>(
 }
 
 /// The manifest recorded for the release a delta push on this host would start from (see
-/// `plan::delta_base`); `None` when no delta applies or none is recorded (a full push then).
-/// `live`: the live release's manifest when it was already read (`Some(None)`: read, and there
-/// is none usable), so that it is not read again.
+/// `plan::delta_base`), or why there is none to start from (a full push then, and the reason
+/// is its note). `live`: the live release's manifest when it was already read (or why it could
+/// not be), so that it is not read again.
 async fn delta_base_manifest(
     run: &crate::executor::HostRun<'_>,
     facts: &crate::remote::state::Facts,
     release: &Release<'_>,
-    live: Option<Option<crate::artifact::Manifest>>,
-) -> Option<crate::artifact::Manifest> {
-    let base = crate::plan::delta_base(facts, release).ok()?;
+    live: Option<Result<crate::artifact::Manifest, String>>,
+) -> Result<crate::artifact::Manifest, String> {
+    let base = crate::plan::delta_base(facts, release)?;
     if let Some(manifest) = live.filter(|_| facts.live() == Some(&base)) {
         return manifest;
     }
-    run.recorded_manifest("read manifest", &base).await.ok()
+    run.recorded_manifest("read manifest", &base)
+        .await
+        .map_err(HostError::into_message)
 }
 
 /// A dry run on one host: connects, reads its real state and plans; changes nothing (no lock,
@@ -165,12 +167,13 @@ async fn plan_host(
     };
     let base = match &facts {
         Ok(facts) => {
-            let read = live_manifest
-                .as_ref()
-                .map(|read| read.as_ref().ok().cloned());
+            let read = live_manifest.as_ref().map(|read| match read {
+                Ok(manifest) => Ok(manifest.clone()),
+                Err(error) => Err(error.message()),
+            });
             delta_base_manifest(&run, facts, &release, read).await
         }
-        Err(_) => None,
+        Err(error) => Err(error.message()),
     };
     let difference = live_manifest.map(|from| {
         from.map(|from| {
@@ -231,7 +234,7 @@ async fn plan_host(
             &release,
             service.keep_releases,
             arguments.force,
-            base.as_ref(),
+            base.as_ref().map_err(String::as_str),
         ),
     };
     match decision {
@@ -481,10 +484,12 @@ async fn stage<'a>(
             (Some(LiveManifest::Recorded(text)), Some(version)) => Some(
                 crate::executor::parse_manifest("read manifest", version, text)
                     .await
-                    .ok(),
+                    .map_err(HostError::into_message),
             ),
-            (Some(_), _) => Some(None),
-            (None, _) => None,
+            (Some(LiveManifest::Absent), Some(version)) => {
+                Some(Err(crate::remote::scan::no_manifest_recorded(version)))
+            }
+            _ => None,
         };
         let base = delta_base_manifest(&run, &facts, &release, live).await;
         match plan_push(
@@ -492,7 +497,7 @@ async fn stage<'a>(
             &release,
             service.keep_releases,
             arguments.force,
-            base.as_ref(),
+            base.as_ref().map_err(String::as_str),
         ) {
             PushDecision::Unchanged => Ok(None),
             PushDecision::Refused(reason) => Err(HostError::failed("plan", reason)),

@@ -50,6 +50,24 @@ impl HostError {
         }
     }
 
+    /// What went wrong, without the step's name (a reason inside another message).
+    pub fn message(&self) -> String {
+        match self {
+            HostError::Failed { message, .. } | HostError::Connection { message, .. } => {
+                message.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// [`HostError::message`], taking the error.
+    pub fn into_message(self) -> String {
+        match self {
+            HostError::Failed { message, .. } | HostError::Connection { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+
     /// Another run's lock or a freeze stopped the host (exit code 3 when nothing else failed).
     pub fn is_lock_held(&self) -> bool {
         matches!(self, HostError::LockHeld { .. } | HostError::Frozen { .. })

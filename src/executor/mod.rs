@@ -326,12 +326,23 @@ impl<'a> HostRun<'a> {
         step: &str,
         version: &crate::inventory::Version,
     ) -> Result<crate::artifact::Manifest, HostError> {
+        let missing = scan::no_manifest_recorded(version);
         let output = self
             .run(
                 step,
                 &scan::manifest_command(self.lowering.base_dir, version),
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // The script's own word for it, without the exit status.
+                HostError::Failed { step, message } if message.ends_with(&missing) => {
+                    HostError::Failed {
+                        step,
+                        message: missing,
+                    }
+                }
+                other => other,
+            })?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         parse_manifest(step, version, text).await
     }

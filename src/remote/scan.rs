@@ -11,11 +11,16 @@ use crate::inventory::Version;
 /// Prints the manifest recorded for `version` at push time.
 pub fn manifest_command(base_dir: &str, version: &Version) -> String {
     script!(
-        "[ -f {file} ] || {{ echo 'no manifest recorded for {version}' >&2; exit 1; }}\ncat {file}\n",
+        "[ -f {file} ] || {{ echo {missing} >&2; exit 1; }}\ncat {file}\n",
         file = quote(&join(base_dir, &layout::manifest(version))),
-        version = version,
+        missing = quote(&no_manifest_recorded(version)),
     )
     .into_string()
+}
+
+/// Why a release has no manifest to read: none was recorded for it.
+pub fn no_manifest_recorded(version: &Version) -> String {
+    format!("no manifest recorded for {version}")
 }
 
 /// Marker between the listing and the digests in scan output when the digests are

@@ -560,8 +560,9 @@ fn the_live_manifest_comes_with_the_lock_when_every_host_is_worked_on_at_once() 
 }
 
 /// The live release's manifest as the lock reads it: missing on one host, garbage on the other.
-/// Each host then pushes the whole artifact (never a delta from a record it cannot trust), its
-/// tree equals the artifact, and no host reads the manifest again in a session of its own.
+/// Each host then pushes the whole artifact (never a delta from a record it cannot trust), the
+/// note says why, its tree equals the artifact, and no host reads the manifest again in a
+/// session of its own.
 #[test]
 fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push() {
     let (fleet, v1, v2) = Relayed::v1_and_v2(2, "keep_releases = 5");
@@ -570,6 +571,26 @@ fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push()
     std::fs::remove_file(manifest(0)).expect("remove web1's manifest of v1");
     std::fs::write(manifest(1), "deploy-manifest 1\nnot a manifest line\n")
         .expect("corrupt web2's manifest of v1");
+
+    let reasons = [
+        "full push: no manifest recorded for v1\"",
+        "full push: recorded manifest of v1: line 2: ",
+    ];
+    // The dry run reads the manifest with a command of its own, and names the same reasons.
+    let dry = fleet
+        .run(&[
+            "push",
+            "--dry-run",
+            "--version",
+            "v2",
+            "--artifact",
+            path_str(&v2.tarball),
+        ])
+        .expect_code(0);
+    for (host, reason) in fleet.scenario.hosts().iter().zip(reasons) {
+        let notes = dry.host(&host.name)["notes"].to_string();
+        assert!(notes.contains(reason), "dry run, {}: {notes}", host.name);
+    }
     for host in fleet.scenario.hosts() {
         host.forget_sessions();
     }
@@ -579,11 +600,7 @@ fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push()
     let artifact_size = std::fs::metadata(&v2.tarball).expect("size").len();
     for (index, host) in fleet.scenario.hosts().iter().enumerate() {
         let notes = ran.host(&host.name)["notes"].to_string();
-        assert!(
-            notes.contains("full push: no manifest recorded for v1"),
-            "{}: {notes}",
-            host.name
-        );
+        assert!(notes.contains(reasons[index]), "{}: {notes}", host.name);
         assert!(
             sent[index] > artifact_size,
             "{}: a full push sends the artifact: {} of {artifact_size} bytes",

@@ -155,11 +155,10 @@ fn diff_between_two_releases_on_the_host_and_against_the_artifact() {
         assert_eq!(strings(&entry["diff"]["removed"]), ["old.txt"]);
     }
     let missing = scenario.json(&["diff", "v1", "v9"]).expect_code(1);
-    assert!(
-        missing.host("web1")["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("no manifest recorded for v9")
+    assert_eq!(
+        missing.host("web1")["error"].as_str().unwrap_or(""),
+        "read manifest: no manifest recorded for v9",
+        "the script's own words, without an exit status"
     );
 }
 
