@@ -29,6 +29,8 @@
 #   scripts/bench.sh --delta        delta push against full push, rsync --link-dest and the plain
 #                                   OpenSSH pipeline (bench-delta.sh)
 #   scripts/bench.sh --known-hosts  status CPU with a 50,000-line known_hosts (bench-known-hosts.sh)
+#   scripts/bench.sh --floor        100-host push: CPU split (controller, hosts) of deploy, pssh and
+#                                   the least a safe push does on a host (bench-floor.sh)
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "$0")" && pwd -P)
@@ -37,6 +39,7 @@ case "${1:-}" in
   --bastion) exec "$script_dir/bench-bastion.sh" ;;
   --delta) exec "$script_dir/bench-delta.sh" ;;
   --known-hosts) exec "$script_dir/bench-known-hosts.sh" ;;
+  --floor) exec "$script_dir/bench-floor.sh" ;;
 esac
 # shellcheck source=scripts/lib/common.sh
 . "$script_dir/lib/common.sh"
