@@ -6,8 +6,10 @@
 #   1. Wall time: `deploy push` of a 50 MiB / 2,000-file artifact of incompressible data to 8 hosts
 #      vs. a plain OpenSSH pipeline doing the same by hand (8 `ssh ... 'mkdir && tar -xzf - && ln
 #      && mv -T' < artifact` in parallel). Target: median deploy / median ssh <= 1.10.
-#      BENCH_ROUNDS rounds (default 9: medians of 5 rounds moved by ±0.05 on a loaded 2-core machine), interleaved (the order alternates each round); every round
-#      pushes a NEW version, so every round really uploads to every host.
+#      BENCH_ROUNDS rounds (default 9: medians of 5 rounds moved by ±0.05 on a loaded 2-core
+#      machine), interleaved (the order alternates each round); every round pushes a NEW version
+#      with `--full` (the same bytes under a new version would otherwise be a delta push that
+#      sends almost nothing: see `--delta` for that), so every round really uploads to every host.
 #   2. The controller's CPU seconds per push (from /usr/bin/time -v), next to the ssh clients'.
 #   3. The controller's peak RSS for a 20 MiB, a 50 MiB and a 200 MiB artifact (one push each to
 #      8 hosts). Target: <= 64 MiB and roughly flat across sizes.
@@ -121,7 +123,7 @@ run_deploy_push() {
   t0=$(now)
   # In the background and waited for, so that a signal reaches the traps at once.
   /usr/bin/time -v -o "$tv" env -u SSH_AUTH_SOCK -u RUST_LOG NO_COLOR=1 "$deploy_bin" \
-    -i deploy.toml push --version "$version" --artifact "$artifact" \
+    -i deploy.toml push --version "$version" --artifact "$artifact" --full \
     --no-progress -q --output json >"$out" 2>"$err" &
   child_pids=($!)
   wait "${child_pids[0]}" || rc=$?
