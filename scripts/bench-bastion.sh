@@ -26,9 +26,7 @@ rounds=${BENCH_ROUNDS:-5}
 host_count=${BENCH_HOSTS:-20}
 mib=${BENCH_MIB:-4}
 profile=${BENCH_PROFILE:-release}
-for value in "$rounds" "$host_count" "$mib"; do
-  case $value in '' | *[!0-9]* | 0) die "BENCH_ROUNDS, BENCH_HOSTS and BENCH_MIB must be positive integers" ;; esac
-done
+positive_integers BENCH_ROUNDS="$rounds" BENCH_HOSTS="$host_count" BENCH_MIB="$mib"
 [ "$(id -u)" = 0 ] || die "the bastion needs root (unshare --mount, mount --bind over /etc/hosts)"
 command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) is missing"
 
@@ -97,17 +95,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Inventories: the fleet's (direct), and the same hosts behind the bastion.
-service() {
-  cat <<EOF
-[deploy]
-concurrency = $host_count
-host_timeout = "10m"
-
-[services.bench]
-base_dir = "$1"
-keep_releases = 2
-EOF
-}
+service() { bench_tables "$host_count" "$1"; }
 cp deploy.toml direct.toml
 service direct >>direct.toml
 {

@@ -43,9 +43,7 @@ mib=${BENCH_MIB:-200}
 files=${BENCH_FILES:-5000}
 host_count=${BENCH_HOSTS:-8}
 rounds=${BENCH_ROUNDS:-1}
-for value in "$mib" "$files" "$host_count" "$rounds"; do
-  case $value in '' | *[!0-9]* | 0) die "BENCH_MIB, BENCH_FILES, BENCH_HOSTS and BENCH_ROUNDS must be positive integers" ;; esac
-done
+positive_integers BENCH_MIB="$mib" BENCH_FILES="$files" BENCH_HOSTS="$host_count" BENCH_ROUNDS="$rounds"
 
 bench_traps
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -153,8 +151,7 @@ run_push() {
 }
 
 # The plain OpenSSH client's options: the fleet's key and strict known_hosts.
-ssh_options=(-F /dev/null -i "$FLEET_CLIENT_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$FLEET_KNOWN_HOSTS"
-  -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR)
+ssh_options=("${FLEET_SSH_OPTIONS[@]}")
 # plain_push RELEASE ARTIFACT: 8 `ssh host 'tar -xzf -' < artifact` in parallel; sets wall_s.
 plain_push() {
   local release=$1 artifact=$2 t0 t1 pids=() failed=0 port

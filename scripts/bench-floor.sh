@@ -35,37 +35,23 @@ rounds=${BENCH_ROUNDS:-3}
 host_count=${BENCH_HOSTS:-100}
 jobs=${BENCH_JOBS:-50}
 profile=${BENCH_PROFILE:-release}
-for value in "$rounds" "$host_count" "$jobs"; do
-  case $value in '' | *[!0-9]* | 0) die "BENCH_ROUNDS, BENCH_HOSTS and BENCH_JOBS must be positive integers" ;; esac
-done
+positive_integers BENCH_ROUNDS="$rounds" BENCH_HOSTS="$host_count" BENCH_JOBS="$jobs"
 [ -r /proc/stat ] || die "/proc/stat is needed to read the machine's CPU time"
 
 bench_traps
 
 require_openssh
-pssh_bin=$(command -v parallel-ssh || command -v pssh || true)
-if [ -z "$pssh_bin" ]; then
-  apt_install "the comparison tool" pssh
-  pssh_bin=$(command -v parallel-ssh || command -v pssh || true)
-  [ -n "$pssh_bin" ] || die "pssh was installed but neither parallel-ssh nor pssh is on PATH"
-fi
+pssh_bin=$(find_pssh)
+[ -n "$pssh_bin" ] || die "pssh (the comparison tool) is missing and could not be installed: apt-get install pssh"
 build_deploy "$profile"
 deploy_bin=$DEPLOY_PATH
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 start_fleet "$host_count"
 sed -i "s/^connect_timeout = .*/connect_timeout = \"60s\"/" deploy.toml # a loaded machine is not a dead host
-cat >>deploy.toml <<EOF
-[deploy]
-concurrency = $jobs
-host_timeout = "10m"
-
-[services.bench]
-base_dir = "app"
-keep_releases = 2
-EOF
+bench_tables "$jobs" >>deploy.toml
 printf '%s\n' "${FLEET_PORTS[@]}" | sed "s/^/$FLEET_USER@127.0.0.1:/" >pssh.hosts
-ssh_options="-F /dev/null -i $FLEET_CLIENT_KEY -o IdentitiesOnly=yes -o UserKnownHostsFile=$FLEET_KNOWN_HOSTS -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR"
+ssh_options="${FLEET_SSH_OPTIONS[*]}"
 
 ticks=$(getconf CLK_TCK)
 # The machine's busy CPU time so far, in clock ticks (user, nice, system, irq, softirq).

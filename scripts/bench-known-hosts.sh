@@ -36,9 +36,7 @@ host_count=${BENCH_HOSTS:-100}
 lines=${BENCH_LINES:-50000}
 profile=${BENCH_PROFILE:-release}
 with_hashed=${BENCH_HASHED:-0}
-for value in "$rounds" "$host_count" "$lines"; do
-  case $value in '' | *[!0-9]* | 0) die "BENCH_ROUNDS, BENCH_HOSTS and BENCH_LINES must be positive integers" ;; esac
-done
+positive_integers BENCH_ROUNDS="$rounds" BENCH_HOSTS="$host_count" BENCH_LINES="$lines"
 
 bench_traps
 

@@ -24,9 +24,7 @@ script_dir=$(cd "$(dirname "$0")" && pwd -P)
 . "$script_dir/lib/common.sh"
 
 sizes=${SCALE_SIZES:-100 200 500}
-for size in $sizes; do
-  case $size in '' | *[!0-9]* | 0) die "SCALE_SIZES must hold positive integers (got '$size')" ;; esac
-done
+for size in $sizes; do positive_integers SCALE_SIZES="$size"; done
 # shellcheck disable=SC2086 # a list of words
 largest=$(printf '%s\n' $sizes | sort -n | tail -n 1)
 # shellcheck disable=SC2086
@@ -44,13 +42,7 @@ require_openssh
 if [ ! -x /usr/bin/time ]; then
   apt_install "the benchmark measures peak RSS with /usr/bin/time -v" time
 fi
-pssh_bin=$(command -v parallel-ssh || command -v pssh || true)
-if [ -z "$pssh_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  log "trying to install pssh (the comparison tool)"
-  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pssh >&2; then
-    pssh_bin=$(command -v parallel-ssh || command -v pssh || true)
-  fi
-fi
+pssh_bin=$(find_pssh)
 [ -n "$pssh_bin" ] || log "pssh is not installed and could not be installed: no pssh column"
 
 build_deploy "${BENCH_PROFILE:-release}"
@@ -68,16 +60,8 @@ inventory_of() {
   # processes share the controller's CPUs) must not turn into failures.
   awk -v n="$1" '/^\[\[hosts\]\]/ { count++ } count <= n { print }' deploy.toml |
     sed 's/^connect_timeout = .*/connect_timeout = "60s"/' >"hosts$1.toml"
-  cat >>"hosts$1.toml" <<EOF
-
-[deploy]
-concurrency = 10
-host_timeout = "10m"
-
-[services.bench]
-base_dir = "app"
-keep_releases = 2
-EOF
+  printf '\n' >>"hosts$1.toml"
+  bench_tables 10 >>"hosts$1.toml"
   printf '%s\n' "${FLEET_PORTS[@]:0:$1}" >"ports$1"
   sed "s/^/$FLEET_USER@127.0.0.1:/" "ports$1" >"pssh$1"
 }
@@ -122,8 +106,7 @@ $(declare -f deploy_run ssh_loop pssh_push)
     "$(awk -F': ' '/Maximum resident set size/ { print $2 }' run.time)"
 }
 
-ssh_options=(-F /dev/null -i "$FLEET_CLIENT_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$FLEET_KNOWN_HOSTS"
-  -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR)
+ssh_options=("${FLEET_SSH_OPTIONS[@]}")
 # The plain OpenSSH loops, one ssh per host, at most J at once (xargs -P J).
 cat >ssh_one.sh <<'EOF'
 #!/usr/bin/env bash

@@ -48,8 +48,7 @@ esac
 
 rounds=${BENCH_ROUNDS:-9}
 host_count=${BENCH_HOSTS:-8}
-case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive integer (got '$rounds')" ;; esac
-case $host_count in '' | *[!0-9]* | 0) die "BENCH_HOSTS must be a positive integer (got '$host_count')" ;; esac
+positive_integers BENCH_ROUNDS="$rounds" BENCH_HOSTS="$host_count"
 
 gen_pids=()
 bench_stop_extra() {
@@ -72,16 +71,7 @@ deploy_bin=$DEPLOY_PATH
 
 start_fleet "$host_count"
 
-# deploy.toml holds the fleet's [ssh] table and its [[hosts]]; the rest is the benchmark's.
-cat >>deploy.toml <<EOF
-[deploy]
-concurrency = $host_count
-host_timeout = "10m"
-
-[services.bench]
-base_dir = "app"
-keep_releases = 2
-EOF
+bench_tables "$host_count" >>deploy.toml
 
 # make_artifact NAME MIB FILES: NAME.tar.gz of FILES files (in 20 directories) of random bytes,
 # MIB MiB in all, gzip -1 (random data does not compress, so the upload is the full size).

@@ -103,22 +103,22 @@ proptest! {
         manifest in "[^\u{0}]{0,200}",
         cap in 0u64..256,
     ) {
-        use crate::remote::state::{LIVE_MANIFEST, LiveManifest, split_live_manifest};
+        use crate::remote::scan::{RECORDED_MANIFEST, RecordedManifest, split_recorded_manifest};
         let facts = facts.join("\n") + "\n";
-        let any = format!("{facts}{LIVE_MANIFEST}{after}");
-        let (head, live) = split_live_manifest(&any, cap);
+        let any = format!("{facts}{RECORDED_MANIFEST}{after}");
+        let (head, live) = split_recorded_manifest(&any, cap);
         prop_assert!(any.starts_with(head));
-        if let Some(LiveManifest::Recorded(text)) = &live {
+        if let Some(RecordedManifest::Recorded(text)) = &live {
             prop_assert!(text.len() as u64 <= cap);
         }
-        let written = format!("{facts}{LIVE_MANIFEST}\n{manifest}\n");
-        let (head, live) = split_live_manifest(&written, cap);
-        if facts.contains(&format!("\n{LIVE_MANIFEST}")) || facts.starts_with(LIVE_MANIFEST) {
+        let written = format!("{facts}{RECORDED_MANIFEST}\n{manifest}\n");
+        let (head, live) = split_recorded_manifest(&written, cap);
+        if facts.contains(&format!("\n{RECORDED_MANIFEST}")) || facts.starts_with(RECORDED_MANIFEST) {
             return Ok(());
         }
         prop_assert_eq!(head, facts.as_str());
         let expected = (manifest.len() as u64 <= cap)
-            .then(|| LiveManifest::Recorded(manifest.clone()));
+            .then(|| RecordedManifest::Recorded(manifest.clone()));
         prop_assert_eq!(live, expected);
     }
 

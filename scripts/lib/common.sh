@@ -12,6 +12,7 @@
 #   trap 'fleet_down' EXIT
 #   fleet_up 3                       # sets FLEET_DIR FLEET_INVENTORY FLEET_USER FLEET_CLIENT_KEY
 #                                    # FLEET_KNOWN_HOSTS FLEET_NAMES[] FLEET_PORTS[] FLEET_ROOTS[]
+#                                    # FLEET_SSH_OPTIONS[] (for a plain `ssh` to the hosts)
 #   fleet_up 2 --first-deploy        # also GUIDE_HOME GUIDE_PROJECT GUIDE_SCRIPT GUIDE_BIN: README's
 #                                    # "Your first deploy" against these hosts (examples/testfleet.rs)
 #   cat >>"$FLEET_INVENTORY" <<EOF   # deploy.toml holds [ssh] and the [[hosts]]: add the rest
@@ -34,6 +35,7 @@ FLEET_STDIN=""
   FLEET_NAMES=()
   FLEET_PORTS=()
   FLEET_ROOTS=()
+  FLEET_SSH_OPTIONS=()
 }
 
 log() { printf '%s\n' "$*" >&2; }
@@ -71,6 +73,42 @@ require_openssh() {
   if [ "$(id -u)" = 0 ]; then
     mkdir -p /run/sshd && chmod 0755 /run/sshd
   fi
+}
+
+# Dies unless each NAME=VALUE argument's value is a positive integer (the benchmarks' settings).
+#   positive_integers BENCH_ROUNDS="$rounds" BENCH_HOSTS="$host_count"
+positive_integers() {
+  local pair
+  for pair in "$@"; do
+    case ${pair#*=} in '' | *[!0-9]* | 0) die "${pair%%=*} must be a positive integer (got '${pair#*=}')" ;; esac
+  done
+}
+
+# pssh's path (parallel-ssh or pssh), installed with apt-get when missing and running as root;
+# empty when it cannot be had.
+find_pssh() {
+  local found
+  found=$(command -v parallel-ssh || command -v pssh || true)
+  if [ -z "$found" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "trying to install pssh (the comparison tool)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pssh >&2 || true
+    found=$(command -v parallel-ssh || command -v pssh || true)
+  fi
+  printf '%s' "$found"
+}
+
+# The [deploy] and [services.bench] tables a benchmark appends to the fleet's deploy.toml
+# (which holds its [ssh] table and [[hosts]]): bench_tables CONCURRENCY [BASE_DIR].
+bench_tables() {
+  cat <<EOF
+[deploy]
+concurrency = $1
+host_timeout = "10m"
+
+[services.bench]
+base_dir = "${2:-app}"
+keep_releases = 2
+EOF
 }
 
 # Builds deploy and the test fleet (examples/testfleet.rs) with cargo, in one go.
@@ -116,6 +154,9 @@ fleet_up() {
   # shellcheck source=/dev/null
   . "$(dirname "$inventory")/fleet.env"
   [ "$FLEET_INVENTORY" = "$inventory" ] || die "unexpected fleet.env next to $inventory"
+  # The plain OpenSSH client's options for this fleet: its key, strict known_hosts, nothing else.
+  FLEET_SSH_OPTIONS=(-F /dev/null -i "$FLEET_CLIENT_KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$FLEET_KNOWN_HOSTS"
+    -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR)
 }
 
 # Stops the test fleet, if one is up: end of file on its stdin, then wait for it (it stops every

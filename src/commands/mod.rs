@@ -80,7 +80,7 @@ pub struct Acquired<'a> {
     pub lock: crate::ssh::Held,
     pub facts: crate::remote::state::Facts,
     /// The live release's recorded manifest, when the lock read it (`lock_all`'s cap).
-    pub live_manifest: Option<crate::remote::state::LiveManifest>,
+    pub live_manifest: Option<crate::remote::scan::RecordedManifest>,
     pub started: Instant,
 }
 
@@ -112,7 +112,7 @@ pub async fn lock_all<'a>(
         locked: Option<(
             crate::ssh::Held,
             crate::remote::state::Facts,
-            Option<crate::remote::state::LiveManifest>,
+            Option<crate::remote::scan::RecordedManifest>,
         )>,
         failure: Option<HostError>,
     }

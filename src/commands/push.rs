@@ -16,7 +16,6 @@ use crate::executor::{HostError, Payload};
 use crate::inventory::{OnFailure, Version};
 use crate::plan::{PushDecision, PushPlan, Release, Step, SwitchSequence, plan_push};
 use crate::remote::history::HistoryRecord;
-use crate::remote::state::LiveManifest;
 use crate::remote::state::LogAction;
 use crate::report::{
     Detail, Events, HostResult, Milestone, Outcome, Phase, PlannedStep, RunResult,
@@ -138,7 +137,7 @@ async fn delta_base_manifest(
     }
     run.recorded_manifest("read manifest", &base)
         .await
-        .map_err(HostError::into_message)
+        .map_err(|error| error.message())
 }
 
 /// A dry run on one host: connects, reads its real state and plans; changes nothing (no lock,
@@ -481,14 +480,11 @@ async fn stage<'a>(
         let release = release_of(shipment, service, arguments.full);
         // The lock read the live release's manifest (or found none): not read again.
         let live = match (live_manifest, facts.live()) {
-            (Some(LiveManifest::Recorded(text)), Some(version)) => Some(
-                crate::executor::parse_manifest("read manifest", version, text)
+            (Some(section), Some(version)) => Some(
+                crate::executor::recorded_manifest_of("read manifest", version, section)
                     .await
-                    .map_err(HostError::into_message),
+                    .map_err(|error| error.message()),
             ),
-            (Some(LiveManifest::Absent), Some(version)) => {
-                Some(Err(crate::remote::scan::no_manifest_recorded(version)))
-            }
             _ => None,
         };
         let base = delta_base_manifest(&run, &facts, &release, live).await;

@@ -60,14 +60,6 @@ impl HostError {
         }
     }
 
-    /// [`HostError::message`], taking the error.
-    pub fn into_message(self) -> String {
-        match self {
-            HostError::Failed { message, .. } | HostError::Connection { message, .. } => message,
-            other => other.to_string(),
-        }
-    }
-
     /// Another run's lock or a freeze stopped the host (exit code 3 when nothing else failed).
     pub fn is_lock_held(&self) -> bool {
         matches!(self, HostError::LockHeld { .. } | HostError::Frozen { .. })

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::{HostError, HostRun};
 use crate::remote::lock;
-use crate::remote::state::{self, Facts, LiveManifest, LockHolder};
+use crate::remote::scan::{RecordedManifest, split_recorded_manifest};
+use crate::remote::state::{self, Facts, LockHolder};
 use crate::remote::steps::Lowering;
 use crate::ssh::{Held, Session};
 
@@ -20,7 +21,7 @@ impl HostRun<'_> {
         operator: &str,
         now: u64,
         live_manifest_cap: Option<u64>,
-    ) -> Result<(Held, Facts, Option<LiveManifest>), HostError> {
+    ) -> Result<(Held, Facts, Option<RecordedManifest>), HostError> {
         self.events.step(&self.label, "lock");
         if let Ok(mut stored) = self.operator.lock() {
             *stored = operator.to_string();
@@ -50,7 +51,7 @@ impl HostRun<'_> {
         // Taken out of `held`, which stays across the barrier: no per-host buffer there.
         let text = std::mem::take(&mut held.text);
         let (facts, live) = match live_manifest_cap {
-            Some(cap) => state::split_live_manifest(&text, cap),
+            Some(cap) => split_recorded_manifest(&text, cap),
             None => (text.as_str(), None),
         };
         match state::parse(facts) {

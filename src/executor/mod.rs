@@ -91,12 +91,19 @@ async fn off_task<T: Send + 'static>(
     }
 }
 
-/// Parses a recorded manifest's text (off the task: thousands of lines), for `step`.
-pub async fn parse_manifest(
+/// The manifest a host's [`scan::RecordedManifest`] section holds for `version`, parsed off the task
+/// (thousands of lines); an error naming `step` when none is recorded or it does not parse.
+pub async fn recorded_manifest_of(
     step: &str,
     version: &crate::inventory::Version,
-    text: String,
+    section: scan::RecordedManifest,
 ) -> Result<crate::artifact::Manifest, HostError> {
+    let text = match section {
+        scan::RecordedManifest::Recorded(text) => text,
+        scan::RecordedManifest::Absent => {
+            return Err(HostError::failed(step, scan::no_manifest_recorded(version)));
+        }
+    };
     off_task(step, move || crate::artifact::Manifest::from_text(&text))
         .await?
         .map_err(|error| {
@@ -326,25 +333,19 @@ impl<'a> HostRun<'a> {
         step: &str,
         version: &crate::inventory::Version,
     ) -> Result<crate::artifact::Manifest, HostError> {
-        let missing = scan::no_manifest_recorded(version);
         let output = self
             .run(
                 step,
                 &scan::manifest_command(self.lowering.base_dir, version),
             )
-            .await
-            .map_err(|error| match error {
-                // The script's own word for it, without the exit status.
-                HostError::Failed { step, message } if message.ends_with(&missing) => {
-                    HostError::Failed {
-                        step,
-                        message: missing,
-                    }
-                }
-                other => other,
-            })?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        parse_manifest(step, version, text).await
+            .await?;
+        match scan::split_recorded_manifest(&output.stdout_text(), u64::MAX) {
+            ("", Some(section)) => recorded_manifest_of(step, version, section).await,
+            _ => Err(HostError::failed(
+                step,
+                format!("the host's answer for the manifest of {version} is cut short or garbled"),
+            )),
+        }
     }
 
     /// Runs one planned step; returns its output. A step abandoned on the deadline

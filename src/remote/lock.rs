@@ -109,7 +109,8 @@ exit 0
 mod tests {
     use super::*;
     use crate::inventory::Version;
-    use crate::remote::state::{LIVE_MANIFEST, LiveManifest, LockHolder, split_live_manifest};
+    use crate::remote::scan::{RECORDED_MANIFEST, RecordedManifest, split_recorded_manifest};
+    use crate::remote::state::LockHolder;
 
     #[test]
     fn lock_holders_are_described_for_operators() {
@@ -175,15 +176,18 @@ mod tests {
 
         // No live release yet: no section.
         let text = locked_text(directory.path(), Some(1 << 20));
-        assert!(!text.contains(LIVE_MANIFEST), "{text}");
-        assert_eq!(split_live_manifest(&text, 1 << 20), (text.as_str(), None));
+        assert!(!text.contains(RECORDED_MANIFEST), "{text}");
+        assert_eq!(
+            split_recorded_manifest(&text, 1 << 20),
+            (text.as_str(), None)
+        );
 
         std::os::unix::fs::symlink("releases/v1", app.join("current")).expect("symlink");
         let plain = locked_text(directory.path(), None);
-        assert!(!plain.contains(LIVE_MANIFEST), "{plain}");
+        assert!(!plain.contains(RECORDED_MANIFEST), "{plain}");
 
         let text = locked_text(directory.path(), Some(1 << 20));
-        let (facts, live) = split_live_manifest(&text, 1 << 20);
+        let (facts, live) = split_recorded_manifest(&text, 1 << 20);
         assert_eq!(
             stable(facts),
             stable(&plain),
@@ -193,24 +197,24 @@ mod tests {
             state::parse(facts).expect("facts parse").live(),
             Some(&version)
         );
-        assert_eq!(live, Some(LiveManifest::Recorded(manifest.to_string())));
+        assert_eq!(live, Some(RecordedManifest::Recorded(manifest.to_string())));
         // Exactly the manifest's size is within the cap; one byte less is not.
         let size = manifest.len() as u64;
         let text = locked_text(directory.path(), Some(size));
         assert!(matches!(
-            split_live_manifest(&text, size).1,
-            Some(LiveManifest::Recorded(_))
+            split_recorded_manifest(&text, size).1,
+            Some(RecordedManifest::Recorded(_))
         ));
         let text = locked_text(directory.path(), Some(size - 1));
-        let (facts, live) = split_live_manifest(&text, size - 1);
+        let (facts, live) = split_recorded_manifest(&text, size - 1);
         assert_eq!((stable(facts), live), (stable(&plain), None));
 
         std::fs::remove_file(app.join(".deploy/manifests/v1")).expect("remove manifest");
         let text = locked_text(directory.path(), Some(1 << 20));
-        let (facts, live) = split_live_manifest(&text, 1 << 20);
+        let (facts, live) = split_recorded_manifest(&text, 1 << 20);
         assert_eq!(
             (stable(facts), live),
-            (stable(&plain), Some(LiveManifest::Absent))
+            (stable(&plain), Some(RecordedManifest::Absent))
         );
     }
 

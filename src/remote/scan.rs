@@ -1,5 +1,6 @@
-//! Scan: the programs that read a release's files on a host, for `diff` and `status --verify`:
-//! the manifest recorded at push time, and a listing of what is there now with the digest of
+//! Scan: the programs that read a release's files on a host, for `diff`, `status --verify` and
+//! a delta's base: the manifest recorded at push time (one section format, printed by the
+//! manifest command and at the end of a push's lock facts), and a listing of what is there now with the digest of
 //! every regular file, parsed into a `Manifest` (remote output is untrusted: a record that does
 //! not parse is an error).
 
@@ -8,19 +9,72 @@ use super::script::{Script, join, quote, script};
 use crate::artifact::{Entry, EntryKind, Manifest};
 use crate::inventory::Version;
 
-/// Prints the manifest recorded for `version` at push time.
+/// Prints the manifest recorded for `version` at push time, as a [`RECORDED_MANIFEST`] section.
 pub fn manifest_command(base_dir: &str, version: &Version) -> String {
-    script!(
-        "[ -f {file} ] || {{ echo {missing} >&2; exit 1; }}\ncat {file}\n",
-        file = quote(&join(base_dir, &layout::manifest(version))),
-        missing = quote(&no_manifest_recorded(version)),
-    )
-    .into_string()
+    manifest_section(&quote(&join(base_dir, &layout::manifest(version))), None).into_string()
+}
+
+/// Line that starts a recorded manifest in a host's answer (`manifest_command`, and the end of
+/// a push's lock facts): the marker, the manifest (whole, or up to a cap and one byte more) and
+/// a newline of the script's own; or the marker and ` -` when none is recorded.
+pub const RECORDED_MANIFEST: &str = "RECORDED-MANIFEST";
+
+/// What a host said of a release's recorded manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedManifest {
+    /// The manifest's text, whole (no longer than the cap asked for).
+    Recorded(String),
+    /// The release has no recorded manifest.
+    Absent,
 }
 
 /// Why a release has no manifest to read: none was recorded for it.
 pub fn no_manifest_recorded(version: &Version) -> String {
     format!("no manifest recorded for {version}")
+}
+
+/// The shell that prints the [`RECORDED_MANIFEST`] section of the manifest file `file` (a shell
+/// word), whole or, with `cap`, its first `cap` bytes and one more (to show it is longer). A
+/// read that fails ends the script before the section's closing newline.
+pub(super) fn manifest_section(file: &Script, cap: Option<u64>) -> Script {
+    let read = match cap {
+        Some(cap) => script!("head -c {limit}", limit = &(cap + 1)),
+        None => script!("cat"),
+    };
+    script!(
+        "if [ -f {file} ]; then printf '{marker}\\n' && {read} -- {file} && printf '\\n' || exit 1\n\
+         else printf '{marker} -\\n'; fi\n",
+        file = file,
+        read = &read,
+        marker = RECORDED_MANIFEST,
+    )
+}
+
+/// Splits a host's answer into what comes before its [`RECORDED_MANIFEST`] section and the
+/// manifest the section holds. A manifest longer than `cap`, or a section that does not read as
+/// the script writes it (cut short, or anything after it), is left out (`None`).
+pub fn split_recorded_manifest(text: &str, cap: u64) -> (&str, Option<RecordedManifest>) {
+    let start = if text.starts_with(RECORDED_MANIFEST) {
+        Some(0)
+    } else {
+        text.find(&format!("\n{RECORDED_MANIFEST}"))
+            .map(|index| index + 1)
+    };
+    let Some(start) = start else {
+        return (text, None);
+    };
+    let before = &text[..start];
+    let section = &text[start + RECORDED_MANIFEST.len()..];
+    let manifest = match section.split_once('\n') {
+        // The script ends the manifest with a newline of its own.
+        Some(("", content)) => content
+            .strip_suffix('\n')
+            .filter(|content| content.len() as u64 <= cap)
+            .map(|content| RecordedManifest::Recorded(content.to_string())),
+        Some((" -", "")) => Some(RecordedManifest::Absent),
+        _ => None,
+    };
+    (before, manifest)
 }
 
 /// Marker between the listing and the digests in scan output when the digests are
@@ -161,6 +215,61 @@ pub fn parse_scan(output: &[u8]) -> Result<Manifest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `manifest_command` run by a real `sh`: the recorded manifest comes back whole, byte for
+    /// byte, and a release without one says so.
+    #[test]
+    fn the_manifest_command_answers_with_a_section() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let v1 = version("v1");
+        let file = directory.path().join("app").join(layout::manifest(&v1));
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        let manifest = "deploy-manifest 1\nf\t644\t3\tabc\tx\n";
+        std::fs::write(&file, manifest).expect("write");
+        let answer = |version: &Version| {
+            let output = crate::remote::local_shell::run(
+                directory.path(),
+                &manifest_command("app", version),
+            );
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).expect("utf-8")
+        };
+        assert_eq!(
+            split_recorded_manifest(&answer(&v1), u64::MAX),
+            ("", Some(RecordedManifest::Recorded(manifest.to_string())))
+        );
+        assert_eq!(
+            split_recorded_manifest(&answer(&version("v2")), u64::MAX),
+            ("", Some(RecordedManifest::Absent))
+        );
+    }
+
+    /// Sections that do not read as the script writes them are left out, never guessed at.
+    #[test]
+    fn a_malformed_recorded_manifest_section_is_left_out() {
+        let facts = "base present\ncurrent releases/v1\n";
+        for section in [
+            "RECORDED-MANIFEST\nno newline of the script's own",
+            "RECORDED-MANIFEST v1\ndeploy-manifest 1\n\n",
+            "RECORDED-MANIFEST x\n",
+            "RECORDED-MANIFEST -\nsomething after none\n",
+            "RECORDED-MANIFESTO\n\n",
+        ] {
+            let text = format!("{facts}{section}");
+            assert_eq!(
+                split_recorded_manifest(&text, 1 << 20),
+                (facts, None),
+                "{section:?}"
+            );
+        }
+        let text = format!("{facts}RECORDED-MANIFEST\ndeploy-manifest 1\n\n");
+        assert_eq!(
+            split_recorded_manifest(&text, 1 << 20).1,
+            Some(RecordedManifest::Recorded(
+                "deploy-manifest 1\n".to_string()
+            ))
+        );
+    }
 
     fn version(text: &str) -> Version {
         Version::parse(text).expect("valid version")

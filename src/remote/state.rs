@@ -71,23 +71,21 @@ pub fn command(base_dir: &str) -> String {
 
 /// `command`, as a piece of another script (the lock script prints the facts under the lock).
 /// With `live_manifest_cap` (a push's lock, which plans a delta from the live release), the
-/// facts end with the live release's recorded manifest: `LIVE_MANIFEST`, at most the cap and
-/// one byte more of it, and a newline; or `LIVE_MANIFEST -` when none is recorded. The release
-/// is the one the `current` line names.
+/// facts end with the live release's recorded manifest, up to that cap
+/// (`scan::manifest_section`). The release is the one the `current` line names.
 pub(super) fn facts_script(base_dir: &str, live_manifest_cap: Option<u64>) -> Script {
+    // The live release: the one `current` names (`l`, set by the script before this piece).
     let live_manifest = match live_manifest_cap {
         Some(cap) => script!(
-            "case $l in {releases}/*)\n\
-             \x20 v=${{l#{releases}/}}\n\
-             \x20 case $v in ''|*[!A-Za-z0-9._+-]*) ;;\n\
-             \x20 *) if [ -f \"{manifests}/$v\" ]; then printf '{marker}\\n'; head -c {limit} -- \"{manifests}/$v\"; printf '\\n'\n\
-             \x20    else printf '{marker} -\\n'; fi;;\n\
-             \x20 esac;;\n\
+            "case $l in {releases}/*) v=${{l#{releases}/}};; *) v=;; esac\n\
+             case $v in ''|*[!A-Za-z0-9._+-]*) ;;\n\
+             *)\n{section};;\n\
              esac\n",
             releases = layout::RELEASES,
-            manifests = layout::MANIFESTS,
-            marker = LIVE_MANIFEST,
-            limit = &(cap + 1),
+            section = &super::scan::manifest_section(
+                &script!("\"{manifests}/$v\"", manifests = layout::MANIFESTS),
+                Some(cap)
+            ),
         ),
         None => script!(""),
     };
@@ -133,47 +131,6 @@ for s in {staging}/*; do [ -e "$s" ] && printf 'staging %s\n' "${{s#{staging}/}}
         freeze = layout::FREEZE,
         live_manifest = &live_manifest,
     )
-}
-
-/// Line that starts the live release's recorded manifest at the end of a push's lock facts
-/// (`facts_script` with a cap).
-pub const LIVE_MANIFEST: &str = "LIVE-MANIFEST";
-
-/// What a push's lock facts said of the live release's recorded manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LiveManifest {
-    /// The manifest's text, whole (no longer than the cap asked for).
-    Recorded(String),
-    /// The live release has no recorded manifest.
-    Absent,
-}
-
-/// Splits a push's lock facts into the facts lines (for `parse`) and the live release's
-/// manifest. A manifest longer than `cap` (the script prints one byte more to show it), or a
-/// section that does not read as the script writes it, is left out: the push then reads the
-/// manifest with a command of its own, as without the section.
-pub fn split_live_manifest(text: &str, cap: u64) -> (&str, Option<LiveManifest>) {
-    let start = if text.starts_with(LIVE_MANIFEST) {
-        Some(0)
-    } else {
-        text.find(&format!("\n{LIVE_MANIFEST}"))
-            .map(|index| index + 1)
-    };
-    let Some(start) = start else {
-        return (text, None);
-    };
-    let facts = &text[..start];
-    let section = &text[start + LIVE_MANIFEST.len()..];
-    let live = match section.split_once('\n') {
-        // The script ends the manifest with a newline of its own.
-        Some(("", content)) => content
-            .strip_suffix('\n')
-            .filter(|content| content.len() as u64 <= cap)
-            .map(|content| LiveManifest::Recorded(content.to_string())),
-        Some((" -", "")) => Some(LiveManifest::Absent),
-        _ => None,
-    };
-    (facts, live)
 }
 
 /// Parses the script's output. Every line must be one the script prints.
@@ -407,31 +364,6 @@ impl LockHolder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Sections that do not read as the script writes them are left out, never guessed at.
-    #[test]
-    fn a_malformed_live_manifest_section_is_left_out() {
-        let facts = "base present\ncurrent releases/v1\n";
-        for section in [
-            "LIVE-MANIFEST\nno newline of the script's own",
-            "LIVE-MANIFEST v1\ndeploy-manifest 1\n\n",
-            "LIVE-MANIFEST x\n",
-            "LIVE-MANIFEST -\nsomething after none\n",
-            "LIVE-MANIFESTO\n\n",
-        ] {
-            let text = format!("{facts}{section}");
-            assert_eq!(
-                split_live_manifest(&text, 1 << 20),
-                (facts, None),
-                "{section:?}"
-            );
-        }
-        let text = format!("{facts}LIVE-MANIFEST\ndeploy-manifest 1\n\n");
-        assert_eq!(
-            split_live_manifest(&text, 1 << 20).1,
-            Some(LiveManifest::Recorded("deploy-manifest 1\n".to_string()))
-        );
-    }
 
     fn version(text: &str) -> Version {
         Version::parse(text).expect("valid version")

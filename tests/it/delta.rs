@@ -138,6 +138,16 @@ impl Relayed {
         for relay in &self.relays {
             relay.reset();
         }
+        let ran = self.run_push(version, release, extra);
+        (ran, self.relays.iter().map(Relay::sent).collect())
+    }
+
+    /// `push --dry-run` of `release` as `version`.
+    fn dry_run(&self, version: &str, release: &Release, extra: &[&str]) -> Ran {
+        self.run_push(version, release, &[&["--dry-run"], extra].concat())
+    }
+
+    fn run_push(&self, version: &str, release: &Release, extra: &[&str]) -> Ran {
         let mut args = vec![
             "push",
             "--version",
@@ -146,8 +156,7 @@ impl Relayed {
             path_str(&release.tarball),
         ];
         args.extend_from_slice(extra);
-        let ran = self.run(&args);
-        (ran, self.relays.iter().map(Relay::sent).collect())
+        self.run(&args)
     }
 
     fn release_dir(&self, host: usize, version: &str) -> PathBuf {
@@ -183,15 +192,7 @@ fn a_delta_push_sends_what_changed_and_links_the_rest() {
     let edited = fleet.release_dir(1, "v1").join("d01/f00001.dat");
     std::fs::write(&edited, "edited on the host").expect("edit");
 
-    let dry = fleet.run(&[
-        "push",
-        "--dry-run",
-        "--version",
-        "v2",
-        "--artifact",
-        path_str(&v2.tarball),
-    ]);
-    let dry = dry.expect_code(0);
+    let dry = fleet.dry_run("v2", &v2, &[]).expect_code(0);
     let notes = dry.host("web1")["notes"].to_string();
     assert!(
         notes.contains("delta from v1: 20 files"),
@@ -331,15 +332,7 @@ fn copy_mode_shares_nothing_and_full_pushes_send_everything() {
 
     // --full: the whole artifact, even though a delta would do.
     let size = std::fs::metadata(&v3.tarball).expect("size").len();
-    let dry = fleet.run(&[
-        "push",
-        "--dry-run",
-        "--full",
-        "--version",
-        "v3",
-        "--artifact",
-        path_str(&v3.tarball),
-    ]);
+    let dry = fleet.dry_run("v3", &v3, &["--full"]);
     assert!(
         dry.host("web1")["notes"]
             .to_string()
@@ -529,7 +522,7 @@ fn the_live_manifest_comes_with_the_lock_when_every_host_is_worked_on_at_once() 
             .count();
         let reads = commands
             .iter()
-            .filter(|line| line.starts_with("[ -f ") && line.contains(".deploy/manifests/"))
+            .filter(|line| is_manifest_read(line))
             .count();
         (locks, reads)
     };
@@ -577,16 +570,7 @@ fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push()
         "full push: recorded manifest of v1: line 2: ",
     ];
     // The dry run reads the manifest with a command of its own, and names the same reasons.
-    let dry = fleet
-        .run(&[
-            "push",
-            "--dry-run",
-            "--version",
-            "v2",
-            "--artifact",
-            path_str(&v2.tarball),
-        ])
-        .expect_code(0);
+    let dry = fleet.dry_run("v2", &v2, &[]).expect_code(0);
     for (host, reason) in fleet.scenario.hosts().iter().zip(reasons) {
         let notes = dry.host(&host.name)["notes"].to_string();
         assert!(notes.contains(reason), "dry run, {}: {notes}", host.name);
@@ -609,9 +593,7 @@ fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push()
         );
         let commands = host.session_commands();
         assert!(
-            !commands
-                .iter()
-                .any(|line| line.starts_with("[ -f ") && line.contains(".deploy/manifests/")),
+            !commands.iter().any(|line| is_manifest_read(line)),
             "{}: the manifest is read under the lock only: {commands:#?}",
             host.name
         );
@@ -622,6 +604,14 @@ fn a_missing_or_unreadable_live_manifest_read_under_the_lock_means_a_full_push()
             host.name
         );
     }
+}
+
+/// Whether a session's first command line is the read of a recorded manifest
+/// (`scan::manifest_command`: it tests for the file, then prints its section).
+fn is_manifest_read(line: &str) -> bool {
+    line.starts_with("if [ -f ")
+        && line.contains(".deploy/manifests/")
+        && line.contains("RECORDED-MANIFEST")
 }
 
 /// Rewrites a release's file `number` in place as a host-side edit that hides best would: other
