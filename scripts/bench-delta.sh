@@ -23,6 +23,20 @@
 #      shares), then the timed delta push of v7; its wall and how many of the files it reuses
 #      the live release's identity record still vouched for (the rest were hashed on the hosts),
 #      against the delta push of v2 (figures only, no target)
+#   9. the floor of a delta push here (no target; it says what target 2 can be): the artifact
+#      check `deploy push` makes before any host is contacted (SPEC §4 step 1: a `deploy push
+#      --dry-run` of v2 against a closed port, which checks the artifact and is then refused),
+#      then the least that SPEC §4 steps 2-3 and the issue's verification leave to do, over one
+#      OpenSSH connection per host (curve25519, the cheapest key exchange both ends offer; a
+#      ControlMaster, so the switch is a second session, not a second handshake): in parallel
+#      on every host, one session takes the lock (`mkdir`), links the whole of v1 (`cp -al`),
+#      extracts the changed files over it (GNU tar replaces a linked file, never writes
+#      through it) while hashing the stream, and renames the tree into place; it lists v1's
+#      files before linking and the staged tree after (without the first, a base file edited
+#      on the host could not be told from one the link touched, so reused files would have to
+#      be hashed); once every host has staged, one session each switches `current`, appends a
+#      history line and unlocks. No records kept, no repair round, nothing parsed on the
+#      controller, no process a push does not need.
 #
 # Each timed run is preceded by `sync`. One round (BENCH_ROUNDS=N repeats the whole sequence with
 # new version names and reports medians). It prints the figures with PASS/MISS and exits 0 unless
@@ -124,6 +138,40 @@ for version in 1 2 3 4 5 6 7; do
 done
 log "artifacts: $(ls -l v*.tar.gz | awk '{ printf "%s %s B; ", $NF, $5 }')"
 
+# The floor (9). The check alone: an inventory of one host on a closed port.
+{
+  sed -n '1,/^$/p' deploy.toml
+  printf '[[hosts]]\nname = "closed"\naddress = "127.0.0.1"\nport = 1\n\n[services.delta]\nbase_dir = "delta"\n'
+} >check-only.toml
+# The delta floor's stream: the files of v2 that are not v1's (another inode: next_tree
+# replaced them), uncompressed like deploy's own delta stream of incompressible files.
+comm -13 <(cd trees/v1 && find . -type f -printf '%i %P\n' | sort) <(cd trees/v2 && find . -type f -printf '%i %P\n' | sort) \
+  | cut -d' ' -f2- >floor-v2.list
+tar -cf floor-v2.tar -C trees/v2 -T floor-v2.list
+# The floor's host programs, run in the service's directory: staging ($1 the new release, $2 the
+# base release), then the switch ($1 the new release).
+cat >floor-delta.sh <<'EOF'
+set -e
+mkdir lock
+s=staging.$1
+rm -rf "$s"
+mkdir -p "$s"
+find "releases/$2" -type f -printf '%y %m %s %D %i %T@ %C@\0%P\0%l\0'
+cp -al "releases/$2" "$s/tree"
+{ tee /dev/fd/3 | tar -xf - -C "$s/tree" >&2; } 3>&1 | openssl dgst -sha256 -r
+find "$s/tree" -printf '%y %m %s %D %i %T@ %C@\0%P\0%l\0'
+mv -T "$s/tree" "releases/$1"
+rmdir "$s"
+EOF
+cat >floor-switch.sh <<'EOF'
+set -e
+ln -sfn "releases/$1" current.tmp
+mv -T current.tmp current
+echo "$1" >>history
+rmdir lock
+EOF
+for root in "${FLEET_ROOTS[@]}"; do cp floor-delta.sh floor-switch.sh "$root/"; done
+
 # run_push NAME SERVICE VERSION ARTIFACT [EXTRA...]: a timed push; sets wall_s, rss_kib, bytes
 # (summed over the hosts), results (the hosts' results, sorted and counted). With verbosity=-v
 # (default -q), its info lines stay in NAME.stderr.
@@ -189,10 +237,54 @@ rsync_push() {
   wall_s=$(elapsed "$t0" "$t1")
 }
 
+# check_only RELEASE ARTIFACT: the artifact check of a push (a dry run against a closed port),
+# which must end on the refused connection, never on the artifact (exit 2).
+check_only() {
+  local rc=0
+  env -u SSH_AUTH_SOCK NO_COLOR=1 "$deploy_bin" -i check-only.toml push --dry-run --service delta \
+    --version "$1" --artifact "$2" --no-progress -q >/dev/null 2>check-only.err || rc=$?
+  if [ "$rc" = 0 ] || [ "$rc" = 2 ] || ! grep -q 'cannot connect' check-only.err; then
+    die "the check-only run did not end on the closed port (exit $rc): $(cat check-only.err)"
+  fi
+}
+# The floor's OpenSSH client: the fleet's options, the cheapest key exchange, and a control
+# connection per host (the switch session goes over the staging session's connection).
+floor_ssh_options=("${ssh_options[@]}" -o KexAlgorithms=curve25519-sha256 -o "ControlPath=$FLEET_DIR/control-%p")
+# floor_push DIRECTORY PROGRAM RELEASE ARG INPUT: the check of v2, then in DIRECTORY on every host
+# in parallel `sh PROGRAM RELEASE ARG < INPUT`, then once all have staged `sh floor-switch.sh
+# RELEASE`; sets wall_s.
+floor_push() {
+  local directory=$1 program=$2 release=$3 argument=$4 input=$5 t0 t1 pids=() failed=0 port
+  sync
+  t0=$(now)
+  check_only "$release" v2.tar.gz
+  for port in "${FLEET_PORTS[@]}"; do
+    env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=yes -o ControlPersist=60 \
+      -p "$port" "$FLEET_USER@127.0.0.1" "cd $directory && sh ../$program $release $argument" <"$input" >/dev/null &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  [ "$failed" = 0 ] || die "$failed floor stagings ($program) failed"
+  pids=()
+  for port in "${FLEET_PORTS[@]}"; do
+    env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=no -p "$port" "$FLEET_USER@127.0.0.1" \
+      "cd $directory && sh ../floor-switch.sh $release" </dev/null >/dev/null &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  t1=$(now)
+  [ "$failed" = 0 ] || die "$failed floor switches failed"
+  for port in "${FLEET_PORTS[@]}"; do
+    ssh "${floor_ssh_options[@]}" -O exit -p "$port" "$FLEET_USER@127.0.0.1" 2>/dev/null || true
+  done
+  wall_s=$(elapsed "$t0" "$t1")
+}
+
 env -u SSH_AUTH_SOCK NO_COLOR=1 "$deploy_bin" -i deploy.toml check --no-progress -q >/dev/null \
   || die "deploy check failed against the fresh fleet"
 
 delta_walls=() steady_walls=() steady_vouched=() full_walls=() rsync_walls=() plain_walls=() byte_ratios=() rss=() disk_ratios=() repush=()
+floor_walls=()
 for ((round = 1; round <= rounds; round++)); do
   r=r$round
   log ""
@@ -202,10 +294,15 @@ for ((round = 1; round <= rounds; round++)); do
   if [ "$rsync_available" = 1 ]; then
     rsync_push "" v1 "$r-v1"
   fi
+  # The delta floor's v1: the controller's own tree, hard-linked (the same file system).
+  for root in "${FLEET_ROOTS[@]}"; do
+    mkdir -p "$root/floor/releases"
+    cp -al trees/v1 "$root/floor/releases/$r-v1"
+  done
 
   # The order of the timed runs alternates each round.
-  order=(delta full rsync plain)
-  [ $((round % 2)) = 0 ] && order=(plain rsync full delta)
+  order=(delta full rsync plain floor)
+  [ $((round % 2)) = 0 ] && order=(floor plain rsync full delta)
   for which in "${order[@]}"; do
     case $which in
       delta)
@@ -229,6 +326,11 @@ for ((round = 1; round <= rounds; round++)); do
         plain_push "$r" v2.tar.gz
         plain_wall=$wall_s
         log "  plain ssh | tar:   ${wall_s}s"
+        ;;
+      floor)
+        floor_push floor floor-delta.sh "$r-v2" "$r-v1" floor-v2.tar
+        floor_wall=$wall_s
+        log "  floor of a delta:  ${wall_s}s"
         ;;
     esac
   done
@@ -254,14 +356,18 @@ for ((round = 1; round <= rounds; round++)); do
   steady_walls+=("$wall_s") steady_vouched+=("$vouched")
 
   delta_walls+=("$delta_wall") full_walls+=("$full_wall") plain_walls+=("$plain_wall")
+  floor_walls+=("$floor_wall")
   [ "$rsync_available" = 1 ] && rsync_walls+=("$rsync_wall")
   byte_ratios+=("$(ratio "$delta_bytes" "$full_bytes")") rss+=("$delta_rss")
   disk_ratios+=("$(ratio "$disk_all" "$disk_one")")
+  # The floor did the whole job: its v2 is v2, on the first host (the others ran the same).
+  diff -r trees/v2 "${FLEET_ROOTS[0]}/floor/releases/$r-v2" >/dev/null || die "the floor's v2 differs from the artifact's tree"
+  [ "$(readlink "${FLEET_ROOTS[0]}/floor/current")" = "releases/$r-v2" ] || die "the floor did not switch"
   # The next round starts from v1 again on fresh releases. Trees are removed here, between
   # rounds, never between two timed runs: this disk is mounted with online discard, and
   # removing the plain pipeline's 1.6 GB right after it ran stalled the journal under the next
   # timed run (round two's full push took 29.5-32.7 s where rounds one and three took 20-22 s).
-  for root in "${FLEET_ROOTS[@]}"; do rm -rf -- "$root/delta" "$root/full" "$root/rsync" "$root/plain"; done
+  for root in "${FLEET_ROOTS[@]}"; do rm -rf -- "$root/delta" "$root/full" "$root/rsync" "$root/plain" "$root/floor"; done
   sync
 done
 
@@ -288,6 +394,10 @@ if [ "$rsync_available" = 1 ]; then
   rsync_med=$(median "${rsync_walls[@]}")
   printf '%-46s %14s\n' "wall, rsync -a --link-dest over OpenSSH" "${rsync_med}s"
   printf '%-46s %14s   %-12s %s\n' "delta / rsync" "$(ratio "$delta_med" "$rsync_med")" "<= 0.5" "$(verdict "$(ratio "$delta_med" "$rsync_med") <= 0.5")"
+  floor_med=$(median "${floor_walls[@]}")
+  printf '%-46s %14s\n' "wall, floor of a delta push (median)" "${floor_med}s"
+  printf '%-46s %14s   %-12s %s\n' "floor of a delta / rsync" "$(ratio "$floor_med" "$rsync_med")" "(no target)" \
+    "per round: $(for i in "${!floor_walls[@]}"; do printf '%s ' "$(ratio "${floor_walls[$i]}" "${rsync_walls[$i]}")"; done)"
 else
   printf '%-46s %14s\n' "rsync comparison" "not run (no rsync)"
 fi
@@ -297,6 +407,7 @@ printf '%-46s %14s   %-12s %s\n' "controller peak RSS, delta push" "$((rss_max /
 printf '%-46s %14s   %-12s %s\n' "unchanged re-push, bytes (all hosts)" "$repush_max" "0" "$(verdict "$repush_max == 0")"
 printf '%-46s %14s\n' "wall, plain ssh | tar -xzf (median)" "${plain_med}s"
 printf '%-46s %14s   %-12s %s\n' "full push / plain ssh" "$(ratio "$full_med" "$plain_med")" "<= 1.10" "$(verdict "$(ratio "$full_med" "$plain_med") <= 1.10")"
-printf '\nper round (s): delta %s | full %s | rsync %s | plain %s\n' "${delta_walls[*]}" "${full_walls[*]}" "${rsync_walls[*]:-}" "${plain_walls[*]}"
+printf '\nper round (s): delta %s | full %s | rsync %s | plain %s | floor of a delta %s\n' \
+  "${delta_walls[*]}" "${full_walls[*]}" "${rsync_walls[*]:-}" "${plain_walls[*]}" "${floor_walls[*]}"
 printf 'load average (1/5/15 min) at the end: %s (other load on the machine skews the figures)\n' \
   "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
