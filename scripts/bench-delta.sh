@@ -149,7 +149,8 @@ comm -13 <(cd trees/v1 && find . -type f -printf '%i %P\n' | sort) <(cd trees/v2
   | cut -d' ' -f2- >floor-v2.list
 tar -cf floor-v2.tar -C trees/v2 -T floor-v2.list
 # The floor's host programs, run in the service's directory: staging ($1 the new release, $2 the
-# base release), then the switch ($1 the new release).
+# base release), then the switch ($1 the new release). The listings are in deploy's identity
+# format (remote::delta::IDENTITY_FORMAT).
 cat >floor-delta.sh <<'EOF'
 set -e
 mkdir lock
@@ -200,41 +201,51 @@ run_push() {
 
 # The plain OpenSSH client's options: the fleet's key and strict known_hosts.
 ssh_options=("${FLEET_SSH_OPTIONS[@]}")
-# plain_push RELEASE ARTIFACT: 8 `ssh host 'tar -xzf -' < artifact` in parallel; sets wall_s.
-plain_push() {
-  local release=$1 artifact=$2 t0 t1 pids=() failed=0 port
-  sync
-  t0=$(now)
+# on_every_host WHAT COMMAND [ARGS...]: `COMMAND PORT ARGS...` for every host at once; dies
+# naming WHAT when any of them fails.
+on_every_host() {
+  local what=$1 command=$2 pids=() failed=0 port pid
+  shift 2
   for port in "${FLEET_PORTS[@]}"; do
-    env -u SSH_AUTH_SOCK ssh "${ssh_options[@]}" -p "$port" "$FLEET_USER@127.0.0.1" \
-      "mkdir -p plain/releases/$release && tar -xzf - -C plain/releases/$release && ln -sfn releases/$release plain/current.tmp && mv -T plain/current.tmp plain/current" \
-      <"$artifact" &
+    "$command" "$port" "$@" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
-  t1=$(now)
-  [ "$failed" = 0 ] || die "$failed plain ssh pipelines failed"
-  wall_s=$(elapsed "$t0" "$t1")
+  [ "$failed" = 0 ] || die "$failed $what failed"
+}
+# host_ssh PORT ARGS...: the plain OpenSSH client to one host.
+host_ssh() {
+  local port=$1
+  shift
+  env -u SSH_AUTH_SOCK ssh "${ssh_options[@]}" -p "$port" "$FLEET_USER@127.0.0.1" "$@"
+}
+
+# plain_push RELEASE ARTIFACT: 8 `ssh host 'tar -xzf -' < artifact` in parallel; sets wall_s.
+plain_one() {
+  host_ssh "$1" "mkdir -p plain/releases/$2 && tar -xzf - -C plain/releases/$2 && ln -sfn releases/$2 plain/current.tmp && mv -T plain/current.tmp plain/current" <"$3"
+}
+plain_push() {
+  local t0
+  sync
+  t0=$(now)
+  on_every_host "plain ssh pipelines" plain_one "$1" "$2"
+  wall_s=$(elapsed "$t0" "$(now)")
 }
 # rsync_push BASE TREE RELEASE: the unpacked TREE into rsync/releases/RELEASE on every host,
 # hard-linking unchanged files from rsync/releases/BASE (none when BASE is empty).
-rsync_push() {
-  local base=$1 tree=$2 release=$3 t0 t1 pids=() failed=0 port link=()
+rsync_one() {
+  local port=$1 base=$2 tree=$3 release=$4 link=()
   [ -n "$base" ] && link=(--link-dest="../$base")
+  env -u SSH_AUTH_SOCK rsync -a "${link[@]}" --rsync-path="mkdir -p rsync/releases && rsync" \
+    -e "ssh ${ssh_options[*]} -p $port" "trees/$tree/" "$FLEET_USER@127.0.0.1:rsync/releases/$release/" \
+    && host_ssh "$port" "ln -sfn releases/$release rsync/current.tmp && mv -T rsync/current.tmp rsync/current"
+}
+rsync_push() {
+  local t0
   sync
   t0=$(now)
-  for port in "${FLEET_PORTS[@]}"; do
-    env -u SSH_AUTH_SOCK rsync -a "${link[@]}" --rsync-path="mkdir -p rsync/releases && rsync" \
-      -e "ssh ${ssh_options[*]} -p $port" \
-      "trees/$tree/" "$FLEET_USER@127.0.0.1:rsync/releases/$release/" \
-      && env -u SSH_AUTH_SOCK ssh "${ssh_options[@]}" -p "$port" "$FLEET_USER@127.0.0.1" \
-        "ln -sfn releases/$release rsync/current.tmp && mv -T rsync/current.tmp rsync/current" &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
-  t1=$(now)
-  [ "$failed" = 0 ] || die "$failed rsync runs failed"
-  wall_s=$(elapsed "$t0" "$t1")
+  on_every_host "rsync runs" rsync_one "$@"
+  wall_s=$(elapsed "$t0" "$(now)")
 }
 
 # check_only RELEASE ARTIFACT: the artifact check of a push (a dry run against a closed port),
@@ -250,30 +261,24 @@ check_only() {
 # The floor's OpenSSH client: the fleet's options, the cheapest key exchange, and a control
 # connection per host (the switch session goes over the staging session's connection).
 floor_ssh_options=("${ssh_options[@]}" -o KexAlgorithms=curve25519-sha256 -o "ControlPath=$FLEET_DIR/control-%p")
-# floor_push DIRECTORY PROGRAM RELEASE ARG INPUT: the check of v2, then in DIRECTORY on every host
-# in parallel `sh PROGRAM RELEASE ARG < INPUT`, then once all have staged `sh floor-switch.sh
-# RELEASE`; sets wall_s.
+floor_stage() {
+  env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=yes -o ControlPersist=60 -p "$1" \
+    "$FLEET_USER@127.0.0.1" "cd floor && sh ../floor-delta.sh $2 $3" <floor-v2.tar >/dev/null
+}
+floor_switch() {
+  env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=no -p "$1" \
+    "$FLEET_USER@127.0.0.1" "cd floor && sh ../floor-switch.sh $2" </dev/null >/dev/null
+}
+# floor_push RELEASE BASE: the check of v2, then floor-delta.sh on every host in parallel (the
+# changed files of v2 on its stdin), then once all have staged floor-switch.sh; sets wall_s.
 floor_push() {
-  local directory=$1 program=$2 release=$3 argument=$4 input=$5 t0 t1 pids=() failed=0 port
+  local t0 t1 port
   sync
   t0=$(now)
-  check_only "$release" v2.tar.gz
-  for port in "${FLEET_PORTS[@]}"; do
-    env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=yes -o ControlPersist=60 \
-      -p "$port" "$FLEET_USER@127.0.0.1" "cd $directory && sh ../$program $release $argument" <"$input" >/dev/null &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
-  [ "$failed" = 0 ] || die "$failed floor stagings ($program) failed"
-  pids=()
-  for port in "${FLEET_PORTS[@]}"; do
-    env -u SSH_AUTH_SOCK ssh "${floor_ssh_options[@]}" -o ControlMaster=no -p "$port" "$FLEET_USER@127.0.0.1" \
-      "cd $directory && sh ../floor-switch.sh $release" </dev/null >/dev/null &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  check_only "$1" v2.tar.gz
+  on_every_host "floor stagings" floor_stage "$1" "$2"
+  on_every_host "floor switches" floor_switch "$1"
   t1=$(now)
-  [ "$failed" = 0 ] || die "$failed floor switches failed"
   for port in "${FLEET_PORTS[@]}"; do
     ssh "${floor_ssh_options[@]}" -O exit -p "$port" "$FLEET_USER@127.0.0.1" 2>/dev/null || true
   done
@@ -328,7 +333,7 @@ for ((round = 1; round <= rounds; round++)); do
         log "  plain ssh | tar:   ${wall_s}s"
         ;;
       floor)
-        floor_push floor floor-delta.sh "$r-v2" "$r-v1" floor-v2.tar
+        floor_push "$r-v2" "$r-v1"
         floor_wall=$wall_s
         log "  floor of a delta:  ${wall_s}s"
         ;;
